@@ -1,0 +1,30 @@
+//! The `launch` binary: `launch server` runs the control plane, every other
+//! subcommand is a CLI client of it. This file only parses arguments, sets up
+//! tracing and maps the outcome to an exit code; the work is in `server` and `cli`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use launch_control::cli::{self, Cli, Command};
+use launch_control::server;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(cli::exit::UNREACHABLE);
+        }
+    };
+    runtime.block_on(async move {
+        match args.command {
+            Command::Server(flags) => server::main(flags).await,
+            command => cli::main(args.global, command).await,
+        }
+    })
+}

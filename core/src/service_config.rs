@@ -1,0 +1,201 @@
+//! `launch.toml`, the optional file beside a service's compose file that says
+//! what compose cannot: the service's name, the host port it answers on (for
+//! its URL) and the HTTP probe that gates a deploy.
+//!
+//! ```toml
+//! name = "hello"          # default: the directory name
+//! port = 8080             # host port the service answers on
+//! [health]
+//! path = "/healthz"       # GET http://127.0.0.1:<port><path> must answer 2xx or 3xx
+//! timeout = "60s"         # how long the health gate waits (default 60s)
+//! interval = "1s"
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Error;
+use crate::names::ServiceName;
+
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub name: Option<ServiceName>,
+    pub port: Option<u16>,
+    pub health: Health,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The HTTP probe path; `None` means compose healthchecks alone gate the deploy.
+    pub path: Option<String>,
+    /// The port probed; defaults to the service's `port`.
+    pub port: Option<u16>,
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            path: None,
+            port: None,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            interval: DEFAULT_HEALTH_INTERVAL,
+        }
+    }
+}
+
+impl Health {
+    /// The port the HTTP probe targets, if there is a probe.
+    pub fn probe_port(&self, service_port: Option<u16>) -> Option<u16> {
+        self.path.as_ref().and(self.port.or(service_port))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: Option<String>,
+    port: Option<u16>,
+    #[serde(default)]
+    health: RawHealth,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: Option<String>,
+    port: Option<u16>,
+    timeout: Option<String>,
+    interval: Option<String>,
+}
+
+impl ServiceConfig {
+    /// Parses the text of a `launch.toml`; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        let fail = |message: String| Error::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| fail(e.message().to_owned()))?;
+        let name = raw
+            .name
+            .as_deref()
+            .map(ServiceName::parse)
+            .transpose()
+            .map_err(|e| fail(e.to_string()))?;
+        let duration = |field: &str, value: Option<&str>, default: Duration| {
+            let Some(value) = value else {
+                return Ok(default);
+            };
+            let parsed = humantime::parse_duration(value).map_err(|e| {
+                fail(format!(
+                    "health.{field} = {value:?}: {e}; write e.g. \"60s\" or \"2m\""
+                ))
+            })?;
+            if parsed.is_zero() || parsed > Duration::from_secs(3600) {
+                return Err(fail(format!(
+                    "health.{field} = {value:?} is out of range; use between 1s and 1h"
+                )));
+            }
+            Ok(parsed)
+        };
+        let health = Health {
+            timeout: duration(
+                "timeout",
+                raw.health.timeout.as_deref(),
+                DEFAULT_HEALTH_TIMEOUT,
+            )?,
+            interval: duration(
+                "interval",
+                raw.health.interval.as_deref(),
+                DEFAULT_HEALTH_INTERVAL,
+            )?,
+            port: raw.health.port,
+            path: raw.health.path,
+        };
+        if let Some(path) = &health.path {
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(fail(format!(
+                    "health.path = {path:?} must start with '/' and contain no spaces, e.g. \"/healthz\""
+                )));
+            }
+            if health.port.or(raw.port).is_none() {
+                return Err(fail(
+                    "health.path is set but no port is known: set `port` (or `health.port`) to the host port the service publishes".to_owned(),
+                ));
+            }
+        }
+        for (field, port) in [("port", raw.port), ("health.port", health.port)] {
+            if port == Some(0) {
+                return Err(fail(format!(
+                    "{field} = 0 is not a port; use the host port the service publishes"
+                )));
+            }
+        }
+        Ok(ServiceConfig {
+            name,
+            port: raw.port,
+            health,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServiceConfig, String> {
+        ServiceConfig::parse(text, Path::new("launch.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config, ServiceConfig::default());
+        assert_eq!(config.health.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn full_file_is_typed() {
+        let config = parse(
+            "name = \"hello\"\nport = 8080\n[health]\npath = \"/healthz\"\ntimeout = \"2m\"\ninterval = \"500ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.name.unwrap().as_str(), "hello");
+        assert_eq!(config.port, Some(8080));
+        assert_eq!(config.health.path.as_deref(), Some("/healthz"));
+        assert_eq!(config.health.probe_port(config.port), Some(8080));
+        assert_eq!(config.health.timeout, Duration::from_secs(120));
+        assert_eq!(config.health.interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_files_say_what_to_fix() {
+        let cases = [
+            ("nmae = \"x\"", "unknown field `nmae`"),
+            ("name = \"Hello\"", "invalid service name"),
+            (
+                "port = 8080\n[health]\npath = \"healthz\"",
+                "must start with '/'",
+            ),
+            ("[health]\npath = \"/\"", "no port is known"),
+            (
+                "port = 1\n[health]\ntimeout = \"soon\"",
+                "write e.g. \"60s\"",
+            ),
+            ("port = 1\n[health]\ntimeout = \"2h\"", "between 1s and 1h"),
+            ("port = 0", "is not a port"),
+            ("port = 70000", "launch.toml"),
+        ];
+        for (input, expected) in cases {
+            let message = parse(input).unwrap_err();
+            assert!(message.contains(expected), "{input:?}: {message}");
+        }
+    }
+}

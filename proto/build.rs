@@ -1,0 +1,19 @@
+//! Compiles `proto/launch/v1/*.proto` with protox (a protobuf compiler in Rust),
+//! so building the workspace needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "launch/v1/types.proto",
+        "launch/v1/agent.proto",
+        "launch/v1/control.proto",
+    ];
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    for file in files {
+        println!("cargo:rerun-if-changed=proto/{file}");
+    }
+    Ok(())
+}
