@@ -1,11 +1,376 @@
-//! The control plane process (`launch server`). Placeholder until the server lands.
+//! The control plane process (`launch server`): configuration, start-up and
+//! shutdown. One TCP port serves both gRPC (the agent and control services,
+//! tonic) and plain HTTP (`/healthz`, `/metrics`, the agent download, axum):
+//! tonic's routes become an axum router merged with the HTTP routes and served
+//! by `axum::serve`, which speaks HTTP/1.1 and h2c on the same socket.
+//!
+//! # Layout
+//! - [`store`]: the SQLite database and every query.
+//! - [`hub`]: live sessions, per-mission broadcasts, counters.
+//! - `state`: what every request handler shares (auth, dispatch, secrets).
+//! - `agent_service`, `control_service`: the two gRPC services.
+//! - `http`: the plain HTTP endpoints.
+//! - `secrets`, `tokens`, `files`: encryption at rest, bearer tokens, private files.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use launch_proto::agent_service_server::AgentServiceServer;
+use launch_proto::control_service_server::ControlServiceServer;
+
+mod agent_service;
+mod control_service;
+mod files;
+mod http;
+pub mod hub;
+pub mod secrets;
+mod state;
+pub mod store;
+pub mod tokens;
+
+#[cfg(test)]
+mod tests;
+
+/// Exit code for bad configuration (EX_USAGE / EX_CONFIG family).
+pub const EXIT_CONFIG: u8 = 64;
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 256 * 1024 * 1024;
+/// How long shutdown waits for connections to drain.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// Flags of `launch server`.
-#[derive(Debug, clap::Args)]
-pub struct ServerFlags {}
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServerFlags {
+    /// Address to listen on for gRPC and HTTP (port 0 picks a free port)
+    #[arg(long, env = "LAUNCH_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Where the database, bundles, admin token and secret key live
+    /// [default: ~/.local/share/launch/server]
+    #[arg(long, env = "LAUNCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://<data-dir>/launch.db]
+    #[arg(long, env = "LAUNCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The launch-agent binary served at /v1/agent/download/linux-amd64
+    /// [default: launch-agent beside this executable]
+    #[arg(long, env = "LAUNCH_AGENT_BINARY")]
+    pub agent_binary: Option<PathBuf>,
+    /// Largest bundle a deploy may upload, in bytes
+    #[arg(long, env = "LAUNCH_MAX_BUNDLE_BYTES", default_value_t = DEFAULT_MAX_BUNDLE_BYTES)]
+    pub max_bundle_bytes: u64,
+}
 
-pub async fn main(_flags: ServerFlags) -> ExitCode {
-    ExitCode::FAILURE
+/// Everything `run` needs, validated.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// A `sqlite://` URL.
+    pub database_url: String,
+    pub agent_binary: Option<PathBuf>,
+    pub max_bundle_bytes: u64,
+    /// The secret key; `None` means `<data-dir>/secret.key` (created at first start).
+    pub secret_key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url)
+            .field("agent_binary", &self.agent_binary)
+            .field("max_bundle_bytes", &self.max_bundle_bytes)
+            .field(
+                "secret_key",
+                &self.secret_key.map(|_| "<from LAUNCH_SECRET_KEY>"),
+            )
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// The config `launch dev` uses: SQLite and keys under `data_dir`, the
+    /// agent binary beside the running executable, default limits.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        let data_dir = data_dir.into();
+        ServerConfig {
+            listen,
+            database_url: sqlite_url(&data_dir),
+            data_dir,
+            agent_binary: agent_binary_beside_exe(),
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+            secret_key: None,
+        }
+    }
+
+    /// Validates flags (and `LAUNCH_SECRET_KEY`), reporting every problem at once.
+    pub fn from_flags(flags: &ServerFlags) -> Result<Self, Vec<String>> {
+        let secret_key = std::env::var(secrets::KEY_ENV).ok();
+        Self::from_flags_with(flags, secret_key.as_deref(), std::env::var_os("HOME"))
+    }
+
+    fn from_flags_with(
+        flags: &ServerFlags,
+        secret_key: Option<&str>,
+        home: Option<std::ffi::OsString>,
+    ) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        let listen = flags
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|err| {
+                errors.push(format!(
+                    "--listen {:?} is not an address: {err}; give e.g. 127.0.0.1:7400 or 0.0.0.0:7400",
+                    flags.listen
+                ))
+            })
+            .ok();
+        let data_dir = match (&flags.data_dir, home) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, Some(home)) => Some(PathBuf::from(home).join(".local/share/launch/server")),
+            (None, None) => {
+                errors.push("HOME is not set: pass --data-dir or set LAUNCH_DATA_DIR".to_owned());
+                None
+            }
+        };
+        let database_url = match (&flags.database_url, &data_dir) {
+            (Some(url), _)
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+            {
+                errors.push(
+                    "--database-url postgres://… is not supported yet: use sqlite (the default)"
+                        .to_owned(),
+                );
+                None
+            }
+            (Some(url), _) if url.starts_with("sqlite:") => Some(url.clone()),
+            (Some(url), _) => {
+                errors.push(format!(
+                    "--database-url {url:?} is not a sqlite:// URL: use sqlite://PATH or leave it unset"
+                ));
+                None
+            }
+            (None, Some(dir)) => Some(sqlite_url(dir)),
+            (None, None) => None,
+        };
+        if let Some(path) = &flags.agent_binary
+            && !path.is_file()
+        {
+            errors.push(format!(
+                "--agent-binary {} does not exist: build it with `cargo build -p launch-agent` or leave the flag unset",
+                path.display()
+            ));
+        }
+        if flags.max_bundle_bytes == 0 {
+            errors.push("--max-bundle-bytes must be above 0".to_owned());
+        }
+        let secret_key = match secret_key {
+            Some(text) => secrets::parse_key(text, secrets::KEY_ENV)
+                .map_err(|err| errors.push(err.to_string()))
+                .ok(),
+            None => None,
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ServerConfig {
+            listen: listen.expect("checked"),
+            data_dir: data_dir.expect("checked"),
+            database_url: database_url.expect("checked"),
+            agent_binary: flags.agent_binary.clone().or_else(agent_binary_beside_exe),
+            max_bundle_bytes: flags.max_bundle_bytes,
+            secret_key,
+        })
+    }
+}
+
+fn sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}/launch.db", data_dir.display())
+}
+
+fn agent_binary_beside_exe() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join("launch-agent");
+    candidate.is_file().then_some(candidate)
+}
+
+/// The `launch server` binary entry: validate, run until SIGINT/SIGTERM, map
+/// the outcome to an exit code. Prints `launch server listening on http://…`.
+pub async fn main(flags: ServerFlags) -> ExitCode {
+    let config = match ServerConfig::from_flags(&flags) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let signals = wait_for_signal(shutdown.clone());
+    let announce = async {
+        if let Ok(addr) = ready_rx.await {
+            println!("launch server listening on http://{addr}");
+        }
+    };
+    let (result, (), ()) = tokio::join!(
+        async {
+            let result = run(config, shutdown.clone(), ready_tx).await;
+            shutdown.cancel();
+            result
+        },
+        announce,
+        signals
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers: stop the server with kill -9");
+        shutdown.cancelled().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+        _ = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
+}
+
+/// Runs the control plane until `shutdown` fires, then drains connections for
+/// up to 10 s. Sends the bound address on `ready` once it accepts connections.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    ready: oneshot::Sender<SocketAddr>,
+) -> anyhow::Result<()> {
+    info!(?config, "starting the control plane");
+    files::create_private_dir(&config.data_dir).with_context(|| {
+        format!(
+            "create the data directory {}: pick another with --data-dir",
+            config.data_dir.display()
+        )
+    })?;
+    let bundles_dir = config.data_dir.join("bundles");
+    std::fs::create_dir_all(&bundles_dir)
+        .with_context(|| format!("create {}", bundles_dir.display()))?;
+    let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
+    let store = store::Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("open the database {}", config.database_url))?;
+    let admin_hash = ensure_admin_token(&store, &config.data_dir).await?;
+
+    let state = Arc::new(state::State {
+        store: store.clone(),
+        hub: Arc::new(hub::Hub::default()),
+        secrets: secret_box,
+        data_dir: config.data_dir.clone(),
+        bundles_dir,
+        admin_hash,
+        max_bundle_bytes: config.max_bundle_bytes,
+        agent_binary: config.agent_binary.clone(),
+        shutdown: shutdown.clone(),
+    });
+
+    let mut routes = tonic::service::Routes::builder();
+    routes
+        .add_service(
+            AgentServiceServer::new(agent_service::Agents::new(state.clone()))
+                .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ControlServiceServer::new(control_service::Control::new(state.clone()))
+                .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
+        );
+    let app = routes
+        .routes()
+        .into_axum_router()
+        .merge(http::router(state.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listen on {}: is another server running there? pick another with --listen",
+                config.listen
+            )
+        })?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    info!(%addr, "listening");
+    let _ = ready.send(addr);
+
+    let drained = CancellationToken::new();
+    let serve = axum::serve(listener, app).with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    });
+    let serve = async {
+        let result = serve.await;
+        drained.cancel();
+        result
+    };
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::select! {
+            _ = drained.cancelled() => {}
+            _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+                warn!(seconds = DRAIN_TIMEOUT.as_secs(), "connections did not drain in time: closing them");
+            }
+        }
+    };
+    tokio::select! {
+        result = serve => result.context("serve connections")?,
+        () = deadline => {}
+    }
+    store.close().await;
+    info!("control plane stopped");
+    Ok(())
+}
+
+/// Creates the admin token at first start (printing it once to stderr) and
+/// returns its hash.
+async fn ensure_admin_token(store: &store::Store, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(hash) = store
+        .setting("admin_token_hash")
+        .await
+        .context("read the admin token hash")?
+    {
+        return Ok(hash);
+    }
+    let token = tokens::mint(tokens::ADMIN_PREFIX);
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    files::write_private(&path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("write {}", path.display()))?;
+    let hash = tokens::hash(&token);
+    store
+        .set_setting("admin_token_hash", &hash)
+        .await
+        .context("store the admin token hash")?;
+    eprintln!("admin token: {token} (saved to {})", path.display());
+    Ok(hash)
 }

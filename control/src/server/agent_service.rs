@@ -1,0 +1,505 @@
+//! The gRPC service agents talk to. Register trades a single-use join token
+//! for an agent token; Session is the agent's one long-lived stream (missions
+//! down, acks/updates/logs up, in order); FetchBundle serves a release's
+//! bundle to an agent of that release's own service only.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use launch_core::labels::Labels;
+use launch_core::redact::Redactor;
+use launch_proto::agent_service_server::AgentService;
+use launch_proto::{
+    AgentMessage, BundleChunk, ControlMessage, FetchBundleRequest, LogAck, LogBatch, LogGap,
+    MissionEvent, MissionState, MissionUpdate, RegisterRequest, RegisterResponse, Welcome,
+    agent_message, control_message, mission_event,
+};
+
+use super::state::{State, internal};
+use super::store::{AgentRow, MissionRow, now_ms};
+use super::tokens;
+
+/// How long a new session may take to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the agent is told to use between heartbeats.
+const HEARTBEAT_INTERVAL_MS: i64 = 5_000;
+const BUNDLE_CHUNK_BYTES: usize = 1024 * 1024;
+
+pub struct Agents {
+    state: Arc<State>,
+}
+
+impl Agents {
+    pub fn new(state: Arc<State>) -> Self {
+        Agents { state }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn format_time(unix_ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[tonic::async_trait]
+impl AgentService for Agents {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let request = request.into_inner();
+        let store = &self.state.store;
+        let token = store
+            .join_token_by_hash(&tokens::hash(request.join_token.trim()))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "unknown join token: create one with `launch token create --service S --env E`",
+                )
+            })?;
+        let host = if request.hostname.is_empty() {
+            "an unnamed host"
+        } else {
+            request.hostname.as_str()
+        };
+        let now = now_ms();
+        let refuse = |why: &str| {
+            format!(
+                "{why}; registration from host {host} refused at {}",
+                format_time(now)
+            )
+        };
+        let hint = format!(
+            "create a new one with `launch token create --service {} --env {}`",
+            token.service, token.environment
+        );
+        let failure = if token.revoked {
+            Some((
+                refuse("join token revoked"),
+                Status::failed_precondition(format!("join token was revoked: {hint}")),
+            ))
+        } else if token.used_at.is_some() {
+            Some((
+                refuse("join token already used"),
+                Status::failed_precondition(format!("join token was already used: {hint}")),
+            ))
+        } else if token.expires <= now {
+            Some((
+                refuse("join token expired"),
+                Status::failed_precondition(format!(
+                    "join token expired at {}: {hint}",
+                    format_time(token.expires)
+                )),
+            ))
+        } else {
+            None
+        };
+        if let Some((note, status)) = failure {
+            warn!(service = %token.service, environment = %token.environment, %note, "registration refused");
+            store
+                .set_note(&token.service, &token.environment, &note)
+                .await
+                .map_err(internal)?;
+            return Err(status);
+        }
+        let map: BTreeMap<String, String> = request.labels.into_iter().collect();
+        let labels = Labels::from_map(&map).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if labels.service.as_str() != token.service
+            || labels.environment.as_str() != token.environment
+        {
+            let note = refuse(&format!(
+                "agent labels {labels} do not match the join token's service-name={},environment={}",
+                token.service, token.environment
+            ));
+            store
+                .set_note(&token.service, &token.environment, &note)
+                .await
+                .map_err(internal)?;
+            return Err(Status::permission_denied(format!(
+                "labels {labels} differ from the join token's service-name={},environment={}: start the agent with those labels or {hint}",
+                token.service, token.environment
+            )));
+        }
+        let agent_token = tokens::mint(tokens::AGENT_PREFIX);
+        let agent = AgentRow {
+            id: tokens::new_id("a"),
+            service: token.service.clone(),
+            environment: token.environment.clone(),
+            labels: serde_json::to_string(&labels.to_map()).map_err(internal)?,
+            hostname: request.hostname,
+            version: request.version,
+            revoked: false,
+            registered: now,
+            last_seen: now,
+        };
+        if !store
+            .register_agent(&token.id, &agent, &tokens::hash(&agent_token))
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::failed_precondition(format!(
+                "join token was already used: {hint}"
+            )));
+        }
+        info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, hostname = %agent.hostname, "agent registered");
+        Ok(Response::new(RegisterResponse {
+            agent_id: agent.id,
+            agent_token,
+        }))
+    }
+
+    type SessionStream = BoxStream<ControlMessage>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let agent = self.state.authorize_agent(request.metadata()).await?;
+        let inbound = request.into_inner();
+        Ok(Response::new(Box::pin(session_stream(
+            self.state.clone(),
+            agent,
+            inbound,
+        ))))
+    }
+
+    type FetchBundleStream = BoxStream<BundleChunk>;
+
+    async fn fetch_bundle(
+        &self,
+        request: Request<FetchBundleRequest>,
+    ) -> Result<Response<Self::FetchBundleStream>, Status> {
+        let agent = self.state.authorize_agent(request.metadata()).await?;
+        let release_id = request.into_inner().release_id;
+        let release = self
+            .state
+            .store
+            .release(&release_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no release {release_id}")))?;
+        if release.service != agent.service || release.environment != agent.environment {
+            warn!(agent_id = %agent.id, release_id = %release.id, "agent asked for another service's bundle");
+            return Err(Status::permission_denied(format!(
+                "release {release_id} belongs to another service: an agent may fetch only its own service's bundles"
+            )));
+        }
+        let path = self
+            .state
+            .bundles_dir
+            .join(format!("{}.tar.gz", release.bundle_sha256));
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|err| internal(format!("open bundle {}: {err}", path.display())))?;
+        let shutdown = self.state.shutdown.clone();
+        let stream = async_stream::try_stream! {
+            let mut buffer = vec![0u8; BUNDLE_CHUNK_BYTES];
+            loop {
+                if shutdown.is_cancelled() {
+                    Err(Status::unavailable("the control plane is shutting down: retry"))?;
+                }
+                let read = file.read(&mut buffer).await.map_err(internal)?;
+                if read == 0 {
+                    break;
+                }
+                yield BundleChunk { data: buffer[..read].to_vec() };
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn control(msg: control_message::Msg) -> ControlMessage {
+    ControlMessage { msg: Some(msg) }
+}
+
+enum Next {
+    Shutdown,
+    Closed,
+    Outbound(Result<ControlMessage, Status>),
+    Inbound(Result<Option<AgentMessage>, Status>),
+}
+
+/// The Session stream: Hello, then Welcome, LogAcks and unacked missions,
+/// then both directions until either side ends or the server shuts down.
+fn session_stream(
+    state: Arc<State>,
+    agent: AgentRow,
+    mut inbound: Streaming<AgentMessage>,
+) -> impl Stream<Item = Result<ControlMessage, Status>> + Send + 'static {
+    async_stream::try_stream! {
+        enum First {
+            Shutdown,
+            TimedOut,
+            Message(Result<Option<AgentMessage>, Status>),
+        }
+        let first = tokio::select! {
+            _ = state.shutdown.cancelled() => First::Shutdown,
+            _ = tokio::time::sleep(HELLO_TIMEOUT) => First::TimedOut,
+            message = inbound.message() => First::Message(message),
+        };
+        let hello = match first {
+            First::Shutdown => None,
+            First::TimedOut => {
+                Err(Status::deadline_exceeded("no Hello within 30s: send Hello first on a session"))?;
+                None
+            }
+            First::Message(message) => match message? {
+                Some(AgentMessage { msg: Some(agent_message::Msg::Hello(hello)) }) => Some(hello),
+                Some(_) => {
+                    Err(Status::invalid_argument("the first message on a session must be Hello"))?;
+                    None
+                }
+                None => None,
+            },
+        };
+        if let Some(hello) = hello {
+            state
+                .store
+                .touch_agent(&agent.id, Some(&hello.hostname), Some(&hello.version))
+                .await
+                .map_err(internal)?;
+            yield control(control_message::Msg::Welcome(Welcome {
+                agent_id: agent.id.clone(),
+                heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            }));
+            let (outbound, mut outbound_rx) = mpsc::channel(256);
+            let (_guard, closed) = state.hub.connect(&agent.id, &agent.service, &agent.environment, outbound);
+            info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, "agent connected");
+
+            let resume = state
+                .store
+                .missions_to_resume(&agent.service, &agent.environment)
+                .await
+                .map_err(internal)?;
+            for mission in &resume {
+                let through_seq = state.store.last_seq(&mission.id).await.map_err(internal)?;
+                yield control(control_message::Msg::LogAck(LogAck {
+                    mission_id: mission.id.clone(),
+                    through_seq,
+                }));
+            }
+            let unacked = state
+                .store
+                .unacked_missions(&agent.service, &agent.environment)
+                .await
+                .map_err(internal)?;
+            for mission in &unacked {
+                yield state.mission_message(mission).await?;
+                state.store.mark_dispatched(&mission.id, &agent.id).await.map_err(internal)?;
+                info!(service = %agent.service, environment = %agent.environment, mission_id = %mission.id, agent_id = %agent.id, "mission sent on connect");
+            }
+
+            loop {
+                let next = tokio::select! {
+                    _ = state.shutdown.cancelled() => Next::Shutdown,
+                    _ = closed.cancelled() => Next::Closed,
+                    Some(message) = outbound_rx.recv() => Next::Outbound(message),
+                    message = inbound.message() => Next::Inbound(message),
+                };
+                match next {
+                    Next::Shutdown => break,
+                    Next::Closed => {
+                        Err(Status::unauthenticated(
+                            "agent token revoked (or a newer session of this agent opened): re-install the agent with a new join token",
+                        ))?;
+                    }
+                    Next::Outbound(message) => yield message?,
+                    Next::Inbound(Ok(Some(message))) => {
+                        if let Some(reply) = handle_agent_message(&state, &agent, message).await? {
+                            yield reply;
+                        }
+                    }
+                    Next::Inbound(Ok(None)) => break,
+                    Next::Inbound(Err(status)) => {
+                        info!(agent_id = %agent.id, cause = %status, "agent session ended");
+                        break;
+                    }
+                }
+            }
+            info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, "agent disconnected");
+            let _ = state.store.touch_agent(&agent.id, None, None).await;
+        }
+    }
+}
+
+/// The mission `mission_id`, if it belongs to the agent's own service.
+async fn own_mission(
+    state: &State,
+    agent: &AgentRow,
+    mission_id: &str,
+) -> Result<Option<MissionRow>, Status> {
+    let mission = state.store.mission(mission_id).await.map_err(internal)?;
+    match mission {
+        Some(m) if m.service == agent.service && m.environment == agent.environment => Ok(Some(m)),
+        Some(_) => {
+            warn!(agent_id = %agent.id, mission_id = %mission_id, "agent reported on another service's mission: ignored");
+            Ok(None)
+        }
+        None => {
+            warn!(agent_id = %agent.id, mission_id = %mission_id, "agent reported on an unknown mission: ignored");
+            Ok(None)
+        }
+    }
+}
+
+async fn handle_agent_message(
+    state: &State,
+    agent: &AgentRow,
+    message: AgentMessage,
+) -> Result<Option<ControlMessage>, Status> {
+    let Some(msg) = message.msg else {
+        return Ok(None);
+    };
+    match msg {
+        agent_message::Msg::Hello(_) => Ok(None),
+        agent_message::Msg::Heartbeat(_) => {
+            state
+                .store
+                .touch_agent(&agent.id, None, None)
+                .await
+                .map_err(internal)?;
+            Ok(None)
+        }
+        agent_message::Msg::Ack(ack) => {
+            if let Some(mission) = own_mission(state, agent, &ack.mission_id).await?
+                && state
+                    .store
+                    .mark_running(&mission, &agent.id)
+                    .await
+                    .map_err(internal)?
+            {
+                info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, agent_id = %agent.id, "mission acknowledged");
+                state.hub.publish(
+                    &mission.id,
+                    MissionEvent {
+                        event: Some(mission_event::Event::Update(MissionUpdate {
+                            mission_id: mission.id.clone(),
+                            state: MissionState::Running as i32,
+                            message: String::new(),
+                            release_id: mission.release_id.clone(),
+                            url: String::new(),
+                        })),
+                    },
+                );
+            }
+            Ok(None)
+        }
+        agent_message::Msg::Update(update) => {
+            let Some(mission) = own_mission(state, agent, &update.mission_id).await? else {
+                return Ok(None);
+            };
+            let new_state =
+                MissionState::try_from(update.state).unwrap_or(MissionState::Unspecified);
+            if mission.state.is_final() {
+                info!(mission_id = %mission.id, "update for a finished mission: ignored");
+                return Ok(None);
+            }
+            if matches!(
+                new_state,
+                MissionState::Unspecified | MissionState::Queued | MissionState::Dispatched
+            ) {
+                warn!(mission_id = %mission.id, state = update.state, "agent sent an update with an unusable state: ignored");
+                return Ok(None);
+            }
+            state
+                .store
+                .apply_update(&mission, &update, new_state)
+                .await
+                .map_err(internal)?;
+            info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, release_id = %mission.release_id, state = new_state.label(), message = %update.message, "mission update");
+            state.hub.publish(
+                &mission.id,
+                MissionEvent {
+                    event: Some(mission_event::Event::Update(update)),
+                },
+            );
+            Ok(None)
+        }
+        agent_message::Msg::Logs(batch) => ingest_logs(state, agent, batch).await,
+    }
+}
+
+/// Stores the lines not stored yet (redacted again), acks, then fans out.
+async fn ingest_logs(
+    state: &State,
+    agent: &AgentRow,
+    batch: LogBatch,
+) -> Result<Option<ControlMessage>, Status> {
+    let Some(mission) = own_mission(state, agent, &batch.mission_id).await? else {
+        return Ok(None);
+    };
+    let last = state.store.last_seq(&mission.id).await.map_err(internal)?;
+    let secrets = state
+        .open_secrets(&mission.service, &mission.environment)
+        .await?;
+    let redactor = Redactor::new(secrets.values().map(String::as_str));
+    let mut expected = last + 1;
+    let mut fresh = Vec::new();
+    let mut gaps = Vec::new();
+    let mut lines = batch.lines;
+    lines.sort_by_key(|l| l.seq);
+    for mut line in lines {
+        if line.seq < expected {
+            continue;
+        }
+        if line.seq > expected {
+            warn!(mission_id = %mission.id, from_seq = expected, to_seq = line.seq - 1, "log lines missing");
+            gaps.push((
+                fresh.len(),
+                LogGap {
+                    from_seq: expected,
+                    to_seq: line.seq - 1,
+                },
+            ));
+        }
+        if let std::borrow::Cow::Owned(redacted) = redactor.redact(&line.text) {
+            line.text = redacted;
+        }
+        expected = line.seq + 1;
+        fresh.push(line);
+    }
+    if !fresh.is_empty() {
+        state
+            .store
+            .insert_lines(&mission.id, &fresh)
+            .await
+            .map_err(internal)?;
+        state
+            .hub
+            .log_lines_total
+            .fetch_add(fresh.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    let through_seq = expected - 1;
+    let mut gaps = gaps.into_iter().peekable();
+    for (index, line) in fresh.into_iter().enumerate() {
+        while let Some((_, gap)) = gaps.next_if(|(at, _)| *at == index) {
+            state.hub.publish(
+                &mission.id,
+                MissionEvent {
+                    event: Some(mission_event::Event::Gap(gap)),
+                },
+            );
+        }
+        state.hub.publish(
+            &mission.id,
+            MissionEvent {
+                event: Some(mission_event::Event::Line(line)),
+            },
+        );
+    }
+    Ok(Some(control(control_message::Msg::LogAck(LogAck {
+        mission_id: mission.id,
+        through_seq,
+    }))))
+}

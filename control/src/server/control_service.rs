@@ -1,0 +1,899 @@
+//! The gRPC service the CLI and the Terraform provider talk to. Every RPC first
+//! checks the admin (or an API) token. Deploy is the careful one: the bundle is
+//! streamed to a temp file, size-limited, hash-checked and inspected with
+//! `launch_core::bundle` before anything is recorded; then service, secrets,
+//! release and mission are written in one transaction and only then dispatched.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use launch_core::bundle::{self, Limits};
+use launch_core::names::{EnvironmentName, ServiceName};
+use launch_core::service_config::ServiceConfig;
+use launch_proto::control_service_server::ControlService;
+use launch_proto::*;
+
+use super::secrets;
+use super::state::{State, internal};
+use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceRow};
+use super::tokens;
+
+/// Default join token lifetime.
+const DEFAULT_JOIN_TTL_SECS: u64 = 3600;
+/// Lines read from the store per page when replaying.
+const PAGE: i64 = 1000;
+
+pub struct Control {
+    state: Arc<State>,
+}
+
+impl Control {
+    pub fn new(state: Arc<State>) -> Self {
+        Control { state }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Validated `(service, environment)` of a request.
+fn target(target: Option<&ServiceRef>) -> Result<(String, String), Status> {
+    let target = target.ok_or_else(|| {
+        Status::invalid_argument("the request has no target: give a service and an environment")
+    })?;
+    let service =
+        ServiceName::parse(&target.service).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let environment = EnvironmentName::parse(&target.environment)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok((service.to_string(), environment.to_string()))
+}
+
+fn service_ref(service: &str, environment: &str) -> ServiceRef {
+    ServiceRef {
+        service: service.to_owned(),
+        environment: environment.to_owned(),
+    }
+}
+
+fn mission_info(m: &MissionRow) -> MissionInfo {
+    MissionInfo {
+        mission_id: m.id.clone(),
+        kind: m.kind as i32,
+        target: Some(service_ref(&m.service, &m.environment)),
+        release_id: m.release_id.clone(),
+        state: m.state as i32,
+        message: m.message.clone(),
+        url: m.url.clone(),
+        agent_id: m.agent_id.clone(),
+        created_unix_ms: m.created,
+        updated_unix_ms: m.updated,
+    }
+}
+
+/// The final update of a finished mission, rebuilt from the store.
+fn final_update(m: &MissionRow) -> MissionEvent {
+    MissionEvent {
+        event: Some(mission_event::Event::Update(MissionUpdate {
+            mission_id: m.id.clone(),
+            state: m.state as i32,
+            message: m.message.clone(),
+            release_id: if m.result_release_id.is_empty() {
+                m.release_id.clone()
+            } else {
+                m.result_release_id.clone()
+            },
+            url: m.url.clone(),
+        })),
+    }
+}
+
+fn line_event(line: LogLine) -> MissionEvent {
+    MissionEvent {
+        event: Some(mission_event::Event::Line(line)),
+    }
+}
+
+/// Stored lines after `sent` as events, with a gap event wherever seqs jump.
+async fn replay(
+    state: &State,
+    mission_id: &str,
+    sent: &mut u64,
+) -> Result<Vec<MissionEvent>, Status> {
+    let mut events = Vec::new();
+    loop {
+        let lines = state
+            .store
+            .lines_after(mission_id, *sent, PAGE)
+            .await
+            .map_err(internal)?;
+        let done = (lines.len() as i64) < PAGE;
+        for line in lines {
+            if line.seq > *sent + 1 {
+                events.push(MissionEvent {
+                    event: Some(mission_event::Event::Gap(LogGap {
+                        from_seq: *sent + 1,
+                        to_seq: line.seq - 1,
+                    })),
+                });
+            }
+            *sent = line.seq;
+            events.push(line_event(line));
+        }
+        if done {
+            return Ok(events);
+        }
+    }
+}
+
+impl Control {
+    async fn service_info(&self, row: &ServiceRow) -> Result<ServiceInfo, Status> {
+        let store = &self.state.store;
+        let newest = store
+            .newest_mission(&row.service, &row.environment)
+            .await
+            .map_err(internal)?;
+        let url = store
+            .newest_url(&row.service, &row.environment)
+            .await
+            .map_err(internal)?
+            .unwrap_or_default();
+        let agents_connected = self.state.hub.connected_for(&row.service, &row.environment) as u32;
+        Ok(ServiceInfo {
+            target: Some(service_ref(&row.service, &row.environment)),
+            current_release_id: row.current_release_id.clone().unwrap_or_default(),
+            last_mission_state: newest.as_ref().map(|m| m.state as i32).unwrap_or_default(),
+            last_mission_id: newest.map(|m| m.id).unwrap_or_default(),
+            url,
+            agents_connected,
+            note: row.note.clone(),
+            created_unix_ms: row.created,
+        })
+    }
+
+    async fn all_services(&self) -> Result<Vec<ServiceInfo>, Status> {
+        let rows = self.state.store.services().await.map_err(internal)?;
+        let mut services = Vec::with_capacity(rows.len());
+        for row in &rows {
+            services.push(self.service_info(row).await?);
+        }
+        Ok(services)
+    }
+
+    async fn all_agents(&self) -> Result<Vec<AgentInfo>, Status> {
+        let rows = self.state.store.agents().await.map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|a| AgentInfo {
+                connected: self.state.hub.is_connected(&a.id),
+                labels: serde_json::from_str(&a.labels).unwrap_or_default(),
+                agent_id: a.id,
+                hostname: a.hostname,
+                version: a.version,
+                revoked: a.revoked,
+                last_seen_unix_ms: a.last_seen,
+                registered_unix_ms: a.registered,
+            })
+            .collect())
+    }
+
+    /// Receives the bundle into a temp file in the bundles directory, checking
+    /// size and hash; returns the temp file, its sha256 and size.
+    async fn receive_bundle(
+        &self,
+        stream: &mut Streaming<DeployRequest>,
+        header: &DeployHeader,
+    ) -> Result<(tempfile::NamedTempFile, String, u64), Status> {
+        let limit = self.state.max_bundle_bytes;
+        let temp = tempfile::Builder::new()
+            .prefix(".upload-")
+            .suffix(".tar.gz")
+            .tempfile_in(&self.state.bundles_dir)
+            .map_err(internal)?;
+        let mut file = tokio::fs::File::from_std(temp.reopen().map_err(internal)?);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(message) = stream.message().await? {
+            let chunk = match message.msg {
+                Some(deploy_request::Msg::Chunk(chunk)) => chunk,
+                Some(deploy_request::Msg::Header(_)) => {
+                    return Err(Status::invalid_argument(
+                        "a deploy stream carries one header, first: send the bundle as chunks after it",
+                    ));
+                }
+                None => continue,
+            };
+            size += chunk.len() as u64;
+            if size > limit {
+                continue; // keep counting to report the real size
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        if size > limit {
+            return Err(Status::invalid_argument(format!(
+                "bundle is {size} bytes, over the limit of {limit}: move large files out of the service directory (or add them to .dockerignore-style exclusions) or start the server with a larger --max-bundle-bytes"
+            )));
+        }
+        if size == 0 {
+            return Err(Status::invalid_argument(
+                "the deploy carried no bundle: send the tar.gz as chunks after the header",
+            ));
+        }
+        file.flush().await.map_err(internal)?;
+        file.sync_all().await.map_err(internal)?;
+        let sha256 = hex::encode(hasher.finalize());
+        if !header.bundle_sha256.is_empty() && !header.bundle_sha256.eq_ignore_ascii_case(&sha256) {
+            return Err(Status::invalid_argument(format!(
+                "bundle sha256 is {sha256} but the header says {}: the upload was corrupted, deploy again",
+                header.bundle_sha256
+            )));
+        }
+        Ok((temp, sha256, size))
+    }
+}
+
+#[tonic::async_trait]
+impl ControlService for Control {
+    async fn deploy(
+        &self,
+        request: Request<Streaming<DeployRequest>>,
+    ) -> Result<Response<DeployResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(DeployRequest {
+                msg: Some(deploy_request::Msg::Header(header)),
+            }) => header,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a deploy stream starts with a header: send DeployHeader first",
+                ));
+            }
+        };
+        let (service, environment) = target(header.target.as_ref())?;
+        for key in header.secrets.keys() {
+            if !secrets::valid_key(key) {
+                return Err(Status::invalid_argument(format!(
+                    "secret name {key:?} is not valid: use letters, digits and '_', not starting with a digit"
+                )));
+            }
+        }
+        let (temp, sha256, size) = self.receive_bundle(&mut stream, &header).await?;
+
+        let limits = Limits {
+            max_compressed_bytes: self.state.max_bundle_bytes,
+            ..Limits::default()
+        };
+        let inspect_path = temp.path().to_owned();
+        let summary = tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&inspect_path)
+                .map_err(|e| e.to_string())
+                .and_then(|file| {
+                    bundle::inspect(std::io::BufReader::new(file), &limits)
+                        .map_err(|e| e.to_string())
+                })
+        })
+        .await
+        .map_err(internal)?
+        .map_err(Status::invalid_argument)?;
+        if summary.compose_file.is_none() {
+            return Err(Status::invalid_argument(format!(
+                "bundle rejected: no compose file at its root: add one of {}",
+                bundle::COMPOSE_FILES.join(", ")
+            )));
+        }
+        if let Some(text) = &summary.service_config {
+            ServiceConfig::parse(text, std::path::Path::new(bundle::SERVICE_CONFIG_FILE))
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let final_path = self.state.bundles_dir.join(format!("{sha256}.tar.gz"));
+        temp.persist(&final_path).map_err(internal)?;
+
+        let sealed = header
+            .secrets
+            .iter()
+            .map(|(key, value)| {
+                let (nonce, ciphertext) = self
+                    .state
+                    .secrets
+                    .seal(&secrets::address(&service, &environment, key), value);
+                (key.clone(), nonce, ciphertext)
+            })
+            .collect();
+        let deploy = NewDeploy {
+            service: service.clone(),
+            environment: environment.clone(),
+            git_ref: header.git_ref.clone(),
+            bundle_sha256: sha256.clone(),
+            bundle_size: size as i64,
+            secrets: sealed,
+            release_id: tokens::new_id("r"),
+            mission_id: tokens::new_id("m"),
+        };
+        self.state
+            .store
+            .record_deploy(&deploy)
+            .await
+            .map_err(internal)?;
+        self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
+        info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, "deploy queued");
+        let mission = self
+            .state
+            .store
+            .mission(&deploy.mission_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| internal("mission vanished after insert"))?;
+        self.state.dispatch(&mission).await?;
+        Ok(Response::new(DeployResponse {
+            mission_id: deploy.mission_id,
+            release_id: deploy.release_id,
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<RollbackRequest>,
+    ) -> Result<Response<MissionRef>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
+        let store = &self.state.store;
+        let row = store
+            .service(&service, &environment)
+            .await
+            .map_err(internal)?
+            .filter(|s| !s.retired)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no service {service} in {environment}: deploy it first with `launch deploy`"
+                ))
+            })?;
+        let releases = store
+            .releases(&service, &environment)
+            .await
+            .map_err(internal)?;
+        let chosen: ReleaseRow = if request.to_release_id.is_empty() {
+            let current = row.current_release_id.clone().unwrap_or_default();
+            releases
+                .iter()
+                .filter(|r| r.id < current || current.is_empty())
+                .filter(|r| r.id != current && r.state == ReleaseState::Healthy)
+                .max_by(|a, b| a.id.cmp(&b.id))
+                .cloned()
+                .ok_or_else(|| {
+                    Status::failed_precondition(format!(
+                        "no earlier healthy release to roll back to for {service} in {environment}: see `launch releases {service} --env {environment}`"
+                    ))
+                })?
+        } else {
+            releases
+                .iter()
+                .find(|r| r.id == request.to_release_id)
+                .cloned()
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no release {} for {service} in {environment}: see `launch releases {service} --env {environment}`",
+                        request.to_release_id
+                    ))
+                })?
+        };
+        let mission_id = tokens::new_id("m");
+        store
+            .insert_mission(
+                &mission_id,
+                MissionKind::Rollback,
+                &service,
+                &environment,
+                &chosen.id,
+            )
+            .await
+            .map_err(internal)?;
+        info!(service = %service, environment = %environment, mission_id = %mission_id, release_id = %chosen.id, "rollback queued");
+        let mission = store
+            .mission(&mission_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| internal("mission vanished after insert"))?;
+        self.state.dispatch(&mission).await?;
+        Ok(Response::new(MissionRef {
+            mission_id,
+            release_id: chosen.id,
+        }))
+    }
+
+    async fn get_mission(
+        &self,
+        request: Request<GetMissionRequest>,
+    ) -> Result<Response<MissionInfo>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let mission_id = request.into_inner().mission_id;
+        let mission = self
+            .state
+            .store
+            .mission(&mission_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no mission {mission_id}")))?;
+        Ok(Response::new(mission_info(&mission)))
+    }
+
+    type WatchMissionStream = BoxStream<MissionEvent>;
+
+    async fn watch_mission(
+        &self,
+        request: Request<WatchMissionRequest>,
+    ) -> Result<Response<Self::WatchMissionStream>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let request = request.into_inner();
+        let state = self.state.clone();
+        let mission_id = request.mission_id;
+        if state
+            .store
+            .mission(&mission_id)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("no mission {mission_id}")));
+        }
+        let mut live = state.hub.subscribe_mission(&mission_id);
+        let stream = async_stream::try_stream! {
+            let mut sent = request.since_seq;
+            for event in replay(&state, &mission_id, &mut sent).await? {
+                yield event;
+            }
+            let mission = state.store.mission(&mission_id).await.map_err(internal)?
+                .ok_or_else(|| Status::not_found(format!("no mission {mission_id}")))?;
+            if mission.state.is_final() {
+                for event in replay(&state, &mission_id, &mut sent).await? {
+                    yield event;
+                }
+                yield final_update(&mission);
+            } else {
+                loop {
+                    let received = tokio::select! {
+                        _ = state.shutdown.cancelled() => None,
+                        received = live.recv() => Some(received),
+                    };
+                    let Some(received) = received else {
+                        Err(Status::unavailable("the control plane is shutting down: watch again to resume"))?;
+                        break;
+                    };
+                    match received {
+                        Ok(MissionEvent { event: Some(mission_event::Event::Line(line)) }) => {
+                            if line.seq <= sent {
+                                continue;
+                            }
+                            if line.seq > sent + 1 {
+                                for event in replay(&state, &mission_id, &mut sent).await? {
+                                    yield event;
+                                }
+                                continue;
+                            }
+                            sent = line.seq;
+                            yield line_event(line);
+                        }
+                        Ok(MissionEvent { event: Some(mission_event::Event::Gap(gap)) }) => {
+                            if gap.to_seq > sent {
+                                sent = gap.to_seq;
+                                yield MissionEvent { event: Some(mission_event::Event::Gap(gap)) };
+                            }
+                        }
+                        Ok(MissionEvent { event: Some(mission_event::Event::Update(update)) }) => {
+                            let done = MissionState::try_from(update.state).is_ok_and(MissionState::is_final);
+                            if done {
+                                for event in replay(&state, &mission_id, &mut sent).await? {
+                                    yield event;
+                                }
+                            }
+                            yield MissionEvent { event: Some(mission_event::Event::Update(update)) };
+                            if done {
+                                break;
+                            }
+                        }
+                        Ok(MissionEvent { event: None }) => {}
+                        Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                            warn!(mission_id = %mission_id, skipped, "watcher lagged: re-reading from the store");
+                            for event in replay(&state, &mission_id, &mut sent).await? {
+                                yield event;
+                            }
+                            let mission = state.store.mission(&mission_id).await.map_err(internal)?
+                                .ok_or_else(|| Status::not_found(format!("no mission {mission_id}")))?;
+                            if mission.state.is_final() {
+                                yield final_update(&mission);
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            }
+            drop(live);
+            state.hub.forget_mission_if_idle(&mission_id);
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type StreamLogsStream = BoxStream<LogEvent>;
+
+    async fn stream_logs(
+        &self,
+        request: Request<StreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
+        let state = self.state.clone();
+        let mut newer = state.hub.subscribe_service(&service, &environment);
+        let mut mission_id = if request.mission_id.is_empty() {
+            state
+                .store
+                .newest_mission(&service, &environment)
+                .await
+                .map_err(internal)?
+                .map(|m| m.id)
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no missions for {service} in {environment} yet: deploy it with `launch deploy`"
+                    ))
+                })?
+        } else {
+            let mission = state
+                .store
+                .mission(&request.mission_id)
+                .await
+                .map_err(internal)?
+                .filter(|m| m.service == service && m.environment == environment)
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no mission {} for {service} in {environment}",
+                        request.mission_id
+                    ))
+                })?;
+            mission.id
+        };
+        let follow = request.follow;
+        let stream = async_stream::try_stream! {
+            let mut sent = request.since_seq;
+            'missions: loop {
+                let mut live = state.hub.subscribe_mission(&mission_id);
+                for event in replay(&state, &mission_id, &mut sent).await? {
+                    if let Some(mission_event::Event::Line(line)) = event.event {
+                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                    }
+                }
+                if !follow {
+                    break;
+                }
+                loop {
+                    enum Next {
+                        Shutdown,
+                        Live(Result<MissionEvent, broadcast::error::RecvError>),
+                        Newer(Result<String, broadcast::error::RecvError>),
+                    }
+                    let next = tokio::select! {
+                        _ = state.shutdown.cancelled() => Next::Shutdown,
+                        received = live.recv() => Next::Live(received),
+                        received = newer.recv() => Next::Newer(received),
+                    };
+                    match next {
+                        Next::Shutdown => {
+                            Err(Status::unavailable("the control plane is shutting down: follow again to resume"))?;
+                        }
+                        Next::Live(Ok(MissionEvent { event: Some(mission_event::Event::Line(line)) })) => {
+                            if line.seq <= sent {
+                                continue;
+                            }
+                            if line.seq > sent + 1 {
+                                for event in replay(&state, &mission_id, &mut sent).await? {
+                                    if let Some(mission_event::Event::Line(line)) = event.event {
+                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                                    }
+                                }
+                                continue;
+                            }
+                            sent = line.seq;
+                            yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                        }
+                        Next::Live(Ok(_)) => {}
+                        Next::Live(Err(broadcast::error::RecvError::Lagged(_))) => {
+                            for event in replay(&state, &mission_id, &mut sent).await? {
+                                if let Some(mission_event::Event::Line(line)) = event.event {
+                                    yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                                }
+                            }
+                        }
+                        Next::Live(Err(broadcast::error::RecvError::Closed)) => break 'missions,
+                        Next::Newer(Ok(newest)) => {
+                            if newest != mission_id {
+                                for event in replay(&state, &mission_id, &mut sent).await? {
+                                    if let Some(mission_event::Event::Line(line)) = event.event {
+                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                                    }
+                                }
+                                mission_id = newest;
+                                sent = 0;
+                                continue 'missions;
+                            }
+                        }
+                        Next::Newer(Err(broadcast::error::RecvError::Lagged(_))) => {
+                            let newest = state.store.newest_mission(&service, &environment).await.map_err(internal)?;
+                            if let Some(newest) = newest.filter(|m| m.id != mission_id) {
+                                mission_id = newest.id;
+                                sent = 0;
+                                continue 'missions;
+                            }
+                        }
+                        Next::Newer(Err(broadcast::error::RecvError::Closed)) => break 'missions,
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        Ok(Response::new(StatusResponse {
+            services: self.all_services().await?,
+            agents: self.all_agents().await?,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        Ok(Response::new(ListServicesResponse {
+            services: self.all_services().await?,
+        }))
+    }
+
+    async fn ensure_service(
+        &self,
+        request: Request<EnsureServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        let row = self
+            .state
+            .store
+            .ensure_service(&service, &environment)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(self.service_info(&row).await?))
+    }
+
+    async fn retire_service(
+        &self,
+        request: Request<RetireServiceRequest>,
+    ) -> Result<Response<RetireServiceResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        let store = &self.state.store;
+        if store
+            .service(&service, &environment)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
+            return Err(Status::not_found(format!(
+                "no service {service} in {environment}: see `launch services`"
+            )));
+        }
+        let (agents, join_tokens_revoked) = store
+            .retire_service(&service, &environment)
+            .await
+            .map_err(internal)?;
+        for agent_id in &agents {
+            self.state.hub.close(agent_id);
+        }
+        info!(service = %service, environment = %environment, agents_revoked = agents.len(), join_tokens_revoked, "service retired");
+        Ok(Response::new(RetireServiceResponse {
+            agents_revoked: agents.len() as u32,
+            join_tokens_revoked: join_tokens_revoked as u32,
+        }))
+    }
+
+    async fn list_releases(
+        &self,
+        request: Request<ListReleasesRequest>,
+    ) -> Result<Response<ListReleasesResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        let store = &self.state.store;
+        let current = store
+            .service(&service, &environment)
+            .await
+            .map_err(internal)?
+            .and_then(|s| s.current_release_id)
+            .unwrap_or_default();
+        let releases = store
+            .releases(&service, &environment)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|r| ReleaseInfo {
+                current: r.id == current,
+                target: Some(service_ref(&r.service, &r.environment)),
+                state: r.state as i32,
+                git_ref: r.git_ref,
+                bundle_sha256: r.bundle_sha256,
+                bundle_size: r.bundle_size.max(0) as u64,
+                mission_id: r.mission_id,
+                created_unix_ms: r.created,
+                release_id: r.id,
+            })
+            .collect();
+        Ok(Response::new(ListReleasesResponse { releases }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        Ok(Response::new(ListAgentsResponse {
+            agents: self.all_agents().await?,
+        }))
+    }
+
+    async fn revoke_agent(
+        &self,
+        request: Request<RevokeAgentRequest>,
+    ) -> Result<Response<RevokeAgentResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let agent_id = request.into_inner().agent_id;
+        if !self
+            .state
+            .store
+            .revoke_agent(&agent_id)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::not_found(format!(
+                "no agent {agent_id}: see `launch agents`"
+            )));
+        }
+        self.state.hub.close(&agent_id);
+        info!(agent_id = %agent_id, "agent revoked");
+        Ok(Response::new(RevokeAgentResponse {}))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<CreateJoinTokenRequest>,
+    ) -> Result<Response<CreateJoinTokenResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
+        let ttl_secs = if request.ttl_secs == 0 {
+            DEFAULT_JOIN_TTL_SECS
+        } else {
+            request.ttl_secs.min(10 * 365 * 24 * 3600)
+        };
+        let store = &self.state.store;
+        store
+            .ensure_service(&service, &environment)
+            .await
+            .map_err(internal)?;
+        let token = tokens::mint(tokens::JOIN_PREFIX);
+        let id = tokens::new_id("j");
+        let expires = super::store::now_ms() + (ttl_secs as i64) * 1000;
+        store
+            .insert_join_token(&id, &tokens::hash(&token), &service, &environment, expires)
+            .await
+            .map_err(internal)?;
+        info!(service = %service, environment = %environment, join_token_id = %id, ttl_secs, "join token created");
+        Ok(Response::new(CreateJoinTokenResponse {
+            join_token_id: id,
+            join_token: token,
+            expires_unix_ms: expires,
+        }))
+    }
+
+    async fn revoke_join_token(
+        &self,
+        request: Request<RevokeJoinTokenRequest>,
+    ) -> Result<Response<RevokeJoinTokenResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let id = request.into_inner().join_token_id;
+        if !self
+            .state
+            .store
+            .revoke_join_token(&id)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::not_found(format!("no join token {id}")));
+        }
+        Ok(Response::new(RevokeJoinTokenResponse {}))
+    }
+
+    async fn set_secret(
+        &self,
+        request: Request<SetSecretRequest>,
+    ) -> Result<Response<SetSecretResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
+        if !secrets::valid_key(&request.key) {
+            return Err(Status::invalid_argument(format!(
+                "secret name {:?} is not valid: use letters, digits and '_', not starting with a digit",
+                request.key
+            )));
+        }
+        let store = &self.state.store;
+        store
+            .ensure_service(&service, &environment)
+            .await
+            .map_err(internal)?;
+        let (nonce, ciphertext) = self.state.secrets.seal(
+            &secrets::address(&service, &environment, &request.key),
+            &request.value,
+        );
+        store
+            .put_secret(&service, &environment, &request.key, &nonce, &ciphertext)
+            .await
+            .map_err(internal)?;
+        info!(service = %service, environment = %environment, key = %request.key, "secret set");
+        Ok(Response::new(SetSecretResponse {}))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<ListSecretsRequest>,
+    ) -> Result<Response<ListSecretsResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        let secrets = self
+            .state
+            .store
+            .secrets(&service, &environment)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|s| SecretInfo {
+                key: s.key,
+                updated_unix_ms: s.updated,
+            })
+            .collect();
+        Ok(Response::new(ListSecretsResponse { secrets }))
+    }
+
+    async fn delete_secret(
+        &self,
+        request: Request<DeleteSecretRequest>,
+    ) -> Result<Response<DeleteSecretResponse>, Status> {
+        self.state.authorize_control(request.metadata()).await?;
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
+        if !self
+            .state
+            .store
+            .delete_secret(&service, &environment, &request.key)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Status::not_found(format!(
+                "no secret {} for {service} in {environment}: see `launch secrets list {service} --env {environment}`",
+                request.key
+            )));
+        }
+        info!(service = %service, environment = %environment, key = %request.key, "secret deleted");
+        Ok(Response::new(DeleteSecretResponse {}))
+    }
+}

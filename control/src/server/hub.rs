@@ -1,0 +1,196 @@
+//! What the control plane knows only while it runs: which agents have a
+//! session open (and the channel to push missions down it), the per-mission
+//! broadcast of log lines and updates that watchers subscribe to, the
+//! per-service broadcast of "a newer mission started" that `logs -f` follows,
+//! and the counters behind `/metrics`. Everything durable is in the store;
+//! losing the hub loses nothing but live connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use launch_proto::{ControlMessage, MissionEvent};
+
+/// Events buffered per mission before a slow subscriber lags (and re-reads the store).
+const MISSION_CHANNEL: usize = 1024;
+
+pub type Outbound = mpsc::Sender<Result<ControlMessage, Status>>;
+
+#[derive(Debug)]
+struct Session {
+    connection: u64,
+    service: String,
+    environment: String,
+    outbound: Outbound,
+    closed: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+pub struct Hub {
+    next_connection: AtomicU64,
+    sessions: Mutex<HashMap<String, Session>>,
+    missions: Mutex<HashMap<String, broadcast::Sender<MissionEvent>>>,
+    services: Mutex<HashMap<(String, String), broadcast::Sender<String>>>,
+    pub log_lines_total: AtomicU64,
+    pub deploys_total: AtomicU64,
+}
+
+/// Removes its session from the hub when the session's stream is dropped.
+#[derive(Debug)]
+pub struct SessionGuard {
+    hub: Arc<Hub>,
+    agent_id: String,
+    connection: u64,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut sessions = self.hub.sessions.lock().expect("hub lock");
+        if sessions
+            .get(&self.agent_id)
+            .is_some_and(|s| s.connection == self.connection)
+        {
+            sessions.remove(&self.agent_id);
+        }
+    }
+}
+
+impl Hub {
+    /// Records an open session; a newer session of the same agent replaces
+    /// (and closes) the older one. The returned token fires when the session
+    /// must end (agent revoked or replaced).
+    pub fn connect(
+        self: &Arc<Self>,
+        agent_id: &str,
+        service: &str,
+        environment: &str,
+        outbound: Outbound,
+    ) -> (SessionGuard, CancellationToken) {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
+        let closed = CancellationToken::new();
+        let previous = self.sessions.lock().expect("hub lock").insert(
+            agent_id.to_owned(),
+            Session {
+                connection,
+                service: service.to_owned(),
+                environment: environment.to_owned(),
+                outbound,
+                closed: closed.clone(),
+            },
+        );
+        if let Some(previous) = previous {
+            previous.closed.cancel();
+        }
+        let guard = SessionGuard {
+            hub: Arc::clone(self),
+            agent_id: agent_id.to_owned(),
+            connection,
+        };
+        (guard, closed)
+    }
+
+    /// Closes the agent's session, if open.
+    pub fn close(&self, agent_id: &str) {
+        if let Some(session) = self.sessions.lock().expect("hub lock").remove(agent_id) {
+            session.closed.cancel();
+        }
+    }
+
+    pub fn is_connected(&self, agent_id: &str) -> bool {
+        self.sessions
+            .lock()
+            .expect("hub lock")
+            .contains_key(agent_id)
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.sessions.lock().expect("hub lock").len()
+    }
+
+    pub fn connected_for(&self, service: &str, environment: &str) -> usize {
+        self.sessions
+            .lock()
+            .expect("hub lock")
+            .values()
+            .filter(|s| s.service == service && s.environment == environment)
+            .count()
+    }
+
+    /// The most recently connected session of an agent with these labels.
+    pub fn session_for(&self, service: &str, environment: &str) -> Option<(String, Outbound)> {
+        self.sessions
+            .lock()
+            .expect("hub lock")
+            .iter()
+            .filter(|(_, s)| s.service == service && s.environment == environment)
+            .max_by_key(|(_, s)| s.connection)
+            .map(|(agent_id, s)| (agent_id.clone(), s.outbound.clone()))
+    }
+
+    fn mission_sender(&self, mission_id: &str) -> broadcast::Sender<MissionEvent> {
+        self.missions
+            .lock()
+            .expect("hub lock")
+            .entry(mission_id.to_owned())
+            .or_insert_with(|| broadcast::channel(MISSION_CHANNEL).0)
+            .clone()
+    }
+
+    pub fn subscribe_mission(&self, mission_id: &str) -> broadcast::Receiver<MissionEvent> {
+        self.mission_sender(mission_id).subscribe()
+    }
+
+    /// Sends to the mission's current subscribers (none is fine).
+    pub fn publish(&self, mission_id: &str, event: MissionEvent) {
+        let sender = self
+            .missions
+            .lock()
+            .expect("hub lock")
+            .get(mission_id)
+            .cloned();
+        if let Some(sender) = sender {
+            let _ = sender.send(event);
+        }
+    }
+
+    /// Forgets a finished mission's channel once nobody listens.
+    pub fn forget_mission_if_idle(&self, mission_id: &str) {
+        let mut missions = self.missions.lock().expect("hub lock");
+        if missions
+            .get(mission_id)
+            .is_some_and(|s| s.receiver_count() == 0)
+        {
+            missions.remove(mission_id);
+        }
+    }
+
+    pub fn subscribe_service(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> broadcast::Receiver<String> {
+        self.services
+            .lock()
+            .expect("hub lock")
+            .entry((service.to_owned(), environment.to_owned()))
+            .or_insert_with(|| broadcast::channel(64).0)
+            .subscribe()
+    }
+
+    /// Tells `logs -f` followers that `mission_id` is the service's newest mission.
+    pub fn announce_mission(&self, service: &str, environment: &str, mission_id: &str) {
+        let sender = self
+            .services
+            .lock()
+            .expect("hub lock")
+            .get(&(service.to_owned(), environment.to_owned()))
+            .cloned();
+        if let Some(sender) = sender {
+            let _ = sender.send(mission_id.to_owned());
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! What every request handler shares: the store, the hub, the secret box and
+//! the server's settings, plus the operations both gRPC services need —
+//! authenticating callers, decrypting a service's secrets for its own agent,
+//! and dispatching a stored mission to a connected agent.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+use tracing::{error, info, warn};
+
+use launch_proto::{ControlMessage, Mission, control_message};
+
+use super::hub::Hub;
+use super::secrets::{self, SecretBox};
+use super::store::{AgentRow, MissionRow, Store};
+use super::tokens;
+
+pub struct State {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub secrets: SecretBox,
+    pub data_dir: PathBuf,
+    pub bundles_dir: PathBuf,
+    pub admin_hash: String,
+    pub max_bundle_bytes: u64,
+    pub agent_binary: Option<PathBuf>,
+    pub shutdown: CancellationToken,
+}
+
+/// A store failure as the caller sees it: generic, with the details logged.
+pub fn internal(err: impl std::fmt::Display) -> Status {
+    error!(cause = %err, "internal error");
+    Status::internal("internal error in the control plane: see its log")
+}
+
+impl State {
+    /// Admin or API token, else Unauthenticated; an agent token is PermissionDenied.
+    pub async fn authorize_control(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let unauthenticated = || {
+            Status::unauthenticated(format!(
+                "missing or unknown token: pass --token or set LAUNCH_TOKEN (the admin token is in {})",
+                self.data_dir.join(super::ADMIN_TOKEN_FILE).display()
+            ))
+        };
+        let Some(token) = tokens::bearer(metadata) else {
+            return Err(unauthenticated());
+        };
+        let hash = tokens::hash(&token);
+        if hash == self.admin_hash || self.store.api_token_exists(&hash).await.map_err(internal)? {
+            return Ok(());
+        }
+        if self
+            .store
+            .agent_by_token_hash(&hash)
+            .await
+            .map_err(internal)?
+            .is_some()
+        {
+            return Err(Status::permission_denied(
+                "an agent token cannot call the control service: use the admin token or an API token",
+            ));
+        }
+        Err(unauthenticated())
+    }
+
+    /// The calling agent, if its token is known and not revoked.
+    pub async fn authorize_agent(&self, metadata: &MetadataMap) -> Result<AgentRow, Status> {
+        let token = tokens::bearer(metadata).ok_or_else(|| {
+            Status::unauthenticated(
+                "missing agent token: register the agent with a join token first",
+            )
+        })?;
+        let agent = self
+            .store
+            .agent_by_token_hash(&tokens::hash(&token))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "unknown agent token: re-install the agent with a new join token",
+                )
+            })?;
+        if agent.revoked {
+            return Err(Status::unauthenticated(
+                "agent token revoked: re-install the agent with a new join token",
+            ));
+        }
+        Ok(agent)
+    }
+
+    /// The service's secrets in clear, for its own agent only.
+    pub async fn open_secrets(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<HashMap<String, String>, Status> {
+        let rows = self
+            .store
+            .secrets(service, environment)
+            .await
+            .map_err(internal)?;
+        let mut values = HashMap::new();
+        for row in rows {
+            let address = secrets::address(service, environment, &row.key);
+            let value = self
+                .secrets
+                .open(&address, &row.nonce, &row.ciphertext)
+                .map_err(internal)?;
+            values.insert(row.key, value);
+        }
+        Ok(values)
+    }
+
+    /// The Mission message for a stored mission, with its service's secrets.
+    pub async fn mission_message(&self, mission: &MissionRow) -> Result<ControlMessage, Status> {
+        let release = self
+            .store
+            .release(&mission.release_id)
+            .await
+            .map_err(internal)?;
+        let (bundle_sha256, bundle_size) = release
+            .map(|r| (r.bundle_sha256, r.bundle_size.max(0) as u64))
+            .unwrap_or_default();
+        Ok(ControlMessage {
+            msg: Some(control_message::Msg::Mission(Mission {
+                mission_id: mission.id.clone(),
+                kind: mission.kind as i32,
+                service: mission.service.clone(),
+                environment: mission.environment.clone(),
+                release_id: mission.release_id.clone(),
+                bundle_sha256,
+                bundle_size,
+                secrets: self
+                    .open_secrets(&mission.service, &mission.environment)
+                    .await?,
+                created_unix_ms: mission.created,
+            })),
+        })
+    }
+
+    /// Pushes a stored mission to the most recently connected agent of its
+    /// service, if any; otherwise it stays queued until an agent connects.
+    pub async fn dispatch(&self, mission: &MissionRow) -> Result<(), Status> {
+        self.hub
+            .announce_mission(&mission.service, &mission.environment, &mission.id);
+        let Some((agent_id, outbound)) =
+            self.hub.session_for(&mission.service, &mission.environment)
+        else {
+            info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, "no agent connected: mission stays queued");
+            return Ok(());
+        };
+        let message = self.mission_message(mission).await?;
+        if outbound.send(Ok(message)).await.is_err() {
+            warn!(agent_id = %agent_id, mission_id = %mission.id, "agent session closed during dispatch: mission stays queued");
+            return Ok(());
+        }
+        self.store
+            .mark_dispatched(&mission.id, &agent_id)
+            .await
+            .map_err(internal)?;
+        info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, agent_id = %agent_id, "mission dispatched");
+        Ok(())
+    }
+}

@@ -1,0 +1,780 @@
+//! The control plane's durable state: one SQLite database (WAL, busy timeout,
+//! embedded migrations from `control/migrations`). Every query lives here, so
+//! the services above speak in rows and never in SQL. Queries are runtime
+//! `sqlx::query` calls: building needs no database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
+
+pub type Result<T> = std::result::Result<T, sqlx::Error>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceRow {
+    pub service: String,
+    pub environment: String,
+    pub created: i64,
+    pub note: String,
+    pub retired: bool,
+    pub current_release_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentRow {
+    pub id: String,
+    pub service: String,
+    pub environment: String,
+    pub labels: String,
+    pub hostname: String,
+    pub version: String,
+    pub revoked: bool,
+    pub registered: i64,
+    pub last_seen: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct JoinTokenRow {
+    pub id: String,
+    pub service: String,
+    pub environment: String,
+    pub expires: i64,
+    pub used_at: Option<i64>,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReleaseRow {
+    pub id: String,
+    pub service: String,
+    pub environment: String,
+    pub git_ref: String,
+    pub bundle_sha256: String,
+    pub bundle_size: i64,
+    pub state: ReleaseState,
+    pub created: i64,
+    pub mission_id: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct MissionRow {
+    pub id: String,
+    pub kind: MissionKind,
+    pub service: String,
+    pub environment: String,
+    pub release_id: String,
+    pub state: MissionState,
+    pub message: String,
+    pub url: String,
+    pub agent_id: String,
+    pub result_release_id: String,
+    pub created: i64,
+    pub updated: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SecretRow {
+    pub key: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub updated: i64,
+}
+
+/// What a deploy records, in one transaction.
+#[derive(Clone, Debug)]
+pub struct NewDeploy {
+    pub service: String,
+    pub environment: String,
+    pub git_ref: String,
+    pub bundle_sha256: String,
+    pub bundle_size: i64,
+    /// `(key, nonce, ciphertext)` of the header's secrets, already sealed.
+    pub secrets: Vec<(String, Vec<u8>, Vec<u8>)>,
+    pub release_id: String,
+    pub mission_id: String,
+}
+
+fn service_row(row: &sqlx::sqlite::SqliteRow) -> ServiceRow {
+    ServiceRow {
+        service: row.get("service"),
+        environment: row.get("environment"),
+        created: row.get("created"),
+        note: row.get("note"),
+        retired: row.get::<i64, _>("retired") != 0,
+        current_release_id: row.get("current_release_id"),
+    }
+}
+
+fn agent_row(row: &sqlx::sqlite::SqliteRow) -> AgentRow {
+    AgentRow {
+        id: row.get("id"),
+        service: row.get("service"),
+        environment: row.get("environment"),
+        labels: row.get("labels"),
+        hostname: row.get("hostname"),
+        version: row.get("version"),
+        revoked: row.get::<i64, _>("revoked") != 0,
+        registered: row.get("registered"),
+        last_seen: row.get("last_seen"),
+    }
+}
+
+fn release_row(row: &sqlx::sqlite::SqliteRow) -> ReleaseRow {
+    ReleaseRow {
+        id: row.get("id"),
+        service: row.get("service"),
+        environment: row.get("environment"),
+        git_ref: row.get("git_ref"),
+        bundle_sha256: row.get("bundle_sha256"),
+        bundle_size: row.get("bundle_size"),
+        state: ReleaseState::from_label(row.get("state")).unwrap_or(ReleaseState::Unspecified),
+        created: row.get("created"),
+        mission_id: row.get("mission_id"),
+    }
+}
+
+fn mission_row(row: &sqlx::sqlite::SqliteRow) -> MissionRow {
+    MissionRow {
+        id: row.get("id"),
+        kind: MissionKind::from_label(row.get("kind")).unwrap_or(MissionKind::Unspecified),
+        service: row.get("service"),
+        environment: row.get("environment"),
+        release_id: row.get("release_id"),
+        state: MissionState::from_label(row.get("state")).unwrap_or(MissionState::Unspecified),
+        message: row.get("message"),
+        url: row.get("url"),
+        agent_id: row.get("agent_id"),
+        result_release_id: row.get("result_release_id"),
+        created: row.get("created"),
+        updated: row.get("updated"),
+    }
+}
+
+fn log_line(row: &sqlx::sqlite::SqliteRow) -> LogLine {
+    LogLine {
+        seq: row.get::<i64, _>("seq") as u64,
+        unix_ms: row.get("unix_ms"),
+        stream: row.get::<i64, _>("stream") as i32,
+        source: row.get("source"),
+        text: row.get("text"),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `url` and migrates it.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- settings ----
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        sqlx::query("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(|r| r.get("value")))
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    pub async fn api_token_exists(&self, hash: &str) -> Result<bool> {
+        sqlx::query("SELECT 1 FROM api_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.is_some())
+    }
+
+    // ---- services ----
+
+    /// Creates the service if missing and un-retires it; returns the row.
+    pub async fn ensure_service(&self, service: &str, environment: &str) -> Result<ServiceRow> {
+        sqlx::query("INSERT INTO services (service, environment, created) VALUES (?, ?, ?) ON CONFLICT (service, environment) DO UPDATE SET retired = 0")
+            .bind(service)
+            .bind(environment)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        self.service(service, environment)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    pub async fn service(&self, service: &str, environment: &str) -> Result<Option<ServiceRow>> {
+        sqlx::query("SELECT * FROM services WHERE service = ? AND environment = ?")
+            .bind(service)
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.as_ref().map(service_row))
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceRow>> {
+        sqlx::query("SELECT * FROM services WHERE retired = 0 ORDER BY service, environment")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(service_row).collect())
+    }
+
+    pub async fn set_note(&self, service: &str, environment: &str, note: &str) -> Result<()> {
+        sqlx::query("UPDATE services SET note = ? WHERE service = ? AND environment = ?")
+            .bind(note)
+            .bind(service)
+            .bind(environment)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// Marks the service retired and revokes its agents and unused join
+    /// tokens; returns `(agent ids revoked, join tokens revoked)`.
+    pub async fn retire_service(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<(Vec<String>, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let agents: Vec<String> = sqlx::query(
+            "SELECT id FROM agents WHERE service = ? AND environment = ? AND revoked = 0",
+        )
+        .bind(service)
+        .bind(environment)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+        sqlx::query("UPDATE agents SET revoked = 1 WHERE service = ? AND environment = ?")
+            .bind(service)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?;
+        let tokens = sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE service = ? AND environment = ? AND revoked = 0 AND used_at IS NULL")
+            .bind(service)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE services SET retired = 1, current_release_id = NULL WHERE service = ? AND environment = ?")
+            .bind(service)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE missions SET state = 'cancelled', updated = ? WHERE service = ? AND environment = ? AND state IN ('queued', 'dispatched', 'running')")
+            .bind(now_ms())
+            .bind(service)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((agents, tokens))
+    }
+
+    // ---- join tokens and agents ----
+
+    pub async fn insert_join_token(
+        &self,
+        id: &str,
+        hash: &str,
+        service: &str,
+        environment: &str,
+        expires: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO join_tokens (id, hash, service, environment, created, expires) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(hash)
+            .bind(service)
+            .bind(environment)
+            .bind(now_ms())
+            .bind(expires)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    pub async fn join_token_by_hash(&self, hash: &str) -> Result<Option<JoinTokenRow>> {
+        sqlx::query("SELECT * FROM join_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| {
+                row.map(|r| JoinTokenRow {
+                    id: r.get("id"),
+                    service: r.get("service"),
+                    environment: r.get("environment"),
+                    expires: r.get("expires"),
+                    used_at: r.get("used_at"),
+                    revoked: r.get::<i64, _>("revoked") != 0,
+                })
+            })
+    }
+
+    /// Returns false when the token is unknown.
+    pub async fn revoke_join_token(&self, id: &str) -> Result<bool> {
+        sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+    }
+
+    /// Uses the join token and records the agent, atomically; `false` when
+    /// the token was used by someone else in between.
+    pub async fn register_agent(
+        &self,
+        join_token_id: &str,
+        agent: &AgentRow,
+        token_hash: &str,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let used = sqlx::query("UPDATE join_tokens SET used_at = ?, used_by_agent = ? WHERE id = ? AND used_at IS NULL AND revoked = 0")
+            .bind(agent.registered)
+            .bind(&agent.id)
+            .bind(join_token_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if used == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO agents (id, service, environment, labels, hostname, version, token_hash, registered, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(&agent.id)
+            .bind(&agent.service)
+            .bind(&agent.environment)
+            .bind(&agent.labels)
+            .bind(&agent.hostname)
+            .bind(&agent.version)
+            .bind(token_hash)
+            .bind(agent.registered)
+            .bind(agent.last_seen)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE services SET note = '' WHERE service = ? AND environment = ?")
+            .bind(&agent.service)
+            .bind(&agent.environment)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>> {
+        sqlx::query("SELECT * FROM agents WHERE token_hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.as_ref().map(agent_row))
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentRow>> {
+        sqlx::query("SELECT * FROM agents ORDER BY registered, id")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(agent_row).collect())
+    }
+
+    /// Returns false when the agent is unknown.
+    pub async fn revoke_agent(&self, id: &str) -> Result<bool> {
+        sqlx::query("UPDATE agents SET revoked = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+    }
+
+    pub async fn touch_agent(
+        &self,
+        id: &str,
+        hostname: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE agents SET last_seen = ?, hostname = COALESCE(?, hostname), version = COALESCE(?, version) WHERE id = ?")
+            .bind(now_ms())
+            .bind(hostname)
+            .bind(version)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    // ---- secrets ----
+
+    pub async fn put_secret(
+        &self,
+        service: &str,
+        environment: &str,
+        key: &str,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
+            .bind(service)
+            .bind(environment)
+            .bind(key)
+            .bind(nonce)
+            .bind(ciphertext)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    pub async fn secrets(&self, service: &str, environment: &str) -> Result<Vec<SecretRow>> {
+        sqlx::query("SELECT key, nonce, ciphertext, updated FROM secrets WHERE service = ? AND environment = ? ORDER BY key")
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| SecretRow {
+                        key: r.get("key"),
+                        nonce: r.get("nonce"),
+                        ciphertext: r.get("ciphertext"),
+                        updated: r.get("updated"),
+                    })
+                    .collect()
+            })
+    }
+
+    /// Returns false when there was no such secret.
+    pub async fn delete_secret(&self, service: &str, environment: &str, key: &str) -> Result<bool> {
+        sqlx::query("DELETE FROM secrets WHERE service = ? AND environment = ? AND key = ?")
+            .bind(service)
+            .bind(environment)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+    }
+
+    // ---- releases and missions ----
+
+    /// Records a deploy: service (if missing), secrets, release (pending) and
+    /// mission (queued) in one transaction.
+    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO services (service, environment, created) VALUES (?, ?, ?) ON CONFLICT (service, environment) DO UPDATE SET retired = 0")
+            .bind(&deploy.service)
+            .bind(&deploy.environment)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for (key, nonce, ciphertext) in &deploy.secrets {
+            sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
+                .bind(&deploy.service)
+                .bind(&deploy.environment)
+                .bind(key)
+                .bind(nonce)
+                .bind(ciphertext)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)")
+            .bind(&deploy.release_id)
+            .bind(&deploy.service)
+            .bind(&deploy.environment)
+            .bind(&deploy.git_ref)
+            .bind(&deploy.bundle_sha256)
+            .bind(deploy.bundle_size)
+            .bind(now)
+            .bind(&deploy.mission_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated) VALUES (?, 'deploy', ?, ?, ?, 'queued', ?, ?)")
+            .bind(&deploy.mission_id)
+            .bind(&deploy.service)
+            .bind(&deploy.environment)
+            .bind(&deploy.release_id)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn insert_mission(
+        &self,
+        id: &str,
+        kind: MissionKind,
+        service: &str,
+        environment: &str,
+        release_id: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)")
+            .bind(id)
+            .bind(kind.label())
+            .bind(service)
+            .bind(environment)
+            .bind(release_id)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    pub async fn release(&self, id: &str) -> Result<Option<ReleaseRow>> {
+        sqlx::query("SELECT * FROM releases WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.as_ref().map(release_row))
+    }
+
+    /// Newest first.
+    pub async fn releases(&self, service: &str, environment: &str) -> Result<Vec<ReleaseRow>> {
+        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? ORDER BY id DESC")
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(release_row).collect())
+    }
+
+    pub async fn mission(&self, id: &str) -> Result<Option<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.as_ref().map(mission_row))
+    }
+
+    pub async fn newest_mission(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Option<MissionRow>> {
+        sqlx::query(
+            "SELECT * FROM missions WHERE service = ? AND environment = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(service)
+        .bind(environment)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|row| row.as_ref().map(mission_row))
+    }
+
+    /// The newest mission that left a URL (the service's address).
+    pub async fn newest_url(&self, service: &str, environment: &str) -> Result<Option<String>> {
+        sqlx::query("SELECT url FROM missions WHERE service = ? AND environment = ? AND url != '' ORDER BY id DESC LIMIT 1")
+            .bind(service)
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(|r| r.get("url")))
+    }
+
+    /// Missions an agent of this service has not acknowledged yet, oldest first.
+    pub async fn unacked_missions(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Vec<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND state IN ('queued', 'dispatched') ORDER BY id")
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(mission_row).collect())
+    }
+
+    /// Missions whose log numbering an agent must continue: unfinished ones
+    /// and the newest one.
+    pub async fn missions_to_resume(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Vec<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = ? AND environment = ?)) ORDER BY id")
+            .bind(service)
+            .bind(environment)
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(mission_row).collect())
+    }
+
+    /// queued → dispatched (never moves a mission backwards).
+    pub async fn mark_dispatched(&self, mission_id: &str, agent_id: &str) -> Result<()> {
+        sqlx::query("UPDATE missions SET state = 'dispatched', agent_id = ?, updated = ? WHERE id = ? AND state = 'queued'")
+            .bind(agent_id)
+            .bind(now_ms())
+            .bind(mission_id)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// queued/dispatched → running, release → deploying; true if it moved.
+    pub async fn mark_running(&self, mission: &MissionRow, agent_id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query("UPDATE missions SET state = 'running', agent_id = ?, updated = ? WHERE id = ? AND state IN ('queued', 'dispatched')")
+            .bind(agent_id)
+            .bind(now_ms())
+            .bind(&mission.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if moved && matches!(mission.kind, MissionKind::Deploy | MissionKind::Rollback) {
+            sqlx::query(
+                "UPDATE releases SET state = 'deploying' WHERE id = ? AND state = 'pending'",
+            )
+            .bind(&mission.release_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Applies an agent's MissionUpdate to the mission, its release and the
+    /// service's current release.
+    pub async fn apply_update(
+        &self,
+        mission: &MissionRow,
+        update: &launch_proto::MissionUpdate,
+        state: MissionState,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE missions SET state = ?, message = ?, url = ?, result_release_id = ?, updated = ? WHERE id = ?")
+            .bind(state.label())
+            .bind(&update.message)
+            .bind(&update.url)
+            .bind(&update.release_id)
+            .bind(now_ms())
+            .bind(&mission.id)
+            .execute(&mut *tx)
+            .await?;
+        let release_state = match state {
+            MissionState::Running => Some("deploying"),
+            MissionState::Healthy => Some("healthy"),
+            MissionState::Failed => Some("failed"),
+            MissionState::RolledBack => Some("rolled_back"),
+            _ => None,
+        };
+        let moves_release = matches!(mission.kind, MissionKind::Deploy | MissionKind::Rollback);
+        if let (Some(release_state), true) = (release_state, moves_release) {
+            sqlx::query("UPDATE releases SET state = ? WHERE id = ?")
+                .bind(release_state)
+                .bind(&mission.release_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let current = match state {
+            MissionState::Healthy if moves_release => Some(mission.release_id.clone()),
+            MissionState::RolledBack if !update.release_id.is_empty() => {
+                Some(update.release_id.clone())
+            }
+            _ => None,
+        };
+        if let Some(current) = current {
+            sqlx::query(
+                "UPDATE services SET current_release_id = ? WHERE service = ? AND environment = ?",
+            )
+            .bind(current)
+            .bind(&mission.service)
+            .bind(&mission.environment)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn mission_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query("SELECT kind, state, COUNT(*) AS n FROM missions GROUP BY kind, state ORDER BY kind, state")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(|r| (r.get("kind"), r.get("state"), r.get("n"))).collect())
+    }
+
+    // ---- logs ----
+
+    pub async fn last_seq(&self, mission_id: &str) -> Result<u64> {
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM log_lines WHERE mission_id = ?")
+            .bind(mission_id)
+            .fetch_one(&self.pool)
+            .await
+            .map(|r| r.get::<i64, _>("seq") as u64)
+    }
+
+    /// Stores lines (already filtered to new seqs) in one transaction.
+    pub async fn insert_lines(&self, mission_id: &str, lines: &[LogLine]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for line in lines {
+            sqlx::query("INSERT OR IGNORE INTO log_lines (mission_id, seq, unix_ms, stream, source, text) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(mission_id)
+                .bind(line.seq as i64)
+                .bind(line.unix_ms)
+                .bind(line.stream as i64)
+                .bind(&line.source)
+                .bind(&line.text)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Up to `limit` stored lines with seq > `after`, in order.
+    pub async fn lines_after(
+        &self,
+        mission_id: &str,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<LogLine>> {
+        sqlx::query("SELECT seq, unix_ms, stream, source, text FROM log_lines WHERE mission_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+            .bind(mission_id)
+            .bind(after as i64)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(log_line).collect())
+    }
+}
