@@ -1,1 +1,36 @@
-//! placeholder
+//! The end-to-end harness: it starts the real `launch` and `launch-agent`
+//! binaries against the real Docker engine, in temp directories, on free
+//! ports, with unique service names, and cleans everything up on drop, so the
+//! scenario tests in `tests/tests.rs` can run in parallel under nextest.
+//!
+//! # Layout
+//! - [`binaries`]: where the built binaries are (`LAUNCH_BIN_DIR` or `target/debug`).
+//! - [`process`]: a child process whose output lines are captured and waited on, killed on drop.
+//! - [`poll`]: waiting for a condition until a deadline, reporting the last state seen.
+//! - [`server`]: a `launch server` on a free port with its own data dir.
+//! - [`agent`]: a `launch-agent` registered with a fresh join token.
+//! - [`cli`]: running `launch` commands against a server.
+//! - [`service`]: a copy of `examples/quickstart` with a unique name and a free port.
+//! - [`docker`]: removing a compose project's containers, networks and images.
+//! - [`grpc`]: tonic clients and authenticated requests, for acting as an agent.
+//! - [`http`]: a tiny HTTP/1.0 GET for checking that a service answers.
+//! - [`bundle`]: hand-made (hostile) bundles for the bad-input scenarios.
+//! - [`unique`]: unique names and free ports.
+
+pub mod agent;
+pub mod binaries;
+pub mod bundle;
+pub mod cli;
+pub mod docker;
+pub mod grpc;
+pub mod http;
+pub mod poll;
+pub mod process;
+pub mod server;
+pub mod service;
+pub mod unique;
+
+pub use agent::Agent;
+pub use cli::CliOutput;
+pub use server::Server;
+pub use service::Service;

@@ -1,1 +1,22 @@
-//! placeholder
+//! The end-to-end scenarios of Launch, in one test binary (one link, one
+//! place to look): each module drives the real `launch` and `launch-agent`
+//! binaries and the real Docker engine through the harness in `launch_e2e`.
+//! Every test uses its own server, agents, unique service names and free
+//! ports, so nextest can run them all in parallel.
+//!
+//! # Layout
+//! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
+//! - `tokens`: join tokens — registration, reuse refused.
+//! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
+//! - `logs`: runtime log lines and secret redaction everywhere.
+//! - `restarts`: agent and control plane kill -9 and restart.
+//! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
+//! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
+
+mod bad_input;
+mod deploy;
+mod isolation;
+mod logs;
+mod restarts;
+mod tidy;
+mod tokens;

@@ -1,0 +1,179 @@
+//! A `launch server` under test: its own temp data dir, `--listen
+//! 127.0.0.1:0`, the address parsed from the one line it prints, the admin
+//! token read from `<data-dir>/admin.token`. It can be killed with SIGKILL and
+//! restarted on the same address with the same data dir.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::binaries;
+use crate::cli::{self, CliOutput};
+use crate::process::Process;
+
+/// How long a server may take to print its listening line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Environment variables of the developer's shell that must not leak into the
+/// processes under test.
+pub const SCRUBBED_ENV: [&str; 14] = [
+    "LAUNCH_ADDR",
+    "LAUNCH_TOKEN",
+    "LAUNCH_TOKEN_FILE",
+    "LAUNCH_LISTEN",
+    "LAUNCH_DATA_DIR",
+    "LAUNCH_DATABASE_URL",
+    "LAUNCH_SECRET_KEY",
+    "LAUNCH_AGENT_CONTROL_URL",
+    "LAUNCH_AGENT_JOIN_TOKEN",
+    "LAUNCH_AGENT_LABELS",
+    "LAUNCH_AGENT_DATA_DIR",
+    "LAUNCH_AGENT_ADVERTISE_HOST",
+    "LAUNCH_OUTPUT",
+    "RUST_LOG",
+];
+
+pub struct Server {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub admin_token: String,
+    extra_args: Vec<String>,
+    data_dir: PathBuf,
+    _temp: TempDir,
+}
+
+impl Server {
+    /// Starts a server with default flags.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra flags (e.g. `--max-bundle-bytes 1048576`).
+    pub fn start_with(extra_args: &[&str]) -> Server {
+        let temp = tempfile::Builder::new()
+            .prefix("launch-e2e-server-")
+            .tempdir()
+            .expect("create a temp dir");
+        let data_dir = temp.path().join("data");
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let (process, addr) = spawn(&data_dir, "127.0.0.1:0", &extra_args)
+            .unwrap_or_else(|e| panic!("launch server did not start: {e}"));
+        let admin_token = read_admin_token(&data_dir);
+        Server {
+            process,
+            addr,
+            admin_token,
+            extra_args,
+            data_dir,
+            _temp: temp,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`, what the CLI and agents connect to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// kill -9.
+    pub fn kill_hard(&mut self) {
+        self.process.kill_hard();
+    }
+
+    /// Starts the server again on the same address with the same data dir
+    /// (retrying while the port is still held by the previous process).
+    pub fn restart(&mut self) {
+        self.process.kill_hard();
+        let listen = self.addr.to_string();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match spawn(&self.data_dir, &listen, &self.extra_args) {
+                Ok((process, addr)) => {
+                    assert_eq!(addr, self.addr, "restarted server listens elsewhere");
+                    self.process = process;
+                    let token = read_admin_token(&self.data_dir);
+                    assert_eq!(token, self.admin_token, "admin token changed on restart");
+                    return;
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("launch server did not restart on {listen}: {last}");
+    }
+
+    /// Runs `launch <args>` against this server with the admin token.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        cli::run(self, args)
+    }
+
+    /// The raw bytes of the SQLite store (database, WAL and shared-memory
+    /// files), for checking that a secret value never reached the disk.
+    pub fn store_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for name in ["launch.db", "launch.db-wal", "launch.db-shm"] {
+            if let Ok(mut b) = std::fs::read(self.data_dir.join(name)) {
+                bytes.append(&mut b);
+            }
+        }
+        assert!(
+            !bytes.is_empty(),
+            "no launch.db in {}: where does the server keep its store?",
+            self.data_dir.display()
+        );
+        bytes
+    }
+}
+
+fn read_admin_token(data_dir: &Path) -> String {
+    let path = data_dir.join("admin.token");
+    let token = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    token.trim().to_owned()
+}
+
+/// Spawns `launch server` and waits for its listening line; `Err` with its
+/// output if it exits or stays silent.
+fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> Result<(Process, SocketAddr), String> {
+    let mut command = Command::new(binaries::launch());
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    command
+        .env("RUST_LOG", "info")
+        .arg("server")
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra);
+    let mut process = Process::spawn("server", command);
+    const PREFIX: &str = "launch server listening on http://";
+    let found = process
+        .stdout
+        .wait_for(START_TIMEOUT, |line| line.starts_with(PREFIX));
+    match found {
+        Ok(line) => {
+            let addr = line[PREFIX.len()..]
+                .trim()
+                .trim_end_matches('/')
+                .parse()
+                .map_err(|e| format!("cannot parse the address in {line:?}: {e}"))?;
+            Ok((process, addr))
+        }
+        Err(e) => {
+            let status = process.try_status();
+            Err(format!(
+                "{e}\nexit status: {status:?}\nstderr:\n{}",
+                process.stderr.text()
+            ))
+        }
+    }
+}
