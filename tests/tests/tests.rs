@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
+//! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
 //! - `tokens`: join tokens — registration, reuse refused.
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
@@ -14,6 +15,7 @@
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 
 mod bad_input;
+mod control_plane;
 mod deploy;
 mod isolation;
 mod logs;
