@@ -277,6 +277,7 @@ pub async fn run(
     let bundles_dir = config.data_dir.join("bundles");
     std::fs::create_dir_all(&bundles_dir)
         .with_context(|| format!("create {}", bundles_dir.display()))?;
+    remove_partial_uploads(&bundles_dir);
     let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
     let store = store::Store::open(&config.database_url)
         .await
@@ -310,7 +311,8 @@ pub async fn run(
     let app = routes
         .routes()
         .into_axum_router()
-        .merge(http::router(state.clone()));
+        .merge(http::router(state.clone()))
+        .fallback(http::fallback);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -350,6 +352,18 @@ pub async fn run(
     store.close().await;
     info!("control plane stopped");
     Ok(())
+}
+
+/// Removes uploads a previous run left half-written (it stopped mid-deploy).
+fn remove_partial_uploads(bundles_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(bundles_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".upload-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Creates the admin token at first start (printing it once to stderr) and

@@ -310,9 +310,13 @@ fn session_stream(
                 match next {
                     Next::Shutdown => break,
                     Next::Closed => {
-                        Err(Status::unauthenticated(
-                            "agent token revoked (or a newer session of this agent opened): re-install the agent with a new join token",
-                        ))?;
+                        let revoked = state.agent_revoked(&agent.id).await?;
+                        if revoked {
+                            Err(Status::unauthenticated(
+                                "agent token revoked: re-install the agent with a new join token",
+                            ))?;
+                        }
+                        Err(Status::aborted("a newer session of this agent replaced this one"))?;
                     }
                     Next::Outbound(message) => yield message?,
                     Next::Inbound(Ok(Some(message))) => {

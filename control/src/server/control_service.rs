@@ -516,8 +516,6 @@ impl ControlService for Control {
                     }
                 }
             }
-            drop(live);
-            state.hub.forget_mission_if_idle(&mission_id);
         };
         Ok(Response::new(Box::pin(stream)))
     }

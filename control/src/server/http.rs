@@ -24,6 +24,28 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
+/// Unknown paths: gRPC callers get `Unimplemented`, people get a 404 that
+/// lists what exists.
+pub async fn fallback(request: axum::extract::Request) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        return tonic::Status::unimplemented(format!(
+            "{} is not a launch.v1 method: upgrade the client or the server",
+            request.uri().path()
+        ))
+        .into_http();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        "not found: this server answers /healthz, /metrics and /v1/agent/download/linux-amd64\n",
+    )
+        .into_response()
+}
+
 async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
     let mut out = String::new();
     let _ = writeln!(

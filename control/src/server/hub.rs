@@ -131,17 +131,15 @@ impl Hub {
             .map(|(agent_id, s)| (agent_id.clone(), s.outbound.clone()))
     }
 
-    fn mission_sender(&self, mission_id: &str) -> broadcast::Sender<MissionEvent> {
-        self.missions
-            .lock()
-            .expect("hub lock")
+    /// Subscribes to a mission's events; channels nobody listens to any more
+    /// are dropped on the way (publishing to them would reach no one).
+    pub fn subscribe_mission(&self, mission_id: &str) -> broadcast::Receiver<MissionEvent> {
+        let mut missions = self.missions.lock().expect("hub lock");
+        missions.retain(|id, sender| id == mission_id || sender.receiver_count() > 0);
+        missions
             .entry(mission_id.to_owned())
             .or_insert_with(|| broadcast::channel(MISSION_CHANNEL).0)
-            .clone()
-    }
-
-    pub fn subscribe_mission(&self, mission_id: &str) -> broadcast::Receiver<MissionEvent> {
-        self.mission_sender(mission_id).subscribe()
+            .subscribe()
     }
 
     /// Sends to the mission's current subscribers (none is fine).
@@ -154,17 +152,6 @@ impl Hub {
             .cloned();
         if let Some(sender) = sender {
             let _ = sender.send(event);
-        }
-    }
-
-    /// Forgets a finished mission's channel once nobody listens.
-    pub fn forget_mission_if_idle(&self, mission_id: &str) {
-        let mut missions = self.missions.lock().expect("hub lock");
-        if missions
-            .get(mission_id)
-            .is_some_and(|s| s.receiver_count() == 0)
-        {
-            missions.remove(mission_id);
         }
     }
 

@@ -92,6 +92,16 @@ impl State {
         Ok(agent)
     }
 
+    /// True when the agent is revoked (or unknown).
+    pub async fn agent_revoked(&self, agent_id: &str) -> Result<bool, Status> {
+        Ok(self
+            .store
+            .agent(agent_id)
+            .await
+            .map_err(internal)?
+            .is_none_or(|agent| agent.revoked))
+    }
+
     /// The service's secrets in clear, for its own agent only.
     pub async fn open_secrets(
         &self,

@@ -296,6 +296,11 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM releases WHERE service = ? AND environment = ?")
+            .bind(service)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE services SET retired = 1, current_release_id = NULL WHERE service = ? AND environment = ?")
             .bind(service)
             .bind(environment)
@@ -402,6 +407,14 @@ impl Store {
     pub async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>> {
         sqlx::query("SELECT * FROM agents WHERE token_hash = ?")
             .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.as_ref().map(agent_row))
+    }
+
+    pub async fn agent(&self, id: &str) -> Result<Option<AgentRow>> {
+        sqlx::query("SELECT * FROM agents WHERE id = ?")
+            .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map(|row| row.as_ref().map(agent_row))

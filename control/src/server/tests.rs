@@ -1243,6 +1243,98 @@ async fn revoked_agent_is_disconnected_and_refused() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn following_logs_switches_to_the_newer_mission() {
+    let server = TestServer::start().await;
+    let (_, agent_token) = server.register("hello", "prod").await;
+    let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
+    let first = server.deploy("hello", "prod", good_bundle("1")).await;
+    session.next_mission().await;
+    session.ack(&first.mission_id).await;
+    session.logs(&first.mission_id, 1..=2).await;
+    assert_eq!(session.next_log_ack(&first.mission_id).await, 2);
+
+    let mut follow = server
+        .control()
+        .await
+        .stream_logs(server.admin(StreamLogsRequest {
+            target: Some(target("hello", "prod")),
+            mission_id: String::new(),
+            since_seq: 1,
+            follow: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        let event = tokio::time::timeout(DEADLINE, follow.next())
+            .await
+            .expect("a log event within the deadline")
+            .unwrap()
+            .unwrap();
+        (event.mission_id, event.line.unwrap().seq)
+    };
+    assert_eq!(next().await, (first.mission_id.clone(), 2));
+    session.logs(&first.mission_id, 3..=3).await;
+    assert_eq!(next().await, (first.mission_id.clone(), 3));
+
+    let second = server.deploy("hello", "prod", good_bundle("2")).await;
+    session.next_mission().await;
+    session.ack(&second.mission_id).await;
+    session.logs(&second.mission_id, 1..=1).await;
+    assert_eq!(next().await, (second.mission_id.clone(), 1));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retired_service_loses_its_agents_and_leaves_the_list() {
+    let server = TestServer::start().await;
+    let (_, agent_token) = server.register("hello", "prod").await;
+    let unused = server.join_token("hello", "prod").await;
+    server.deploy("hello", "prod", good_bundle("1")).await;
+    let mut control = server.control().await;
+    let retired = control
+        .retire_service(server.admin(RetireServiceRequest {
+            target: Some(target("hello", "prod")),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (retired.agents_revoked, retired.join_tokens_revoked),
+        (1, 1)
+    );
+    let services = control
+        .list_services(server.admin(ListServicesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .services;
+    assert!(services.is_empty(), "{services:?}");
+    let releases = control
+        .list_releases(server.admin(ListReleasesRequest {
+            target: Some(target("hello", "prod")),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .releases;
+    assert!(releases.is_empty(), "{releases:?}");
+    let refused = AgentSession::open(&server, &agent_token)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let join = server
+        .agents()
+        .await
+        .register(register_request(&unused, "hello", "prod"))
+        .await
+        .unwrap_err();
+    assert_eq!(join.code(), Code::FailedPrecondition, "{join:?}");
+    server.stop().await;
+}
+
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -1271,6 +1363,9 @@ async fn http_endpoints_share_the_grpc_port() {
     } else {
         assert!(download.starts_with("HTTP/1.1 200"), "{download}");
     }
+    let unknown = http_get(server.addr, "/nope").await;
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    assert!(unknown.contains("/healthz"), "{unknown}");
     // gRPC on the same port still works.
     server
         .control()
