@@ -230,7 +230,7 @@ enum Next {
     Inbound(Result<Option<AgentMessage>, Status>),
 }
 
-/// The Session stream: Hello, then Welcome, LogAcks and unacked missions,
+/// The Session stream: Welcome, then (after Hello) LogAcks and unacked missions,
 /// then both directions until either side ends or the server shuts down.
 fn session_stream(
     state: Arc<State>,
@@ -238,6 +238,12 @@ fn session_stream(
     mut inbound: Streaming<AgentMessage>,
 ) -> impl Stream<Item = Result<ControlMessage, Status>> + Send + 'static {
     async_stream::try_stream! {
+        // Welcome goes out at once, so an agent that waits for it before
+        // saying Hello cannot deadlock; everything else waits for Hello.
+        yield control(control_message::Msg::Welcome(Welcome {
+            agent_id: agent.id.clone(),
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+        }));
         enum First {
             Shutdown,
             TimedOut,
@@ -269,10 +275,6 @@ fn session_stream(
                 .touch_agent(&agent.id, Some(&hello.hostname), Some(&hello.version))
                 .await
                 .map_err(internal)?;
-            yield control(control_message::Msg::Welcome(Welcome {
-                agent_id: agent.id.clone(),
-                heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
-            }));
             let (outbound, mut outbound_rx) = mpsc::channel(256);
             let (_guard, closed) = state.hub.connect(&agent.id, &agent.service, &agent.environment, outbound);
             info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, "agent connected");

@@ -181,7 +181,13 @@ fn log_line(row: &sqlx::sqlite::SqliteRow) -> LogLine {
 impl Store {
     /// Opens (creating if needed) the SQLite database at `url` and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        // A plain `sqlite://PATH` is taken as a file name verbatim, so data
+        // directories with spaces or '?' work; anything else is parsed as a URL.
+        let options = match url.strip_prefix("sqlite://") {
+            Some(path) if !path.contains('?') => SqliteConnectOptions::new().filename(path),
+            _ => SqliteConnectOptions::from_str(url)?,
+        };
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
