@@ -207,6 +207,16 @@ fn agent_binary_beside_exe() -> Option<PathBuf> {
 /// The `launch server` binary entry: validate, run until SIGINT/SIGTERM, map
 /// the outcome to an exit code. Prints `launch server listening on http://…`.
 pub async fn main(flags: ServerFlags) -> ExitCode {
+    // Logs go to stderr (stdout carries only the listening line). If the
+    // binary already installed a subscriber, that one stays.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     let config = match ServerConfig::from_flags(&flags) {
         Ok(config) => config,
         Err(errors) => {

@@ -1335,6 +1335,62 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn shutdown_ends_sessions_and_watchers_promptly() {
+    let server = TestServer::start().await;
+    let (_, agent_token) = server.register("hello", "prod").await;
+    let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
+    let deploy = server.deploy("hello", "prod", good_bundle("1")).await;
+    session.next_mission().await;
+    let mut watch = server
+        .control()
+        .await
+        .watch_mission(server.admin(WatchMissionRequest {
+            mission_id: deploy.mission_id.clone(),
+            since_seq: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut follow = server
+        .control()
+        .await
+        .stream_logs(server.admin(StreamLogsRequest {
+            target: Some(target("hello", "prod")),
+            mission_id: String::new(),
+            since_seq: 0,
+            follow: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let started = tokio::time::Instant::now();
+    server.shutdown.cancel();
+    let watch_end = tokio::time::timeout(DEADLINE, watch.message())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&watch_end, Err(status) if status.code() == Code::Unavailable),
+        "{watch_end:?}"
+    );
+    let follow_end = tokio::time::timeout(DEADLINE, follow.message())
+        .await
+        .unwrap();
+    assert!(follow_end.is_err(), "{follow_end:?}");
+    let session_end = session.next().await;
+    assert!(session_end.is_err(), "{session_end:?}");
+    tokio::time::timeout(DEADLINE, server.handle)
+        .await
+        .expect("run returned within the deadline")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < super::DRAIN_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
