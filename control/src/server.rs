@@ -226,6 +226,10 @@ pub async fn main(flags: ServerFlags) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Err(err) = prepare_data_dir(&config) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = oneshot::channel();
     let signals = wait_for_signal(shutdown.clone());
@@ -278,17 +282,8 @@ pub async fn run(
     ready: oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     info!(?config, "starting the control plane");
-    files::create_private_dir(&config.data_dir).with_context(|| {
-        format!(
-            "create the data directory {}: pick another with --data-dir",
-            config.data_dir.display()
-        )
-    })?;
-    let bundles_dir = config.data_dir.join("bundles");
-    std::fs::create_dir_all(&bundles_dir)
-        .with_context(|| format!("create {}", bundles_dir.display()))?;
+    let (bundles_dir, secret_box) = prepare_data_dir(&config)?;
     remove_partial_uploads(&bundles_dir);
-    let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
     let store = store::Store::open(&config.database_url)
         .await
         .with_context(|| format!("open the database {}", config.database_url))?;
@@ -362,6 +357,27 @@ pub async fn run(
     store.close().await;
     info!("control plane stopped");
     Ok(())
+}
+
+/// Creates the data dir (0700) and its bundles dir and loads (or creates) the
+/// secret key: everything about the data dir that can be wrong, checked before
+/// any port is bound.
+fn prepare_data_dir(config: &ServerConfig) -> anyhow::Result<(PathBuf, secrets::SecretBox)> {
+    files::create_private_dir(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}: pick another with --data-dir",
+            config.data_dir.display()
+        )
+    })?;
+    let bundles_dir = config.data_dir.join("bundles");
+    std::fs::create_dir_all(&bundles_dir).with_context(|| {
+        format!(
+            "cannot create {}: check the data directory's permissions",
+            bundles_dir.display()
+        )
+    })?;
+    let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
+    Ok((bundles_dir, secret_box))
 }
 
 /// Removes uploads a previous run left half-written (it stopped mid-deploy).

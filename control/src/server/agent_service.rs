@@ -31,6 +31,9 @@ use super::tokens;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the agent is told to use between heartbeats.
 const HEARTBEAT_INTERVAL_MS: i64 = 5_000;
+/// A session silent this long (six missed heartbeats) is presumed dead and
+/// closed, so missions stop going to it; the agent reconnects.
+const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const BUNDLE_CHUNK_BYTES: usize = 1024 * 1024;
 
 pub struct Agents {
@@ -226,6 +229,7 @@ fn control(msg: control_message::Msg) -> ControlMessage {
 enum Next {
     Shutdown,
     Closed,
+    Idle,
     Outbound(Result<ControlMessage, Status>),
     Inbound(Result<Option<AgentMessage>, Status>),
 }
@@ -302,15 +306,24 @@ fn session_stream(
                 info!(service = %agent.service, environment = %agent.environment, mission_id = %mission.id, agent_id = %agent.id, "mission sent on connect");
             }
 
+            let mut idle_deadline = tokio::time::Instant::now() + SESSION_IDLE_TIMEOUT;
             loop {
                 let next = tokio::select! {
                     _ = state.shutdown.cancelled() => Next::Shutdown,
                     _ = closed.cancelled() => Next::Closed,
+                    _ = tokio::time::sleep_until(idle_deadline) => Next::Idle,
                     Some(message) = outbound_rx.recv() => Next::Outbound(message),
                     message = inbound.message() => Next::Inbound(message),
                 };
+                if matches!(next, Next::Inbound(_)) {
+                    idle_deadline = tokio::time::Instant::now() + SESSION_IDLE_TIMEOUT;
+                }
                 match next {
                     Next::Shutdown => break,
+                    Next::Idle => {
+                        warn!(agent_id = %agent.id, seconds = SESSION_IDLE_TIMEOUT.as_secs(), "no heartbeat from the agent: closing its session");
+                        Err(Status::deadline_exceeded("no heartbeat for 30s: reconnect"))?;
+                    }
                     Next::Closed => {
                         let revoked = state.agent_revoked(&agent.id).await?;
                         if revoked {
