@@ -33,11 +33,16 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig::for_data_dir(
+        let mut config = ServerConfig::for_data_dir(
             data_dir.path().join("server"),
             "127.0.0.1:0".parse().unwrap(),
         );
+        adjust(&mut config);
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = oneshot::channel();
         let handle = tokio::spawn(run(config, shutdown.clone(), ready_tx));
@@ -1112,6 +1117,54 @@ async fn unsafe_bundle_is_refused_and_nothing_is_recorded() {
         .unwrap()
         .collect();
     assert!(bundles.is_empty(), "{bundles:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bundle_is_refused_with_its_size_and_the_limit() {
+    let server = TestServer::start_with(|config| config.max_bundle_bytes = 1000).await;
+    let bundle: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let err = server
+        .deploy_with("hello", "prod", bundle, Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .starts_with("bundle is 5000 bytes, over the limit of 1000:"),
+        "{}",
+        err.message()
+    );
+    let bundles: Vec<_> = std::fs::read_dir(server.server_dir().join("bundles"))
+        .unwrap()
+        .collect();
+    assert!(bundles.is_empty(), "{bundles:?}");
+
+    let corrupted = {
+        let mut request = vec![DeployRequest {
+            msg: Some(deploy_request::Msg::Header(DeployHeader {
+                target: Some(target("hello", "prod")),
+                git_ref: String::new(),
+                secrets: Default::default(),
+                bundle_sha256: "00".repeat(32),
+            })),
+        }];
+        request.push(DeployRequest {
+            msg: Some(deploy_request::Msg::Chunk(vec![1, 2, 3])),
+        });
+        server
+            .control()
+            .await
+            .deploy(server.admin(tokio_stream::iter(request)))
+            .await
+            .unwrap_err()
+    };
+    assert_eq!(corrupted.code(), Code::InvalidArgument);
+    assert!(
+        corrupted.message().contains("sha256"),
+        "{}",
+        corrupted.message()
+    );
     server.stop().await;
 }
 
