@@ -281,8 +281,10 @@ impl Store {
         environment: &str,
     ) -> Result<(Vec<String>, u64)> {
         let mut tx = self.pool.begin().await?;
+        // Writes first: a deferred transaction that reads before writing can
+        // fail with SQLITE_BUSY instead of waiting for the busy timeout.
         let agents: Vec<String> = sqlx::query(
-            "SELECT id FROM agents WHERE service = ? AND environment = ? AND revoked = 0",
+            "UPDATE agents SET revoked = 1 WHERE service = ? AND environment = ? AND revoked = 0 RETURNING id",
         )
         .bind(service)
         .bind(environment)
@@ -291,11 +293,6 @@ impl Store {
         .iter()
         .map(|r| r.get("id"))
         .collect();
-        sqlx::query("UPDATE agents SET revoked = 1 WHERE service = ? AND environment = ?")
-            .bind(service)
-            .bind(environment)
-            .execute(&mut *tx)
-            .await?;
         let tokens = sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE service = ? AND environment = ? AND revoked = 0 AND used_at IS NULL")
             .bind(service)
             .bind(environment)
