@@ -879,6 +879,51 @@ async fn log_lines_are_deduplicated_and_resumable_by_seq() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_log_ingest_from_many_agents_loses_nothing() {
+    let server = TestServer::start().await;
+    let mut workers = tokio::task::JoinSet::new();
+    for index in 0..4 {
+        let service = format!("svc{index}");
+        let (_, agent_token) = server.register(&service, "prod").await;
+        let deploy = server.deploy(&service, "prod", good_bundle(&service)).await;
+        let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
+        workers.spawn(async move {
+            let mission = session.next_mission().await;
+            assert_eq!(mission.mission_id, deploy.mission_id);
+            for batch in 0..50u64 {
+                session
+                    .logs(&mission.mission_id, batch * 20 + 1..=batch * 20 + 20)
+                    .await;
+            }
+            while session.next_log_ack(&mission.mission_id).await < 1000 {}
+            mission.mission_id
+        });
+    }
+    let missions = workers.join_all().await;
+    for mission_id in missions {
+        let seqs: Vec<u64> = server
+            .control()
+            .await
+            .watch_mission(server.admin(WatchMissionRequest {
+                mission_id: mission_id.clone(),
+                since_seq: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .take(1000)
+            .map(|event| match event.unwrap().event.unwrap() {
+                mission_event::Event::Line(line) => line.seq,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+            .await;
+        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>(), "{mission_id}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn watching_a_finished_mission_replays_lines_then_the_final_update() {
     let server = TestServer::start().await;
