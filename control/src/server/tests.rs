@@ -245,6 +245,9 @@ fn bundle_with_symlink() -> Vec<u8> {
 struct AgentSession {
     outbound: mpsc::Sender<AgentMessage>,
     inbound: Streaming<ControlMessage>,
+    /// Missions already received on this session: one can arrive twice when
+    /// a deploy races the connect, and agents dedupe by id, as this does.
+    seen: std::collections::HashSet<String>,
 }
 
 impl AgentSession {
@@ -267,7 +270,11 @@ impl AgentSession {
             .session(with_token(ReceiverStream::new(rx), agent_token))
             .await?
             .into_inner();
-        let mut session = AgentSession { outbound, inbound };
+        let mut session = AgentSession {
+            outbound,
+            inbound,
+            seen: Default::default(),
+        };
         match session.next().await? {
             control_message::Msg::Welcome(_) => Ok(session),
             other => panic!("expected Welcome first, got {other:?}"),
@@ -282,11 +289,15 @@ impl AgentSession {
         Ok(message.msg.expect("control message has a body"))
     }
 
-    /// The next Mission, skipping LogAcks.
+    /// The next Mission not seen before, skipping LogAcks.
     async fn next_mission(&mut self) -> Mission {
         loop {
             match self.next().await.unwrap() {
-                control_message::Msg::Mission(mission) => return mission,
+                control_message::Msg::Mission(mission) => {
+                    if self.seen.insert(mission.mission_id.clone()) {
+                        return mission;
+                    }
+                }
                 control_message::Msg::LogAck(_) => continue,
                 other => panic!("expected a mission, got {other:?}"),
             }
@@ -980,7 +991,8 @@ fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
         if path.is_dir() {
             found.extend(files_contain(&path, needle));
         } else if std::fs::read(&path)
-            .unwrap()
+            // SQLite may still be removing its -wal/-shm files as it closes.
+            .unwrap_or_default()
             .windows(needle.len())
             .any(|w| w == needle)
         {
@@ -1475,7 +1487,13 @@ async fn shutdown_ends_sessions_and_watchers_promptly() {
         .await
         .unwrap();
     assert!(follow_end.is_err(), "{follow_end:?}");
-    let session_end = session.next().await;
+    // (A mission may arrive twice around connect; the agent dedupes by id.)
+    let session_end = loop {
+        match session.next().await {
+            Ok(control_message::Msg::Mission(_) | control_message::Msg::LogAck(_)) => continue,
+            other => break other,
+        }
+    };
     assert!(session_end.is_err(), "{session_end:?}");
     tokio::time::timeout(DEADLINE, server.handle)
         .await
