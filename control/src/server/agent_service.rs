@@ -300,7 +300,11 @@ fn session_stream(
                 .unacked_missions(&agent.service, &agent.environment)
                 .await
                 .map_err(internal)?;
+            // A deploy racing this connect can also push its mission down the
+            // outbound channel; each mission goes out once per session.
+            let mut sent_missions = std::collections::HashSet::new();
             for mission in &unacked {
+                sent_missions.insert(mission.id.clone());
                 yield state.mission_message(mission).await?;
                 state.store.mark_dispatched(&mission.id, &agent.id).await.map_err(internal)?;
                 info!(service = %agent.service, environment = %agent.environment, mission_id = %mission.id, agent_id = %agent.id, "mission sent on connect");
@@ -333,7 +337,16 @@ fn session_stream(
                         }
                         Err(Status::aborted("a newer session of this agent replaced this one"))?;
                     }
-                    Next::Outbound(message) => yield message?,
+                    Next::Outbound(message) => {
+                        let message = message?;
+                        let duplicate = matches!(
+                            &message.msg,
+                            Some(control_message::Msg::Mission(m)) if !sent_missions.insert(m.mission_id.clone())
+                        );
+                        if !duplicate {
+                            yield message;
+                        }
+                    }
                     Next::Inbound(Ok(Some(message))) => {
                         if let Some(reply) = handle_agent_message(&state, &agent, message).await? {
                             yield reply;
