@@ -692,17 +692,31 @@ impl ControlService for Control {
                 "no service {service} in {environment}: see `launch services`"
             )));
         }
-        let (agents, join_tokens_revoked) = store
+        let retired = store
             .retire_service(&service, &environment)
             .await
             .map_err(internal)?;
-        for agent_id in &agents {
+        for agent_id in &retired.agents {
             self.state.hub.close(agent_id);
         }
-        info!(service = %service, environment = %environment, agents_revoked = agents.len(), join_tokens_revoked, "service retired");
+        for mission_id in &retired.cancelled_missions {
+            self.state.hub.publish(
+                mission_id,
+                MissionEvent {
+                    event: Some(mission_event::Event::Update(MissionUpdate {
+                        mission_id: mission_id.clone(),
+                        state: MissionState::Cancelled as i32,
+                        message: "the service was retired".to_owned(),
+                        release_id: String::new(),
+                        url: String::new(),
+                    })),
+                },
+            );
+        }
+        info!(service = %service, environment = %environment, agents_revoked = retired.agents.len(), join_tokens_revoked = retired.join_tokens, "service retired");
         Ok(Response::new(RetireServiceResponse {
-            agents_revoked: agents.len() as u32,
-            join_tokens_revoked: join_tokens_revoked as u32,
+            agents_revoked: retired.agents.len() as u32,
+            join_tokens_revoked: retired.join_tokens as u32,
         }))
     }
 

@@ -98,6 +98,14 @@ pub struct SecretRow {
     pub updated: i64,
 }
 
+/// What retiring a service revoked and cancelled.
+#[derive(Clone, Debug)]
+pub struct Retired {
+    pub agents: Vec<String>,
+    pub join_tokens: u64,
+    pub cancelled_missions: Vec<String>,
+}
+
 /// What a deploy records, in one transaction.
 #[derive(Clone, Debug)]
 pub struct NewDeploy {
@@ -273,13 +281,9 @@ impl Store {
             .map(drop)
     }
 
-    /// Marks the service retired and revokes its agents and unused join
-    /// tokens; returns `(agent ids revoked, join tokens revoked)`.
-    pub async fn retire_service(
-        &self,
-        service: &str,
-        environment: &str,
-    ) -> Result<(Vec<String>, u64)> {
+    /// Marks the service retired, revokes its agents and unused join tokens,
+    /// forgets its releases and cancels its unfinished missions.
+    pub async fn retire_service(&self, service: &str, environment: &str) -> Result<Retired> {
         let mut tx = self.pool.begin().await?;
         // Writes first: a deferred transaction that reads before writing can
         // fail with SQLITE_BUSY instead of waiting for the busy timeout.
@@ -309,14 +313,21 @@ impl Store {
             .bind(environment)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE missions SET state = 'cancelled', updated = ? WHERE service = ? AND environment = ? AND state IN ('queued', 'dispatched', 'running')")
+        let cancelled: Vec<String> = sqlx::query("UPDATE missions SET state = 'cancelled', message = 'the service was retired', updated = ? WHERE service = ? AND environment = ? AND state IN ('queued', 'dispatched', 'running') RETURNING id")
             .bind(now_ms())
             .bind(service)
             .bind(environment)
-            .execute(&mut *tx)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
         tx.commit().await?;
-        Ok((agents, tokens))
+        Ok(Retired {
+            agents,
+            join_tokens: tokens,
+            cancelled_missions: cancelled,
+        })
     }
 
     // ---- join tokens and agents ----

@@ -1401,8 +1401,16 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
     let server = TestServer::start().await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let unused = server.join_token("hello", "prod").await;
-    server.deploy("hello", "prod", good_bundle("1")).await;
+    let queued = server.deploy("hello", "prod", good_bundle("1")).await;
     let mut control = server.control().await;
+    let mut watch = control
+        .watch_mission(server.admin(WatchMissionRequest {
+            mission_id: queued.mission_id.clone(),
+            since_seq: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
     let retired = control
         .retire_service(server.admin(RetireServiceRequest {
             target: Some(target("hello", "prod")),
@@ -1413,6 +1421,20 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
     assert_eq!(
         (retired.agents_revoked, retired.join_tokens_revoked),
         (1, 1)
+    );
+    let ended = tokio::time::timeout(DEADLINE, watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .and_then(|event| event.event);
+    assert!(
+        matches!(&ended, Some(mission_event::Event::Update(u)) if u.state() == MissionState::Cancelled),
+        "{ended:?}"
+    );
+    assert_eq!(
+        watch.message().await.unwrap(),
+        None,
+        "the watch ends after the final update"
     );
     let services = control
         .list_services(server.admin(ListServicesRequest {}))
