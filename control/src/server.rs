@@ -332,6 +332,12 @@ pub async fn run(
     let _ = ready.send(addr);
 
     let drained = CancellationToken::new();
+    // Small gRPC frames (acks, log batches) must not wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            warn!(cause = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
