@@ -1,18 +1,42 @@
-//! The `launch` CLI. Placeholder until the CLI lands.
+//! The `launch` CLI: every client command and `launch dev`. Commands talk to
+//! the control plane only through `launch-proto`'s ControlService, so they
+//! behave the same against a remote server and the one `launch dev` embeds.
+//! Outcomes map to exit codes a CI job can branch on (see [`exit`]).
+//!
+//! # Layout
+//! - [`error`]: `CliError`, the one failure type, and the exit codes.
+//! - `client`: connecting with the bearer token.
+//! - `deploy`: `deploy`, `rollback` and waiting on a mission.
+//! - `logs`: `logs [-f]`.
+//! - `inventory`: `status`, `services`, `agents`, `releases`.
+//! - `access`: `token create`, `secrets set|list|rm`.
+//! - `dev`: `launch dev`, an embedded server plus a local agent.
+//! - `output`: text and JSON rendering shared by the commands.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const UNREACHABLE: u8 = 3;
-}
+mod access;
+mod client;
+mod deploy;
+mod dev;
+pub mod error;
+mod inventory;
+mod logs;
+mod output;
+
+pub use error::{CliError, exit};
 
 #[derive(Debug, Parser)]
-#[command(name = "launch", version)]
+#[command(
+    name = "launch",
+    version,
+    about = "From a compose directory to a live, healthy service",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -20,14 +44,168 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct Global {}
+/// Flags every client command takes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Global {
+    /// Control plane address
+    #[arg(
+        long,
+        global = true,
+        env = "LAUNCH_ADDR",
+        default_value = "http://127.0.0.1:7400"
+    )]
+    pub addr: String,
+    /// API or admin token
+    #[arg(long, global = true, env = "LAUNCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the token from this file (e.g. <data-dir>/admin.token)
+    #[arg(long, global = true, env = "LAUNCH_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the control plane
     Server(crate::server::ServerFlags),
+    /// Run an embedded control plane and a local agent, deploy DIR, follow its logs
+    Dev(dev::DevArgs),
+    /// Upload a service directory and deploy it
+    Deploy(deploy::DeployArgs),
+    /// Go back to an earlier release
+    Rollback(deploy::RollbackArgs),
+    /// Show a service's log lines
+    Logs(logs::LogsArgs),
+    /// Services and agents at a glance
+    Status,
+    /// List services
+    Services,
+    /// List agents, or revoke one
+    Agents(inventory::AgentsArgs),
+    /// List a service's releases, newest first
+    Releases(inventory::ReleasesArgs),
+    /// Join tokens for new hosts
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// A service's secrets (values are write-only)
+    #[command(subcommand)]
+    Secrets(access::SecretsCommand),
 }
 
-pub async fn main(_global: Global, _command: Command) -> ExitCode {
-    ExitCode::from(exit::USAGE)
+/// Parses a duration such as `10m`, `90s` or `1h`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let duration =
+        humantime::parse_duration(value).map_err(|e| format!("{e}; write e.g. 90s, 10m or 1h"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero; write e.g. 90s, 10m or 1h".to_owned());
+    }
+    Ok(duration)
+}
+
+/// Runs one client command and turns its outcome into the process exit code.
+pub async fn main(global: Global, command: Command) -> ExitCode {
+    match run(global, command).await {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {}", err.message);
+            ExitCode::from(err.code)
+        }
+    }
+}
+
+async fn run(global: Global, command: Command) -> Result<u8, CliError> {
+    match command {
+        Command::Server(_) => unreachable!("`launch server` is dispatched by main"),
+        Command::Dev(args) => dev::run(&global, args).await,
+        Command::Deploy(args) => deploy::deploy(&global, args).await,
+        Command::Rollback(args) => deploy::rollback(&global, args).await,
+        Command::Logs(args) => logs::run(&global, args).await,
+        Command::Status => inventory::status(&global).await,
+        Command::Services => inventory::services(&global).await,
+        Command::Agents(args) => inventory::agents(&global, args).await,
+        Command::Releases(args) => inventory::releases(&global, args).await,
+        Command::Token(command) => access::token(&global, command).await,
+        Command::Secrets(command) => access::secrets(&global, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_refuse_zero_or_garbage() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
+        assert!(parse_duration("soon").unwrap_err().contains("write e.g."));
+    }
+
+    #[test]
+    fn every_documented_command_parses() {
+        let cases: &[&[&str]] = &[
+            &[
+                "launch",
+                "deploy",
+                "dir",
+                "--service",
+                "s",
+                "--env",
+                "e",
+                "--secret-env",
+                "A",
+                "--wait",
+                "--timeout",
+                "2m",
+            ],
+            &["launch", "deploy", "dir", "--bundle", "b.tar.gz"],
+            &["launch", "logs", "s", "--env", "e", "-f", "--since", "3"],
+            &["launch", "status", "--output", "json"],
+            &["launch", "services"],
+            &["launch", "agents"],
+            &["launch", "agents", "revoke", "a-1"],
+            &["launch", "releases", "s", "--env", "e"],
+            &["launch", "rollback", "s", "--to", "r-1", "--wait"],
+            &[
+                "launch",
+                "token",
+                "create",
+                "--service",
+                "s",
+                "--env",
+                "e",
+                "--ttl",
+                "1h",
+            ],
+            &["launch", "secrets", "set", "s", "KEY", "--env", "e"],
+            &["launch", "secrets", "list", "s"],
+            &["launch", "secrets", "rm", "s", "KEY"],
+            &["launch", "dev"],
+            &[
+                "launch",
+                "--addr",
+                "http://x:1",
+                "--token",
+                "t",
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        ];
+        for args in cases {
+            Cli::try_parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
 }

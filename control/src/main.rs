@@ -1,6 +1,6 @@
 //! The `launch` binary: `launch server` runs the control plane, every other
-//! subcommand is a CLI client of it. This file only parses arguments, sets up
-//! tracing and maps the outcome to an exit code; the work is in `server` and `cli`.
+//! subcommand is a CLI client of it. This file only parses arguments and starts
+//! the runtime; the work is in `server` and `cli`, which map outcomes to exit codes.
 
 use std::process::ExitCode;
 
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::from(cli::exit::UNREACHABLE);
+            return ExitCode::from(cli::exit::FAILED);
         }
     };
     runtime.block_on(async move {
