@@ -368,6 +368,7 @@ pub async fn wait(
         None => println!("{text}"),
     };
     let mut since_seq = 0u64;
+    let mut last_state = None;
     let mut last_error = String::new();
     let outcome = 'watch: loop {
         if Instant::now() >= deadline {
@@ -422,10 +423,13 @@ pub async fn wait(
                 }
                 Some(mission_event::Event::Update(update)) => {
                     let state = MissionState::try_from(update.state).unwrap_or_default();
-                    if let Some(spinner) = &spinner {
-                        spinner.set_message(state.label());
-                    } else if output == Output::Text {
-                        eprintln!("mission {mission_id}: {}", state.label());
+                    if last_state != Some(state) {
+                        last_state = Some(state);
+                        if let Some(spinner) = &spinner {
+                            spinner.set_message(state.label());
+                        } else if output == Output::Text {
+                            eprintln!("mission {mission_id}: {}", state.label());
+                        }
                     }
                     if state.is_final() {
                         break 'watch Some((state, update));

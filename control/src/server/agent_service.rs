@@ -244,9 +244,20 @@ fn session_stream(
     async_stream::try_stream! {
         // Welcome goes out at once, so an agent that waits for it before
         // saying Hello cannot deadlock; everything else waits for Hello.
+        let mut log_cursors = Vec::new();
+        for mission in state
+            .store
+            .missions_to_resume(&agent.service, &agent.environment)
+            .await
+            .map_err(internal)?
+        {
+            let through_seq = state.store.last_seq(&mission.id).await.map_err(internal)?;
+            log_cursors.push(LogAck { mission_id: mission.id.clone(), through_seq });
+        }
         yield control(control_message::Msg::Welcome(Welcome {
             agent_id: agent.id.clone(),
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            log_cursors,
         }));
         enum First {
             Shutdown,

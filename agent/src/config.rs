@@ -1,0 +1,240 @@
+//! The agent's one typed config, layered flags > env (`LAUNCH_AGENT_*`) >
+//! TOML file (`--config`, else `/etc/launch/agent.toml` when it exists) >
+//! defaults, and validated at start: every problem is reported at once, and
+//! the binary exits 64 before touching the network.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use launch_core::labels::Labels;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/launch/agent.toml";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/launch";
+
+/// Flags of `launch-agent run`; each also reads its `LAUNCH_AGENT_*` variable.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RunArgs {
+    /// TOML config file [default: /etc/launch/agent.toml if it exists]
+    #[arg(long, env = "LAUNCH_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The control plane, e.g. https://launch.example.com:7400
+    #[arg(long, env = "LAUNCH_AGENT_CONTROL_URL")]
+    pub control_url: Option<String>,
+    /// Single-use join token (only needed until the agent has registered)
+    #[arg(long, env = "LAUNCH_AGENT_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// service-name=S,environment=E[,key=value…]
+    #[arg(long, env = "LAUNCH_AGENT_LABELS")]
+    pub labels: Option<String>,
+    /// Where releases, the journal and the agent token live [default: /var/lib/launch]
+    #[arg(long, env = "LAUNCH_AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Host name or address used in service URLs [default: the host name]
+    #[arg(long, env = "LAUNCH_AGENT_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    control_url: Option<String>,
+    join_token: Option<String>,
+    labels: Option<String>,
+    data_dir: Option<PathBuf>,
+    advertise_host: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub control_url: String,
+    pub join_token: Option<String>,
+    pub labels: Labels,
+    pub data_dir: PathBuf,
+    pub advertise_host: String,
+    pub hostname: String,
+    /// Longest any single docker command may run.
+    pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("control_url", &self.control_url)
+            .field("join_token", &self.join_token.as_ref().map(|_| "<set>"))
+            .field("labels", &self.labels.to_string())
+            .field("data_dir", &self.data_dir)
+            .field("advertise_host", &self.advertise_host)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Layers `args` over the config file and validates the result.
+    pub fn load(args: &RunArgs) -> Result<Config, Vec<String>> {
+        let (path, required) = match &args.config {
+            Some(path) => (path.clone(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let file = match read_file(&path, required) {
+            Ok(file) => file,
+            Err(error) => return Err(vec![error]),
+        };
+        Self::layer(args, file, &path)
+    }
+
+    fn layer(args: &RunArgs, file: FileConfig, path: &Path) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        let control_url = args.control_url.clone().or(file.control_url);
+        let control_url = match control_url {
+            None => {
+                errors.push(format!(
+                    "no control plane: pass --control-url, set LAUNCH_AGENT_CONTROL_URL or control_url in {}",
+                    path.display()
+                ));
+                String::new()
+            }
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                errors.push(format!(
+                    "control url {url:?} must start with http:// or https://, e.g. http://10.0.0.2:7400"
+                ));
+                url
+            }
+            Some(url) => url.trim_end_matches('/').to_owned(),
+        };
+        let labels = match args.labels.clone().or(file.labels) {
+            None => {
+                errors.push(
+                    "no labels: pass --labels service-name=S,environment=E (or LAUNCH_AGENT_LABELS)".to_owned(),
+                );
+                None
+            }
+            Some(text) => Labels::parse(&text)
+                .map_err(|e| errors.push(e.to_string()))
+                .ok(),
+        };
+        let join_token = args
+            .join_token
+            .clone()
+            .or(file.join_token)
+            .filter(|t| !t.trim().is_empty());
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            errors.push("the data dir is empty: pass --data-dir".to_owned());
+        }
+        let hostname = hostname();
+        let advertise_host = args
+            .advertise_host
+            .clone()
+            .or(file.advertise_host)
+            .unwrap_or_else(|| hostname.clone());
+        match labels {
+            Some(labels) if errors.is_empty() => Ok(Config {
+                control_url,
+                join_token,
+                labels,
+                data_dir,
+                advertise_host,
+                hostname,
+                command_timeout: Duration::from_secs(600),
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn read_file(path: &Path, required: bool) -> Result<FileConfig, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> RunArgs {
+        RunArgs {
+            control_url: Some("http://127.0.0.1:7400/".into()),
+            labels: Some("service-name=hello,environment=prod".into()),
+            ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file = FileConfig {
+            control_url: Some("http://file:1".into()),
+            data_dir: Some("/srv/launch".into()),
+            ..FileConfig::default()
+        };
+        let config = Config::layer(&args(), file, Path::new("agent.toml")).unwrap();
+        assert_eq!(config.control_url, "http://127.0.0.1:7400");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/launch"));
+        assert_eq!(config.labels.service.as_str(), "hello");
+        assert!(!config.advertise_host.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let bad = RunArgs {
+            control_url: Some("ftp://x".into()),
+            labels: Some("service-name=Hello".into()),
+            ..RunArgs::default()
+        };
+        let errors =
+            Config::layer(&bad, FileConfig::default(), Path::new("agent.toml")).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("must start with http://"), "{errors:?}");
+        assert!(errors[1].contains("invalid"), "{errors:?}");
+        let errors = Config::layer(
+            &RunArgs::default(),
+            FileConfig::default(),
+            Path::new("a.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains("--control-url")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().any(|e| e.contains("--labels")), "{errors:?}");
+    }
+
+    #[test]
+    fn the_config_file_is_strict_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "control_url = \"http://x:1\"\nlables = \"typo\"\n").unwrap();
+        let error = read_file(&path, true).unwrap_err();
+        assert!(error.contains("unknown field `lables`"), "{error}");
+        assert!(read_file(&dir.path().join("missing.toml"), false).is_ok());
+        assert!(read_file(&dir.path().join("missing.toml"), true).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_join_token() {
+        let mut with_token = args();
+        with_token.join_token = Some("lt_join_secret".into());
+        let config =
+            Config::layer(&with_token, FileConfig::default(), Path::new("a.toml")).unwrap();
+        assert!(!format!("{config:?}").contains("lt_join_secret"));
+    }
+}

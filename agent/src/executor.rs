@@ -1,0 +1,557 @@
+//! What each mission does, one at a time. Deploy and rollback share one path:
+//! fetch the release's bundle (sha256 and size checked) unless its directory
+//! already exists, unpack it (confined, atomic), write `.env`, `compose up`,
+//! gate on health, and only then flip `current`. A release that fails is
+//! replaced by the previous current one (`rolled_back`); with none to go back
+//! to, it is taken down (`failed`). Every step can run again after a crash,
+//! which is how journalled missions resume when the agent restarts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use launch_core::bundle::{self, COMPOSE_FILES, SERVICE_CONFIG_FILE};
+use launch_core::redact::Redactor;
+use launch_core::service_config::ServiceConfig;
+use launch_proto::{FetchBundleRequest, MissionKind, MissionState, MissionUpdate};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span};
+
+use crate::compose::Compose;
+use crate::config::Config;
+use crate::follow::Follower;
+use crate::identity;
+use crate::journal::{Journal, Outcome, Record};
+use crate::release::{self, ServiceDir};
+use crate::uplink::{Sink, Uplink};
+
+pub struct Executor {
+    config: Arc<Config>,
+    journal: Arc<Journal>,
+    uplink: Uplink,
+    identity: identity::Shared,
+    limits: bundle::Limits,
+    follower: Option<Follower>,
+}
+
+/// How a mission ended.
+struct End {
+    state: MissionState,
+    message: String,
+    release_id: String,
+    url: String,
+}
+
+impl Executor {
+    pub fn new(
+        config: Arc<Config>,
+        journal: Arc<Journal>,
+        uplink: Uplink,
+        identity: identity::Shared,
+    ) -> Self {
+        Executor {
+            config,
+            journal,
+            uplink,
+            identity,
+            limits: bundle::Limits::default(),
+            follower: None,
+        }
+    }
+
+    fn project(&self) -> String {
+        format!(
+            "{}-{}",
+            self.config.labels.service, self.config.labels.environment
+        )
+    }
+
+    fn service_dir(&self) -> ServiceDir {
+        ServiceDir::new(&self.config.data_dir, self.config.labels.service.as_str())
+    }
+
+    pub async fn run(
+        mut self,
+        mut missions: mpsc::UnboundedReceiver<Record>,
+        shutdown: CancellationToken,
+    ) {
+        let unfinished = self.journal.unfinished();
+        if unfinished.is_empty() {
+            self.follow_current(false).await;
+        }
+        for record in unfinished {
+            info!(mission_id = %record.mission_id, "resuming a mission accepted before the agent stopped");
+            self.execute(record, &shutdown).await;
+        }
+        loop {
+            let record = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                record = missions.recv() => match record { Some(record) => record, None => break },
+            };
+            self.execute(record, &shutdown).await;
+        }
+        if let Some(follower) = self.follower.take() {
+            follower.stop().await;
+        }
+    }
+
+    /// Follows the current release's logs as lines of the newest finished mission.
+    async fn follow_current(&mut self, from_start: bool) {
+        if let Some(follower) = self.follower.take() {
+            follower.stop().await;
+        }
+        let dir = self.service_dir();
+        let (Some(current), Some(record)) = (dir.current(), self.journal.latest_finished()) else {
+            return;
+        };
+        let Ok(compose) = Compose::detect(self.config.command_timeout).await else {
+            return;
+        };
+        let release_dir = dir.release(&current);
+        let Some(file) = compose_file(&release_dir) else {
+            return;
+        };
+        let sink = self
+            .uplink
+            .sink(&record.mission_id, redactor(&record.secrets));
+        self.follower = Some(Follower::start(
+            compose,
+            release_dir,
+            file,
+            self.project(),
+            sink,
+            from_start,
+        ));
+    }
+
+    async fn execute(&mut self, record: Record, shutdown: &CancellationToken) {
+        if let Some(follower) = self.follower.take() {
+            follower.stop().await;
+        }
+        let span = info_span!("mission", service = %record.service, environment = %record.environment, mission_id = %record.mission_id, release_id = %record.release_id);
+        let sink = self
+            .uplink
+            .sink(&record.mission_id, redactor(&record.secrets));
+        self.uplink.update(MissionUpdate {
+            mission_id: record.mission_id.clone(),
+            state: MissionState::Running as i32,
+            message: format!(
+                "{} of {} started on {}",
+                record.kind, record.release_id, self.config.hostname
+            ),
+            release_id: record.release_id.clone(),
+            url: String::new(),
+        });
+        let end = async {
+            match record.kind() {
+                MissionKind::Deploy | MissionKind::Rollback => {
+                    self.deploy(&record, &sink, shutdown).await
+                }
+                MissionKind::Restart => self.restart(&record, &sink, shutdown).await,
+                MissionKind::Retire => self.retire(&record, &sink, shutdown).await,
+                MissionKind::Unspecified => End {
+                    state: MissionState::Failed,
+                    message: format!(
+                        "unknown mission kind {:?}: upgrade launch-agent",
+                        record.kind
+                    ),
+                    release_id: String::new(),
+                    url: String::new(),
+                },
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        if shutdown.is_cancelled() && end.state != MissionState::Healthy {
+            // Stopped mid-mission: leave it unfinished so the next start resumes it.
+            return;
+        }
+        span.in_scope(
+            || info!(state = end.state.label(), message = %end.message, "mission finished"),
+        );
+        sink.say(&format!("mission {}: {}", end.state.label(), end.message));
+        let outcome = Outcome {
+            state: end.state.label().to_owned(),
+            message: end.message.clone(),
+            release_id: end.release_id.clone(),
+            url: end.url.clone(),
+        };
+        if let Err(err) = self.journal.finish(&record.mission_id, outcome) {
+            span.in_scope(|| error!(cause = %err, "cannot record the mission's outcome"));
+        }
+        self.uplink.update(MissionUpdate {
+            mission_id: record.mission_id.clone(),
+            state: end.state as i32,
+            message: end.message,
+            release_id: end.release_id,
+            url: end.url,
+        });
+        if record.kind() != MissionKind::Retire {
+            self.follow_current(false).await;
+        }
+    }
+
+    async fn deploy(&mut self, record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+        let failed = |message: String| End {
+            state: MissionState::Failed,
+            message,
+            release_id: record.release_id.clone(),
+            url: String::new(),
+        };
+        let compose = match Compose::detect(self.config.command_timeout).await {
+            Ok(compose) => compose,
+            Err(err) => return failed(err.to_string()),
+        };
+        let dir = self.service_dir();
+        let previous = dir.current().filter(|id| *id != record.release_id);
+        if let Err(message) = self.ensure_release(record, &dir, sink).await {
+            return failed(message);
+        }
+        match self
+            .bring_up(&compose, record, &record.release_id, sink, cancel, true)
+            .await
+        {
+            Ok(url) => {
+                if let Err(err) = dir.set_current(&record.release_id) {
+                    return failed(format!(
+                        "release is healthy but `current` could not be updated: {err}"
+                    ));
+                }
+                if let Err(err) = dir.prune(&record.release_id) {
+                    sink.say(&format!("could not prune old releases: {err}"));
+                }
+                End {
+                    state: MissionState::Healthy,
+                    message: format!("{} is healthy", record.release_id),
+                    release_id: record.release_id.clone(),
+                    url,
+                }
+            }
+            Err(reason) if cancel.is_cancelled() => failed(reason),
+            Err(reason) => match previous {
+                Some(previous) => {
+                    sink.say(&format!(
+                        "release {} failed: {reason}; rolling back to {previous}",
+                        record.release_id
+                    ));
+                    match self
+                        .bring_up(&compose, record, &previous, sink, cancel, false)
+                        .await
+                    {
+                        Ok(url) => End {
+                            state: MissionState::RolledBack,
+                            message: format!(
+                                "release {} failed ({reason}); rolled back to {previous}",
+                                record.release_id
+                            ),
+                            release_id: previous,
+                            url,
+                        },
+                        Err(again) => failed(format!(
+                            "release {} failed ({reason}) and rolling back to {previous} failed too ({again})",
+                            record.release_id
+                        )),
+                    }
+                }
+                None => {
+                    sink.say(&format!("release {} failed: {reason}; no earlier release to go back to, taking it down", record.release_id));
+                    let release_dir = dir.release(&record.release_id);
+                    if let Some(file) = compose_file(&release_dir) {
+                        let _ = compose
+                            .run(
+                                &release_dir,
+                                &file,
+                                &self.project(),
+                                &["down", "--remove-orphans"],
+                                sink,
+                                &CancellationToken::new(),
+                            )
+                            .await;
+                    }
+                    failed(format!("release {} failed: {reason}", record.release_id))
+                }
+            },
+        }
+    }
+
+    /// `compose up` a release and gate it; `Ok(url)` when healthy.
+    async fn bring_up(
+        &mut self,
+        compose: &Compose,
+        record: &Record,
+        release_id: &str,
+        sink: &Sink,
+        cancel: &CancellationToken,
+        new: bool,
+    ) -> Result<String, String> {
+        let release_dir = self.service_dir().release(release_id);
+        let file = compose_file(&release_dir).ok_or_else(|| {
+            format!(
+                "release {release_id} has no compose file (one of {})",
+                COMPOSE_FILES.join(", ")
+            )
+        })?;
+        let config = service_config(&release_dir)?;
+        let env = release::env_file(
+            &record.secrets,
+            &record.service,
+            &record.environment,
+            release_id,
+        );
+        release::write_env(&release_dir, &env).map_err(|e| format!("cannot write .env: {e}"))?;
+        sink.say(&format!(
+            "starting {} release {release_id}",
+            if new { "new" } else { "previous" }
+        ));
+        compose
+            .run(
+                &release_dir,
+                &file,
+                &self.project(),
+                &["up", "-d", "--build", "--remove-orphans"],
+                sink,
+                cancel,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        // Show what the containers print while they are gated.
+        let follower = Follower::start(
+            compose.clone(),
+            release_dir.clone(),
+            file,
+            self.project(),
+            sink.clone(),
+            true,
+        );
+        let gated = crate::health::gate(&self.project(), &config, sink, cancel).await;
+        follower.stop().await;
+        gated?;
+        sink.say(&format!("release {release_id} passed the health gate"));
+        Ok(config
+            .port
+            .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+            .unwrap_or_default())
+    }
+
+    /// Makes sure `releases/<id>/` holds the unpacked bundle.
+    async fn ensure_release(
+        &self,
+        record: &Record,
+        dir: &ServiceDir,
+        sink: &Sink,
+    ) -> Result<(), String> {
+        let release_dir = dir.release(&record.release_id);
+        if release_dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir.releases())
+            .map_err(|e| format!("cannot create {}: {e}", dir.releases().display()))?;
+        if record.bundle_size > self.limits.max_compressed_bytes {
+            return Err(format!(
+                "bundle is {} bytes, over the agent's limit of {}",
+                record.bundle_size, self.limits.max_compressed_bytes
+            ));
+        }
+        let download = dir.root().join(format!(".{}.tar.gz", record.release_id));
+        sink.say(&format!(
+            "fetching bundle {} ({} bytes)",
+            &record.bundle_sha256[..record.bundle_sha256.len().min(12)],
+            record.bundle_size
+        ));
+        let result = self.fetch(record, &download).await;
+        let result = match result {
+            Ok(()) => {
+                let limits = self.limits;
+                let file_path = download.clone();
+                let target = release_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    let file = std::fs::File::open(&file_path).map_err(|e| e.to_string())?;
+                    bundle::unpack(std::io::BufReader::new(file), &target, &limits)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+            }
+            Err(err) => Err(err),
+        };
+        let _ = std::fs::remove_file(&download);
+        result
+    }
+
+    async fn fetch(&self, record: &Record, path: &Path) -> Result<(), String> {
+        let identity = self
+            .identity
+            .get()
+            .ok_or("the agent is not registered yet")?;
+        let channel = identity::channel(&self.config.control_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = identity::client(channel, &identity.token);
+        let mut chunks = client
+            .fetch_bundle(FetchBundleRequest {
+                release_id: record.release_id.clone(),
+            })
+            .await
+            .map_err(|s| format!("cannot fetch the bundle: {}", s.message()))?
+            .into_inner();
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = chunks
+            .message()
+            .await
+            .map_err(|s| format!("bundle download broke: {}", s.message()))?
+        {
+            size += chunk.data.len() as u64;
+            if size > record.bundle_size.max(1) || size > self.limits.max_compressed_bytes {
+                return Err(format!(
+                    "bundle is larger than the {} bytes announced",
+                    record.bundle_size
+                ));
+            }
+            hasher.update(&chunk.data);
+            file.write_all(&chunk.data)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        file.sync_all().await.map_err(|e| e.to_string())?;
+        let sha = hex::encode(hasher.finalize());
+        if sha != record.bundle_sha256 {
+            return Err(format!(
+                "bundle sha256 is {sha}, expected {}: refusing it",
+                record.bundle_sha256
+            ));
+        }
+        Ok(())
+    }
+
+    async fn restart(&mut self, _record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+        let dir = self.service_dir();
+        let end = |state, message: String, url| End {
+            state,
+            message,
+            release_id: dir.current().unwrap_or_default(),
+            url,
+        };
+        let Some(current) = dir.current() else {
+            return end(
+                MissionState::Failed,
+                "nothing is deployed here to restart".into(),
+                String::new(),
+            );
+        };
+        let compose = match Compose::detect(self.config.command_timeout).await {
+            Ok(compose) => compose,
+            Err(err) => return end(MissionState::Failed, err.to_string(), String::new()),
+        };
+        let release_dir = dir.release(&current);
+        let Some(file) = compose_file(&release_dir) else {
+            return end(
+                MissionState::Failed,
+                "the current release has no compose file".into(),
+                String::new(),
+            );
+        };
+        if let Err(err) = compose
+            .run(
+                &release_dir,
+                &file,
+                &self.project(),
+                &["restart"],
+                sink,
+                cancel,
+            )
+            .await
+        {
+            return end(MissionState::Failed, err.to_string(), String::new());
+        }
+        let config = match service_config(&release_dir) {
+            Ok(config) => config,
+            Err(err) => return end(MissionState::Failed, err, String::new()),
+        };
+        match crate::health::gate(&self.project(), &config, sink, cancel).await {
+            Ok(()) => {
+                let url = config
+                    .port
+                    .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+                    .unwrap_or_default();
+                end(MissionState::Healthy, format!("{current} restarted"), url)
+            }
+            Err(reason) => end(MissionState::Failed, reason, String::new()),
+        }
+    }
+
+    async fn retire(&mut self, _record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+        let dir = self.service_dir();
+        let done = |state, message: String| End {
+            state,
+            message,
+            release_id: String::new(),
+            url: String::new(),
+        };
+        if let Some(current) = dir.current() {
+            let compose = match Compose::detect(self.config.command_timeout).await {
+                Ok(compose) => compose,
+                Err(err) => return done(MissionState::Failed, err.to_string()),
+            };
+            let release_dir = dir.release(&current);
+            if let Some(file) = compose_file(&release_dir) {
+                if let Err(err) = compose
+                    .run(
+                        &release_dir,
+                        &file,
+                        &self.project(),
+                        &["down", "--remove-orphans"],
+                        sink,
+                        cancel,
+                    )
+                    .await
+                {
+                    return done(MissionState::Failed, err.to_string());
+                }
+            }
+        }
+        match std::fs::remove_dir_all(dir.root()) {
+            Ok(()) => done(MissionState::Healthy, "retired: containers removed".into()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => done(
+                MissionState::Healthy,
+                "retired: nothing was deployed".into(),
+            ),
+            Err(err) => done(
+                MissionState::Failed,
+                format!(
+                    "containers removed but {} could not be deleted: {err}",
+                    dir.root().display()
+                ),
+            ),
+        }
+    }
+}
+
+fn redactor(secrets: &BTreeMap<String, String>) -> Arc<Redactor> {
+    Arc::new(Redactor::new(secrets.values().map(String::as_str)))
+}
+
+fn compose_file(release_dir: &Path) -> Option<String> {
+    COMPOSE_FILES
+        .iter()
+        .find(|f| release_dir.join(f).is_file())
+        .map(|f| f.to_string())
+}
+
+fn service_config(release_dir: &Path) -> Result<ServiceConfig, String> {
+    let path: PathBuf = release_dir.join(SERVICE_CONFIG_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            ServiceConfig::parse(&text, Path::new(SERVICE_CONFIG_FILE)).map_err(|e| e.to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ServiceConfig::default()),
+        Err(e) => Err(format!("cannot read {SERVICE_CONFIG_FILE}: {e}")),
+    }
+}

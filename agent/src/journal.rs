@@ -1,0 +1,241 @@
+//! Missions on disk. A mission is written here before it is acknowledged, and
+//! its final update when it ends, so a restarted agent resumes what it had
+//! accepted, never runs a mission id twice, and can tell the control plane an
+//! outcome it may have missed. One 0600 JSON file per mission (it holds the
+//! mission's secrets, as `.env` does); finished ones beyond the newest
+//! [`KEEP_FINISHED`] are pruned.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use launch_proto::{Mission, MissionKind, MissionState, MissionUpdate};
+use serde::{Deserialize, Serialize};
+
+use crate::files;
+
+pub const KEEP_FINISHED: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub mission_id: String,
+    pub kind: String,
+    pub service: String,
+    pub environment: String,
+    pub release_id: String,
+    pub bundle_sha256: String,
+    pub bundle_size: u64,
+    pub secrets: BTreeMap<String, String>,
+    pub created_unix_ms: i64,
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub state: String,
+    pub message: String,
+    pub release_id: String,
+    pub url: String,
+}
+
+impl Record {
+    pub fn from_mission(mission: &Mission) -> Self {
+        Record {
+            mission_id: mission.mission_id.clone(),
+            kind: mission.kind().label().to_owned(),
+            service: mission.service.clone(),
+            environment: mission.environment.clone(),
+            release_id: mission.release_id.clone(),
+            bundle_sha256: mission.bundle_sha256.clone(),
+            bundle_size: mission.bundle_size,
+            secrets: mission.secrets.clone().into_iter().collect(),
+            created_unix_ms: mission.created_unix_ms,
+            outcome: None,
+        }
+    }
+
+    pub fn kind(&self) -> MissionKind {
+        MissionKind::from_label(&self.kind).unwrap_or(MissionKind::Unspecified)
+    }
+
+    pub fn final_update(&self) -> Option<MissionUpdate> {
+        let outcome = self.outcome.as_ref()?;
+        Some(MissionUpdate {
+            mission_id: self.mission_id.clone(),
+            state: MissionState::from_label(&outcome.state).unwrap_or_default() as i32,
+            message: outcome.message.clone(),
+            release_id: outcome.release_id.clone(),
+            url: outcome.url.clone(),
+        })
+    }
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl Journal {
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        files::create_private_dir(dir)?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            lock: Mutex::new(()),
+        })
+    }
+
+    fn path(&self, mission_id: &str) -> PathBuf {
+        // Mission ids come from the control plane; keep them to one safe file name.
+        let safe: String = mission_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.json"))
+    }
+
+    pub fn get(&self, mission_id: &str) -> Option<Record> {
+        let text = fs::read_to_string(self.path(mission_id)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn write(&self, record: &Record) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(record).expect("plain struct");
+        files::write_private(&self.path(&record.mission_id), &json)
+    }
+
+    /// Records a mission; `Ok(false)` if it was already known.
+    pub fn record(&self, record: &Record) -> io::Result<bool> {
+        let _guard = self.lock.lock().expect("journal lock");
+        if self.path(&record.mission_id).exists() {
+            return Ok(false);
+        }
+        self.write(record)?;
+        Ok(true)
+    }
+
+    /// Stores the final outcome of a mission and prunes old finished ones.
+    pub fn finish(&self, mission_id: &str, outcome: Outcome) -> io::Result<()> {
+        let _guard = self.lock.lock().expect("journal lock");
+        let Some(mut record) = self.get(mission_id) else {
+            return Ok(());
+        };
+        record.outcome = Some(outcome);
+        self.write(&record)?;
+        self.prune()
+    }
+
+    fn all(&self) -> Vec<Record> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut records: Vec<Record> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|e| fs::read_to_string(e.path()).ok())
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect();
+        records.sort_by(|a, b| {
+            (a.created_unix_ms, &a.mission_id).cmp(&(b.created_unix_ms, &b.mission_id))
+        });
+        records
+    }
+
+    /// Missions accepted but not finished, oldest first.
+    pub fn unfinished(&self) -> Vec<Record> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.outcome.is_none())
+            .collect()
+    }
+
+    /// The newest finished mission, whose logs the running release continues.
+    pub fn latest_finished(&self) -> Option<Record> {
+        self.all().into_iter().rev().find(|r| r.outcome.is_some())
+    }
+
+    fn prune(&self) -> io::Result<()> {
+        let finished: Vec<Record> = self
+            .all()
+            .into_iter()
+            .filter(|r| r.outcome.is_some())
+            .collect();
+        if finished.len() > KEEP_FINISHED {
+            for record in &finished[..finished.len() - KEEP_FINISHED] {
+                fs::remove_file(self.path(&record.mission_id))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mission(id: &str, created: i64) -> Record {
+        Record::from_mission(&Mission {
+            mission_id: id.into(),
+            kind: MissionKind::Deploy as i32,
+            service: "hello".into(),
+            environment: "prod".into(),
+            release_id: "r-1".into(),
+            created_unix_ms: created,
+            ..Mission::default()
+        })
+    }
+
+    fn healthy() -> Outcome {
+        Outcome {
+            state: "healthy".into(),
+            message: String::new(),
+            release_id: "r-1".into(),
+            url: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_mission_is_recorded_once_and_resumed_until_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        assert!(journal.record(&mission("m-2", 2)).unwrap());
+        assert!(journal.record(&mission("m-1", 1)).unwrap());
+        assert!(
+            !journal.record(&mission("m-1", 1)).unwrap(),
+            "second record of m-1"
+        );
+        let ids: Vec<_> = journal
+            .unfinished()
+            .into_iter()
+            .map(|r| r.mission_id)
+            .collect();
+        assert_eq!(ids, ["m-1", "m-2"]);
+
+        journal.finish("m-1", healthy()).unwrap();
+        let reopened = Journal::open(dir.path()).unwrap();
+        assert_eq!(reopened.unfinished().len(), 1);
+        let update = reopened.get("m-1").unwrap().final_update().unwrap();
+        assert_eq!(update.state(), MissionState::Healthy);
+        assert_eq!(reopened.latest_finished().unwrap().mission_id, "m-1");
+    }
+
+    #[test]
+    fn old_finished_missions_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        for i in 0..(KEEP_FINISHED as i64 + 5) {
+            let id = format!("m-{i:04}");
+            journal.record(&mission(&id, i)).unwrap();
+            journal.finish(&id, healthy()).unwrap();
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), KEEP_FINISHED);
+        assert!(journal.get("m-0000").is_none());
+    }
+}

@@ -1,0 +1,196 @@
+//! A service's releases on this host:
+//! `<data-dir>/services/<service>/releases/<release-id>/` holds an unpacked
+//! bundle plus its `.env`, and the `current` symlink beside `releases/` names
+//! the release that is running. The symlink is flipped atomically (new link,
+//! then rename), only after a release passed its health gate. Old releases
+//! beyond the newest [`KEEP_RELEASES`] are pruned, never the current one.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::files;
+
+pub const KEEP_RELEASES: usize = 5;
+
+pub struct ServiceDir {
+    root: PathBuf,
+}
+
+impl ServiceDir {
+    pub fn new(data_dir: &Path, service: &str) -> Self {
+        ServiceDir {
+            root: data_dir.join("services").join(service),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn releases(&self) -> PathBuf {
+        self.root.join("releases")
+    }
+
+    pub fn release(&self, release_id: &str) -> PathBuf {
+        self.releases().join(release_id)
+    }
+
+    /// The running release, if any.
+    pub fn current(&self) -> Option<String> {
+        let target = fs::read_link(self.root.join("current")).ok()?;
+        let id = target.file_name()?.to_str()?.to_owned();
+        self.release(&id).is_dir().then_some(id)
+    }
+
+    /// Points `current` at `release_id`, atomically.
+    pub fn set_current(&self, release_id: &str) -> io::Result<()> {
+        let temp = self
+            .root
+            .join(format!(".current.tmp-{}", std::process::id()));
+        let _ = fs::remove_file(&temp);
+        std::os::unix::fs::symlink(Path::new("releases").join(release_id), &temp)?;
+        fs::rename(&temp, self.root.join("current"))
+    }
+
+    /// Removes the oldest releases beyond [`KEEP_RELEASES`], keeping `current` and `keep`.
+    pub fn prune(&self, keep: &str) -> io::Result<()> {
+        let current = self.current();
+        let mut releases: Vec<(std::time::SystemTime, String)> = fs::read_dir(self.releases())?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| {
+                Some((
+                    e.metadata().ok()?.modified().ok()?,
+                    e.file_name().to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        releases.sort();
+        let excess = releases.len().saturating_sub(KEEP_RELEASES);
+        for (_, id) in releases.into_iter().take(excess) {
+            if Some(&id) != current.as_ref() && id != keep {
+                fs::remove_dir_all(self.release(&id))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The text of a `.env` holding `secrets` plus the LAUNCH_* variables.
+pub fn env_file(
+    secrets: &BTreeMap<String, String>,
+    service: &str,
+    environment: &str,
+    release_id: &str,
+) -> String {
+    let mut out = String::from("# Written by launch-agent; holds secrets: do not copy.\n");
+    let mut vars = secrets.clone();
+    vars.insert("LAUNCH_SERVICE".into(), service.into());
+    vars.insert("LAUNCH_ENVIRONMENT".into(), environment.into());
+    vars.insert("LAUNCH_RELEASE".into(), release_id.into());
+    for (key, value) in &vars {
+        out.push_str(key);
+        out.push('=');
+        out.push_str(&quote(value));
+        out.push('\n');
+    }
+    out
+}
+
+/// Quotes a value for compose's `.env` parsers (v1 python-dotenv, v2
+/// compose-go): single quotes are literal in both (no `$` expansion, no
+/// escapes); values holding a single quote or a newline use double quotes
+/// with `\\`, `\"` and `\n` escaped.
+pub fn quote(value: &str) -> String {
+    if !value.contains('\'') && !value.contains('\n') {
+        return format!("'{value}'");
+    }
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes `.env` into `dir` (0600, atomically).
+pub fn write_env(dir: &Path, text: &str) -> io::Result<()> {
+    files::write_private(&dir.join(".env"), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_flips_atomically_and_ignores_missing_releases() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = ServiceDir::new(data.path(), "hello");
+        assert_eq!(dir.current(), None);
+        for id in ["r-1", "r-2"] {
+            fs::create_dir_all(dir.release(id)).unwrap();
+        }
+        dir.set_current("r-1").unwrap();
+        assert_eq!(dir.current().as_deref(), Some("r-1"));
+        dir.set_current("r-2").unwrap();
+        assert_eq!(dir.current().as_deref(), Some("r-2"));
+        fs::remove_dir_all(dir.release("r-2")).unwrap();
+        assert_eq!(dir.current(), None);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_current() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = ServiceDir::new(data.path(), "hello");
+        for i in 0..8 {
+            let path = dir.release(&format!("r-{i}"));
+            fs::create_dir_all(&path).unwrap();
+            let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i);
+            fs::File::open(&path).unwrap().set_modified(when).unwrap();
+        }
+        dir.set_current("r-0").unwrap();
+        dir.prune("r-7").unwrap();
+        let mut left: Vec<String> = fs::read_dir(dir.releases())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["r-0", "r-3", "r-4", "r-5", "r-6", "r-7"]);
+    }
+
+    #[test]
+    fn env_values_are_quoted_for_compose() {
+        assert_eq!(quote("plain"), "'plain'");
+        assert_eq!(quote("has $HOME and spaces"), "'has $HOME and spaces'");
+        assert_eq!(quote("it's"), "\"it's\"");
+        assert_eq!(quote("a\nb \"q\" \\"), "\"a\\nb \\\"q\\\" \\\\\"");
+        let text = env_file(
+            &BTreeMap::from([("API_TOKEN".into(), "s3cret".into())]),
+            "hello",
+            "prod",
+            "r-1",
+        );
+        assert!(text.contains("API_TOKEN='s3cret'\n"), "{text}");
+        assert!(text.contains("LAUNCH_RELEASE='r-1'\n"), "{text}");
+    }
+
+    #[test]
+    fn env_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        write_env(dir.path(), "A='b'\n").unwrap();
+        let mode = fs::metadata(dir.path().join(".env"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
