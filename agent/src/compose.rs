@@ -100,7 +100,9 @@ impl Compose {
             .arg("-p")
             .arg(project)
             .args(args)
-            .env("COMPOSE_PROGRESS", "plain");
+            .env("COMPOSE_PROGRESS", "plain")
+            // docker-compose v1 is Python: unbuffered, or `logs -f` arrives in 8 KiB bursts.
+            .env("PYTHONUNBUFFERED", "1");
         command
     }
 

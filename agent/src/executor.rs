@@ -189,7 +189,7 @@ impl Executor {
             release_id: end.release_id,
             url: end.url,
         });
-        if record.kind() != MissionKind::Retire {
+        if record.kind() != MissionKind::Retire && self.follower.is_none() {
             self.follow_current(false).await;
         }
     }
@@ -214,7 +214,8 @@ impl Executor {
             .bring_up(&compose, record, &record.release_id, sink, cancel, true)
             .await
         {
-            Ok(url) => {
+            Ok((url, follower)) => {
+                self.follower = Some(follower);
                 if let Err(err) = dir.set_current(&record.release_id) {
                     return failed(format!(
                         "release is healthy but `current` could not be updated: {err}"
@@ -241,15 +242,18 @@ impl Executor {
                         .bring_up(&compose, record, &previous, sink, cancel, false)
                         .await
                     {
-                        Ok(url) => End {
-                            state: MissionState::RolledBack,
-                            message: format!(
-                                "release {} failed ({reason}); rolled back to {previous}",
-                                record.release_id
-                            ),
-                            release_id: previous,
-                            url,
-                        },
+                        Ok((url, follower)) => {
+                            self.follower = Some(follower);
+                            End {
+                                state: MissionState::RolledBack,
+                                message: format!(
+                                    "release {} failed ({reason}); rolled back to {previous}",
+                                    record.release_id
+                                ),
+                                release_id: previous,
+                                url,
+                            }
+                        }
                         Err(again) => failed(format!(
                             "release {} failed ({reason}) and rolling back to {previous} failed too ({again})",
                             record.release_id
@@ -277,7 +281,9 @@ impl Executor {
         }
     }
 
-    /// `compose up` a release and gate it; `Ok(url)` when healthy.
+    /// `compose up` a release and gate it. When healthy: its URL and the
+    /// follower already reading its containers' output, which goes on as the
+    /// runtime log (handing it over leaves no gap in which lines are lost).
     async fn bring_up(
         &mut self,
         compose: &Compose,
@@ -286,7 +292,7 @@ impl Executor {
         sink: &Sink,
         cancel: &CancellationToken,
         new: bool,
-    ) -> Result<String, String> {
+    ) -> Result<(String, Follower), String> {
         let release_dir = self.service_dir().release(release_id);
         let file = compose_file(&release_dir).ok_or_else(|| {
             format!(
@@ -317,7 +323,8 @@ impl Executor {
             )
             .await
             .map_err(|e| e.to_string())?;
-        // Show what the containers print while they are gated.
+        // What the containers print while gated goes into the mission log;
+        // once healthy this follower carries on as the runtime log.
         let follower = Follower::start(
             compose.clone(),
             release_dir.clone(),
@@ -326,14 +333,16 @@ impl Executor {
             sink.clone(),
             true,
         );
-        let gated = crate::health::gate(&self.project(), &config, sink, cancel).await;
-        follower.stop().await;
-        gated?;
+        if let Err(reason) = crate::health::gate(&self.project(), &config, sink, cancel).await {
+            follower.stop().await;
+            return Err(reason);
+        }
         sink.say(&format!("release {release_id} passed the health gate"));
-        Ok(config
+        let url = config
             .port
             .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((url, follower))
     }
 
     /// Makes sure `releases/<id>/` holds the unpacked bundle.

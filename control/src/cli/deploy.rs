@@ -195,7 +195,10 @@ pub async fn deploy(global: &Global, args: DeployArgs) -> Result<u8, CliError> {
 /// What a deploy (or rollback) ended as.
 pub struct Outcome {
     pub mission_id: String,
+    /// The release the mission was about.
     pub release_id: String,
+    /// The release running once the mission ended (after a rollback: the previous one).
+    pub running_release_id: String,
     /// `None` without --wait.
     pub state: Option<MissionState>,
     pub url: String,
@@ -266,6 +269,7 @@ pub async fn deploy_with(
         let outcome = Outcome {
             mission_id: response.mission_id,
             release_id: response.release_id,
+            running_release_id: String::new(),
             state: None,
             url: String::new(),
             message: String::new(),
@@ -323,6 +327,7 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, CliErro
         let outcome = Outcome {
             mission_id: mission.mission_id,
             release_id: mission.release_id,
+            running_release_id: String::new(),
             state: None,
             url: String::new(),
             message: String::new(),
@@ -454,11 +459,8 @@ pub async fn wait(
     };
     let outcome = Outcome {
         mission_id: mission_id.to_owned(),
-        release_id: if update.release_id.is_empty() {
-            release_id.to_owned()
-        } else {
-            update.release_id
-        },
+        release_id: release_id.to_owned(),
+        running_release_id: update.release_id,
         state: Some(state),
         url: update.url,
         message: update.message,
@@ -474,6 +476,7 @@ fn report(outcome: &Outcome, output: Output) {
             json!({
                 "mission_id": outcome.mission_id,
                 "release_id": outcome.release_id,
+                "running_release_id": outcome.running_release_id,
                 "state": outcome.state.map(MissionState::label).unwrap_or("queued"),
                 "url": outcome.url,
                 "message": outcome.message,
@@ -494,7 +497,12 @@ fn report(outcome: &Outcome, output: Output) {
             }
             Some(state) => {
                 eprintln!("{}: {}", state.label(), outcome.message);
-                println!("{}: release {}", state.label(), outcome.release_id);
+                println!(
+                    "{}: release {} (running: {})",
+                    state.label(),
+                    outcome.release_id,
+                    output::or_dash(&outcome.running_release_id)
+                );
             }
         },
     }
