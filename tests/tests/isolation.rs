@@ -47,7 +47,7 @@ fn an_agent_token_of_one_service_cannot_reach_another_services_bundle_secrets_or
     let b_dir = b.dir_arg();
     let queued = server.cli(&b.deploy_args(&b_dir, &[]));
     queued.success();
-    let (b_mission, b_release) = cli::ids(&format!("{}{}", queued.stdout, queued.stderr));
+    let (b_mission, b_release) = cli::ids(&format!("{}\n{}", queued.stdout, queued.stderr));
     let b_mission = b_mission.unwrap_or_else(|| panic!("no mission id printed\n{queued}"));
     let b_release = b_release.unwrap_or_else(|| panic!("no release id printed\n{queued}"));
 

@@ -58,7 +58,7 @@ fn agent_restart_reconnects_without_registering_again_and_runs_missions_queued_m
     service.set_index("queued while down\n");
     let queued = server.cli(&service.deploy_args(&dir, &[]));
     queued.success();
-    let (_, release_id) = cli::ids(&format!("{}{}", queued.stdout, queued.stderr));
+    let (_, release_id) = cli::ids(&format!("{}\n{}", queued.stdout, queued.stderr));
     let release_id = release_id
         .unwrap_or_else(|| panic!("deploy without --wait must print the release id\n{queued}"));
     assert_body(&service, "before the crash");
