@@ -1,0 +1,243 @@
+//! Wire benchmarks of the control plane, run by `bench/run` (`cargo bench -p
+//! launch-e2e --bench wire`): a real `launch server` (release build, from
+//! `LAUNCH_BIN_DIR`) and a fake agent speaking the agent protocol over
+//! loopback, so the figures measure the control plane, not Docker.
+//!
+//! - dispatch latency: `Deploy` call (tiny bundle: upload, store, one
+//!   transaction) until the mission arrives on the agent's session, 1,000 times;
+//! - log throughput: 200,000 lines sent as 100-line batches on the session,
+//!   until all of them came out of a following `StreamLogs`, none lost.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use launch_core::bundle::sha256_hex;
+use launch_e2e::{Server, grpc, unique};
+use launch_proto::{
+    AgentMessage, CreateJoinTokenRequest, DeployHeader, DeployRequest, Hello, LogBatch, LogLine,
+    LogStream, MissionAck, RegisterRequest, ServiceRef, StreamLogsRequest, agent_message,
+    control_message, deploy_request,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+const MISSIONS: usize = 1000;
+const LOG_LINES: u64 = 200_000;
+const BATCH: u64 = 100;
+
+fn main() {
+    let server = Server::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(&server));
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+async fn run(server: &Server) {
+    let service = unique::service_name();
+    let environment = "bench".to_owned();
+    let target = ServiceRef {
+        service: service.clone(),
+        environment: environment.clone(),
+    };
+    let mut control = grpc::control_client(server).await;
+    let join = control
+        .create_join_token(grpc::request(
+            CreateJoinTokenRequest {
+                target: Some(target.clone()),
+                ttl_secs: 0,
+            },
+            &server.admin_token,
+        ))
+        .await
+        .expect("CreateJoinToken")
+        .into_inner();
+    let mut agents = grpc::agent_client(server).await;
+    let registered = agents
+        .register(RegisterRequest {
+            join_token: join.join_token,
+            labels: HashMap::from([
+                ("service-name".to_owned(), service.clone()),
+                ("environment".to_owned(), environment.clone()),
+            ]),
+            hostname: "bench".to_owned(),
+            version: "bench".to_owned(),
+        })
+        .await
+        .expect("Register")
+        .into_inner();
+
+    // The fake agent's session: Hello first, then whatever we send.
+    let (up, up_rx) = mpsc::channel::<AgentMessage>(1024);
+    up.send(AgentMessage {
+        msg: Some(agent_message::Msg::Hello(Hello {
+            version: "bench".to_owned(),
+            hostname: "bench".to_owned(),
+            advertise_host: "127.0.0.1".to_owned(),
+            current_release_id: String::new(),
+        })),
+    })
+    .await
+    .unwrap();
+    let mut down = agents
+        .session(grpc::request(
+            ReceiverStream::new(up_rx),
+            &registered.agent_token,
+        ))
+        .await
+        .expect("Session")
+        .into_inner();
+    // Missions go to a channel; log acks and the welcome are drained.
+    let (missions_tx, mut missions) = mpsc::unbounded_channel::<String>();
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(message)) = down.message().await {
+            if let Some(control_message::Msg::Mission(mission)) = message.msg {
+                let _ = missions_tx.send(mission.mission_id);
+            }
+        }
+    });
+
+    let bundle = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            "services:\n  web:\n    image: scratch\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
+        out
+    };
+    let sha = sha256_hex(&bundle);
+
+    let mut latencies = Vec::with_capacity(MISSIONS);
+    let mut last_mission = String::new();
+    for _ in 0..MISSIONS {
+        let requests = vec![
+            DeployRequest {
+                msg: Some(deploy_request::Msg::Header(DeployHeader {
+                    target: Some(target.clone()),
+                    git_ref: "bench".to_owned(),
+                    secrets: HashMap::new(),
+                    bundle_sha256: sha.clone(),
+                })),
+            },
+            DeployRequest {
+                msg: Some(deploy_request::Msg::Chunk(bundle.clone())),
+            },
+        ];
+        let start = Instant::now();
+        let response = control
+            .deploy(grpc::request(
+                tokio_stream::iter(requests),
+                &server.admin_token,
+            ))
+            .await
+            .expect("Deploy")
+            .into_inner();
+        loop {
+            let id = tokio::time::timeout(Duration::from_secs(10), missions.recv())
+                .await
+                .expect("mission dispatched within 10 s")
+                .expect("session open");
+            if id == response.mission_id {
+                break;
+            }
+        }
+        latencies.push(start.elapsed());
+        up.send(AgentMessage {
+            msg: Some(agent_message::Msg::Ack(MissionAck {
+                mission_id: response.mission_id.clone(),
+            })),
+        })
+        .await
+        .unwrap();
+        last_mission = response.mission_id;
+    }
+    latencies.sort();
+    println!(
+        "dispatch latency over {MISSIONS} missions (Deploy call → mission on the agent session): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+    );
+
+    // Log throughput through the control plane to a follower.
+    let mut follower = control
+        .stream_logs(grpc::request(
+            StreamLogsRequest {
+                target: Some(target.clone()),
+                mission_id: last_mission.clone(),
+                since_seq: 0,
+                follow: true,
+            },
+            &server.admin_token,
+        ))
+        .await
+        .expect("StreamLogs")
+        .into_inner();
+    let start = Instant::now();
+    let sender = {
+        let up = up.clone();
+        let mission_id = last_mission.clone();
+        tokio::spawn(async move {
+            let text = "GET /index.html 200 1234 bytes in 0.2 ms from 10.0.0.1".to_owned();
+            let mut seq = 0;
+            while seq < LOG_LINES {
+                let lines = (0..BATCH)
+                    .map(|_| {
+                        seq += 1;
+                        LogLine {
+                            seq,
+                            unix_ms: 0,
+                            stream: LogStream::Stdout as i32,
+                            source: "web".to_owned(),
+                            text: text.clone(),
+                        }
+                    })
+                    .collect();
+                up.send(AgentMessage {
+                    msg: Some(agent_message::Msg::Logs(LogBatch {
+                        mission_id: mission_id.clone(),
+                        lines,
+                    })),
+                })
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut next = 1u64;
+    let mut out_of_order = 0u64;
+    while next <= LOG_LINES {
+        let event = tokio::time::timeout(Duration::from_secs(30), follower.message())
+            .await
+            .expect("log lines keep arriving")
+            .expect("StreamLogs open")
+            .expect("StreamLogs not ended");
+        if let Some(line) = event.line {
+            if line.seq == next {
+                next += 1;
+            } else if line.seq > next {
+                out_of_order += 1;
+                next = line.seq + 1;
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    sender.await.unwrap();
+    println!(
+        "log throughput: {LOG_LINES} lines agent session → control plane → StreamLogs follower in {:.2} s = {:.0} lines/s, {} gaps",
+        elapsed.as_secs_f64(),
+        LOG_LINES as f64 / elapsed.as_secs_f64(),
+        out_of_order
+    );
+    drop(up);
+    reader.abort();
+}
