@@ -35,6 +35,9 @@ pub struct Executor {
     identity: identity::Shared,
     limits: bundle::Limits,
     follower: Option<Follower>,
+    /// The compose flavour, found once (probing runs `docker-compose version`,
+    /// a Python start-up of about a second) and kept while it works.
+    compose: Option<Compose>,
 }
 
 /// How a mission ended.
@@ -59,6 +62,7 @@ impl Executor {
             identity,
             limits: bundle::Limits::default(),
             follower: None,
+            compose: None,
         }
     }
 
@@ -71,6 +75,15 @@ impl Executor {
 
     fn service_dir(&self) -> ServiceDir {
         ServiceDir::new(&self.config.data_dir, self.config.labels.service.as_str())
+    }
+
+    async fn compose(&mut self) -> Result<Compose, crate::compose::Error> {
+        if let Some(compose) = &self.compose {
+            return Ok(compose.clone());
+        }
+        let compose = Compose::detect(self.config.command_timeout).await?;
+        self.compose = Some(compose.clone());
+        Ok(compose)
     }
 
     pub async fn run(
@@ -107,7 +120,7 @@ impl Executor {
         let (Some(current), Some(record)) = (dir.current(), self.journal.latest_finished()) else {
             return;
         };
-        let Ok(compose) = Compose::detect(self.config.command_timeout).await else {
+        let Ok(compose) = self.compose().await else {
             return;
         };
         let release_dir = dir.release(&current);
@@ -201,7 +214,7 @@ impl Executor {
             release_id: record.release_id.clone(),
             url: String::new(),
         };
-        let compose = match Compose::detect(self.config.command_timeout).await {
+        let compose = match self.compose().await {
             Ok(compose) => compose,
             Err(err) => return failed(err.to_string()),
         };
@@ -455,7 +468,7 @@ impl Executor {
                 String::new(),
             );
         };
-        let compose = match Compose::detect(self.config.command_timeout).await {
+        let compose = match self.compose().await {
             Ok(compose) => compose,
             Err(err) => return end(MissionState::Failed, err.to_string(), String::new()),
         };
@@ -505,7 +518,7 @@ impl Executor {
             url: String::new(),
         };
         if let Some(current) = dir.current() {
-            let compose = match Compose::detect(self.config.command_timeout).await {
+            let compose = match self.compose().await {
                 Ok(compose) => compose,
                 Err(err) => return done(MissionState::Failed, err.to_string()),
             };

@@ -8,7 +8,7 @@
 //! [health]
 //! path = "/healthz"       # GET http://127.0.0.1:<port><path> must answer 2xx or 3xx
 //! timeout = "60s"         # how long the health gate waits (default 60s)
-//! interval = "1s"
+//! interval = "250ms"   # how often the gate looks (default 250ms)
 //! ```
 
 use std::path::Path;
@@ -20,7 +20,9 @@ use crate::Error;
 use crate::names::ServiceName;
 
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the gate looks again: often, since every poll is cheap and a
+/// deploy waits on the first one that passes.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -98,9 +100,9 @@ impl ServiceConfig {
                     "health.{field} = {value:?}: {e}; write e.g. \"60s\" or \"2m\""
                 ))
             })?;
-            if parsed.is_zero() || parsed > Duration::from_secs(3600) {
+            if parsed < Duration::from_millis(100) || parsed > Duration::from_secs(3600) {
                 return Err(fail(format!(
-                    "health.{field} = {value:?} is out of range; use between 1s and 1h"
+                    "health.{field} = {value:?} is out of range; use between 100ms and 1h"
                 )));
             }
             Ok(parsed)
@@ -189,7 +191,10 @@ mod tests {
                 "port = 1\n[health]\ntimeout = \"soon\"",
                 "write e.g. \"60s\"",
             ),
-            ("port = 1\n[health]\ntimeout = \"2h\"", "between 1s and 1h"),
+            (
+                "port = 1\n[health]\ntimeout = \"2h\"",
+                "between 100ms and 1h",
+            ),
             ("port = 0", "is not a port"),
             ("port = 70000", "launch.toml"),
         ];
