@@ -321,6 +321,7 @@ fn session_stream(
                 info!(service = %agent.service, environment = %agent.environment, mission_id = %mission.id, agent_id = %agent.id, "mission sent on connect");
             }
 
+            let mut ingest = IngestCache::default();
             let mut idle_deadline = tokio::time::Instant::now() + SESSION_IDLE_TIMEOUT;
             loop {
                 let next = tokio::select! {
@@ -359,7 +360,7 @@ fn session_stream(
                         }
                     }
                     Next::Inbound(Ok(Some(message))) => {
-                        if let Some(reply) = handle_agent_message(&state, &agent, message).await? {
+                        if let Some(reply) = handle_agent_message(&state, &agent, &mut ingest, message).await? {
                             yield reply;
                         }
                     }
@@ -399,6 +400,7 @@ async fn own_mission(
 async fn handle_agent_message(
     state: &State,
     agent: &AgentRow,
+    ingest: &mut IngestCache,
     message: AgentMessage,
 ) -> Result<Option<ControlMessage>, Status> {
     let Some(msg) = message.msg else {
@@ -469,24 +471,55 @@ async fn handle_agent_message(
             );
             Ok(None)
         }
-        agent_message::Msg::Logs(batch) => ingest_logs(state, agent, batch).await,
+        agent_message::Msg::Logs(batch) => ingest_logs(state, agent, ingest, batch).await,
     }
 }
 
 /// Stores the lines not stored yet (redacted again), acks, then fans out.
+/// What a session knows about the missions its agent logs to, so a batch
+/// costs one database write instead of four round trips: the mission was
+/// checked to be the agent's own, the highest stored seq (only this session
+/// writes this mission's lines while it lasts), and a redactor built from the
+/// service's secrets when the session first logged to the mission.
+#[derive(Default)]
+struct IngestCache {
+    missions: std::collections::HashMap<String, MissionLog>,
+}
+
+struct MissionLog {
+    last_seq: u64,
+    redactor: Arc<Redactor>,
+}
+
+/// Sessions that log to more missions than this start the cache afresh.
+const INGEST_CACHE_MISSIONS: usize = 64;
+
 async fn ingest_logs(
     state: &State,
     agent: &AgentRow,
+    cache: &mut IngestCache,
     batch: LogBatch,
 ) -> Result<Option<ControlMessage>, Status> {
-    let Some(mission) = own_mission(state, agent, &batch.mission_id).await? else {
-        return Ok(None);
-    };
-    let last = state.store.last_seq(&mission.id).await.map_err(internal)?;
-    let secrets = state
-        .open_secrets(&mission.service, &mission.environment)
-        .await?;
-    let redactor = Redactor::new(secrets.values().map(String::as_str));
+    if !cache.missions.contains_key(&batch.mission_id) {
+        let Some(mission) = own_mission(state, agent, &batch.mission_id).await? else {
+            return Ok(None);
+        };
+        let last_seq = state.store.last_seq(&mission.id).await.map_err(internal)?;
+        let secrets = state
+            .open_secrets(&mission.service, &mission.environment)
+            .await?;
+        let redactor = Arc::new(Redactor::new(secrets.values().map(String::as_str)));
+        if cache.missions.len() >= INGEST_CACHE_MISSIONS {
+            cache.missions.clear();
+        }
+        cache
+            .missions
+            .insert(mission.id, MissionLog { last_seq, redactor });
+    }
+    let mission_id = batch.mission_id;
+    let entry = cache.missions.get_mut(&mission_id).expect("inserted above");
+    let last = entry.last_seq;
+    let redactor = entry.redactor.clone();
     let mut expected = last + 1;
     let mut fresh = Vec::new();
     let mut gaps = Vec::new();
@@ -497,7 +530,7 @@ async fn ingest_logs(
             continue;
         }
         if line.seq > expected {
-            warn!(mission_id = %mission.id, from_seq = expected, to_seq = line.seq - 1, "log lines missing");
+            warn!(mission_id = %mission_id, from_seq = expected, to_seq = line.seq - 1, "log lines missing");
             gaps.push((
                 fresh.len(),
                 LogGap {
@@ -515,7 +548,7 @@ async fn ingest_logs(
     if !fresh.is_empty() {
         state
             .store
-            .insert_lines(&mission.id, &fresh)
+            .insert_lines(&mission_id, &fresh)
             .await
             .map_err(internal)?;
         state
@@ -524,25 +557,28 @@ async fn ingest_logs(
             .fetch_add(fresh.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
     let through_seq = expected - 1;
+    if let Some(entry) = cache.missions.get_mut(&mission_id) {
+        entry.last_seq = through_seq;
+    }
     let mut gaps = gaps.into_iter().peekable();
     for (index, line) in fresh.into_iter().enumerate() {
         while let Some((_, gap)) = gaps.next_if(|(at, _)| *at == index) {
             state.hub.publish(
-                &mission.id,
+                &mission_id,
                 MissionEvent {
                     event: Some(mission_event::Event::Gap(gap)),
                 },
             );
         }
         state.hub.publish(
-            &mission.id,
+            &mission_id,
             MissionEvent {
                 event: Some(mission_event::Event::Line(line)),
             },
         );
     }
     Ok(Some(control(control_message::Msg::LogAck(LogAck {
-        mission_id: mission.id,
+        mission_id,
         through_seq,
     }))))
 }
