@@ -8,7 +8,7 @@
 //! [health]
 //! path = "/healthz"       # GET http://127.0.0.1:<port><path> must answer 2xx or 3xx
 //! timeout = "60s"         # how long the health gate waits (default 60s)
-//! interval = "250ms"   # how often the gate looks (default 250ms)
+//! interval = "100ms"   # how often the gate looks (default 100ms)
 //! ```
 
 use std::path::Path;
@@ -22,7 +22,7 @@ use crate::names::ServiceName;
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the gate looks again: often, since every poll is cheap and a
 /// deploy waits on the first one that passes.
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(250);
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceConfig {
