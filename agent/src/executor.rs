@@ -412,7 +412,7 @@ impl Executor {
         let channel = identity::channel(&self.config.control_url)
             .await
             .map_err(|e| e.to_string())?;
-        let mut client = identity::client(channel, &identity.token);
+        let mut client = identity::client(channel, &identity.token).map_err(|e| e.to_string())?;
         let mut chunks = client
             .fetch_bundle(FetchBundleRequest {
                 release_id: record.release_id.clone(),

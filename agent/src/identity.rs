@@ -7,16 +7,14 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
-use launch_proto::RegisterRequest;
 use launch_proto::agent_service_client::AgentServiceClient;
+use launch_proto::{Bearer, RegisterRequest};
 use serde::{Deserialize, Serialize};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::Config;
-use crate::files;
+use launch_core::private_file;
 
 pub const TOKEN_FILE: &str = "agent.token";
 pub const IDENTITY_FILE: &str = "agent.json";
@@ -40,22 +38,6 @@ impl Shared {
 
     pub fn set(&self, identity: Identity) {
         *self.0.write().expect("identity lock") = Some(identity);
-    }
-}
-
-/// Adds `authorization: Bearer <agent token>` to every request.
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert(launch_proto::AUTHORIZATION, self.0.clone());
-        Ok(request)
     }
 }
 
@@ -110,11 +92,15 @@ pub async fn channel(control_url: &str) -> Result<Channel, Error> {
         })
 }
 
-pub fn client(channel: Channel, token: &str) -> Client {
-    let value = MetadataValue::try_from(format!("Bearer {token}")).expect("tokens are ASCII");
-    AgentServiceClient::with_interceptor(channel, Bearer(value))
+pub fn client(channel: Channel, token: &str) -> Result<Client, Error> {
+    let bearer = Bearer::new(token).ok_or_else(|| {
+        Error::Refused(format!(
+            "the saved agent token holds characters a request cannot carry: remove {TOKEN_FILE} from the data dir and register again with a new join token"
+        ))
+    })?;
+    Ok(AgentServiceClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES))
 }
 
 /// The saved identity, or a new one from the join token (saved before return).
@@ -141,9 +127,11 @@ pub async fn ensure(config: &Config) -> Result<Identity, Error> {
         token: response.agent_token,
     };
     let save = |name: &str, bytes: &[u8]| {
-        files::write_private(&config.data_dir.join(name), bytes).map_err(|source| Error::Save {
-            dir: config.data_dir.display().to_string(),
-            source,
+        private_file::write_private(&config.data_dir.join(name), bytes).map_err(|source| {
+            Error::Save {
+                dir: config.data_dir.display().to_string(),
+                source,
+            }
         })
     };
     save(TOKEN_FILE, identity.token.as_bytes())?;

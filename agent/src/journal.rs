@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use launch_proto::{Mission, MissionKind, MissionState, MissionUpdate};
 use serde::{Deserialize, Serialize};
 
-use crate::files;
+use launch_core::private_file;
 
 pub const KEEP_FINISHED: usize = 100;
 
@@ -79,7 +79,7 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(dir: &Path) -> io::Result<Self> {
-        files::create_private_dir(dir)?;
+        private_file::create_private_dir(dir)?;
         Ok(Journal {
             dir: dir.to_owned(),
             lock: Mutex::new(()),
@@ -108,7 +108,7 @@ impl Journal {
 
     fn write(&self, record: &Record) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(record).expect("plain struct");
-        files::write_private(&self.path(&record.mission_id), &json)
+        private_file::write_private(&self.path(&record.mission_id), &json)
     }
 
     /// Records a mission; `Ok(false)` if it was already known.

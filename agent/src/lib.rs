@@ -16,12 +16,10 @@
 //! - `executor`: what each mission kind does.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
-//! - `files`: atomic, private file writes.
 
 mod compose;
 pub mod config;
 mod executor;
-mod files;
 mod follow;
 mod health;
 mod identity;
@@ -33,6 +31,7 @@ mod uplink;
 use std::sync::Arc;
 
 use anyhow::Context;
+use launch_core::private_file;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -43,7 +42,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    files::create_private_dir(&config.data_dir)
+    private_file::create_private_dir(&config.data_dir)
         .with_context(|| format!("create the data dir {}", config.data_dir.display()))?;
     let journal = Arc::new(
         journal::Journal::open(&config.data_dir.join("missions"))

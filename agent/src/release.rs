@@ -10,7 +10,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::files;
+use launch_core::private_file;
 
 pub const KEEP_RELEASES: usize = 5;
 
@@ -122,7 +122,7 @@ pub fn quote(value: &str) -> String {
 
 /// Writes `.env` into `dir` (0600, atomically).
 pub fn write_env(dir: &Path, text: &str) -> io::Result<()> {
-    files::write_private(&dir.join(".env"), text.as_bytes())
+    private_file::write_private(&dir.join(".env"), text.as_bytes())
 }
 
 #[cfg(test)]

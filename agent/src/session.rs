@@ -113,7 +113,10 @@ impl Sessions {
             Ok(channel) => channel,
             Err(err) => return Ended::Failed(err.to_string()),
         };
-        let mut client = identity::client(channel, &identity.token);
+        let mut client = match identity::client(channel, &identity.token) {
+            Ok(client) => client,
+            Err(err) => return Ended::Failed(err.to_string()),
+        };
         let (outbound, outbound_rx) = mpsc::channel::<AgentMessage>(64);
         let hello = Hello {
             version: crate::VERSION.to_owned(),

@@ -10,7 +10,7 @@
 //! - `state`: what every request handler shares (auth, dispatch, secrets).
 //! - `agent_service`, `control_service`: the two gRPC services.
 //! - `http`: the plain HTTP endpoints.
-//! - `secrets`, `tokens`, `files`: encryption at rest, bearer tokens, private files.
+//! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,12 +23,12 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use launch_core::private_file;
 use launch_proto::agent_service_server::AgentServiceServer;
 use launch_proto::control_service_server::ControlServiceServer;
 
 mod agent_service;
 mod control_service;
-mod files;
 mod http;
 pub mod hub;
 pub mod secrets;
@@ -369,7 +369,7 @@ pub async fn run(
 /// secret key: everything about the data dir that can be wrong, checked before
 /// any port is bound.
 fn prepare_data_dir(config: &ServerConfig) -> anyhow::Result<(PathBuf, secrets::SecretBox)> {
-    files::create_private_dir(&config.data_dir).with_context(|| {
+    private_file::create_private_dir(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}: pick another with --data-dir",
             config.data_dir.display()
@@ -410,7 +410,7 @@ async fn ensure_admin_token(store: &store::Store, data_dir: &Path) -> anyhow::Re
     }
     let token = tokens::mint(tokens::ADMIN_PREFIX);
     let path = data_dir.join(ADMIN_TOKEN_FILE);
-    files::write_private(&path, format!("{token}\n").as_bytes())
+    private_file::write_private(&path, format!("{token}\n").as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     let hash = tokens::hash(&token);
     store

@@ -1,11 +1,13 @@
 //! Pure logic that more than one Launch process needs and that must never
 //! differ between them: what a valid service name is, how labels are spelled,
 //! what a bundle may contain and how it is unpacked, how secrets are redacted
-//! from log lines, and what `launch.toml` means. No I/O beyond the files a
-//! bundle function is handed, no async, no network.
+//! from log lines, what `launch.toml` means, and how a private file is
+//! written. No async, no network; the only I/O is the files a bundle or
+//! private-file function is handed.
 //!
 //! # Layout
 //! - [`names`]: service and environment names (DNS labels).
+//! - [`private_file`]: atomic 0600 writes and 0700 directories.
 //! - [`labels`]: the `service-name=…,environment=…` label set of an agent.
 //! - [`bundle`]: packing a service directory into a tar.gz and unpacking it safely.
 //! - [`redact`]: replacing secret values in text with `[REDACTED]`.
@@ -14,6 +16,7 @@
 pub mod bundle;
 pub mod labels;
 pub mod names;
+pub mod private_file;
 pub mod redact;
 pub mod service_config;
 

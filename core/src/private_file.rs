@@ -1,6 +1,8 @@
-//! Writing files that must never be seen half-written or by other users:
-//! the agent token, the journal and `.env`. Every write goes to a temp file in
-//! the same directory, is synced, then renamed over the target.
+//! Writing files that must never be seen half-written or by other users: the
+//! admin token and secret key of the control plane, the agent's token, journal
+//! and `.env`. Every write goes to a temp file in the same directory, is
+//! synced, then renamed over the target, so a crash leaves the old file or the
+//! new one, never a mix.
 
 use std::fs;
 use std::io::{self, Write};

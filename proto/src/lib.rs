@@ -102,3 +102,28 @@ pub const AUTHORIZATION: &str = "authorization";
 
 /// The largest gRPC message either side sends or accepts (bundle chunks are smaller).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Adds `authorization: Bearer <token>` to every request of a generated client
+/// (`XClient::with_interceptor(channel, bearer)`), for the CLI, the agent and
+/// the provider alike.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// `None` when the token holds characters a header cannot carry.
+    pub fn new(token: &str) -> Option<Self> {
+        tonic::metadata::MetadataValue::try_from(format!("Bearer {token}"))
+            .ok()
+            .map(Bearer)
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(AUTHORIZATION, self.0.clone());
+        Ok(request)
+    }
+}

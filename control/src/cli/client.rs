@@ -3,29 +3,12 @@
 
 use std::str::FromStr;
 
+use launch_proto::Bearer;
 use launch_proto::control_service_client::ControlServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{CliError, Global};
-
-/// Adds `authorization: Bearer <token>` to every request.
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert(launch_proto::AUTHORIZATION, self.0.clone());
-        Ok(request)
-    }
-}
 
 pub type Client = ControlServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -70,12 +53,10 @@ pub async fn connect_with(addr: &str, token: &str) -> Result<Client, CliError> {
                 "cannot reach the control plane at {addr} ({e}): is `launch server` running there? set --addr or LAUNCH_ADDR"
             ))
         })?;
-    let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+    let bearer = Bearer::new(token).ok_or_else(|| {
         CliError::usage("the token contains characters that cannot be sent; check LAUNCH_TOKEN")
     })?;
-    Ok(
-        ControlServiceClient::with_interceptor(channel, Bearer(value))
-            .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
-    )
+    Ok(ControlServiceClient::with_interceptor(channel, bearer)
+        .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES))
 }

@@ -12,7 +12,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::files;
+use launch_core::private_file;
 
 pub const KEY_ENV: &str = "LAUNCH_SECRET_KEY";
 pub const KEY_FILE: &str = "secret.key";
@@ -77,7 +77,7 @@ impl SecretBox {
             Ok(text) => Ok(Self::new(parse_key(&text, &path.display().to_string())?)),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let key: [u8; 32] = rand::random();
-                files::write_private(&path, format!("{}\n", BASE64.encode(key)).as_bytes())
+                private_file::write_private(&path, format!("{}\n", BASE64.encode(key)).as_bytes())
                     .map_err(file_error)?;
                 Ok(Self::new(key))
             }
