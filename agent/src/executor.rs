@@ -275,19 +275,14 @@ impl Executor {
                 }
                 None => {
                     sink.say(&format!("release {} failed: {reason}; no earlier release to go back to, taking it down", record.release_id));
-                    let release_dir = dir.release(&record.release_id);
-                    if let Some(file) = compose_file(&release_dir) {
-                        let _ = compose
-                            .run(
-                                &release_dir,
-                                &file,
-                                &self.project(),
-                                &["down", "--remove-orphans"],
-                                sink,
-                                &CancellationToken::new(),
-                            )
-                            .await;
-                    }
+                    let _ = self
+                        .take_down(
+                            &compose,
+                            &record.release_id,
+                            sink,
+                            &CancellationToken::new(),
+                        )
+                        .await;
                     failed(format!("release {} failed: {reason}", record.release_id))
                 }
             },
@@ -356,6 +351,30 @@ impl Executor {
             .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
             .unwrap_or_default();
         Ok((url, follower))
+    }
+
+    /// `compose down --remove-orphans` for a release (nothing if it has no compose file).
+    async fn take_down(
+        &self,
+        compose: &Compose,
+        release_id: &str,
+        sink: &Sink,
+        cancel: &CancellationToken,
+    ) -> Result<(), crate::compose::Error> {
+        let release_dir = self.service_dir().release(release_id);
+        let Some(file) = compose_file(&release_dir) else {
+            return Ok(());
+        };
+        compose
+            .run(
+                &release_dir,
+                &file,
+                &self.project(),
+                &["down", "--remove-orphans"],
+                sink,
+                cancel,
+            )
+            .await
     }
 
     /// Makes sure `releases/<id>/` holds the unpacked bundle.
@@ -522,21 +541,8 @@ impl Executor {
                 Ok(compose) => compose,
                 Err(err) => return done(MissionState::Failed, err.to_string()),
             };
-            let release_dir = dir.release(&current);
-            if let Some(file) = compose_file(&release_dir) {
-                if let Err(err) = compose
-                    .run(
-                        &release_dir,
-                        &file,
-                        &self.project(),
-                        &["down", "--remove-orphans"],
-                        sink,
-                        cancel,
-                    )
-                    .await
-                {
-                    return done(MissionState::Failed, err.to_string());
-                }
+            if let Err(err) = self.take_down(&compose, &current, sink, cancel).await {
+                return done(MissionState::Failed, err.to_string());
             }
         }
         match std::fs::remove_dir_all(dir.root()) {

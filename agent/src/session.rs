@@ -210,14 +210,13 @@ impl Sessions {
                 }
                 Some(control_message::Msg::LogAck(ack)) => {
                     self.uplink.ack(&ack);
-                    if resent_final.insert(ack.mission_id.clone()) {
-                        if let Some(update) = self
+                    if resent_final.insert(ack.mission_id.clone())
+                        && let Some(update) = self
                             .journal
                             .get(&ack.mission_id)
                             .and_then(|r| r.final_update())
-                        {
-                            self.uplink.update(update);
-                        }
+                    {
+                        self.uplink.update(update);
                     }
                 }
                 Some(control_message::Msg::Cancel(cancel)) => {

@@ -81,11 +81,10 @@ impl Uplink {
                 .unsent
                 .iter()
                 .position(|i| matches!(i, Item::Line { .. }))
+                && let Some(Item::Line { mission_id, .. }) = state.unsent.remove(index)
             {
-                if let Some(Item::Line { mission_id, .. }) = state.unsent.remove(index) {
-                    *state.dropped.entry(mission_id).or_default() += 1;
-                    state.unsent_lines -= 1;
-                }
+                *state.dropped.entry(mission_id).or_default() += 1;
+                state.unsent_lines -= 1;
             }
         }
         state.unsent.push_back(Item::Line {

@@ -327,10 +327,11 @@ fn walk(reader: impl Read, limits: &Limits, dest: Option<&Path>) -> Result<Summa
                     });
                 }
                 let executable = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
-                if let Some(name) = rel.to_str().filter(|n| !n.contains('/')) {
-                    if summary.compose_file.is_none() && COMPOSE_FILES.contains(&name) {
-                        summary.compose_file = Some(name.to_owned());
-                    }
+                if let Some(name) = rel.to_str().filter(|n| !n.contains('/'))
+                    && summary.compose_file.is_none()
+                    && COMPOSE_FILES.contains(&name)
+                {
+                    summary.compose_file = Some(name.to_owned());
                 }
                 let is_config = rel == Path::new(SERVICE_CONFIG_FILE);
                 match dest {

@@ -73,10 +73,10 @@ pub fn service_name(dir: &Path, flag: Option<&str>) -> Result<ServiceName, CliEr
     if let Some(name) = flag {
         return ServiceName::parse(name).map_err(|e| CliError::usage(format!("--service: {e}")));
     }
-    if let Some(config) = read_service_config(dir)? {
-        if let Some(name) = config.name {
-            return Ok(name);
-        }
+    if let Some(config) = read_service_config(dir)?
+        && let Some(name) = config.name
+    {
+        return Ok(name);
     }
     let base = std::fs::canonicalize(dir)
         .ok()

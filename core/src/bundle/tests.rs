@@ -18,8 +18,11 @@ fn pack(dir: &Path) -> Vec<u8> {
     out
 }
 
+/// One raw archive entry: name, type, link target, body.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
 /// Builds a tar.gz with raw header names, bypassing the tar crate's own path checks.
-fn hostile(entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+fn hostile(entries: &[RawEntry]) -> Vec<u8> {
     let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
     for (name, kind, link, body) in entries {
         let mut header = tar::Header::new_old();
