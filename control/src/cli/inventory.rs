@@ -40,7 +40,11 @@ fn services_table(services: &[launch_proto::ServiceInfo]) {
                 target.service,
                 target.environment,
                 or_dash(&s.current_release_id),
-                output::mission_state(s.last_mission_state).to_owned(),
+                or_dash(if s.last_mission_id.is_empty() {
+                    ""
+                } else {
+                    output::mission_state(s.last_mission_state)
+                }),
                 s.agents_connected.to_string(),
                 or_dash(&s.url),
                 s.note.clone(),
