@@ -15,7 +15,8 @@ pub fn workspace_root() -> PathBuf {
 /// The directory holding `launch` and `launch-agent`.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LAUNCH_BIN_DIR") {
-        return PathBuf::from(dir);
+        // Relative paths are relative to the workspace (cargo runs tests in the crate dir).
+        return workspace_root().join(dir);
     }
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir).join("debug");
