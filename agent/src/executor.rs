@@ -22,7 +22,7 @@ use tracing::{Instrument, error, info, info_span};
 
 use crate::compose::Compose;
 use crate::config::Config;
-use crate::follow::Follower;
+use crate::follow::{self, Follower};
 use crate::identity;
 use crate::journal::{Journal, Outcome, Record};
 use crate::release::{self, ServiceDir};
@@ -93,7 +93,7 @@ impl Executor {
     ) {
         let unfinished = self.journal.unfinished();
         if unfinished.is_empty() {
-            self.follow_current(false).await;
+            self.follow_current().await;
         }
         for record in unfinished {
             info!(mission_id = %record.mission_id, "resuming a mission accepted before the agent stopped");
@@ -111,33 +111,30 @@ impl Executor {
         }
     }
 
-    /// Follows the current release's logs as lines of the newest finished mission.
-    async fn follow_current(&mut self, from_start: bool) {
+    /// Follows the current release's containers as lines of the newest
+    /// finished mission, resuming each from its cursor (agent start, restart
+    /// missions).
+    async fn follow_current(&mut self) {
         if let Some(follower) = self.follower.take() {
             follower.stop().await;
         }
         let dir = self.service_dir();
-        let (Some(current), Some(record)) = (dir.current(), self.journal.latest_finished()) else {
-            return;
-        };
-        let Ok(compose) = self.compose().await else {
-            return;
-        };
-        let release_dir = dir.release(&current);
-        let Some(file) = compose_file(&release_dir) else {
+        let (Some(_current), Some(record)) = (dir.current(), self.journal.latest_finished()) else {
             return;
         };
         let sink = self
             .uplink
             .sink(&record.mission_id, redactor(&record.secrets));
         self.follower = Some(Follower::start(
-            compose,
-            release_dir,
-            file,
             self.project(),
+            follow::Start::Now,
             sink,
-            from_start,
+            self.cursor_file(),
         ));
+    }
+
+    fn cursor_file(&self) -> PathBuf {
+        self.service_dir().root().join("follow.cursors")
     }
 
     async fn execute(&mut self, record: Record, shutdown: &CancellationToken) {
@@ -203,7 +200,7 @@ impl Executor {
             url: end.url,
         });
         if record.kind() != MissionKind::Retire && self.follower.is_none() {
-            self.follow_current(false).await;
+            self.follow_current().await;
         }
     }
 
@@ -320,6 +317,7 @@ impl Executor {
             "starting {} release {release_id}",
             if new { "new" } else { "previous" }
         ));
+        let started = follow::Start::now();
         compose
             .run(
                 &release_dir,
@@ -331,16 +329,9 @@ impl Executor {
             )
             .await
             .map_err(|e| e.to_string())?;
-        // What the containers print while gated goes into the mission log;
+        // What the containers print from `up` on goes into the mission log;
         // once healthy this follower carries on as the runtime log.
-        let follower = Follower::start(
-            compose.clone(),
-            release_dir.clone(),
-            file,
-            self.project(),
-            sink.clone(),
-            true,
-        );
+        let follower = Follower::start(self.project(), started, sink.clone(), self.cursor_file());
         if let Err(reason) = crate::health::gate(&self.project(), &config, sink, cancel).await {
             follower.stop().await;
             return Err(reason);

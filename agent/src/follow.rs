@@ -1,20 +1,52 @@
-//! Following the running release's container logs after a deploy, as runtime
-//! lines of the mission that deployed it (so `launch logs -f` keeps showing
-//! the service between deploys). The follower restarts when `compose logs`
-//! exits (containers recreated, docker restarted) and stops when the next
-//! mission starts.
+//! Following the running release's container output, as runtime lines of the
+//! mission that deployed it (so `launch logs -f` keeps showing the service
+//! between deploys). Each container of the compose project is followed with
+//! `docker logs -f --timestamps --since <cursor>`, and the newest timestamp
+//! read from each is kept in a cursor file beside the releases. A restarted
+//! agent resumes every container from its cursor, so what a container printed
+//! while its agent was down still arrives, and nothing arrives twice.
+//! Cursors are saved within a quarter second of moving; containers that
+//! appear later (recreated, restarted) are picked up by a poll every second;
+//! the follower stops when the next mission starts.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use launch_proto::LogStream;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::compose::Compose;
+use crate::compose::docker_output;
 use crate::uplink::Sink;
+
+/// How often cursors are saved when they moved.
+const SAVE: Duration = Duration::from_millis(250);
+/// How often the project's containers are listed (every this many saves).
+const LIST_EVERY: u32 = 4;
+
+/// Where following starts for containers with no cursor yet.
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// From this moment (a unix time docker's `--since` understands).
+    At(String),
+    /// From now: containers already running keep their history to themselves.
+    Now,
+}
+
+impl Start {
+    /// The current time, for "what containers print from now on".
+    pub fn now() -> Start {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Start::At(format!("{}.{:09}", now.as_secs(), now.subsec_nanos()))
+    }
+}
 
 pub struct Follower {
     stop: CancellationToken,
@@ -22,25 +54,10 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts following; `from_start` includes what the containers printed so far.
-    pub fn start(
-        compose: Compose,
-        dir: PathBuf,
-        file: String,
-        project: String,
-        sink: Sink,
-        from_start: bool,
-    ) -> Self {
+    /// Follows every container of `project`, keeping cursors in `cursor_file`.
+    pub fn start(project: String, start: Start, sink: Sink, cursor_file: PathBuf) -> Self {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(follow(
-            compose,
-            dir,
-            file,
-            project,
-            sink,
-            from_start,
-            stop.clone(),
-        ));
+        let task = tokio::spawn(follow(project, start, sink, cursor_file, stop.clone()));
         Follower { stop, task }
     }
 
@@ -50,73 +67,226 @@ impl Follower {
     }
 }
 
+/// Newest docker timestamp read per container id.
+type Cursors = Arc<Mutex<BTreeMap<String, String>>>;
+
 async fn follow(
-    compose: Compose,
-    dir: PathBuf,
-    file: String,
     project: String,
+    start: Start,
     sink: Sink,
-    mut from_start: bool,
+    cursor_file: PathBuf,
     stop: CancellationToken,
 ) {
+    let saved: BTreeMap<String, String> = std::fs::read_to_string(&cursor_file)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let cursors: Cursors = Arc::new(Mutex::new(saved));
+    let Start::At(default_since) = (match start {
+        Start::Now => Start::now(),
+        at => at,
+    }) else {
+        unreachable!("Start::now() is always At")
+    };
+    // Forget cursors of containers that no longer exist.
+    if let Ok(all) = docker_output(
+        &[
+            "ps",
+            "-a",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ],
+        Duration::from_secs(20),
+    )
+    .await
+    {
+        let existing: Vec<&str> = all.split_whitespace().collect();
+        cursors
+            .lock()
+            .expect("cursor lock")
+            .retain(|id, _| existing.contains(&id.as_str()));
+    }
+    let mut readers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut written = String::new();
+    let filter = format!("label=com.docker.compose.project={project}");
+    let mut tick: u32 = 0;
     loop {
-        let tail = if from_start { "all" } else { "0" };
-        let mut command = compose.command(
-            &dir,
-            &file,
-            &project,
-            &["logs", "-f", "--no-color", "--tail", tail],
-        );
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Ok(mut child) = command.spawn() {
-            let out = child
-                .stdout
-                .take()
-                .map(|r| tokio::spawn(pipe(r, sink.clone(), LogStream::Stdout)));
-            let err = child
-                .stderr
-                .take()
-                .map(|r| tokio::spawn(pipe(r, sink.clone(), LogStream::Stderr)));
-            tokio::select! {
-                _ = stop.cancelled() => { let _ = child.kill().await; }
-                _ = child.wait() => {}
-            }
-            for task in [out, err].into_iter().flatten() {
-                let _ = task.await;
+        readers.retain(|_, task| !task.is_finished());
+        let listing = if tick.is_multiple_of(LIST_EVERY) {
+            docker_output(
+                &["ps", "-q", "--no-trunc", "--filter", &filter],
+                Duration::from_secs(20),
+            )
+            .await
+            .ok()
+        } else {
+            None
+        };
+        tick = tick.wrapping_add(1);
+        if let Some(listing) = listing {
+            for id in listing.split_whitespace() {
+                if readers.contains_key(id) {
+                    continue;
+                }
+                let since = cursors.lock().expect("cursor lock").get(id).cloned();
+                let since = since.unwrap_or_else(|| default_since.clone());
+                let source = container_source(id, &project).await;
+                readers.insert(
+                    id.to_owned(),
+                    tokio::spawn(read_container(
+                        id.to_owned(),
+                        source,
+                        since,
+                        sink.clone(),
+                        cursors.clone(),
+                        stop.clone(),
+                    )),
+                );
             }
         }
-        from_start = false;
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
-/// `web_1  | line` (v1) or `web-1  | line` (v2) → source `web_1`, text `line`.
-pub fn split(line: &str) -> (&str, &str) {
-    match line.split_once(" | ") {
-        Some((source, text))
-            if !source.trim().is_empty() && !source.trim().contains(char::is_whitespace) =>
+        let snapshot =
+            serde_json::to_string(&*cursors.lock().expect("cursor lock")).unwrap_or_default();
+        if snapshot != written
+            && launch_core::private_file::write_private(&cursor_file, snapshot.as_bytes()).is_ok()
         {
-            (source.trim(), text)
+            written = snapshot;
         }
-        _ => ("compose", line),
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(SAVE) => {}
+        }
+    }
+    for (_, task) in readers {
+        let _ = task.await;
+    }
+    let snapshot =
+        serde_json::to_string(&*cursors.lock().expect("cursor lock")).unwrap_or_default();
+    let _ = launch_core::private_file::write_private(&cursor_file, snapshot.as_bytes());
+}
+
+/// The container's name without the project prefix: `web_1` (v1) or `web-1` (v2).
+async fn container_source(id: &str, project: &str) -> String {
+    let name = docker_output(
+        &["inspect", "--format", "{{.Name}}", id],
+        Duration::from_secs(20),
+    )
+    .await
+    .map(|n| n.trim().trim_start_matches('/').to_owned())
+    .unwrap_or_default();
+    source_name(&name, project)
+}
+
+pub fn source_name(container: &str, project: &str) -> String {
+    let short = container
+        .strip_prefix(project)
+        .and_then(|rest| rest.strip_prefix(['_', '-']))
+        .unwrap_or(container);
+    if short.is_empty() {
+        "container".to_owned()
+    } else {
+        short.to_owned()
     }
 }
 
-async fn pipe(reader: impl AsyncRead + Unpin, sink: Sink, stream: LogStream) {
+async fn read_container(
+    id: String,
+    source: String,
+    since: String,
+    sink: Sink,
+    cursors: Cursors,
+    stop: CancellationToken,
+) {
+    let mut command = Command::new("docker");
+    command
+        .args(["logs", "-f", "--timestamps", "--since", &since, &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let Ok(mut child) = command.spawn() else {
+        return;
+    };
+    let out = child.stdout.take().map(|r| {
+        tokio::spawn(pipe(
+            r,
+            id.clone(),
+            source.clone(),
+            since.clone(),
+            LogStream::Stdout,
+            sink.clone(),
+            cursors.clone(),
+        ))
+    });
+    let err = child.stderr.take().map(|r| {
+        tokio::spawn(pipe(
+            r,
+            id.clone(),
+            source.clone(),
+            since.clone(),
+            LogStream::Stderr,
+            sink.clone(),
+            cursors.clone(),
+        ))
+    });
+    tokio::select! {
+        _ = stop.cancelled() => { let _ = child.kill().await; }
+        _ = child.wait() => {}
+    }
+    for task in [out, err].into_iter().flatten() {
+        let _ = task.await;
+    }
+}
+
+/// Splits docker's `2026-11-25T05:20:01.123456789Z text` into timestamp and text.
+pub fn split_timestamp(line: &str) -> Option<(&str, &str)> {
+    let (stamp, text) = line.split_once(' ').unwrap_or((line, ""));
+    (stamp.len() >= 20 && stamp.ends_with('Z') && stamp.as_bytes()[4] == b'-')
+        .then_some((stamp, text))
+}
+
+/// A key that orders docker timestamps correctly (their fraction drops trailing zeros).
+pub fn order_key(stamp: &str) -> String {
+    let body = stamp.trim_end_matches('Z');
+    let (whole, fraction) = body.split_once('.').unwrap_or((body, ""));
+    format!("{whole}.{fraction:0<9}")
+}
+
+async fn pipe(
+    reader: impl AsyncRead + Unpin,
+    id: String,
+    source: String,
+    since: String,
+    stream: LogStream,
+    sink: Sink,
+    cursors: Cursors,
+) {
+    let floor = if since.contains('T') {
+        order_key(&since)
+    } else {
+        String::new()
+    };
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.starts_with("Attaching to ") {
+        let Some((stamp, text)) = split_timestamp(&line) else {
+            sink.line(stream, &source, &line);
             continue;
+        };
+        let key = order_key(stamp);
+        {
+            let mut cursors = cursors.lock().expect("cursor lock");
+            let last = cursors
+                .get(&id)
+                .map(|s| order_key(s))
+                .unwrap_or_else(|| floor.clone());
+            // `--since` includes its own instant: never hand on a line twice.
+            if key <= last {
+                continue;
+            }
+            cursors.insert(id.clone(), stamp.to_owned());
         }
-        let (source, text) = split(&line);
-        sink.line(stream, source, text);
+        sink.line(stream, &source, text);
     }
 }
 
@@ -125,12 +295,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compose_log_prefixes_become_the_source() {
-        assert_eq!(split("web_1  | GET / 200"), ("web_1", "GET / 200"));
+    fn container_names_lose_the_project_prefix() {
+        assert_eq!(source_name("hello-prod_web_1", "hello-prod"), "web_1");
+        assert_eq!(source_name("hello-prod-web-1", "hello-prod"), "web-1");
+        assert_eq!(source_name("other", "hello-prod"), "other");
+    }
+
+    #[test]
+    fn docker_timestamps_split_and_order_despite_trimmed_fractions() {
         assert_eq!(
-            split("hello-prod-web-1  | started"),
-            ("hello-prod-web-1", "started")
+            split_timestamp("2026-11-25T05:20:01.1Z GET / 200"),
+            Some(("2026-11-25T05:20:01.1Z", "GET / 200"))
         );
-        assert_eq!(split("no prefix here"), ("compose", "no prefix here"));
+        assert_eq!(split_timestamp("no timestamp here"), None);
+        assert!(order_key("2026-11-25T05:20:01.1Z") > order_key("2026-11-25T05:20:01.09Z"));
+        assert!(order_key("2026-11-25T05:20:02Z") > order_key("2026-11-25T05:20:01.999999999Z"));
     }
 }

@@ -2,7 +2,8 @@
 //! second registration), never touched the running service, and receives the
 //! mission queued while it was down; a control plane killed with SIGKILL comes
 //! back from its data dir with services, releases and every log line (agents
-//! resend what was not acknowledged, numbered without gaps).
+//! resend what was not acknowledged, numbered without gaps); what a container
+//! prints while its agent is down arrives once the agent is back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -223,5 +224,91 @@ fn control_plane_restart_keeps_services_releases_and_every_log_line() {
         );
     }
     let missing = gaps(&lines_after);
+    assert!(missing.is_empty(), "log lines lost: {missing:?}");
+}
+
+/// The test's own requests: they ask for a missing path, so busybox logs them
+/// as 404 (the healthcheck and the agent's probe get 200).
+fn request_lines(lines: &BTreeMap<(String, u64), (i64, String)>) -> usize {
+    lines
+        .values()
+        .filter(|(_, text)| text.contains("response:404"))
+        .count()
+}
+
+fn request_missing(service: &Service) {
+    let (code, body) = service
+        .get("/launch-test-missing")
+        .unwrap_or_else(|e| panic!("{} does not answer: {e}", service.url()));
+    assert_eq!(code, 404, "{body}");
+}
+
+#[test]
+fn lines_printed_while_the_agent_is_down_arrive_once_after_it_restarts() {
+    let service = Service::quickstart();
+    let server = Server::start();
+    let mut agent = Agent::start(&server, &service.name, &service.environment);
+    let dir = service.dir_arg();
+    server
+        .cli(&service.deploy_args(&dir, &["--wait"]))
+        .success();
+    request_missing(&service);
+    eventually(
+        RECOVERY_TIMEOUT,
+        "the request made before the crash is stored",
+        || {
+            let count = request_lines(&stored_lines(&server, &service));
+            if count == 1 {
+                Ok(())
+            } else {
+                Err(format!("{count} request lines stored"))
+            }
+        },
+    );
+    // The agent saves where it is in each container's output shortly after
+    // reading; wait until it saved after the line above was stored.
+    let stored_at = SystemTime::now();
+    let cursors = agent
+        .data_dir()
+        .join("services")
+        .join(&service.name)
+        .join("follow.cursors");
+    eventually(
+        RECOVERY_TIMEOUT,
+        "the agent saved its log cursors",
+        || match std::fs::metadata(&cursors).and_then(|m| m.modified()) {
+            Ok(saved) if saved > stored_at => Ok(()),
+            other => Err(format!("{}: {other:?}", cursors.display())),
+        },
+    );
+
+    agent.kill_hard();
+    const REQUESTS: usize = 5;
+    for _ in 0..REQUESTS {
+        request_missing(&service);
+    }
+    // The one from before the crash, and each from while it was down, once.
+    const WANT: usize = 1 + REQUESTS;
+    agent.restart();
+
+    let after = eventually(
+        RECOVERY_TIMEOUT,
+        "the requests made while the agent was down are stored",
+        || {
+            let lines = stored_lines(&server, &service);
+            let count = request_lines(&lines);
+            if count >= WANT {
+                Ok(lines)
+            } else {
+                Err(format!("{count} request lines stored, want {WANT}"))
+            }
+        },
+    );
+    assert_eq!(
+        request_lines(&after),
+        WANT,
+        "a request line arrived twice after the restart"
+    );
+    let missing = gaps(&after);
     assert!(missing.is_empty(), "log lines lost: {missing:?}");
 }
