@@ -16,18 +16,24 @@
 //! - [`http`]: a tiny HTTP/1.0 GET for checking that a service answers.
 //! - [`bundle`]: hand-made (hostile) bundles for the bad-input scenarios.
 //! - [`unique`]: unique names and free ports.
+//! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
+//! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
+//! - [`terraform`]: every terraform version available, and workspaces using the built provider.
 
 pub mod agent;
 pub mod binaries;
 pub mod bundle;
 pub mod cli;
 pub mod docker;
+pub mod fault_proxy;
 pub mod grpc;
 pub mod http;
+pub mod moto;
 pub mod poll;
 pub mod process;
 pub mod server;
 pub mod service;
+pub mod terraform;
 pub mod unique;
 
 pub use agent::Agent;

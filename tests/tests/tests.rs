@@ -12,6 +12,7 @@
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
+//! - `provider`: terraform + the provider against moto and a real control plane.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 
 mod bad_input;
@@ -19,6 +20,7 @@ mod control_plane;
 mod deploy;
 mod isolation;
 mod logs;
+mod provider;
 mod restarts;
 mod tidy;
 mod tokens;
