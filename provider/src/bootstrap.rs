@@ -95,7 +95,7 @@ mod tests {
             "{script}"
         );
         assert!(
-            script.contains("LAUNCH_LABELS='service-name=hello,environment=prod'"),
+            script.contains("LAUNCH_LABELS='environment=prod,service-name=hello'"),
             "{script}"
         );
         assert!(
