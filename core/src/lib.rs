@@ -6,6 +6,7 @@
 //! private-file function is handed.
 //!
 //! # Layout
+//! - [`bootstrap`]: the script (and `#cloud-config`) that turns a new host into an agent.
 //! - [`names`]: service and environment names (DNS labels).
 //! - [`private_file`]: atomic 0600 writes and 0700 directories.
 //! - [`labels`]: the `service-name=…,environment=…` label set of an agent.
@@ -13,6 +14,7 @@
 //! - [`redact`]: replacing secret values in text with `[REDACTED]`.
 //! - [`service_config`]: the typed `launch.toml`.
 
+pub mod bootstrap;
 pub mod bundle;
 pub mod labels;
 pub mod names;

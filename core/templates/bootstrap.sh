@@ -12,11 +12,16 @@ LAUNCH_LABELS={{labels}}
 
 log() { echo "launch-bootstrap: $*" >&2; }
 
-if ! command -v docker >/dev/null 2>&1; then
-  log "installing docker"
-  export DEBIAN_FRONTEND=noninteractive
+# Debian and Ubuntu package names; whatever is already there is kept.
+export DEBIAN_FRONTEND=noninteractive
+need=""
+command -v docker >/dev/null 2>&1 || need="$need docker.io"
+command -v curl >/dev/null 2>&1 || need="$need curl ca-certificates"
+if [ -n "$need" ]; then
+  log "installing$need"
   apt-get update -q
-  apt-get install -y -q docker.io curl ca-certificates
+  # shellcheck disable=SC2086 # a list of package names
+  apt-get install -y -q $need
 fi
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
   log "installing docker compose"
