@@ -4,14 +4,13 @@
 //! restarted host never registers twice.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use launch_proto::agent_service_client::AgentServiceClient;
 use launch_proto::{Bearer, RegisterRequest};
 use serde::{Deserialize, Serialize};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::config::Config;
 use launch_core::private_file;
@@ -54,6 +53,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Resolve(#[from] crate::resolve::ResolveError),
     #[error(
         "not registered yet and no join token: create one with `launch token create --service S --env E` and pass --join-token"
     )]
@@ -76,10 +77,7 @@ pub fn load(data_dir: &Path) -> Option<Identity> {
 }
 
 pub async fn channel(control_url: &str) -> Result<Channel, Error> {
-    let endpoint = Endpoint::from_str(control_url).map_err(|source| Error::Unreachable {
-        url: control_url.to_owned(),
-        source,
-    })?;
+    let endpoint = crate::resolve::endpoint(control_url).await?;
     endpoint
         .tcp_nodelay(true)
         .connect_timeout(std::time::Duration::from_secs(10))

@@ -9,7 +9,9 @@
 //!
 //! # Layout
 //! - [`config`]: the typed config from flags, env and `/etc/launch/agent.toml`.
+//! - [`install`]: `launch-agent install`/`uninstall`: config, systemd unit, enable.
 //! - `identity`: registration and the saved agent token.
+//! - `resolve`: host names resolved in Rust, so the static binary needs no NSS.
 //! - `session`: the Session stream, heartbeats, reconnects.
 //! - `uplink`: the ordered, acknowledged queue of log lines and updates.
 //! - `journal`: missions on disk, so a restart neither loses nor repeats one.
@@ -23,8 +25,10 @@ mod executor;
 mod follow;
 mod health;
 mod identity;
+pub mod install;
 mod journal;
 mod release;
+mod resolve;
 mod session;
 mod uplink;
 

@@ -25,11 +25,19 @@ struct Cli {
 enum Command {
     /// Register (once) and run missions for this host's service
     Run(RunArgs),
+    /// Write /etc/launch/agent.toml and a systemd unit, then enable and start it
+    Install(launch_agent::install::InstallArgs),
+    /// Stop and remove the systemd unit and config (services keep running unless --stop-services)
+    Uninstall(launch_agent::install::UninstallArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Install(args) => return install(&args),
+        Command::Uninstall(args) => return uninstall(&args),
+    };
     let config = match Config::load(&args) {
         Ok(config) => config,
         Err(errors) => {
@@ -88,4 +96,45 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("signal received: stopping (running services keep running)");
     shutdown.cancel();
+}
+
+fn install(args: &launch_agent::install::InstallArgs) -> ExitCode {
+    use launch_agent::install::{InstallError, Outcome, UNIT_NAME};
+    match launch_agent::install::install(args) {
+        Ok(outcome) => {
+            let started = if args.no_start {
+                "not started (--no-start)"
+            } else {
+                "enabled and running"
+            };
+            let what = if outcome == Outcome::Unchanged {
+                "already installed"
+            } else {
+                "installed"
+            };
+            println!("launch-agent {what}: {} ({started})", UNIT_NAME);
+            ExitCode::SUCCESS
+        }
+        Err(err @ (InstallError::Invalid(_) | InstallError::Registered { .. })) => {
+            eprintln!("error: {err}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn uninstall(args: &launch_agent::install::UninstallArgs) -> ExitCode {
+    match launch_agent::install::uninstall(args) {
+        Ok(()) => {
+            println!("launch-agent uninstalled");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
