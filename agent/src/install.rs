@@ -206,10 +206,9 @@ pub fn uninstall(args: &UninstallArgs) -> Result<(), InstallError> {
             .map(|c| c.data_dir.clone())
             .unwrap_or(DEFAULT_DATA_DIR.into()),
     );
-    if args.stop_services {
-        if let Some(labels) = config.as_ref().and_then(|c| Labels::parse(&c.labels).ok()) {
-            stop_services(&data_dir, &labels)?;
-        }
+    let labels = config.as_ref().and_then(|c| Labels::parse(&c.labels).ok());
+    if let (true, Some(labels)) = (args.stop_services, labels) {
+        stop_services(&data_dir, &labels)?;
     }
     for path in [&unit_path, &config_path] {
         match std::fs::remove_file(path) {
