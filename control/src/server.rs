@@ -64,6 +64,10 @@ pub struct ServerFlags {
     /// [default: launch-agent beside this executable]
     #[arg(long, env = "LAUNCH_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,
+    /// The launch CLI binary served at /v1/cli/download/linux-amd64 (for CI
+    /// jobs) [default: this executable]
+    #[arg(long, env = "LAUNCH_CLI_BINARY")]
+    pub cli_binary: Option<PathBuf>,
     /// Largest bundle a deploy may upload, in bytes
     #[arg(long, env = "LAUNCH_MAX_BUNDLE_BYTES", default_value_t = DEFAULT_MAX_BUNDLE_BYTES)]
     pub max_bundle_bytes: u64,
@@ -77,6 +81,7 @@ pub struct ServerConfig {
     /// A `sqlite://` URL.
     pub database_url: String,
     pub agent_binary: Option<PathBuf>,
+    pub cli_binary: Option<PathBuf>,
     pub max_bundle_bytes: u64,
     /// The secret key; `None` means `<data-dir>/secret.key` (created at first start).
     pub secret_key: Option<[u8; 32]>,
@@ -89,6 +94,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url)
             .field("agent_binary", &self.agent_binary)
+            .field("cli_binary", &self.cli_binary)
             .field("max_bundle_bytes", &self.max_bundle_bytes)
             .field(
                 "secret_key",
@@ -108,6 +114,7 @@ impl ServerConfig {
             database_url: sqlite_url(&data_dir),
             data_dir,
             agent_binary: agent_binary_beside_exe(),
+            cli_binary: std::env::current_exe().ok(),
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             secret_key: None,
         }
@@ -171,6 +178,14 @@ impl ServerConfig {
                 path.display()
             ));
         }
+        if let Some(path) = &flags.cli_binary
+            && !path.is_file()
+        {
+            errors.push(format!(
+                "--cli-binary {} does not exist: point it at a built `launch` or leave the flag unset",
+                path.display()
+            ));
+        }
         if flags.max_bundle_bytes == 0 {
             errors.push("--max-bundle-bytes must be above 0".to_owned());
         }
@@ -188,6 +203,10 @@ impl ServerConfig {
             data_dir: data_dir.expect("checked"),
             database_url: database_url.expect("checked"),
             agent_binary: flags.agent_binary.clone().or_else(agent_binary_beside_exe),
+            cli_binary: flags
+                .cli_binary
+                .clone()
+                .or_else(|| std::env::current_exe().ok()),
             max_bundle_bytes: flags.max_bundle_bytes,
             secret_key,
         })
@@ -298,6 +317,7 @@ pub async fn run(
         admin_hash,
         max_bundle_bytes: config.max_bundle_bytes,
         agent_binary: config.agent_binary.clone(),
+        cli_binary: config.cli_binary.clone(),
         shutdown: shutdown.clone(),
     });
 

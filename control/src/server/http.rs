@@ -1,6 +1,7 @@
 //! The plain HTTP endpoints served on the gRPC port: `/healthz` for load
-//! balancers, `/metrics` in Prometheus text format, and the agent binary (and
-//! its sha256) that cloud-init downloads at host boot.
+//! balancers, `/metrics` in Prometheus text format, the agent binary (and
+//! its sha256) that cloud-init downloads at host boot, and the `launch` CLI
+//! (and its sha256) that CI jobs download.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,8 +20,22 @@ pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .route("/v1/agent/download/linux-amd64", get(agent_binary))
-        .route("/v1/agent/download/linux-amd64.sha256", get(agent_sha256))
+        .route(
+            "/v1/agent/download/linux-amd64",
+            get(|Extract(s): Extract<Arc<State>>| Download::Agent.binary(s)),
+        )
+        .route(
+            "/v1/agent/download/linux-amd64.sha256",
+            get(|Extract(s): Extract<Arc<State>>| Download::Agent.sha256(s)),
+        )
+        .route(
+            "/v1/cli/download/linux-amd64",
+            get(|Extract(s): Extract<Arc<State>>| Download::Cli.binary(s)),
+        )
+        .route(
+            "/v1/cli/download/linux-amd64.sha256",
+            get(|Extract(s): Extract<Arc<State>>| Download::Cli.sha256(s)),
+        )
         .with_state(state)
 }
 
@@ -41,7 +56,7 @@ pub async fn fallback(request: axum::extract::Request) -> Response {
     }
     (
         StatusCode::NOT_FOUND,
-        "not found: this server answers /healthz, /metrics and /v1/agent/download/linux-amd64\n",
+        "not found: this server answers /healthz, /metrics, /v1/agent/download/linux-amd64 and /v1/cli/download/linux-amd64\n",
     )
         .into_response()
 }
@@ -100,47 +115,79 @@ async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-fn no_agent_binary() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "no agent binary on this server: build it with `cargo build -p launch-agent` and start the server with --agent-binary PATH\n",
-    )
-        .into_response()
+/// A binary this server hands out: the agent (cloud-init fetches it at
+/// boot) or the CLI (CI jobs fetch it), each with its sha256 in
+/// `sha256sum` format so `sha256sum -c` checks it.
+#[derive(Clone, Copy)]
+enum Download {
+    Agent,
+    Cli,
 }
 
-async fn read_agent_binary(state: &State) -> Option<Vec<u8>> {
-    let path = state.agent_binary.as_ref()?;
-    match tokio::fs::read(path).await {
-        Ok(bytes) => Some(bytes),
-        Err(err) => {
-            tracing::warn!(path = %path.display(), cause = %err, "cannot read the agent binary");
-            None
+impl Download {
+    fn file_name(self) -> &'static str {
+        match self {
+            Download::Agent => "launch-agent",
+            Download::Cli => "launch",
         }
     }
-}
 
-async fn agent_binary(Extract(state): Extract<Arc<State>>) -> Response {
-    match read_agent_binary(&state).await {
-        Some(bytes) => (
+    fn path(self, state: &State) -> Option<&std::path::Path> {
+        match self {
+            Download::Agent => state.agent_binary.as_deref(),
+            Download::Cli => state.cli_binary.as_deref(),
+        }
+    }
+
+    fn missing(self) -> Response {
+        let how = match self {
+            Download::Agent => {
+                "build it with `cargo build -p launch-agent` and start the server with --agent-binary PATH"
+            }
+            Download::Cli => "start the server with --cli-binary PATH",
+        };
+        (
+            StatusCode::NOT_FOUND,
+            format!("no {} binary on this server: {how}\n", self.file_name()),
+        )
+            .into_response()
+    }
+
+    async fn read(self, state: &State) -> Option<Vec<u8>> {
+        let path = self.path(state)?;
+        match tokio::fs::read(path).await {
+            Ok(bytes) => Some(bytes),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), cause = %err, "cannot read a served binary");
+                None
+            }
+        }
+    }
+
+    async fn binary(self, state: Arc<State>) -> Response {
+        let Some(bytes) = self.read(&state).await else {
+            return self.missing();
+        };
+        let disposition = format!("attachment; filename=\"{}\"", self.file_name());
+        (
             [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"launch-agent\"",
-                ),
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
             ],
             bytes,
         )
-            .into_response(),
-        None => no_agent_binary(),
+            .into_response()
     }
-}
 
-async fn agent_sha256(Extract(state): Extract<Arc<State>>) -> Response {
-    match read_agent_binary(&state).await {
-        Some(bytes) => {
-            format!("{}  launch-agent\n", hex::encode(Sha256::digest(&bytes))).into_response()
+    async fn sha256(self, state: Arc<State>) -> Response {
+        match self.read(&state).await {
+            Some(bytes) => format!(
+                "{}  {}\n",
+                hex::encode(Sha256::digest(&bytes)),
+                self.file_name()
+            )
+            .into_response(),
+            None => self.missing(),
         }
-        None => no_agent_binary(),
     }
 }

@@ -28,6 +28,7 @@ pub struct State {
     pub admin_hash: String,
     pub max_bundle_bytes: u64,
     pub agent_binary: Option<PathBuf>,
+    pub cli_binary: Option<PathBuf>,
     pub shutdown: CancellationToken,
 }
 

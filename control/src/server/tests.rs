@@ -1557,6 +1557,18 @@ async fn http_endpoints_share_the_grpc_port() {
     } else {
         assert!(download.starts_with("HTTP/1.1 200"), "{download}");
     }
+    // The CLI is served from the running executable unless told otherwise,
+    // with a checksum `sha256sum -c` accepts.
+    let cli = http_get(server.addr, "/v1/cli/download/linux-amd64.sha256").await;
+    assert!(cli.starts_with("HTTP/1.1 200"), "{cli}");
+    let line = cli.rsplit("\r\n\r\n").next().unwrap_or_default();
+    let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        line,
+        format!("{}  launch\n", hex::encode(sha2::Sha256::digest(&exe))),
+        "{cli}"
+    );
     let unknown = http_get(server.addr, "/nope").await;
     assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
     assert!(unknown.contains("/healthz"), "{unknown}");
@@ -1616,6 +1628,7 @@ fn bad_config_is_reported_all_at_once() {
         data_dir: Some("/tmp/x".into()),
         database_url: Some("postgres://db/launch".into()),
         agent_binary: None,
+        cli_binary: None,
         max_bundle_bytes: 1,
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
@@ -1636,6 +1649,7 @@ fn bad_config_is_reported_all_at_once() {
         data_dir: None,
         database_url: None,
         agent_binary: None,
+        cli_binary: None,
         max_bundle_bytes: 10,
     };
     let config = ServerConfig::from_flags_with(&ok, None, Some("/home/u".into())).unwrap();
