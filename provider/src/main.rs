@@ -7,6 +7,7 @@
 //! carry secret values or join tokens (see `service` for what is logged).
 
 mod bootstrap;
+mod cloudflare;
 mod control;
 mod ec2;
 mod provider;

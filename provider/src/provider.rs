@@ -1,8 +1,10 @@
 //! The `provider "launch"` block: where the control plane is, the token to
-//! use with it, and how to reach AWS. `configure` turns that into `Clients`
-//! that every `launch_service` operation shares. The EC2 client is built on
-//! first use, so a plan with nothing to read never waits for AWS's region or
-//! credential discovery.
+//! use with it, how to reach AWS and which Cloudflare zone holds public DNS
+//! records. `configure` turns that into `Clients` that every `launch_service`
+//! operation shares. The EC2 and Cloudflare clients are built on first use, so
+//! a plan with nothing to read never waits for AWS's region or credential
+//! discovery, and an incomplete `cloudflare` setting only matters to a
+//! service with `public = true`.
 
 use std::sync::{Arc, RwLock};
 
@@ -15,6 +17,7 @@ use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{AttributePath, Diagnostics, DynamicResource, Provider};
 use tokio::sync::OnceCell;
 
+use crate::cloudflare::{self, Cloudflare};
 use crate::control::ControlPlane;
 use crate::ec2::{Ec2, Ec2Settings};
 use crate::service::ServiceResource;
@@ -24,6 +27,15 @@ pub struct Config {
     pub control_url: Value<String>,
     pub token: Value<String>,
     pub aws: Value<Vec<AwsConfig>>,
+    pub cloudflare: Value<Vec<CloudflareConfig>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct CloudflareConfig {
+    pub api_token: Value<String>,
+    pub zone_id: Value<String>,
+    pub domain: Value<String>,
+    pub api_url: Value<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -37,9 +49,27 @@ pub struct Clients {
     pub control: ControlPlane,
     ec2_settings: Ec2Settings,
     ec2: OnceCell<Ec2>,
+    /// Resolved Cloudflare settings, or what is missing from them.
+    cloudflare_settings: Result<cloudflare::Settings, String>,
+    cloudflare: OnceCell<Cloudflare>,
 }
 
 impl Clients {
+    /// The DNS domain, or what to set to get one.
+    pub fn dns_domain(&self) -> Result<String, String> {
+        self.cloudflare_settings
+            .as_ref()
+            .map(|s| s.domain.trim().trim_end_matches('.').to_ascii_lowercase())
+            .map_err(Clone::clone)
+    }
+
+    pub async fn cloudflare(&self) -> Result<&Cloudflare, String> {
+        let settings = self.cloudflare_settings.as_ref().map_err(Clone::clone)?;
+        self.cloudflare
+            .get_or_try_init(|| async { Cloudflare::new(settings).map_err(|e| e.to_string()) })
+            .await
+    }
+
     pub async fn ec2(&self) -> Result<&Ec2, crate::ec2::Ec2Error> {
         self.ec2
             .get_or_try_init(|| Ec2::connect(&self.ec2_settings))
@@ -78,6 +108,46 @@ fn setting(value: &Value<String>, env: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+fn cloudflare_block(config: &Config) -> CloudflareConfig {
+    config
+        .cloudflare
+        .as_ref_option()
+        .and_then(|b| b.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The Cloudflare settings, each from the block or its environment
+/// variable; `Err` names every missing one and how to set it.
+fn cloudflare_settings(cf: &CloudflareConfig) -> Result<cloudflare::Settings, String> {
+    let api_token = setting(&cf.api_token, "CLOUDFLARE_API_TOKEN");
+    let zone_id = setting(&cf.zone_id, "CLOUDFLARE_ZONE_ID");
+    let domain = setting(&cf.domain, "CLOUDFLARE_DOMAIN");
+    let api_url = setting(&cf.api_url, "CLOUDFLARE_API_URL")
+        .unwrap_or_else(|| cloudflare::DEFAULT_API_URL.to_owned());
+    let missing: Vec<String> = [
+        ("api_token", "CLOUDFLARE_API_TOKEN", api_token.is_none()),
+        ("zone_id", "CLOUDFLARE_ZONE_ID", zone_id.is_none()),
+        ("domain", "CLOUDFLARE_DOMAIN", domain.is_none()),
+    ]
+    .iter()
+    .filter(|(_, _, missing)| *missing)
+    .map(|(name, env, _)| format!("{name} (or {env})"))
+    .collect();
+    match (api_token, zone_id, domain) {
+        (Some(api_token), Some(zone_id), Some(domain)) => Ok(cloudflare::Settings {
+            api_url,
+            api_token,
+            zone_id,
+            domain,
+        }),
+        _ => Err(format!(
+            "Cloudflare DNS is not configured: set {} in a cloudflare {{ }} block of provider \"launch\"",
+            missing.join(", ")
+        )),
+    }
+}
+
 #[async_trait]
 impl Provider for LaunchProvider {
     type Config<'a> = Config;
@@ -100,6 +170,32 @@ impl Provider for LaunchProvider {
             description: Description::markdown("How to reach AWS for `target = \"aws\"` services."),
             ..Default::default()
         };
+        let mut api_token = attribute(
+            AttributeType::String,
+            Optional,
+            "Cloudflare API token with the Zone / DNS / Edit permission on `zone_id`. Sent only to `api_url`; never logged nor stored in state. Default: `CLOUDFLARE_API_TOKEN`.",
+        );
+        api_token.sensitive = true;
+        let cloudflare = Block {
+            attributes: [
+                ("api_token".to_owned(), api_token),
+                (
+                    "zone_id".to_owned(),
+                    attribute(AttributeType::String, Optional, "ID of the Cloudflare zone that holds `domain` (the zone overview page shows it). Default: `CLOUDFLARE_ZONE_ID`."),
+                ),
+                (
+                    "domain".to_owned(),
+                    attribute(AttributeType::String, Optional, "Domain under which services get names: `<name>.<domain>` in `prod`, `<name>-<environment>.<domain>` elsewhere, e.g. `example.com`. Default: `CLOUDFLARE_DOMAIN`."),
+                ),
+                (
+                    "api_url".to_owned(),
+                    attribute(AttributeType::String, Optional, "Base URL of the Cloudflare API. Default: `CLOUDFLARE_API_URL`, then `https://api.cloudflare.com/client/v4`; change it only to point at a test double."),
+                ),
+            ]
+            .into(),
+            description: Description::markdown("Cloudflare DNS for services with `public = true`. `api_token`, `zone_id` and `domain` are needed (here or in the environment) only when a service is public."),
+            ..Default::default()
+        };
         let mut token = attribute(
             AttributeType::String,
             Optional,
@@ -117,7 +213,11 @@ impl Provider for LaunchProvider {
                     ("token".to_owned(), token),
                 ]
                 .into(),
-                blocks: [("aws".to_owned(), NestedBlock::Optional(aws))].into(),
+                blocks: [
+                    ("aws".to_owned(), NestedBlock::Optional(aws)),
+                    ("cloudflare".to_owned(), NestedBlock::Optional(cloudflare)),
+                ]
+                .into(),
                 description: Description::markdown("Launch: hosts for compose services, registered with a Launch control plane."),
                 ..Default::default()
             },
@@ -133,6 +233,27 @@ impl Provider for LaunchProvider {
                     format!("{url:?} is not; give the address `launch server` listens on, e.g. \"http://10.0.0.5:7400\"."),
                     AttributePath::new("control_url"),
                 );
+        }
+        let cf = cloudflare_block(&config);
+        if let Some(url) = cf.api_url.as_ref_option()
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            diags.error(
+                "cloudflare.api_url must be an http:// or https:// URL",
+                format!("{url:?} is not; leave it unset for https://api.cloudflare.com/client/v4."),
+                AttributePath::new("cloudflare")
+                    .index(0)
+                    .attribute("api_url"),
+            );
+        }
+        if let Some(domain) = cf.domain.as_ref_option()
+            && (domain.contains("://") || domain.contains('/') || !domain.contains('.'))
+        {
+            diags.error(
+                "cloudflare.domain must be a bare domain name",
+                format!("{domain:?} is not; write the zone's domain (or a subdomain of it) without a scheme or path, e.g. \"example.com\"."),
+                AttributePath::new("cloudflare").index(0).attribute("domain"),
+            );
         }
         Some(())
     }
@@ -196,10 +317,23 @@ impl Provider for LaunchProvider {
                 .cloned()
                 .filter(|s| !s.is_empty()),
         };
+        let cf = cloudflare_block(&config);
+        if [&cf.api_token, &cf.zone_id, &cf.domain, &cf.api_url]
+            .iter()
+            .any(|v| v.is_unknown())
+        {
+            diags.root_error(
+                "provider \"launch\" has a cloudflare setting known only after apply",
+                "api_token, zone_id, domain and api_url must be known at plan time: set them from variables or CLOUDFLARE_* environment variables.",
+            );
+            return None;
+        }
         let clients = Arc::new(Clients {
             control,
             ec2_settings,
             ec2: OnceCell::new(),
+            cloudflare_settings: cloudflare_settings(&cf),
+            cloudflare: OnceCell::new(),
         });
         *self.clients.write().expect("provider clients lock") = Some(clients);
         Some(())

@@ -2,14 +2,19 @@
 //! environment. Create registers the service with the control plane, mints a
 //! join token bound to its labels, stores its secrets, boots an EC2 instance
 //! whose user-data installs `launch-agent`, and (by default) waits for that
-//! agent to register. Read, update, delete and import follow Terraform's
-//! contract; `state` holds the schema and everything decided without I/O.
+//! agent to register. With `public = true` it also keeps one Cloudflare A
+//! record pointing at the host (see `cloudflare`). Read, update, delete and
+//! import follow Terraform's contract; `state` holds the schema and
+//! everything decided without I/O.
 //!
 //! Failure rules: before the instance exists, whatever create did in the
 //! control plane is undone; once it exists, it is returned in the state even
 //! when a later step fails, so Terraform records it (tainted) and the next
-//! apply or destroy removes it. Nothing is orphaned. Secret values and join
-//! tokens are never logged nor put in a diagnostic.
+//! apply or destroy removes it. Nothing is orphaned. A name conflict in DNS is
+//! found before the instance is launched; destroy deletes the record before
+//! the instance, so a name never points at an address AWS may hand to someone
+//! else. Secret values, join tokens and the Cloudflare token are never logged
+//! nor put in a diagnostic.
 
 mod state;
 
@@ -25,6 +30,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span};
 
 use crate::bootstrap::Bootstrap;
+use crate::cloudflare::{Cloudflare, RecordSpec};
 use crate::ec2::{InstanceView, Launch};
 use crate::provider::{Clients, SharedClients};
 use crate::timeouts;
@@ -47,6 +53,96 @@ impl ServiceResource {
         }
         clients
     }
+
+    /// The clients, if configured, without complaining when they are not.
+    fn clients_quiet(&self) -> Option<Arc<Clients>> {
+        self.clients.read().expect("provider clients lock").clone()
+    }
+
+    /// Plans `fqdn`, `url`, `dns_record_id` and `dns_content` from `public`.
+    /// `prior` is the state being updated in place, `None` for a new host.
+    fn plan_dns(&self, diags: &mut Diagnostics, planned: &mut State, prior: Option<&State>) {
+        let dns_fields = |p: &mut State, v: Value<String>| {
+            p.fqdn = v.clone();
+            p.url = v.clone();
+            p.dns_record_id = v.clone();
+            p.dns_content = v;
+        };
+        match planned.public {
+            Value::Value(true) => {}
+            Value::Unknown => return dns_fields(planned, Value::Unknown),
+            _ => return dns_fields(planned, Value::Null),
+        }
+        let domain = match self.clients_quiet().map(|c| c.dns_domain()) {
+            Some(Ok(domain)) => domain,
+            Some(Err(missing)) => {
+                diags.error(
+                    "public = true needs Cloudflare DNS",
+                    format!("{missing}, or set public = false."),
+                    AttributePath::new("public"),
+                );
+                return;
+            }
+            None => return dns_fields(planned, Value::Unknown),
+        };
+        planned.fqdn = planned.wanted_fqdn(&domain);
+        planned.url = match &planned.fqdn {
+            Value::Value(fqdn) => Value::Value(format!("https://{fqdn}")),
+            other => other.clone(),
+        };
+        planned.dns_content = planned.wanted_dns_content();
+        planned.dns_record_id = match prior {
+            Some(prior) if prior.dns_record_id.is_value() && prior.fqdn == planned.fqdn => {
+                prior.dns_record_id.clone()
+            }
+            _ => Value::Unknown,
+        };
+    }
+}
+
+/// The record a public service wants, once its name and address are known.
+fn record_spec(state: &State) -> Result<RecordSpec, String> {
+    let Value::Value(name) = state.fqdn.clone() else {
+        return Err("the DNS name is not known: configure cloudflare.domain".to_owned());
+    };
+    let Value::Value(content) = state.wanted_dns_content() else {
+        return Err("the instance has neither a public nor a private IPv4 address to point the DNS record at: use a subnet that assigns one".to_owned());
+    };
+    let dns = state.dns_settings().unwrap_or(state::DnsSettings {
+        proxied: false,
+        allow_overwrite: false,
+        ttl: 1,
+    });
+    Ok(RecordSpec {
+        name,
+        record_type: "A".to_owned(),
+        content,
+        proxied: dns.proxied,
+        ttl: if dns.proxied { 1 } else { dns.ttl },
+    })
+}
+
+/// Copies a record into the state's DNS fields.
+fn observe_record(state: &mut State, record: &crate::cloudflare::DnsRecord) {
+    let fqdn = record.name.to_ascii_lowercase();
+    state.url = Value::Value(format!("https://{fqdn}"));
+    state.fqdn = Value::Value(fqdn);
+    state.dns_record_id = Value::Value(record.id.clone());
+    state.dns_content = Value::Value(record.content.clone());
+}
+
+fn clear_dns(state: &mut State) {
+    state.fqdn = Value::Null;
+    state.url = Value::Null;
+    state.dns_record_id = Value::Null;
+    state.dns_content = Value::Null;
+}
+
+fn copy_dns(to: &mut State, from: &State) {
+    to.fqdn = from.fqdn.clone();
+    to.url = from.url.clone();
+    to.dns_record_id = from.dns_record_id.clone();
+    to.dns_content = from.dns_content.clone();
 }
 
 fn now_unix_ms() -> i64 {
@@ -132,6 +228,29 @@ impl Resource for ServiceResource {
                 return None;
             }
         }
+        // A record deleted behind Terraform's back is planned again; one
+        // re-pointed or renamed shows as a diff that apply puts back.
+        if let Value::Value(record_id) = state.dns_record_id.clone() {
+            match clients.cloudflare().await {
+                Ok(cloudflare) => match cloudflare.get(&record_id).await {
+                    Ok(Some(record)) => observe_record(&mut state, &record),
+                    Ok(None) => {
+                        info!(%record_id, "DNS record is gone: planning it again");
+                        clear_dns(&mut state);
+                    }
+                    Err(e) => {
+                        diags.root_error(
+                            format!("cannot read DNS record {record_id}"),
+                            e.to_string(),
+                        );
+                        return None;
+                    }
+                },
+                Err(missing) => {
+                    diags.root_warning(format!("cannot check DNS record {record_id}"), missing)
+                }
+            }
+        }
         // Secrets removed behind Terraform's back show up as a diff.
         if let (Some(labels), Value::Value(secrets)) = (&labels, &mut state.secrets)
             && !secrets.is_empty()
@@ -146,7 +265,7 @@ impl Resource for ServiceResource {
 
     async fn plan_create<'a>(
         &self,
-        _diags: &mut Diagnostics,
+        diags: &mut Diagnostics,
         proposed: State,
         config: State,
         _meta: ValueEmpty,
@@ -173,15 +292,13 @@ impl Resource for ServiceResource {
         } else {
             Value::Unknown
         };
-        planned.fqdn = Value::Null;
-        planned.url = Value::Null;
-        planned.dns_record_id = Value::Null;
+        self.plan_dns(diags, &mut planned, None);
         Some((planned, Value::Null))
     }
 
     async fn plan_update<'a>(
         &self,
-        _diags: &mut Diagnostics,
+        diags: &mut Diagnostics,
         prior: State,
         proposed: State,
         config: State,
@@ -215,13 +332,16 @@ impl Resource for ServiceResource {
             }
         }
         if !replace.is_empty() {
-            return Some((self.planned_replacement(planned), Value::Null, replace));
+            let mut planned = self.planned_replacement(planned);
+            self.plan_dns(diags, &mut planned, None);
+            return Some((planned, Value::Null, replace));
         }
         planned.image_id = prior.image_id.clone();
         if planned.instance_type != prior.instance_type {
             // A resize stops and starts the instance: EC2 may hand out a new public IP.
             planned.public_ip = Value::Unknown;
         }
+        self.plan_dns(diags, &mut planned, Some(&prior));
         Some((planned, Value::Null, replace))
     }
 
@@ -281,6 +401,23 @@ impl Resource for ServiceResource {
         let labels = labels_or_error(&prior, diags)?;
         let (deadline, _) = deadline(&prior.timeouts().delete, timeouts::DEFAULT_DELETE);
         async {
+            // DNS first: a name must never point at an address AWS may reuse.
+            if let Value::Value(record_id) = &prior.dns_record_id {
+                let deleted = match clients.cloudflare().await {
+                    Ok(cloudflare) => cloudflare.delete(record_id).await.map_err(|e| e.to_string()),
+                    Err(missing) => Err(missing),
+                };
+                match deleted {
+                    Ok(existed) => info!(%record_id, existed, "DNS record deleted"),
+                    Err(e) => {
+                        diags.root_error(
+                            format!("cannot delete DNS record {record_id}; nothing was destroyed"),
+                            format!("{e}. Fix that and run destroy again; or delete the record in Cloudflare, then run destroy again."),
+                        );
+                        return None;
+                    }
+                }
+            }
             if let Value::Value(instance_id) = &prior.instance_id {
                 let ec2 = match clients.ec2().await {
                     Ok(ec2) => ec2,
@@ -394,7 +531,27 @@ impl Resource for ServiceResource {
         state.public = Value::Value(false);
         state.wait_for_agent = Value::Value(true);
         state.timeouts = Value::Value(Vec::new());
+        state.dns = Value::Value(Vec::new());
         observe(&mut state, &view);
+        // A record of the service's name pointing at this host makes it public.
+        if let (Ok(domain), Ok(cloudflare)) = (clients.dns_domain(), clients.cloudflare().await) {
+            let fqdn = crate::cloudflare::record_name(name, environment, &domain);
+            let content = state.wanted_dns_content();
+            match cloudflare.list(&fqdn, "A").await {
+                Ok(records) => {
+                    if let Some(record) = records
+                        .iter()
+                        .find(|r| Value::Value(r.content.clone()) == content)
+                    {
+                        state.public = Value::Value(true);
+                        observe_record(&mut state, record);
+                    }
+                }
+                Err(e) => {
+                    diags.root_warning("cannot look up the service's DNS record", e.to_string())
+                }
+            }
+        }
         state.agent_id = match clients.control.agent(&labels, 0).await {
             Ok(agent) => text(agent),
             Err(e) => {
@@ -459,6 +616,16 @@ impl ServiceResource {
                 Some(ami) => ami.clone(),
                 None => ec2.default_ami().await.map_err(|e| e.to_string())?,
             };
+            if planned.public == Value::Value(true) {
+                let cloudflare = clients.cloudflare().await?;
+                let allow_overwrite = planned.dns_settings().is_some_and(|d| d.allow_overwrite);
+                if let (Value::Value(fqdn), false) = (&planned.fqdn, allow_overwrite) {
+                    cloudflare
+                        .check_free(fqdn, "A")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
             control
                 .sync_secrets(labels, &Default::default(), &planned.secret_values())
                 .await
@@ -527,9 +694,8 @@ impl ServiceResource {
         state.join_token_id = Value::Value(join.id);
         observe(&mut state, &view);
         state.agent_id = Value::Null;
-        state.fqdn = Value::Null;
-        state.url = Value::Null;
-        state.dns_record_id = Value::Null;
+        let planned_fqdn = state.fqdn.clone();
+        clear_dns(&mut state);
         match ec2.wait_for(&view.id, "running", deadline).await {
             Ok(view) => observe(&mut state, &view),
             Err(e) => {
@@ -538,6 +704,32 @@ impl ServiceResource {
                     format!("{e}. It is kept in state (tainted): the next apply replaces it, destroy removes it."),
                 );
                 return Some(state);
+            }
+        }
+        if state.public == Value::Value(true) {
+            state.fqdn = planned_fqdn;
+            let allow_overwrite = state.dns_settings().is_some_and(|d| d.allow_overwrite);
+            let made = match (clients.cloudflare().await, record_spec(&state)) {
+                (Ok(cloudflare), Ok(spec)) => cloudflare
+                    .ensure(&spec, None, allow_overwrite)
+                    .await
+                    .map_err(|e| e.to_string()),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            match made {
+                Ok(record) => {
+                    info!(record_id = %record.id, fqdn = %record.name, content = %record.content, "DNS record in place");
+                    observe_record(&mut state, &record);
+                }
+                Err(e) => {
+                    clear_dns(&mut state);
+                    diags.error(
+                        "cannot create the service's DNS record",
+                        format!("{e}. Instance {} is kept in state (tainted): the next apply replaces it, destroy removes it.", view.id),
+                        AttributePath::new("public"),
+                    );
+                    return Some(state);
+                }
             }
         }
         if state.wait_for_agent != Value::Value(false) {
@@ -666,6 +858,75 @@ impl ServiceResource {
             view.tags = wanted_tags;
         }
         observe(&mut state, &view);
+        self.sync_dns(diags, clients, &prior, &mut state).await;
         Some(state)
+    }
+
+    /// Makes Cloudflare match `state.public` after an update: creates,
+    /// re-points, renames or deletes the record. On failure the state keeps
+    /// what is true (the prior record, if any) and the error names `public`.
+    async fn sync_dns(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        prior: &State,
+        state: &mut State,
+    ) {
+        let had = prior.dns_record_id.as_ref_option().cloned();
+        let cloudflare = || async { clients.cloudflare().await };
+        let fail = |diags: &mut Diagnostics, state: &mut State, summary: &str, e: String| {
+            copy_dns(state, prior);
+            diags.error(summary.to_owned(), e, AttributePath::new("public"));
+        };
+        if state.public != Value::Value(true) {
+            if let Some(record_id) = had {
+                let deleted = match cloudflare().await {
+                    Ok(cf) => cf.delete(&record_id).await.map_err(|e| e.to_string()),
+                    Err(missing) => Err(missing),
+                };
+                if let Err(e) = deleted {
+                    return fail(diags, state, "cannot delete the service's DNS record", e);
+                }
+                info!(%record_id, "DNS record deleted (public = false)");
+            }
+            clear_dns(state);
+            return;
+        }
+        let cf: &Cloudflare = match cloudflare().await {
+            Ok(cf) => cf,
+            Err(missing) => {
+                return fail(diags, state, "public = true needs Cloudflare DNS", missing);
+            }
+        };
+        let spec = match record_spec(state) {
+            Ok(spec) => spec,
+            Err(e) => return fail(diags, state, "cannot make the service's DNS record", e),
+        };
+        let same_name = prior.fqdn == Value::Value(spec.name.clone());
+        let known_id = had.as_deref().filter(|_| same_name);
+        let allow_overwrite = state.dns_settings().is_some_and(|d| d.allow_overwrite);
+        let record = match cf.ensure(&spec, known_id, allow_overwrite).await {
+            Ok(record) => record,
+            Err(e) => {
+                return fail(
+                    diags,
+                    state,
+                    "cannot make the service's DNS record",
+                    e.to_string(),
+                );
+            }
+        };
+        observe_record(state, &record);
+        if let Some(old) = had.filter(|old| *old != record.id)
+            && let Err(e) = cf.delete(&old).await
+        {
+            diags.root_warning(
+                format!(
+                    "the DNS record moved to {}, but the old record {old} could not be deleted",
+                    spec.name
+                ),
+                format!("{e}. Delete it in Cloudflare."),
+            );
+        }
     }
 }

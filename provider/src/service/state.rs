@@ -1,6 +1,7 @@
 //! The `launch_service` schema and its state, and everything decided from
 //! configuration alone: defaults, plan-time validation, the instance type a
-//! size means and the tags every instance carries. No I/O here.
+//! size means, the tags every instance carries and the DNS record a public
+//! service wants. No I/O here.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,7 @@ pub struct State {
     // cannot decode a whole block sent as unknown otherwise.
     pub aws: Value<Vec<AwsArgs>>,
     pub timeouts: Value<Vec<Timeouts>>,
+    pub dns: Value<Vec<DnsArgs>>,
     pub instance_id: Text,
     pub instance_type: Text,
     pub image_id: Text,
@@ -60,7 +62,23 @@ pub struct State {
     pub url: Text,
     pub agent_id: Text,
     pub dns_record_id: Text,
+    pub dns_content: Text,
     pub join_token_id: Text,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct DnsArgs {
+    pub proxied: Value<bool>,
+    pub allow_overwrite: Value<bool>,
+    pub ttl: Value<i64>,
+}
+
+/// The `dns` block with its defaults filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsSettings {
+    pub proxied: bool,
+    pub allow_overwrite: bool,
+    pub ttl: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -107,13 +125,24 @@ pub fn schema() -> Schema {
         description: Description::markdown("Operation timeouts."),
         ..Default::default()
     };
+    let dns = Block {
+        attributes: [
+            ("proxied", attr(Bool, Optional, "Whether Cloudflare proxies traffic to the host (orange cloud). Default `false`. A proxied record needs a public address: Cloudflare refuses to proxy a private one.")),
+            ("allow_overwrite", attr(Bool, Optional, "Default `false`: if a record of the same name and type already exists and this resource did not create it, apply fails. `true` adopts it (keeping its comment and tags), points it at this host, and deletes further same-name A records.")),
+            ("ttl", attr(AttributeType::Number, Optional, "Record TTL in seconds: `1` (automatic, the default) or 30 to 86400. Proxied records always use `1`.")),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into(),
+        description: Description::markdown("Settings of the Cloudflare DNS record made when `public = true`."),
+        ..Default::default()
+    };
     let attributes = [
         ("id", attr(s(), Computed, "`<environment>/<name>`: also the import ID.")),
         ("name", attr(s(), Required, "Service name: a DNS label (lower-case letters, digits and `-`, at most 63, starting with a letter). The agent's `service-name` label. Changing it replaces the service.")),
         ("environment", attr(s(), OptionalComputed, "Environment, a DNS label like `name`. The agent's `environment` label. Default `prod`. Changing it replaces the service.")),
         ("target", attr(s(), Required, "Where the host runs: `aws` (an EC2 instance). Changing it replaces the service.")),
         ("size", attr(s(), OptionalComputed, "`small`, `medium` or `large` (on AWS `t3.small`, `t3.medium`, `t3.large`). Default `small`. Updated in place: the instance is stopped, resized and started.")),
-        ("public", attr(Bool, OptionalComputed, "Whether the service gets a public DNS record. Default `false`; `true` needs Cloudflare DNS, which this provider version does not have yet.")),
+        ("public", attr(Bool, OptionalComputed, "Whether the service gets a DNS record in Cloudflare: an A record `<name>.<domain>` (environment `prod`) or `<name>-<environment>.<domain>`, pointing at `public_ip`, or at `private_ip` when the host has no public address (e.g. a homelab). Needs the provider's `cloudflare` block. Default `false`; switching it off deletes the record in place.")),
         ("secrets", secrets),
         ("tags", attr(Map(Box::new(s())), Optional, "Extra tags for the instance. Keys `Name`, `launch:*` and `aws:*` are reserved.")),
         ("tags_all", attr(Map(Box::new(s())), Computed, "Every tag on the instance: `tags` plus `Name`, `launch:service`, `launch:environment` and `launch:managed-by`.")),
@@ -123,10 +152,11 @@ pub fn schema() -> Schema {
         ("image_id", attr(s(), Computed, "The AMI the instance booted from.")),
         ("private_ip", attr(s(), Computed, "Private IPv4 address.")),
         ("public_ip", attr(s(), Computed, "Public IPv4 address, if the subnet gives one.")),
-        ("fqdn", attr(s(), Computed, "DNS name, when `public` (not yet available).")),
-        ("url", attr(s(), Computed, "Public URL, when `public` (not yet available).")),
+        ("fqdn", attr(s(), Computed, "The DNS record's name, when `public`, e.g. `hello.example.com`.")),
+        ("url", attr(s(), Computed, "`https://<fqdn>`, when `public`.")),
         ("agent_id", attr(s(), Computed, "ID of the host's agent in the control plane, once it has registered.")),
-        ("dns_record_id", attr(s(), Computed, "Cloudflare record ID, when `public` (not yet available).")),
+        ("dns_record_id", attr(s(), Computed, "ID of the Cloudflare DNS record, when `public`.")),
+        ("dns_content", attr(s(), Computed, "The address the DNS record points at, as Cloudflare has it, when `public`. A change made in Cloudflare shows here as drift and the next apply puts it back.")),
         ("join_token_id", attr(s(), Computed, "ID of the single-use join token in the host's user-data (the token itself is never stored in state).")),
     ]
     .map(|(k, v)| (k.to_owned(), v))
@@ -138,6 +168,7 @@ pub fn schema() -> Schema {
             blocks: [
                 ("aws".to_owned(), NestedBlock::Optional(aws)),
                 ("timeouts".to_owned(), NestedBlock::Optional(timeouts)),
+                ("dns".to_owned(), NestedBlock::Optional(dns)),
             ]
             .into(),
             description: Description::markdown(
@@ -199,6 +230,50 @@ impl State {
         }
         if self.timeouts.is_null() {
             self.timeouts = Value::Value(Vec::new());
+        }
+        if self.dns.is_null() {
+            self.dns = Value::Value(Vec::new());
+        }
+    }
+
+    /// The `dns` block with defaults; `None` while part of it is unknown.
+    pub fn dns_settings(&self) -> Option<DnsSettings> {
+        let args = match &self.dns {
+            Value::Unknown => return None,
+            Value::Null => DnsArgs::default(),
+            Value::Value(blocks) => blocks.first().cloned().unwrap_or_default(),
+        };
+        fn known<T: Clone>(v: &Value<T>, default: T) -> Option<T> {
+            match v {
+                Value::Unknown => None,
+                Value::Null => Some(default),
+                Value::Value(v) => Some(v.clone()),
+            }
+        }
+        Some(DnsSettings {
+            proxied: known(&args.proxied, false)?,
+            allow_overwrite: known(&args.allow_overwrite, false)?,
+            ttl: u32::try_from(known(&args.ttl, 1)?).unwrap_or(1),
+        })
+    }
+
+    /// The DNS name for `domain`, once name and environment are known.
+    pub fn wanted_fqdn(&self, domain: &str) -> Text {
+        match (&self.name, &self.environment) {
+            (Value::Value(name), Value::Value(env)) => {
+                Value::Value(crate::cloudflare::record_name(name, env, domain))
+            }
+            _ => Value::Unknown,
+        }
+    }
+
+    /// What the A record points at: the public address, else the private
+    /// one (a host with no public address, e.g. in a homelab).
+    pub fn wanted_dns_content(&self) -> Text {
+        match (&self.public_ip, &self.private_ip) {
+            (Value::Value(ip), _) => Value::Value(ip.clone()),
+            (Value::Unknown, _) => Value::Unknown,
+            (Value::Null, ip) => ip.clone(),
         }
     }
 
@@ -333,12 +408,37 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
                 AttributePath::new("size"),
             );
     }
-    if config.public == Value::Value(true) {
-        diags.error(
-            "public = true is not available in this provider version",
-            "Public DNS records need the Cloudflare integration, which is not built yet. Remove public or set it to false.",
-            AttributePath::new("public"),
-        );
+    if let Value::Value(blocks) = &config.dns
+        && let Some(dns) = blocks.first()
+    {
+        let ttl_path = AttributePath::new("dns").index(0).attribute("ttl");
+        if let Value::Value(ttl) = dns.ttl
+            && ttl != 1
+            && !(30..=86400).contains(&ttl)
+        {
+            diags.error(
+                "dns.ttl must be 1 (automatic) or between 30 and 86400 seconds",
+                format!("{ttl} is not; remove ttl for automatic or write e.g. ttl = 300."),
+                ttl_path.clone(),
+            );
+        }
+        if dns.proxied == Value::Value(true)
+            && let Value::Value(ttl) = dns.ttl
+            && ttl != 1
+        {
+            diags.error(
+                "dns.ttl cannot be set on a proxied record",
+                "Cloudflare always uses an automatic TTL for proxied records: remove ttl or set proxied = false.",
+                ttl_path,
+            );
+        }
+        if config.public == Value::Value(false) || config.public.is_null() {
+            diags.warning(
+                "dns has no effect unless public = true",
+                "The dns block configures the Cloudflare record a public service gets: set public = true, or remove the block.",
+                AttributePath::new("dns"),
+            );
+        }
     }
     if let Value::Value(secrets) = &config.secrets {
         for key in secrets.keys() {
@@ -438,6 +538,53 @@ mod tests {
         assert!(
             !errors.iter().any(|e| e.contains("\"x\"")),
             "a secret value leaked into {errors:?}"
+        );
+    }
+
+    #[test]
+    fn dns_ttl_must_be_automatic_or_in_range_and_not_set_when_proxied() {
+        let dns = |proxied, ttl| {
+            config(move |s| {
+                s.public = Value::Value(true);
+                s.dns = Value::Value(vec![DnsArgs {
+                    proxied: Value::Value(proxied),
+                    allow_overwrite: Value::Null,
+                    ttl: Value::Value(ttl),
+                }]);
+            })
+        };
+        assert!(dns(false, 1).is_empty());
+        assert!(dns(false, 300).is_empty());
+        assert!(dns(false, 5)[0].starts_with("dns.ttl must be 1"));
+        assert!(dns(true, 300)[0].starts_with("dns.ttl cannot be set on a proxied record"));
+    }
+
+    #[test]
+    fn dns_points_at_the_public_address_else_the_private_one() {
+        let mut state = State {
+            name: Value::Value("web".into()),
+            environment: Value::Value("staging".into()),
+            private_ip: Value::Value("10.0.0.4".into()),
+            public_ip: Value::Null,
+            ..Default::default()
+        };
+        assert_eq!(state.wanted_dns_content(), Value::Value("10.0.0.4".into()));
+        assert_eq!(
+            state.wanted_fqdn("example.com"),
+            Value::Value("web-staging.example.com".into())
+        );
+        state.public_ip = Value::Value("203.0.113.7".into());
+        assert_eq!(
+            state.wanted_dns_content(),
+            Value::Value("203.0.113.7".into())
+        );
+        assert_eq!(
+            State::default().dns_settings(),
+            Some(DnsSettings {
+                proxied: false,
+                allow_overwrite: false,
+                ttl: 1
+            })
         );
     }
 
