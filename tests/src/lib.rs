@@ -18,12 +18,14 @@
 //! - [`unique`]: unique names and free ports.
 //! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
+//! - [`cloudflare`]: a fake Cloudflare DNS records API, with out-of-band edits and injected 429/503s.
 //! - [`terraform`]: every terraform version available, and workspaces using the built provider.
 
 pub mod agent;
 pub mod binaries;
 pub mod bundle;
 pub mod cli;
+pub mod cloudflare;
 pub mod docker;
 pub mod fault_proxy;
 pub mod grpc;

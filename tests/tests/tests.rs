@@ -13,11 +13,13 @@
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
+//! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 
 mod bad_input;
 mod control_plane;
 mod deploy;
+mod dns;
 mod isolation;
 mod logs;
 mod provider;
