@@ -15,12 +15,14 @@
 //! - `provider`: terraform + the provider against moto and a real control plane.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
+//! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 
 mod bad_input;
 mod control_plane;
 mod deploy;
 mod dns;
 mod isolation;
+mod kit;
 mod logs;
 mod provider;
 mod restarts;

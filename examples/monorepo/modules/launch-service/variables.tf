@@ -1,0 +1,96 @@
+variable "service_name" {
+  description = "Service name: the agent's service-name label and the directory under services/. A DNS label: 1 to 63 lower-case letters, digits and -, starting with a letter."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.service_name))
+    error_message = "service_name must be a DNS label: 1 to 63 lower-case letters, digits and -, starting with a letter and not ending with -."
+  }
+}
+
+variable "target" {
+  description = "Where the host runs: aws (an EC2 instance) or proxmox (an LXC container; not implemented by the provider yet, so plan fails with its message)."
+  type        = string
+
+  validation {
+    condition     = contains(["aws", "proxmox"], var.target)
+    error_message = "target must be \"aws\" or \"proxmox\"."
+  }
+}
+
+variable "public" {
+  description = "Whether the service gets a Cloudflare DNS record (<service_name>.<domain> in prod, <service_name>-<environment>.<domain> elsewhere) and an https URL. Needs the provider's cloudflare {} block or CLOUDFLARE_* variables."
+  type        = bool
+  default     = false
+}
+
+variable "size" {
+  description = "small, medium or large (on AWS t3.small, t3.medium, t3.large). aws.instance_type overrides it."
+  type        = string
+  default     = "small"
+
+  validation {
+    condition     = contains(["small", "medium", "large"], var.size)
+    error_message = "size must be \"small\", \"medium\" or \"large\"; for another instance type set aws = { instance_type = \"...\" }."
+  }
+}
+
+variable "secrets" {
+  description = "Environment variables for the service's containers, stored encrypted by the control plane and written to the release's .env on the host."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+}
+
+variable "environment" {
+  description = "Environment: the agent's environment label, a DNS label like service_name."
+  type        = string
+  default     = "prod"
+}
+
+variable "tags" {
+  description = "Extra tags for the host. Name, launch:* and aws:* are reserved."
+  type        = map(string)
+  default     = {}
+}
+
+variable "wait_for_agent" {
+  description = "Whether apply waits until the host's agent has registered with the control plane. Set false when nothing will boot the host's agent during apply (tests, emulators)."
+  type        = bool
+  default     = true
+}
+
+variable "dns" {
+  description = "Settings of the Cloudflare record when public = true: proxied (default false), allow_overwrite (default false: an existing record of the same name fails the apply), ttl (1 = automatic, the default, or 30 to 86400)."
+  type = object({
+    proxied         = optional(bool)
+    allow_overwrite = optional(bool)
+    ttl             = optional(number)
+  })
+  default = null
+}
+
+variable "aws" {
+  description = "Settings for target = \"aws\". Every attribute is optional; unset means the provider's default (newest Debian 12 AMI, default VPC subnet, the VPC's default security group)."
+  type = object({
+    ami                = optional(string)
+    subnet_id          = optional(string)
+    security_group_ids = optional(list(string))
+    key_name           = optional(string)
+    instance_type      = optional(string)
+  })
+  default = null
+}
+
+variable "proxmox" {
+  description = "Settings for target = \"proxmox\". Reserved: the provider has no proxmox target yet, so these are accepted but not used."
+  type = object({
+    node     = optional(string)
+    template = optional(string)
+    storage  = optional(string)
+    bridge   = optional(string)
+    cores    = optional(number)
+    memory   = optional(number)
+  })
+  default = null
+}
