@@ -205,6 +205,11 @@ impl Resource for ServiceResource {
         private: ValueEmpty,
         _meta: ValueEmpty,
     ) -> Option<(State, ValueEmpty)> {
+        // State written before the dns block existed has it null; an absent
+        // block is an empty list to terraform.
+        if state.dns.is_null() {
+            state.dns = Value::Value(Vec::new());
+        }
         let Value::Value(instance_id) = state.instance_id.clone() else {
             return Some((state, private));
         };

@@ -77,6 +77,7 @@ struct Shared {
     throttle_next: AtomicU32,
     retry_after_secs: AtomicU32,
     fail_next_5xx: AtomicU32,
+    refuse_creates: AtomicBool,
     throttled: AtomicU32,
     failed_5xx: AtomicU32,
     unauthorized: AtomicU32,
@@ -190,6 +191,12 @@ impl CloudflareFake {
     /// Answers the next `n` requests with 503.
     pub fn fail_next(&self, n: u32) {
         self.shared.fail_next_5xx.store(n, Ordering::SeqCst);
+    }
+
+    /// Refuses every create (POST) with Cloudflare's validation error, so a
+    /// test can make DNS fail after the instance is launched.
+    pub fn refuse_creates(&self, on: bool) {
+        self.shared.refuse_creates.store(on, Ordering::SeqCst);
     }
 
     /// How many requests were answered with 429.
@@ -462,6 +469,13 @@ fn answer(
             });
             reply
         }
+        ("POST", None) if shared.refuse_creates.load(Ordering::SeqCst) => error(
+            400,
+            &[
+                (1004, "DNS Validation Error"),
+                (9999, "Creates are refused by the test"),
+            ],
+        ),
         ("POST", None) => {
             let mut record = Record::a("", "");
             if let Err(reply) = apply_fields(&mut record, &body, true) {

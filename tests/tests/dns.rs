@@ -3,9 +3,11 @@
 //! in `launch_e2e::cloudflare`. The record's name, type, content and comment;
 //! an empty second plan; `public = false` deleting it in place; drift in
 //! Cloudflare (re-pointed, deleted) shown and put back; a record someone
-//! else made refused, then adopted with `allow_overwrite`; throttling and
-//! 5xx retried; destroy deleting the record; the plan-time error without a
-//! `cloudflare` configuration; and the API token never in terraform's output.
+//! else made refused, then adopted with `allow_overwrite`; a record that
+//! cannot be made after launch keeping the instance (tainted); import finding
+//! the record; a rename moving it; throttling and 5xx retried; destroy
+//! deleting the record; the plan-time error without a `cloudflare`
+//! configuration; and the API token never in terraform's output.
 
 use launch_e2e::cloudflare::{CloudflareFake, Record};
 use launch_e2e::moto::Moto;
@@ -259,6 +261,107 @@ fn a_record_made_by_someone_else_is_refused_before_launch_and_adopted_with_allow
     assert_eq!(plan.code, 0, "{}", plan.text());
 
     tf.destroy().success();
+    assert!(setup.cloudflare.records().is_empty());
+}
+
+#[test]
+fn a_record_that_cannot_be_made_after_launch_keeps_the_instance_tainted_for_destroy() {
+    let setup = Setup::new();
+    let ec2 = setup.moto.peer();
+    let tf = setup.workspace(&terraform::newest());
+    tf.write(&service_block(&setup.name, "  public = true"));
+    setup.cloudflare.refuse_creates(true);
+    let apply = tf.apply();
+    assert_eq!(apply.code, 1, "{}", apply.text());
+    let text = flat(&apply.text());
+    assert!(
+        text.contains("cannot create the service's DNS record")
+            && text.contains("[1004] DNS Validation Error"),
+        "the error must say what failed, with Cloudflare's code:\n{text}"
+    );
+    let instance = ec2
+        .live_instances(&setup.name, "prod")
+        .pop()
+        .expect("the instance exists");
+    let values = tf
+        .resource_values("launch_service.svc")
+        .expect("the instance is kept in state");
+    assert_eq!(values["instance_id"], instance.id.as_str(), "{values}");
+    assert!(values["dns_record_id"].is_null(), "{values}");
+    let plan = tf.plan();
+    assert!(
+        plan.stdout.contains("tainted"),
+        "the kept instance must be tainted:\n{}",
+        plan.stdout
+    );
+
+    setup.cloudflare.refuse_creates(false);
+    tf.apply().success();
+    let replaced = ec2.live_instances(&setup.name, "prod");
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_ne!(
+        replaced[0].id, instance.id,
+        "the tainted instance is replaced"
+    );
+    only_record(&setup.cloudflare, &setup.fqdn());
+    tf.destroy().success();
+    assert!(ec2.live_instances(&setup.name, "prod").is_empty());
+    assert!(setup.cloudflare.records().is_empty());
+}
+
+#[test]
+fn import_finds_the_record_and_a_rename_moves_it() {
+    let setup = Setup::new();
+    let first = setup.workspace(&terraform::newest());
+    first.write(&service_block(&setup.name, "  public = true"));
+    first.apply().success();
+    let record = only_record(&setup.cloudflare, &setup.fqdn());
+
+    let second = setup.workspace(&terraform::newest());
+    // Import assumes wait_for_agent's default (it only matters at create).
+    second.write(&format!(
+        "resource \"launch_service\" \"svc\" {{\n  name   = \"{}\"\n  target = \"aws\"\n  public = true\n}}\n",
+        setup.name
+    ));
+    second
+        .run(&[
+            "import",
+            "-no-color",
+            "-input=false",
+            "launch_service.svc",
+            &format!("prod/{}", setup.name),
+        ])
+        .success();
+    let values = second.resource_values("launch_service.svc").unwrap();
+    assert_eq!(values["public"], true, "{values}");
+    assert_eq!(values["dns_record_id"], record.id.as_str(), "{values}");
+    let plan = second.plan();
+    assert_eq!(
+        plan.code,
+        0,
+        "plan after import must be empty:\n{}",
+        plan.text()
+    );
+    std::fs::remove_file(second.dir.path().join("terraform.tfstate")).unwrap();
+
+    let renamed = unique::service_name();
+    first.write(&service_block(&renamed, "  public = true"));
+    let plan = first.plan();
+    assert!(
+        plan.stdout.contains("must be replaced"),
+        "a new name replaces the service:\n{}",
+        plan.stdout
+    );
+    first.apply().success();
+    assert!(
+        setup.cloudflare.named(&setup.fqdn()).is_empty(),
+        "the old name must be gone: {:?}",
+        setup.cloudflare.records()
+    );
+    let moved = only_record(&setup.cloudflare, &format!("{renamed}.{DOMAIN}"));
+    let values = first.resource_values("launch_service.svc").unwrap();
+    assert_eq!(moved.content, host_address(&values));
+    first.destroy().success();
     assert!(setup.cloudflare.records().is_empty());
 }
 
