@@ -153,7 +153,7 @@ pub enum CloudflareError {
         "Cloudflare answered {op} with something other than its API v4 envelope ({detail}). Check that api_url points at https://api.cloudflare.com/client/v4 or a compatible API"
     )]
     Decode { op: String, detail: String },
-    #[error("{last} (gave up after {attempts} attempts: run terraform again later)")]
+    #[error("{last} (gave up after {attempts} attempts)")]
     Exhausted {
         attempts: u32,
         last: Box<CloudflareError>,

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -81,7 +81,8 @@ struct Shared {
     throttled: AtomicU32,
     failed_5xx: AtomicU32,
     unauthorized: AtomicU32,
-    requests: Mutex<Vec<String>>,
+    requests: Mutex<Vec<(Instant, String)>>,
+    throttled_at: Mutex<Vec<Instant>>,
 }
 
 pub struct CloudflareFake {
@@ -216,7 +217,32 @@ impl CloudflareFake {
 
     /// `METHOD path?query` of every request so far.
     pub fn requests(&self) -> Vec<String> {
-        self.shared.requests.lock().unwrap().clone()
+        self.shared
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// For each 429 answered, how long until the next request arrived
+    /// (`None` if none did): what a client honouring `Retry-After` waited.
+    pub fn waits_after_throttling(&self) -> Vec<Option<Duration>> {
+        let requests = self.shared.requests.lock().unwrap();
+        self.shared
+            .throttled_at
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|at| {
+                requests
+                    .iter()
+                    .map(|(t, _)| *t)
+                    .find(|t| t > at)
+                    .map(|t| t - *at)
+            })
+            .collect()
     }
 }
 
@@ -341,7 +367,7 @@ fn serve(conn: TcpStream, zone: &Zone, shared: &Shared) -> std::io::Result<()> {
         .requests
         .lock()
         .unwrap()
-        .push(format!("{method} {target}"));
+        .push((Instant::now(), format!("{method} {target}")));
 
     let reply = answer(&method, &target, &headers, &body, zone, shared);
     let text = reply.body.to_string();
@@ -375,6 +401,7 @@ fn answer(
     };
     if take(&shared.throttle_next) {
         shared.throttled.fetch_add(1, Ordering::SeqCst);
+        shared.throttled_at.lock().unwrap().push(Instant::now());
         let mut reply = error(
             429,
             &[(

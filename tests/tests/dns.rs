@@ -373,6 +373,13 @@ fn cloudflare_throttling_and_5xx_are_retried() {
     setup.cloudflare.throttle_next(2, 1);
     tf.apply().success();
     assert_eq!(setup.cloudflare.throttled(), 2);
+    for wait in setup.cloudflare.waits_after_throttling() {
+        let wait = wait.expect("a throttled request is retried");
+        assert!(
+            wait >= std::time::Duration::from_millis(950),
+            "Retry-After: 1 must be honoured, but the retry came after {wait:?}"
+        );
+    }
     assert_eq!(
         only_record(&setup.cloudflare, &setup.fqdn()).record_type,
         "A"
