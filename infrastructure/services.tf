@@ -6,3 +6,12 @@ module "librechat" {
   target       = "aws"
   public       = true
 }
+
+output "librechat_url" {
+  description = "https://librechat.<domain> once applied."
+  value       = module.librechat.url
+}
+
+output "librechat_instance_id" {
+  value = module.librechat.instance_id
+}

@@ -3,18 +3,23 @@
 //! formatted and validates offline (terraform installs `launch/launch` from a
 //! filesystem mirror made by the template's own install script); the
 //! workflows and the action match GitHub's schemas and their shell passes
-//! shellcheck; `infrastructure/` applies against moto and a real control
-//! plane; and the action's script, run as a runner would run it, deploys the
-//! template's `hello` service through a real `launch server` and
-//! `launch-agent`, failing when the release never becomes healthy.
+//! shellcheck; `infrastructure/` as committed (the PRD example, public)
+//! applies against moto, the Cloudflare fake and a real control plane, and
+//! the action's script, run as a runner would run it, then takes the
+//! template's `hello` service live on the host terraform made; a release
+//! that never becomes healthy fails the step.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use launch_e2e::binaries::{self, workspace_root};
+use launch_e2e::cloudflare::CloudflareFake;
 use launch_e2e::docker::ComposeProject;
-use launch_e2e::moto::{Moto, venv_tool};
+use launch_e2e::moto::{Moto, script_value, venv_tool};
+use launch_e2e::poll::eventually;
+use launch_e2e::process::Process;
 use launch_e2e::server::SCRUBBED_ENV;
 use launch_e2e::service::copy_tree;
 use launch_e2e::terraform::{self, Terraform};
@@ -705,7 +710,11 @@ struct HelloCopy {
 
 impl HelloCopy {
     fn new() -> HelloCopy {
-        let name = unique::service_name();
+        HelloCopy::named(&unique::service_name())
+    }
+
+    fn named(name: &str) -> HelloCopy {
+        let name = name.to_owned();
         let temp = tempfile::Builder::new()
             .prefix("launch-e2e-hello-")
             .tempdir()
@@ -869,15 +878,15 @@ fn deploy_script_fails_the_step_when_the_release_never_becomes_healthy() {
 }
 
 #[test]
-fn infrastructure_applies_against_moto_plans_empty_and_destroys() {
+fn infrastructure_applies_a_private_service_without_waiting_for_an_agent_and_destroys() {
     let kit = Kit::new();
     let server = Server::start();
     let moto = Moto::start();
     let ec2 = moto.peer();
     let name = unique::service_name();
     let root = "infrastructure";
-    // The PRD example with a unique name; public = true needs the Cloudflare
-    // integration, and no agent boots in moto, so the apply does not wait.
+    // The module's other path: a private service (no DNS record, no
+    // Cloudflare settings needed) whose apply does not wait for an agent.
     let services = kit.path(root).join("services.tf");
     let prd = fs::read_to_string(&services).unwrap();
     assert!(prd.contains("service_name = \"librechat\""), "{prd}");
@@ -966,4 +975,164 @@ fn infrastructure_applies_against_moto_plans_empty_and_destroys() {
         !services.iter().any(|s| cli::field(s, "service") == name),
         "destroy must retire {name}\n{listed}"
     );
+}
+
+#[test]
+fn prd_example_applies_with_its_dns_record_and_the_deploy_action_takes_a_service_live() {
+    let kit = Kit::new();
+    let server = Server::start();
+    let moto = Moto::start();
+    let ec2 = moto.peer();
+    let domain = "kit-e2e.example";
+    let cloudflare = CloudflareFake::start(
+        &format!("cf-token-{}", unique::hex(16)),
+        &unique::hex(16),
+        domain,
+    );
+    let name = unique::service_name();
+    let fqdn = format!("{name}.{domain}");
+    let root = "infrastructure";
+    // infrastructure/ as committed (public = true, waiting for the agent),
+    // under a unique name, with local state instead of S3.
+    let services = kit.path(root).join("services.tf");
+    let prd = fs::read_to_string(&services).unwrap();
+    assert!(prd.contains("service_name = \"librechat\""), "{prd}");
+    assert!(prd.contains("public       = true"), "{prd}");
+    fs::write(
+        &services,
+        prd.replace(
+            "service_name = \"librechat\"",
+            &format!("service_name = \"{name}\""),
+        ),
+    )
+    .unwrap();
+    fs::write(
+        kit.path(root).join("backend_override.tf"),
+        "terraform {\n  backend \"local\" {}\n}\n",
+    )
+    .unwrap();
+    let url = server.url();
+    let moto_url = moto.url();
+    let cloudflare_url = cloudflare.api_url();
+    let missing = kit.path("no-such-aws-file").display().to_string();
+    let env = [
+        ("LAUNCH_ADDR", url.as_str()),
+        ("LAUNCH_TOKEN", server.admin_token.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", launch_e2e::moto::REGION),
+        ("AWS_ENDPOINT_URL_EC2", moto_url.as_str()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", missing.as_str()),
+        ("AWS_SHARED_CREDENTIALS_FILE", missing.as_str()),
+        ("CLOUDFLARE_API_TOKEN", cloudflare.token.as_str()),
+        ("CLOUDFLARE_ZONE_ID", cloudflare.zone_id.as_str()),
+        ("CLOUDFLARE_DOMAIN", domain),
+        ("CLOUDFLARE_API_URL", cloudflare_url.as_str()),
+    ];
+    kit.run(root, &["init", "-no-color", "-input=false"], &env)
+        .success();
+
+    // apply waits for the host's agent: play the booted host meanwhile,
+    // with the join token from the instance's user-data.
+    let mut command = kit.terraform(
+        root,
+        &["apply", "-auto-approve", "-no-color", "-input=false"],
+    );
+    command.envs(env.iter().copied());
+    let mut apply = Process::spawn("terraform apply", command);
+    let instance = eventually(
+        Duration::from_secs(90),
+        "the instance to exist in moto",
+        || {
+            ec2.live_instances(&name, "prod")
+                .pop()
+                .ok_or_else(|| format!("no instance yet\n{}", apply.stderr.text()))
+        },
+    );
+    let user_data = ec2.user_data(&instance.id);
+    let join_token =
+        script_value(&user_data, "LAUNCH_JOIN_TOKEN").expect("user-data carries a join token");
+    let mut agent = Agent::spawn(&server, &name, "prod", &join_token);
+    agent.wait_connected();
+    let status = apply
+        .wait_exit(Duration::from_secs(120))
+        .expect("terraform apply finishes");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "apply failed:\n{}\n{}",
+        apply.stdout.text(),
+        apply.stderr.text()
+    );
+
+    let outputs = kit.run(root, &["output", "-json"], &env).success();
+    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).expect("output -json");
+    assert_eq!(
+        outputs["librechat_url"]["value"],
+        format!("https://{fqdn}"),
+        "{outputs}"
+    );
+    assert_eq!(
+        outputs["librechat_instance_id"]["value"],
+        instance.id.as_str(),
+        "{outputs}"
+    );
+    let records = cloudflare.named(&fqdn);
+    assert_eq!(records.len(), 1, "one A record for {fqdn}: {records:?}");
+    assert_eq!(records[0].record_type, "A", "{records:?}");
+
+    let plan = kit.run(
+        root,
+        &["plan", "-detailed-exitcode", "-no-color", "-input=false"],
+        &env,
+    );
+    assert_eq!(
+        plan.code,
+        Some(0),
+        "a second plan must be empty\n{}",
+        plan.text()
+    );
+
+    // The deploy workflow's step: the action's script ships the template's
+    // hello service (named like the module) to the host terraform made.
+    let hello = HelloCopy::named(&name);
+    let runner = Runner::new();
+    let service_dir = hello.service_dir();
+    let ran = runner.deploy(
+        hello.repo_root(),
+        &[
+            ("control-url", &url),
+            ("token", &server.admin_token),
+            ("service-dir", &service_dir),
+            ("timeout", "3m"),
+        ],
+        &[],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.text());
+    let live = format!("http://127.0.0.1:{}/", hello.port);
+    assert_eq!(runner.outputs().get("url"), Some(&live), "{}", ran.text());
+    let (code, body) = launch_e2e::http::get(hello.port, "/")
+        .unwrap_or_else(|e| panic!("{live} does not answer: {e}"));
+    assert_eq!(
+        (code, body.contains("hello from Launch")),
+        (200, true),
+        "{body}"
+    );
+
+    kit.run(
+        root,
+        &["destroy", "-auto-approve", "-no-color", "-input=false"],
+        &env,
+    )
+    .success();
+    assert!(
+        ec2.live_instances(&name, "prod").is_empty(),
+        "destroy left an instance"
+    );
+    assert!(
+        cloudflare.named(&fqdn).is_empty(),
+        "destroy left the DNS record"
+    );
+    agent.kill_hard();
 }
