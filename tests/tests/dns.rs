@@ -265,6 +265,39 @@ fn a_record_made_by_someone_else_is_refused_before_launch_and_adopted_with_allow
 }
 
 #[test]
+fn allow_overwrite_takes_the_name_over_from_every_page_of_same_name_records() {
+    let setup = Setup::new();
+    // More than one page (the provider asks for 100 a page).
+    let mut theirs: Vec<String> = (1..=150)
+        .map(|i| {
+            let content = format!("192.0.{}.{}", 2 + i / 100, i % 100 + 1);
+            setup.cloudflare.insert(Record::a(&setup.fqdn(), &content))
+        })
+        .collect();
+    theirs.sort();
+    let tf = setup.workspace(&terraform::newest());
+    tf.write(&service_block(
+        &setup.name,
+        "  public = true\n  dns {\n    allow_overwrite = true\n  }",
+    ));
+    tf.apply().success();
+    let values = tf.resource_values("launch_service.svc").unwrap();
+    let kept = only_record(&setup.cloudflare, &setup.fqdn());
+    assert!(theirs.contains(&kept.id), "one of the records is adopted");
+    assert_eq!(kept.content, host_address(&values));
+    assert!(
+        setup
+            .cloudflare
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET ") && r.contains("page=2")),
+        "the second page must have been read"
+    );
+    tf.destroy().success();
+    assert!(setup.cloudflare.records().is_empty());
+}
+
+#[test]
 fn a_record_that_cannot_be_made_after_launch_keeps_the_instance_tainted_for_destroy() {
     let setup = Setup::new();
     let ec2 = setup.moto.peer();
