@@ -16,6 +16,7 @@
 //! - [`http`]: a tiny HTTP/1.0 GET for checking that a service answers.
 //! - [`bundle`]: hand-made (hostile) bundles for the bad-input scenarios.
 //! - [`unique`]: unique names and free ports.
+//! - [`host`]: a systemd + cloud-init container booted from user-data, as a real host would.
 //! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
 //! - [`cloudflare`]: a fake Cloudflare DNS records API, with out-of-band edits and injected 429/503s.
@@ -29,6 +30,7 @@ pub mod cloudflare;
 pub mod docker;
 pub mod fault_proxy;
 pub mod grpc;
+pub mod host;
 pub mod http;
 pub mod moto;
 pub mod poll;

@@ -5,6 +5,7 @@
 //! ports, so nextest can run them all in parallel.
 //!
 //! # Layout
+//! - `bootstrap`: user-data schema, unit verify, the static agent, and real boots of a systemd + cloud-init host.
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
 //! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
 //! - `tokens`: join tokens — registration, reuse refused.
@@ -18,6 +19,7 @@
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 
 mod bad_input;
+mod bootstrap;
 mod control_plane;
 mod deploy;
 mod dns;
