@@ -227,6 +227,41 @@ fn install_provider(mirror: &Path) -> PathBuf {
 }
 
 #[test]
+fn provider_install_script_refuses_a_binary_whose_sha256_does_not_match() {
+    let temp = tempfile::tempdir().unwrap();
+    let download = temp.path().join("terraform-provider-launch");
+    fs::write(&download, "#!/bin/sh\necho not the provider\n").unwrap();
+    let mirror = temp.path().join("mirror");
+    let ran = Ran::of(
+        INSTALL_PROVIDER_SCRIPT,
+        clean_command("bash")
+            .arg(workspace_root().join(INSTALL_PROVIDER_SCRIPT))
+            .env(
+                "LAUNCH_PROVIDER_URL",
+                format!("file://{}", download.display()),
+            )
+            .env("LAUNCH_PROVIDER_SHA256", "0".repeat(64))
+            .env("MIRROR_DIR", &mirror)
+            .env("GITHUB_ENV", temp.path().join("github-env")),
+    );
+    assert_eq!(ran.code, Some(1), "{}", ran.text());
+    assert!(ran.stderr.contains("sha256 mismatch"), "{}", ran.text());
+    let installed = mirror.join("registry.terraform.io/launch/launch/0.1.0/linux_amd64");
+    let left: Vec<_> = fs::read_dir(&installed)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing may be installed: {left:?}");
+    assert!(
+        !mirror.join("terraform.rc").exists(),
+        "no CLI config for an unchecked provider"
+    );
+    assert!(
+        !temp.path().join("github-env").exists(),
+        "TF_CLI_CONFIG_FILE must not reach later steps"
+    );
+}
+
+#[test]
 fn kit_terraform_files_are_formatted() {
     let terraform = terraform_for_the_kit();
     let mut command = clean_command(&terraform.binary);
@@ -886,14 +921,16 @@ fn infrastructure_applies_a_private_service_without_waiting_for_an_agent_and_des
     let name = unique::service_name();
     let root = "infrastructure";
     // The module's other path: a private service (no DNS record, no
-    // Cloudflare settings needed) whose apply does not wait for an agent.
+    // Cloudflare settings needed) whose apply does not wait for an agent,
+    // with every other input set so each is seen to reach the resource.
+    let secret = format!("kit-secret-{}", unique::hex(12));
     let services = kit.path(root).join("services.tf");
     let prd = fs::read_to_string(&services).unwrap();
     assert!(prd.contains("service_name = \"librechat\""), "{prd}");
     fs::write(
         &services,
         format!(
-            "module \"svc\" {{\n  source         = \"../modules/launch-service\"\n  service_name   = \"{name}\"\n  target         = \"aws\"\n  public         = false\n  wait_for_agent = false\n  tags           = {{ team = \"kit\" }}\n}}\n\noutput \"instance_id\" {{\n  value = module.svc.instance_id\n}}\n"
+            "module \"svc\" {{\n  source         = \"../modules/launch-service\"\n  service_name   = \"{name}\"\n  environment    = \"staging\"\n  target         = \"aws\"\n  public         = false\n  wait_for_agent = false\n  tags           = {{ team = \"kit\" }}\n  secrets        = {{ API_KEY = \"{secret}\" }}\n  aws            = {{ instance_type = \"t3.large\" }}\n}}\n\noutput \"instance_id\" {{\n  value = module.svc.instance_id\n}}\n"
         ),
     )
     .unwrap();
@@ -919,18 +956,31 @@ fn infrastructure_applies_a_private_service_without_waiting_for_an_agent_and_des
     ];
     kit.run(root, &["init", "-no-color", "-input=false"], &env)
         .success();
-    kit.run(
-        root,
-        &["apply", "-auto-approve", "-no-color", "-input=false"],
-        &env,
-    )
-    .success();
+    let apply = kit
+        .run(
+            root,
+            &["apply", "-auto-approve", "-no-color", "-input=false"],
+            &env,
+        )
+        .success();
+    assert!(
+        !apply.text().contains(&secret),
+        "a secret value reached terraform's output\n{}",
+        apply.text()
+    );
 
-    let instances = ec2.live_instances(&name, "prod");
+    let instances = ec2.live_instances(&name, "staging");
     assert_eq!(instances.len(), 1, "{instances:?}");
     assert_eq!(
         instances[0].tags.get("team").map(String::as_str),
         Some("kit")
+    );
+    assert_eq!(instances[0].instance_type, "t3.large", "aws.instance_type");
+    let keys = server.cli(&["secrets", "list", &name, "--env", "staging"]);
+    keys.success();
+    assert!(
+        keys.stdout.contains("API_KEY"),
+        "the module's secrets reach the control plane\n{keys}"
     );
     let output = kit
         .run(root, &["output", "-raw", "instance_id"], &env)
@@ -942,8 +992,8 @@ fn infrastructure_applies_a_private_service_without_waiting_for_an_agent_and_des
     assert!(
         services
             .iter()
-            .any(|s| cli::field(s, "service") == name && cli::field(s, "environment") == "prod"),
-        "the control plane must know {name}/prod\n{listed}"
+            .any(|s| cli::field(s, "service") == name && cli::field(s, "environment") == "staging"),
+        "the control plane must know {name}/staging\n{listed}"
     );
 
     let plan = kit.run(
@@ -965,7 +1015,7 @@ fn infrastructure_applies_a_private_service_without_waiting_for_an_agent_and_des
     )
     .success();
     assert!(
-        ec2.live_instances(&name, "prod").is_empty(),
+        ec2.live_instances(&name, "staging").is_empty(),
         "destroy left an instance"
     );
     let listed = server.cli(&["services", "--output", "json"]);
