@@ -2,8 +2,8 @@
 //! the examples, the GitHub workflows and the `launch-deploy` action. HCL is
 //! formatted and validates offline (terraform installs `launch/launch` from a
 //! filesystem mirror made by the template's own install script); the
-//! workflows and the action match GitHub's schemas and their shell passes
-//! shellcheck; `infrastructure/` as committed (the PRD example, public)
+//! workflows and the action match GitHub's schemas, keep their triggers,
+//! concurrency and wiring, and their shell passes shellcheck; `infrastructure/` as committed (the PRD example, public)
 //! applies against moto, the Cloudflare fake and a real control plane, and
 //! the action's script, run as a runner would run it, then takes the
 //! template's `hello` service live on the host terraform made; a release
@@ -451,6 +451,112 @@ print(json.dumps(out))
     let steps: Vec<(String, String, String)> =
         serde_json::from_str(&ran.stdout).expect("run steps as JSON");
     steps
+}
+
+/// A workflow as JSON, read with the YAML parser check-jsonschema uses.
+fn workflow(rel: &str) -> serde_json::Value {
+    let ran = Ran::of(
+        format!("read {rel}"),
+        Command::new(venv_tool("python"))
+            .args([
+                "-c",
+                "import json, sys\nfrom ruamel.yaml import YAML\nprint(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))",
+            ])
+            .arg(workspace_root().join(rel)),
+    )
+    .success();
+    serde_json::from_str(&ran.stdout).expect("the workflow as JSON")
+}
+
+/// The `uses:` of every step of a job.
+fn uses(job: &serde_json::Value) -> Vec<String> {
+    job["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|step| step["uses"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn infra_workflow_comments_plans_on_pull_requests_and_applies_main_one_at_a_time() {
+    let infra = workflow(WORKFLOWS[0]);
+    assert!(infra["on"]["pull_request"].is_object(), "{infra}");
+    assert_eq!(
+        infra["on"]["push"]["branches"],
+        serde_json::json!(["main"]),
+        "{infra}"
+    );
+    let plan = &infra["jobs"]["plan"];
+    assert_eq!(plan["if"], "github.event_name == 'pull_request'");
+    assert_eq!(
+        plan["permissions"]["pull-requests"], "write",
+        "the comment needs it"
+    );
+    assert!(
+        uses(plan)
+            .iter()
+            .any(|u| u.starts_with("actions/github-script@")),
+        "the plan is posted with actions/github-script: {:?}",
+        uses(plan)
+    );
+    let apply = &infra["jobs"]["apply"];
+    assert!(
+        apply["if"].as_str().unwrap_or_default().contains("'push'"),
+        "{apply}"
+    );
+    // One queue for every apply, never cancelled half-way.
+    assert_eq!(apply["concurrency"]["group"], "infra-apply", "{apply}");
+    assert_eq!(apply["concurrency"]["cancel-in-progress"], false, "{apply}");
+    let steps = apply["steps"].to_string();
+    assert!(steps.contains("terraform apply -auto-approve"), "{steps}");
+    assert!(
+        steps.contains("-lock-timeout="),
+        "wait for the S3 lock, don't fail: {steps}"
+    );
+}
+
+#[test]
+fn deploy_workflow_runs_the_action_once_per_changed_service() {
+    let deploy = workflow(WORKFLOWS[1]);
+    assert_eq!(
+        deploy["on"]["push"]["paths"],
+        serde_json::json!(["services/**"]),
+        "{deploy}"
+    );
+    let changes = &deploy["jobs"]["changes"];
+    assert_eq!(
+        changes["outputs"]["services"],
+        "${{ steps.find.outputs.services }}"
+    );
+    assert_eq!(
+        changes["steps"][0]["with"]["fetch-depth"], 0,
+        "the diff needs the commit before the push"
+    );
+    let job = &deploy["jobs"]["deploy"];
+    assert_eq!(
+        job["strategy"]["matrix"]["service"],
+        "${{ fromJSON(needs.changes.outputs.services) }}"
+    );
+    assert_eq!(
+        job["strategy"]["fail-fast"], false,
+        "one broken service must not stop the others"
+    );
+    assert_eq!(job["concurrency"]["cancel-in-progress"], false, "{job}");
+    assert!(
+        uses(job).contains(&"./.github/actions/launch-deploy".to_owned()),
+        "{job}"
+    );
+    let with = &job["steps"][1]["with"];
+    assert_eq!(with["token"], "${{ secrets.LAUNCH_TOKEN }}", "{with}");
+    assert_eq!(
+        with["control-url"], "${{ secrets.LAUNCH_CONTROL_URL }}",
+        "{with}"
+    );
+    assert_eq!(
+        with["service-dir"], "services/${{ matrix.service }}",
+        "{with}"
+    );
 }
 
 #[test]
