@@ -3,11 +3,12 @@
 //! formatted and validates offline (terraform installs `launch/launch` from a
 //! filesystem mirror made by the template's own install script); the
 //! workflows and the action match GitHub's schemas, keep their triggers,
-//! concurrency and wiring, and their shell passes shellcheck; `infrastructure/` as committed (the PRD example, public)
-//! applies against moto, the Cloudflare fake and a real control plane, and
-//! the action's script, run as a runner would run it, then takes the
-//! template's `hello` service live on the host terraform made; a release
-//! that never becomes healthy fails the step.
+//! concurrency and wiring, and their shell passes shellcheck;
+//! `infrastructure/` as committed (the PRD example, public) applies against
+//! moto, the Cloudflare fake and a real control plane, and the action's
+//! script, run as a runner would run it, then takes the template's `hello`
+//! service live on the host terraform made; a release that never becomes
+//! healthy fails the step.
 
 use std::fs;
 use std::path::{Path, PathBuf};
