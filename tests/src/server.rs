@@ -19,8 +19,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variables of the developer's shell that must not leak into the
 /// processes under test.
-pub const SCRUBBED_ENV: [&str; 16] = [
+pub const SCRUBBED_ENV: [&str; 17] = [
     "LAUNCH_AGENT_BINARY",
+    "LAUNCH_CLI_BINARY",
     "LAUNCH_MAX_BUNDLE_BYTES",
     "LAUNCH_ADDR",
     "LAUNCH_TOKEN",
