@@ -3,9 +3,9 @@
 # secrets and boots the host, whose agent registers with the labels
 # service-name = var.service_name and environment = var.environment.
 #
-# A managed per-service AWS security group (80/443 open when public) is
-# planned; until this module can create it, pass existing groups in
-# aws.security_group_ids (default: the VPC's default group).
+# On AWS the host gets its own security group: 80 and 443 open when public,
+# plus var.ingress_ports, nothing else inbound. Groups in
+# aws.security_group_ids are attached as well.
 resource "launch_service" "this" {
   name           = var.service_name
   environment    = var.environment
@@ -29,13 +29,31 @@ resource "launch_service" "this" {
 
   dynamic "aws" {
     # Only an aws target takes aws settings; null means the provider's defaults.
-    for_each = var.target == "aws" && var.aws != null ? [var.aws] : []
+    for_each = var.target == "aws" ? [var.aws == null ? local.aws_defaults : var.aws] : []
     content {
       ami                = aws.value.ami
       subnet_id          = aws.value.subnet_id
-      security_group_ids = aws.value.security_group_ids
+      security_group_ids = concat(launch_aws_security_group.this[*].id, coalesce(aws.value.security_group_ids, []))
       key_name           = aws.value.key_name
       instance_type      = aws.value.instance_type
     }
   }
+}
+
+locals {
+  aws_defaults = {
+    ami                = null
+    subnet_id          = null
+    security_group_ids = null
+    key_name           = null
+    instance_type      = null
+  }
+}
+
+resource "launch_aws_security_group" "this" {
+  count             = var.target == "aws" ? 1 : 0
+  name              = "launch-${var.service_name}-${var.environment}"
+  subnet_id         = try(var.aws.subnet_id, null)
+  ingress_tcp_ports = distinct(concat(var.public ? [80, 443] : [], var.ingress_ports))
+  tags              = var.tags
 }

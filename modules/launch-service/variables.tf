@@ -71,7 +71,7 @@ variable "dns" {
 }
 
 variable "aws" {
-  description = "Settings for target = \"aws\". Every attribute is optional; unset means the provider's default (newest Debian 12 AMI, default VPC subnet, the VPC's default security group)."
+  description = "Settings for target = \"aws\". Every attribute is optional; unset means the provider's default (newest Debian 12 AMI, default VPC subnet). security_group_ids are attached besides the module's own group."
   type = object({
     ami                = optional(string)
     subnet_id          = optional(string)
@@ -80,6 +80,12 @@ variable "aws" {
     instance_type      = optional(string)
   })
   default = null
+}
+
+variable "ingress_ports" {
+  description = "Extra TCP ports the AWS security group opens to 0.0.0.0/0 (80 and 443 are opened when public = true)."
+  type        = list(number)
+  default     = []
 }
 
 variable "proxmox" {

@@ -72,7 +72,7 @@ pub enum Ec2Error {
 }
 
 impl Ec2Error {
-    fn call<E>(call: &'static str, err: SdkError<E, HttpResponse>) -> Ec2Error
+    pub(crate) fn call<E>(call: &'static str, err: SdkError<E, HttpResponse>) -> Ec2Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -269,6 +269,11 @@ impl Ec2 {
         let (reads, pending) = mpsc::unbounded_channel();
         tokio::spawn(batch_reads(client.clone(), pending));
         Ok(Ec2 { client, reads })
+    }
+
+    /// The SDK client, for calls that belong to other modules (security groups).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The newest Debian 12 AMI, else the newest Ubuntu LTS, for x86_64.

@@ -11,6 +11,7 @@ mod cloudflare;
 mod control;
 mod ec2;
 mod provider;
+mod security_group;
 mod service;
 mod timeouts;
 

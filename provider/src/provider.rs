@@ -344,10 +344,19 @@ impl Provider for LaunchProvider {
         _diags: &mut Diagnostics,
     ) -> Option<std::collections::HashMap<String, Box<dyn DynamicResource>>> {
         Some(
-            [(
-                "service".to_owned(),
-                Box::new(ServiceResource::new(self.clients.clone())) as Box<dyn DynamicResource>,
-            )]
+            [
+                (
+                    "service".to_owned(),
+                    Box::new(ServiceResource::new(self.clients.clone()))
+                        as Box<dyn DynamicResource>,
+                ),
+                (
+                    "aws_security_group".to_owned(),
+                    Box::new(crate::security_group::SecurityGroupResource::new(
+                        self.clients.clone(),
+                    )) as Box<dyn DynamicResource>,
+                ),
+            ]
             .into(),
         )
     }

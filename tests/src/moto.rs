@@ -71,6 +71,7 @@ pub struct InstanceInfo {
     pub image_id: String,
     pub tags: BTreeMap<String, String>,
     pub http_tokens: String,
+    pub security_group_ids: Vec<String>,
 }
 
 pub struct Ec2Peer {
@@ -131,6 +132,11 @@ impl Ec2Peer {
                         )
                     })
                     .collect(),
+                security_group_ids: i
+                    .security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_owned))
+                    .collect(),
                 http_tokens: i
                     .metadata_options()
                     .and_then(|m| m.http_tokens())
@@ -146,6 +152,53 @@ impl Ec2Peer {
             .into_iter()
             .filter(|i| i.state != "terminated")
             .collect()
+    }
+
+    /// The security group named `name`: its id and the TCP ports it opens.
+    pub fn security_group(&self, name: &str) -> Option<(String, Vec<i32>)> {
+        let filter = Filter::builder().name("group-name").values(name).build();
+        let reply = self
+            .runtime
+            .block_on(
+                self.client
+                    .describe_security_groups()
+                    .filters(filter)
+                    .send(),
+            )
+            .expect("DescribeSecurityGroups on moto");
+        reply.security_groups().first().map(|g| {
+            let mut ports: Vec<i32> = g
+                .ip_permissions()
+                .iter()
+                .filter(|p| p.ip_protocol() == Some("tcp"))
+                .filter_map(|p| p.from_port())
+                .collect();
+            ports.sort();
+            (g.group_id().unwrap_or_default().to_owned(), ports)
+        })
+    }
+
+    /// Opens a TCP port to the world behind Terraform's back.
+    pub fn open_port(&self, group_id: &str, port: i32) {
+        let permission = aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(port)
+            .to_port(port)
+            .ip_ranges(
+                aws_sdk_ec2::types::IpRange::builder()
+                    .cidr_ip("0.0.0.0/0")
+                    .build(),
+            )
+            .build();
+        self.runtime
+            .block_on(
+                self.client
+                    .authorize_security_group_ingress()
+                    .group_id(group_id)
+                    .ip_permissions(permission)
+                    .send(),
+            )
+            .expect("AuthorizeSecurityGroupIngress on moto");
     }
 
     /// The instance's user-data, decoded.

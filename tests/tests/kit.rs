@@ -1238,6 +1238,21 @@ fn prd_example_applies_with_its_dns_record_and_the_deploy_action_takes_a_service
     let records = cloudflare.named(&fqdn);
     assert_eq!(records.len(), 1, "one A record for {fqdn}: {records:?}");
     assert_eq!(records[0].record_type, "A", "{records:?}");
+    // The public service's own security group: 80 and 443, nothing else, attached.
+    let group_name = format!("launch-{name}-prod");
+    let (group_id, ports) = ec2
+        .security_group(&group_name)
+        .unwrap_or_else(|| panic!("no security group {group_name}"));
+    assert_eq!(ports, vec![80, 443], "{group_name}");
+    let attached = ec2
+        .live_instances(&name, "prod")
+        .pop()
+        .expect("the instance");
+    assert!(
+        attached.security_group_ids.contains(&group_id),
+        "{group_id} not attached: {:?}",
+        attached.security_group_ids
+    );
 
     let plan = kit.run(
         root,
@@ -1290,6 +1305,10 @@ fn prd_example_applies_with_its_dns_record_and_the_deploy_action_takes_a_service
     assert!(
         cloudflare.named(&fqdn).is_empty(),
         "destroy left the DNS record"
+    );
+    assert!(
+        ec2.security_group(&group_name).is_none(),
+        "destroy left the security group"
     );
     agent.kill_hard();
 }

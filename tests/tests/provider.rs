@@ -393,7 +393,7 @@ fn invalid_size_name_and_target_fail_at_plan_naming_the_attribute_on_every_terra
             );
         }
         tf.write(
-            "resource \"launch_service\" \"svc\" {\n  name = \"ok\"\n  target = \"proxmox\"\n}\n",
+            "resource \"launch_service\" \"svc\" {\n  name = \"ok\"\n  target = \"docker\"\n}\n",
         );
         let plan = tf.plan();
         assert!(
@@ -550,4 +550,61 @@ fn secrets_stay_out_of_plan_output_and_trace_logs() {
             );
         }
     }
+}
+
+#[test]
+fn a_service_security_group_opens_only_the_ports_asked_and_puts_back_drift() {
+    let setup = Setup::new();
+    let ec2 = setup.moto.peer();
+    let tf = setup.workspace(&terraform::newest());
+    let group = format!("launch-{}-prod", setup.name);
+    let config = |ports: &str| {
+        format!(
+            "resource \"launch_aws_security_group\" \"sg\" {{\n  name = \"{group}\"\n  ingress_tcp_ports = {ports}\n}}\n"
+        )
+    };
+    tf.write(&config("[443, 80]"));
+    tf.apply().success();
+    let (id, ports) = ec2.security_group(&group).expect("the group exists");
+    assert_eq!(ports, vec![80, 443]);
+    let plan = tf.plan();
+    assert_eq!(plan.code, 0, "{}", plan.text());
+
+    ec2.open_port(&id, 22);
+    let plan = tf.plan();
+    assert_eq!(
+        plan.code,
+        2,
+        "a port opened out of band must show:\n{}",
+        plan.text()
+    );
+    tf.apply().success();
+    assert_eq!(
+        ec2.security_group(&group).unwrap().1,
+        vec![80, 443],
+        "apply must close it again"
+    );
+
+    tf.write(&config("[8443]"));
+    tf.apply().success();
+    let (same_id, ports) = ec2.security_group(&group).unwrap();
+    assert_eq!(
+        (same_id.as_str(), ports),
+        (id.as_str(), vec![8443]),
+        "ports change in place"
+    );
+
+    tf.write(&config("[70000]"));
+    let plan = tf.plan();
+    assert!(
+        plan.text().contains("ingress_tcp_ports must be TCP ports"),
+        "{}",
+        plan.text()
+    );
+    tf.write(&config("[8443]"));
+    tf.destroy().success();
+    assert!(
+        ec2.security_group(&group).is_none(),
+        "destroy left the group"
+    );
 }

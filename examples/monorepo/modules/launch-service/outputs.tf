@@ -27,3 +27,8 @@ output "public_ip" {
   description = "Public IPv4 address of the host, or null if its subnet assigns none."
   value       = launch_service.this.public_ip
 }
+
+output "security_group_id" {
+  description = "ID of the service's own security group (target = \"aws\"), else null."
+  value       = one(launch_aws_security_group.this[*].id)
+}
