@@ -43,13 +43,32 @@ impl Agent {
 
     /// Starts an agent with `join_token` without waiting for it to connect.
     pub fn spawn(server: &Server, service: &str, environment: &str, join_token: &str) -> Agent {
+        Agent::spawn_with_env(server, service, environment, join_token, &[])
+    }
+
+    /// Like [`Agent::spawn`], with extra environment variables for the agent
+    /// (e.g. a `DOCKER_HOST` that goes nowhere, or a `PATH` without compose).
+    pub fn spawn_with_env(
+        server: &Server,
+        service: &str,
+        environment: &str,
+        join_token: &str,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let temp = tempfile::Builder::new()
             .prefix("launch-e2e-agent-")
             .tempdir()
             .expect("create a temp dir");
         let data_dir = temp.path().join("agent");
         let control_url = server.url();
-        let process = spawn_process(&control_url, service, environment, join_token, &data_dir);
+        let process = spawn_process(
+            &control_url,
+            service,
+            environment,
+            join_token,
+            &data_dir,
+            env,
+        );
         Agent {
             process,
             service: service.to_owned(),
@@ -96,6 +115,7 @@ impl Agent {
             &self.environment,
             &self.join_token,
             &self.data_dir,
+            &[],
         );
         self.wait_connected()
     }
@@ -144,11 +164,13 @@ fn spawn_process(
     environment: &str,
     join_token: &str,
     data_dir: &Path,
+    env: &[(&str, &str)],
 ) -> Process {
     let mut command = Command::new(binaries::launch_agent());
     for var in SCRUBBED_ENV {
         command.env_remove(var);
     }
+    command.envs(env.iter().copied());
     command
         .env("RUST_LOG", "info")
         .arg("run")

@@ -5,6 +5,7 @@
 //! ports, so nextest can run them all in parallel.
 //!
 //! # Layout
+//! - `faults`: no Docker daemon, no compose, a taken port, a crash loop: clear failures and rollbacks.
 //! - `bootstrap`: user-data schema, unit verify, the static agent, and real boots of a systemd + cloud-init host.
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
 //! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
@@ -23,6 +24,7 @@ mod bootstrap;
 mod control_plane;
 mod deploy;
 mod dns;
+mod faults;
 mod isolation;
 mod kit;
 mod logs;
