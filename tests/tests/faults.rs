@@ -12,7 +12,8 @@ use launch_e2e::{Agent, Server, Service, cli, unique};
 
 fn deploy_json(server: &Server, service: &Service) -> (Option<i32>, serde_json::Value, String) {
     let dir = service.dir_arg();
-    let out = server.cli(&service.deploy_args(&dir, &["--wait", "--timeout", "3m", "--output", "json"]));
+    let out =
+        server.cli(&service.deploy_args(&dir, &["--wait", "--timeout", "3m", "--output", "json"]));
     let value = out.json();
     (out.code, value, out.to_string())
 }
@@ -40,8 +41,14 @@ fn a_deploy_to_a_host_whose_docker_daemon_is_down_fails_clearly_and_the_agent_st
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(cli::field(&result, "state"), "failed", "{out}");
     let message = cli::field(&result, "message").to_lowercase();
-    assert!(message.contains("docker") || message.contains("daemon"), "the failure must name Docker: {out}");
-    assert!(still_connected(&server, &service), "the agent must survive a failed mission");
+    assert!(
+        message.contains("docker") || message.contains("daemon"),
+        "the failure must name Docker: {out}"
+    );
+    assert!(
+        still_connected(&server, &service),
+        "the agent must survive a failed mission"
+    );
 }
 
 #[test]
@@ -50,7 +57,10 @@ fn a_deploy_to_a_host_without_compose_fails_saying_what_to_install() {
     let server = Server::start();
     // A PATH whose docker has no compose plugin and no docker-compose beside it.
     let bin = tempfile::tempdir().unwrap();
-    let real = std::process::Command::new("sh").args(["-c", "command -v docker"]).output().unwrap();
+    let real = std::process::Command::new("sh")
+        .args(["-c", "command -v docker"])
+        .output()
+        .unwrap();
     let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
     let wrapper = bin.path().join("docker");
     std::fs::write(
@@ -65,7 +75,10 @@ fn a_deploy_to_a_host_without_compose_fails_saying_what_to_install() {
     let (code, result, out) = deploy_json(&server, &service);
     assert_eq!(code, Some(1), "{out}");
     let message = cli::field(&result, "message").to_lowercase();
-    assert!(message.contains("compose"), "the failure must say compose is missing: {out}");
+    assert!(
+        message.contains("compose"),
+        "the failure must say compose is missing: {out}"
+    );
     assert!(still_connected(&server, &service));
 }
 
@@ -84,13 +97,20 @@ fn a_release_whose_port_is_taken_rolls_back_and_the_previous_serves_again() {
     let compose = std::fs::read_to_string(service.dir().join("compose.yaml")).unwrap();
     let published = format!("\"{}:8080\"", service.port);
     assert!(compose.contains(&published), "fixture changed: {compose}");
-    service.write("compose.yaml", &compose.replace(&published, &format!("\"{taken}:8080\"")));
+    service.write(
+        "compose.yaml",
+        &compose.replace(&published, &format!("\"{taken}:8080\"")),
+    );
     service.set_index("release two\n");
     let (code, result, out) = deploy_json(&server, &service);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(cli::field(&result, "state"), "rolled_back", "{out}");
     let (status, body) = service.get("/").expect("the previous release serves again");
-    assert_eq!((status, body.contains("release one")), (200, true), "{body}");
+    assert_eq!(
+        (status, body.contains("release one")),
+        (200, true),
+        "{body}"
+    );
     drop(squatter);
 }
 
@@ -109,6 +129,10 @@ fn a_crash_looping_release_rolls_back_and_the_previous_serves_again() {
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(cli::field(&result, "state"), "rolled_back", "{out}");
     let (status, body) = service.get("/").expect("the previous release serves again");
-    assert_eq!((status, body.contains("release one")), (200, true), "{body}");
+    assert_eq!(
+        (status, body.contains("release one")),
+        (200, true),
+        "{body}"
+    );
     assert!(still_connected(&server, &service));
 }
