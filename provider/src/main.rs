@@ -11,8 +11,10 @@ mod cloudflare;
 mod control;
 mod ec2;
 mod provider;
+mod proxmox;
 mod security_group;
 mod service;
+mod ssh;
 mod timeouts;
 
 fn main() -> anyhow::Result<()> {

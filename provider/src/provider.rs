@@ -4,7 +4,8 @@
 //! operation shares. The EC2 and Cloudflare clients are built on first use, so
 //! a plan with nothing to read never waits for AWS's region or credential
 //! discovery, and an incomplete `cloudflare` setting only matters to a
-//! service with `public = true`.
+//! service with `public = true`. The Proxmox client likewise: only a
+//! `target = "proxmox"` service needs the `proxmox` settings.
 
 use std::sync::{Arc, RwLock};
 
@@ -20,6 +21,7 @@ use tokio::sync::OnceCell;
 use crate::cloudflare::{self, Cloudflare};
 use crate::control::ControlPlane;
 use crate::ec2::{Ec2, Ec2Settings};
+use crate::proxmox::{self, Proxmox};
 use crate::service::ServiceResource;
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -28,6 +30,15 @@ pub struct Config {
     pub token: Value<String>,
     pub aws: Value<Vec<AwsConfig>>,
     pub cloudflare: Value<Vec<CloudflareConfig>>,
+    pub proxmox: Value<Vec<ProxmoxConfig>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct ProxmoxConfig {
+    pub endpoint: Value<String>,
+    pub api_token: Value<String>,
+    pub insecure: Value<bool>,
+    pub ssh_user: Value<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -52,6 +63,9 @@ pub struct Clients {
     /// Resolved Cloudflare settings, or what is missing from them.
     cloudflare_settings: Result<cloudflare::Settings, String>,
     cloudflare: OnceCell<Cloudflare>,
+    /// Resolved Proxmox settings, or what is missing from them.
+    proxmox_settings: Result<proxmox::Settings, String>,
+    proxmox: OnceCell<Proxmox>,
 }
 
 impl Clients {
@@ -67,6 +81,18 @@ impl Clients {
         let settings = self.cloudflare_settings.as_ref().map_err(Clone::clone)?;
         self.cloudflare
             .get_or_try_init(|| async { Cloudflare::new(settings).map_err(|e| e.to_string()) })
+            .await
+    }
+
+    /// Whether a Proxmox endpoint is configured at all.
+    pub fn proxmox_configured(&self) -> bool {
+        self.proxmox_settings.is_ok()
+    }
+
+    pub async fn proxmox(&self) -> Result<&Proxmox, String> {
+        let settings = self.proxmox_settings.as_ref().map_err(Clone::clone)?;
+        self.proxmox
+            .get_or_try_init(|| async { Proxmox::new(settings).map_err(|e| e.to_string()) })
             .await
     }
 
@@ -148,6 +174,52 @@ fn cloudflare_settings(cf: &CloudflareConfig) -> Result<cloudflare::Settings, St
     }
 }
 
+fn proxmox_block(config: &Config) -> ProxmoxConfig {
+    config
+        .proxmox
+        .as_ref_option()
+        .and_then(|b| b.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The Proxmox settings, each from the block or its environment variable;
+/// `Err` names every missing one and how to set it.
+fn proxmox_settings(pve: &ProxmoxConfig) -> Result<proxmox::Settings, String> {
+    let endpoint = setting(&pve.endpoint, "PROXMOX_VE_ENDPOINT");
+    let api_token = setting(&pve.api_token, "PROXMOX_VE_API_TOKEN");
+    let insecure = match pve.insecure {
+        Value::Value(insecure) => insecure,
+        _ => std::env::var("PROXMOX_VE_INSECURE")
+            .map(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes"))
+            .unwrap_or(false),
+    };
+    let ssh_user =
+        setting(&pve.ssh_user, "PROXMOX_VE_SSH_USERNAME").unwrap_or_else(|| "root".to_owned());
+    match (endpoint, api_token) {
+        (Some(endpoint), Some(api_token)) => Ok(proxmox::Settings {
+            endpoint,
+            api_token,
+            insecure,
+            ssh_user,
+        }),
+        (endpoint, _) => {
+            let mut missing = Vec::new();
+            if endpoint.is_none() {
+                missing.push("endpoint (or PROXMOX_VE_ENDPOINT)");
+            }
+            missing.push("api_token (or PROXMOX_VE_API_TOKEN)");
+            if endpoint.is_some() {
+                missing.remove(0);
+            }
+            Err(format!(
+                "Proxmox is not configured: set {} in a proxmox {{ }} block of provider \"launch\"",
+                missing.join(", ")
+            ))
+        }
+    }
+}
+
 #[async_trait]
 impl Provider for LaunchProvider {
     type Config<'a> = Config;
@@ -196,6 +268,32 @@ impl Provider for LaunchProvider {
             description: Description::markdown("Cloudflare DNS for services with `public = true`. `api_token`, `zone_id` and `domain` are needed (here or in the environment) only when a service is public."),
             ..Default::default()
         };
+        let mut pve_token = attribute(
+            AttributeType::String,
+            Optional,
+            "Proxmox API token as `user@realm!tokenid=secret`, e.g. `terraform@pve!launch=…`. Sent only to `endpoint`; never logged nor stored in state. Default: `PROXMOX_VE_API_TOKEN`.",
+        );
+        pve_token.sensitive = true;
+        let proxmox = Block {
+            attributes: [
+                (
+                    "endpoint".to_owned(),
+                    attribute(AttributeType::String, Optional, "Any node's API address, e.g. `https://pve.example.com:8006`. Default: `PROXMOX_VE_ENDPOINT`."),
+                ),
+                ("api_token".to_owned(), pve_token),
+                (
+                    "insecure".to_owned(),
+                    attribute(AttributeType::Bool, Optional, "Accept the node's certificate without checking it (a fresh node's is self-signed). Default `false`, or `PROXMOX_VE_INSECURE`."),
+                ),
+                (
+                    "ssh_user".to_owned(),
+                    attribute(AttributeType::String, Optional, "User the provider logs in as over SSH to run the bootstrap in a new container; not `root`, it runs it through `sudo`. Default: `PROXMOX_VE_SSH_USERNAME`, then `root` (the user `ssh-public-keys` authorizes on a standard template)."),
+                ),
+            ]
+            .into(),
+            description: Description::markdown("Proxmox VE for `target = \"proxmox\"` services. `endpoint` and `api_token` are needed (here or in the environment) only when a service uses Proxmox. The machine running terraform needs the OpenSSH client (`ssh`, `ssh-keygen`) and must reach the containers' addresses on port 22."),
+            ..Default::default()
+        };
         let mut token = attribute(
             AttributeType::String,
             Optional,
@@ -216,6 +314,7 @@ impl Provider for LaunchProvider {
                 blocks: [
                     ("aws".to_owned(), NestedBlock::Optional(aws)),
                     ("cloudflare".to_owned(), NestedBlock::Optional(cloudflare)),
+                    ("proxmox".to_owned(), NestedBlock::Optional(proxmox)),
                 ]
                 .into(),
                 description: Description::markdown("Launch: hosts for compose services, registered with a Launch control plane."),
@@ -253,6 +352,25 @@ impl Provider for LaunchProvider {
                 "cloudflare.domain must be a bare domain name",
                 format!("{domain:?} is not; write the zone's domain (or a subdomain of it) without a scheme or path, e.g. \"example.com\"."),
                 AttributePath::new("cloudflare").index(0).attribute("domain"),
+            );
+        }
+        let pve = proxmox_block(&config);
+        if let Some(url) = pve.endpoint.as_ref_option()
+            && !url.trim().starts_with("https://")
+        {
+            diags.error(
+                "proxmox.endpoint must be an https:// URL",
+                format!("{url:?} is not; write a node's API address, e.g. \"https://pve.example.com:8006\"."),
+                AttributePath::new("proxmox").index(0).attribute("endpoint"),
+            );
+        }
+        if let Some(token) = pve.api_token.as_ref_option()
+            && !token.contains('!')
+        {
+            diags.error(
+                "proxmox.api_token must be user@realm!tokenid=secret",
+                "Create a token under Datacenter / Permissions / API Tokens and write its full ID, =, and the secret, e.g. \"terraform@pve!launch=01234567-89ab-…\".",
+                AttributePath::new("proxmox").index(0).attribute("api_token"),
             );
         }
         Some(())
@@ -328,12 +446,26 @@ impl Provider for LaunchProvider {
             );
             return None;
         }
+        let pve = proxmox_block(&config);
+        if [&pve.endpoint, &pve.api_token, &pve.ssh_user]
+            .iter()
+            .any(|v| v.is_unknown())
+            || pve.insecure.is_unknown()
+        {
+            diags.root_error(
+                "provider \"launch\" has a proxmox setting known only after apply",
+                "endpoint, api_token, insecure and ssh_user must be known at plan time: set them from variables or PROXMOX_VE_* environment variables.",
+            );
+            return None;
+        }
         let clients = Arc::new(Clients {
             control,
             ec2_settings,
             ec2: OnceCell::new(),
             cloudflare_settings: cloudflare_settings(&cf),
             cloudflare: OnceCell::new(),
+            proxmox_settings: proxmox_settings(&pve),
+            proxmox: OnceCell::new(),
         });
         *self.clients.write().expect("provider clients lock") = Some(clients);
         Some(())

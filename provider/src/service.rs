@@ -33,9 +33,14 @@ use crate::bootstrap::Bootstrap;
 use crate::cloudflare::{Cloudflare, RecordSpec};
 use crate::ec2::{InstanceView, Launch};
 use crate::provider::{Clients, SharedClients};
+use crate::proxmox::{Proxmox, first_ipv4, split_tags};
+use crate::ssh::{self, KeyPair};
 use crate::timeouts;
 pub use state::State;
-use state::{AwsArgs, known_map, managed_tags, to_text_map};
+use state::{
+    AwsArgs, DEFAULT_PROXMOX_BRIDGE, DEFAULT_PROXMOX_IP, DEFAULT_PROXMOX_STORAGE, ProxmoxArgs,
+    Shape, known_map, managed_tags, to_text_map,
+};
 
 pub struct ServiceResource {
     clients: SharedClients,
@@ -183,56 +188,16 @@ fn labels_or_error(state: &State, diags: &mut Diagnostics) -> Option<Labels> {
     labels
 }
 
-#[async_trait]
-impl Resource for ServiceResource {
-    type State<'a> = State;
-    type PrivateState<'a> = ValueEmpty;
-    type ProviderMetaState<'a> = ValueEmpty;
-
-    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
-        Some(state::schema())
-    }
-
-    async fn validate<'a>(&self, diags: &mut Diagnostics, config: State) -> Option<()> {
-        state::validate(&config, diags);
-        Some(())
-    }
-
-    async fn read<'a>(
+impl ServiceResource {
+    /// What read checks for every target: the DNS record and the secrets.
+    async fn read_rest(
         &self,
         diags: &mut Diagnostics,
+        clients: &Clients,
+        labels: Option<Labels>,
         mut state: State,
         private: ValueEmpty,
-        _meta: ValueEmpty,
     ) -> Option<(State, ValueEmpty)> {
-        // State written before the dns block existed has it null; an absent
-        // block is an empty list to terraform.
-        if state.dns.is_null() {
-            state.dns = Value::Value(Vec::new());
-        }
-        let Value::Value(instance_id) = state.instance_id.clone() else {
-            return Some((state, private));
-        };
-        let clients = self.clients(diags)?;
-        let labels = state.labels();
-        let ec2 = match clients.ec2().await {
-            Ok(ec2) => ec2,
-            Err(e) => {
-                diags.root_error("cannot read launch_service", e.to_string());
-                return None;
-            }
-        };
-        match ec2.describe_batched(&instance_id).await {
-            Ok(Some(view)) if !view.is_gone() => observe(&mut state, &view),
-            Ok(_) => {
-                info!(%instance_id, "instance is gone: removing it from state so the plan re-creates it");
-                return None;
-            }
-            Err(e) => {
-                diags.root_error(format!("cannot read instance {instance_id}"), e.to_string());
-                return None;
-            }
-        }
         // A record deleted behind Terraform's back is planned again; one
         // re-pointed or renamed shows as a diff that apply puts back.
         if let Value::Value(record_id) = state.dns_record_id.clone() {
@@ -267,6 +232,88 @@ impl Resource for ServiceResource {
         }
         Some((state, private))
     }
+}
+
+/// Observes an EC2 instance into `state`; `Some(false)` when it is gone.
+async fn read_ec2(
+    diags: &mut Diagnostics,
+    ec2: &crate::ec2::Ec2,
+    instance_id: &str,
+    state: &mut State,
+) -> Option<bool> {
+    match ec2.describe_batched(instance_id).await {
+        Ok(Some(view)) if !view.is_gone() => {
+            observe(state, &view);
+            Some(true)
+        }
+        Ok(_) => {
+            info!(%instance_id, "instance is gone: removing it from state so the plan re-creates it");
+            Some(false)
+        }
+        Err(e) => {
+            diags.root_error(format!("cannot read instance {instance_id}"), e.to_string());
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for ServiceResource {
+    type State<'a> = State;
+    type PrivateState<'a> = ValueEmpty;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(state::schema())
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: State) -> Option<()> {
+        state::validate(&config, diags);
+        Some(())
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        mut state: State,
+        private: ValueEmpty,
+        _meta: ValueEmpty,
+    ) -> Option<(State, ValueEmpty)> {
+        // State written before the dns block existed has it null; an absent
+        // block is an empty list to terraform.
+        if state.dns.is_null() {
+            state.dns = Value::Value(Vec::new());
+        }
+        let Value::Value(instance_id) = state.instance_id.clone() else {
+            return Some((state, private));
+        };
+        let clients = self.clients(diags)?;
+        let labels = state.labels();
+        if state.proxmox.is_null() {
+            state.proxmox = Value::Value(Vec::new());
+        }
+        if state.is_proxmox() {
+            if !self
+                .read_proxmox(diags, &clients, &instance_id, &mut state)
+                .await?
+            {
+                return None;
+            }
+        } else {
+            let ec2 = match clients.ec2().await {
+                Ok(ec2) => ec2,
+                Err(e) => {
+                    diags.root_error("cannot read launch_service", e.to_string());
+                    return None;
+                }
+            };
+            if !read_ec2(diags, ec2, &instance_id, &mut state).await? {
+                return None;
+            }
+        }
+        self.read_rest(diags, &clients, labels, state, private)
+            .await
+    }
 
     async fn plan_create<'a>(
         &self,
@@ -297,6 +344,9 @@ impl Resource for ServiceResource {
         } else {
             Value::Unknown
         };
+        if planned.is_proxmox() {
+            plan_proxmox(&mut planned, None);
+        }
         self.plan_dns(diags, &mut planned, None);
         Some((planned, Value::Null))
     }
@@ -336,12 +386,23 @@ impl Resource for ServiceResource {
                 replace.push(AttributePath::new("aws").index(0).attribute(field));
             }
         }
+        if planned.is_proxmox() {
+            replace.extend(proxmox_replacements(&prior, &planned));
+        }
         if !replace.is_empty() {
             let mut planned = self.planned_replacement(planned);
+            if planned.is_proxmox() {
+                plan_proxmox(&mut planned, None);
+            }
             self.plan_dns(diags, &mut planned, None);
             return Some((planned, Value::Null, replace));
         }
         planned.image_id = prior.image_id.clone();
+        if planned.is_proxmox() {
+            plan_proxmox(&mut planned, Some(&prior));
+            self.plan_dns(diags, &mut planned, Some(&prior));
+            return Some((planned, Value::Null, replace));
+        }
         if planned.instance_type != prior.instance_type {
             // A resize stops and starts the instance: EC2 may hand out a new public IP.
             planned.public_ip = Value::Unknown;
@@ -423,7 +484,13 @@ impl Resource for ServiceResource {
                     }
                 }
             }
-            if let Value::Value(instance_id) = &prior.instance_id {
+            if let (true, Value::Value(instance_id)) = (prior.is_proxmox(), &prior.instance_id) {
+                if let Err(e) = destroy_container(&clients, instance_id, deadline).await {
+                    diags.root_error(format!("cannot destroy container {instance_id}"), e);
+                    return None;
+                }
+                info!(%instance_id, "container destroyed");
+            } else if let Value::Value(instance_id) = &prior.instance_id {
                 let ec2 = match clients.ec2().await {
                     Ok(ec2) => ec2,
                     Err(e) => {
@@ -451,6 +518,35 @@ impl Resource for ServiceResource {
     }
 
     async fn import<'a>(&self, diags: &mut Diagnostics, id: String) -> Option<(State, ValueEmpty)> {
+        if let Some((node, vmid)) = id.split_once('/')
+            && let Ok(vmid) = vmid.parse::<i64>()
+        {
+            let clients = self.clients(diags)?;
+            return self
+                .import_proxmox(diags, &clients, ContainerRef::Id(node.to_owned(), vmid))
+                .await;
+        }
+        if let Some((environment, name)) = id.split_once('/')
+            && let Some(clients) = self.clients_quiet()
+            && clients.proxmox_configured()
+        {
+            let wanted = ContainerRef::Labels(environment.to_owned(), name.to_owned());
+            match clients.proxmox().await {
+                Ok(proxmox) => match find_container(proxmox, &wanted).await {
+                    Ok(Some(_)) => {
+                        return self.import_proxmox(diags, &clients, wanted).await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => diags.root_warning(
+                        "cannot look for the service's container on Proxmox",
+                        format!("{e}. Looking on AWS instead."),
+                    ),
+                },
+                Err(e) => {
+                    diags.root_warning("cannot look for the service's container on Proxmox", e)
+                }
+            }
+        }
         let Some((environment, name)) = id.split_once('/') else {
             diags.root_error(
                 format!("import ID {id:?} is not <environment>/<name>"),
@@ -537,8 +633,22 @@ impl Resource for ServiceResource {
         state.wait_for_agent = Value::Value(true);
         state.timeouts = Value::Value(Vec::new());
         state.dns = Value::Value(Vec::new());
+        state.proxmox = Value::Value(Vec::new());
         observe(&mut state, &view);
-        // A record of the service's name pointing at this host makes it public.
+        import_rest(diags, &clients, &labels, state).await
+    }
+}
+
+/// What import finds for every target: a DNS record of the service's name
+/// pointing at the host (which makes it public) and the service's agent.
+async fn import_rest(
+    diags: &mut Diagnostics,
+    clients: &Clients,
+    labels: &Labels,
+    mut state: State,
+) -> Option<(State, ValueEmpty)> {
+    let (name, environment) = (labels.service.as_str(), labels.environment.as_str());
+    {
         if let (Ok(domain), Ok(cloudflare)) = (clients.dns_domain(), clients.cloudflare().await) {
             let fqdn = crate::cloudflare::record_name(name, environment, &domain);
             let content = state.wanted_dns_content();
@@ -557,15 +667,15 @@ impl Resource for ServiceResource {
                 }
             }
         }
-        state.agent_id = match clients.control.agent(&labels, 0).await {
+        state.agent_id = match clients.control.agent(labels, 0).await {
             Ok(agent) => text(agent),
             Err(e) => {
                 diags.root_warning("cannot look up the service's agent", e.to_string());
                 Value::Null
             }
         };
-        Some((state, Value::Null))
     }
+    Some((state, Value::Null))
 }
 
 impl ServiceResource {
@@ -603,6 +713,18 @@ impl ServiceResource {
             deadline(&planned.timeouts().create, timeouts::DEFAULT_CREATE);
         let waited_from = Instant::now();
         let control = &clients.control;
+        if planned.is_proxmox() {
+            return self
+                .create_proxmox(
+                    diags,
+                    clients,
+                    labels,
+                    planned,
+                    (started_ms, deadline, waited_from),
+                    create_timeout,
+                )
+                .await;
+        }
 
         // 1. The control plane side, undone if no instance comes of it.
         let before_instance: Result<_, String> = async {
@@ -711,51 +833,95 @@ impl ServiceResource {
                 return Some(state);
             }
         }
-        if state.public == Value::Value(true) {
-            state.fqdn = planned_fqdn;
-            let allow_overwrite = state.dns_settings().is_some_and(|d| d.allow_overwrite);
-            let made = match (clients.cloudflare().await, record_spec(&state)) {
-                (Ok(cloudflare), Ok(spec)) => cloudflare
-                    .ensure(&spec, None, allow_overwrite)
-                    .await
-                    .map_err(|e| e.to_string()),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
-            match made {
-                Ok(record) => {
-                    info!(record_id = %record.id, fqdn = %record.name, content = %record.content, "DNS record in place");
-                    observe_record(&mut state, &record);
-                }
-                Err(e) => {
-                    clear_dns(&mut state);
-                    diags.error(
-                        "cannot create the service's DNS record",
-                        format!("{e}. Instance {} is kept in state (tainted): the next apply replaces it, destroy removes it.", view.id),
-                        AttributePath::new("public"),
-                    );
-                    return Some(state);
-                }
-            }
+        let what = format!("Instance {}", view.id);
+        if !self
+            .create_dns(diags, clients, &mut state, planned_fqdn, &what)
+            .await
+        {
+            return Some(state);
         }
-        if state.wait_for_agent != Value::Value(false) {
-            // Registered after this create began, with some leeway for clock skew.
-            match control
-                .wait_for_agent(labels, started_ms - 5_000, deadline, waited_from)
-                .await
-            {
-                Ok(agent_id) => {
-                    info!(%agent_id, "agent registered");
-                    state.agent_id = Value::Value(agent_id);
-                }
-                Err(e) => {
-                    diags.root_error(
-                        "the host's agent did not register in time",
-                        format!("{e}. Instance {} is kept in state (tainted): the next apply replaces it, destroy removes it.", view.id),
-                    );
-                }
-            }
-        }
+        self.await_agent(
+            diags,
+            clients,
+            labels,
+            &mut state,
+            (started_ms, deadline, waited_from),
+            &what,
+        )
+        .await;
         Some(state)
+    }
+
+    /// The DNS record of a public service, once its host exists. `false`
+    /// (with an error) when it could not be made.
+    async fn create_dns(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        state: &mut State,
+        planned_fqdn: Value<String>,
+        what: &str,
+    ) -> bool {
+        if state.public != Value::Value(true) {
+            return true;
+        }
+        state.fqdn = planned_fqdn;
+        let allow_overwrite = state.dns_settings().is_some_and(|d| d.allow_overwrite);
+        let made = match (clients.cloudflare().await, record_spec(state)) {
+            (Ok(cloudflare), Ok(spec)) => cloudflare
+                .ensure(&spec, None, allow_overwrite)
+                .await
+                .map_err(|e| e.to_string()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        match made {
+            Ok(record) => {
+                info!(record_id = %record.id, fqdn = %record.name, content = %record.content, "DNS record in place");
+                observe_record(state, &record);
+                true
+            }
+            Err(e) => {
+                clear_dns(state);
+                diags.error(
+                    "cannot create the service's DNS record",
+                    format!("{e}. {what} is kept in state (tainted): the next apply replaces it, destroy removes it."),
+                    AttributePath::new("public"),
+                );
+                false
+            }
+        }
+    }
+
+    /// With `wait_for_agent`, waits for an agent registered since
+    /// `started_ms` (with leeway for clock skew).
+    async fn await_agent(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        labels: &Labels,
+        state: &mut State,
+        (started_ms, deadline, waited_from): (i64, Instant, Instant),
+        what: &str,
+    ) {
+        if state.wait_for_agent == Value::Value(false) {
+            return;
+        }
+        match clients
+            .control
+            .wait_for_agent(labels, started_ms - 5_000, deadline, waited_from)
+            .await
+        {
+            Ok(agent_id) => {
+                info!(%agent_id, "agent registered");
+                state.agent_id = Value::Value(agent_id);
+            }
+            Err(e) => {
+                diags.root_error(
+                    "the host's agent did not register in time",
+                    format!("{e}. {what} is kept in state (tainted): the next apply replaces it, destroy removes it."),
+                );
+            }
+        }
     }
 
     /// Before an instance exists, a failed create leaves the control plane as
@@ -795,6 +961,11 @@ impl ServiceResource {
         let Value::Value(instance_id) = prior.instance_id.clone() else {
             return Some(state);
         };
+        if state.is_proxmox() {
+            return self
+                .update_proxmox(diags, clients, &instance_id, prior, state, deadline)
+                .await;
+        }
         let ec2 = match clients.ec2().await {
             Ok(ec2) => ec2,
             Err(e) => {
@@ -933,5 +1104,745 @@ impl ServiceResource {
                 format!("{e}. Delete it in Cloudflare."),
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------- Proxmox
+
+/// `<node>/<vmid>` of a container.
+fn parse_container_id(id: &str) -> Option<(String, i64)> {
+    let (node, vmid) = id.split_once('/')?;
+    Some((node.to_owned(), vmid.parse().ok()?))
+}
+
+/// A number PVE may send as a number or a string.
+fn json_i64(value: &serde_json::Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// The container's cores, memory and rootfs size from its config.
+fn shape_of(config: &serde_json::Map<String, serde_json::Value>) -> Shape {
+    let null = serde_json::Value::Null;
+    let rootfs = config.get("rootfs").and_then(|v| v.as_str()).unwrap_or("");
+    let (_, props) = crate::proxmox::split_props(rootfs);
+    Shape {
+        cores: json_i64(config.get("cores").unwrap_or(&null)).unwrap_or(1),
+        memory_mib: json_i64(config.get("memory").unwrap_or(&null)).unwrap_or(512),
+        disk_gib: props
+            .get("size")
+            .and_then(|s| crate::proxmox::size_gib(s))
+            .unwrap_or(0),
+    }
+}
+
+/// The first line of every container's description: what import reads back.
+fn description(labels: &Labels, template: &str) -> String {
+    format!(
+        "launch: service={} environment={} template={template}\nManaged by terraform-provider-launch: destroy it with terraform, not here.",
+        labels.service.as_str(),
+        labels.environment.as_str()
+    )
+}
+
+/// `key=value` pairs from the `launch:` line of a description.
+fn description_fields(
+    config: &serde_json::Map<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, String> {
+    let text = config
+        .get("description")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("launch:"))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Copies what the container's config says into the computed fields.
+fn observe_container(state: &mut State, config: &serde_json::Map<String, serde_json::Value>) {
+    state.instance_type = Value::Value(shape_of(config).label());
+    if let Some(template) = description_fields(config).remove("template") {
+        state.image_id = Value::Value(template);
+    }
+    state.public_ip = Value::Null;
+    state.tags_all = Value::Null;
+}
+
+/// `value`, or `default` when unset.
+fn or_default(value: &Value<String>, default: &str) -> Value<String> {
+    match value {
+        Value::Null => Value::Value(default.to_owned()),
+        other => other.clone(),
+    }
+}
+
+/// The computed fields a Proxmox plan knows: the shape (a disk never
+/// shrinks), the template, no public address and no AWS tags.
+fn plan_proxmox(planned: &mut State, prior: Option<&State>) {
+    planned.tags_all = Value::Null;
+    planned.public_ip = Value::Null;
+    if prior.is_none() {
+        planned.image_id = planned.proxmox_args().template;
+        if planned.image_id.is_null() {
+            planned.image_id = Value::Unknown;
+        }
+    }
+    planned.instance_type = match planned.wanted_shape() {
+        Some(mut shape) => {
+            if let Some(before) = prior
+                .and_then(|p| p.instance_type.as_ref_option())
+                .and_then(|t| Shape::parse_label(t))
+            {
+                shape.disk_gib = shape.disk_gib.max(before.disk_gib);
+            }
+            Value::Value(shape.label())
+        }
+        None => Value::Unknown,
+    };
+}
+
+/// Which `proxmox` settings changed in a way only a new container can
+/// honour. A setting unknown to the prior state (after an import) is adopted.
+fn proxmox_replacements(prior: &State, planned: &State) -> Vec<AttributePath> {
+    let (before, after) = (prior.proxmox_args(), planned.proxmox_args());
+    let mut replace = Vec::new();
+    let path = |field: &'static str| AttributePath::new("proxmox").index(0).attribute(field);
+    for (field, b, a) in [
+        ("node", before.node.clone(), after.node.clone()),
+        ("template", before.template.clone(), after.template.clone()),
+        (
+            "storage",
+            or_default(&before.storage, DEFAULT_PROXMOX_STORAGE),
+            or_default(&after.storage, DEFAULT_PROXMOX_STORAGE),
+        ),
+        (
+            "bridge",
+            or_default(&before.bridge, DEFAULT_PROXMOX_BRIDGE),
+            or_default(&after.bridge, DEFAULT_PROXMOX_BRIDGE),
+        ),
+        (
+            "ip",
+            or_default(&before.ip, DEFAULT_PROXMOX_IP),
+            or_default(&after.ip, DEFAULT_PROXMOX_IP),
+        ),
+        ("gateway", before.gateway.clone(), after.gateway.clone()),
+    ] {
+        if b != a && !(field == "template" && b.is_null()) {
+            replace.push(path(field));
+        }
+    }
+    let actual = prior
+        .instance_id
+        .as_ref_option()
+        .and_then(|id| parse_container_id(id))
+        .map(|(_, vmid)| vmid);
+    match after.vmid {
+        Value::Value(v) if Some(v) != actual => replace.push(path("vmid")),
+        Value::Unknown => replace.push(path("vmid")),
+        _ => {}
+    }
+    replace
+}
+
+/// How an import names a container.
+enum ContainerRef {
+    /// `<node>/<vmid>`.
+    Id(String, i64),
+    /// `<environment>/<name>`: by the tags and host name create gives it.
+    Labels(String, String),
+}
+
+/// The containers an import ID names, as `(node, vmid)`.
+async fn find_containers(
+    proxmox: &Proxmox,
+    wanted: &ContainerRef,
+) -> Result<Vec<(String, i64)>, crate::proxmox::ProxmoxError> {
+    match wanted {
+        ContainerRef::Id(node, vmid) => Ok(proxmox
+            .status(node, *vmid)
+            .await?
+            .map(|_| vec![(node.clone(), *vmid)])
+            .unwrap_or_default()),
+        ContainerRef::Labels(environment, name) => {
+            let hostname = format!("{name}-{environment}");
+            Ok(proxmox
+                .containers()
+                .await?
+                .into_iter()
+                .filter(|r| {
+                    let tags = split_tags(r.tags.as_deref().unwrap_or(""));
+                    ["launch", name.as_str(), environment.as_str()]
+                        .iter()
+                        .all(|t| tags.iter().any(|have| have == t))
+                        && r.name.as_deref() == Some(hostname.as_str())
+                })
+                .filter_map(|r| Some((r.node, r.vmid?)))
+                .collect())
+        }
+    }
+}
+
+async fn find_container(
+    proxmox: &Proxmox,
+    wanted: &ContainerRef,
+) -> Result<Option<(String, i64)>, crate::proxmox::ProxmoxError> {
+    Ok(find_containers(proxmox, wanted).await?.into_iter().next())
+}
+
+/// Waits for the container's first IPv4 address, as PVE reports it.
+async fn wait_for_ip(
+    proxmox: &Proxmox,
+    node: &str,
+    vmid: i64,
+    deadline: Instant,
+) -> Result<String, String> {
+    let started = Instant::now();
+    let mut last: String;
+    loop {
+        match proxmox.interfaces(node, vmid).await {
+            Ok(interfaces) => {
+                if let Some(ip) = first_ipv4(&interfaces) {
+                    return Ok(ip);
+                }
+                last = format!("interfaces: {interfaces}");
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() + Duration::from_secs(1) > deadline {
+            return Err(format!(
+                "container {node}/{vmid} had no IPv4 address after {}s (last seen: {last}). With ip = \"dhcp\" check the bridge's DHCP server, or set a static ip",
+                started.elapsed().as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Stops (if running) and destroys a container with its disks; one that is
+/// already gone is fine.
+async fn destroy_container(
+    clients: &Clients,
+    instance_id: &str,
+    deadline: Instant,
+) -> Result<(), String> {
+    let proxmox = clients.proxmox().await?;
+    let (node, vmid) = parse_container_id(instance_id)
+        .ok_or_else(|| format!("{instance_id:?} is not <node>/<vmid>"))?;
+    let status = match proxmox.status(&node, vmid).await {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            info!(%instance_id, "container is already gone");
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    if status["status"] == "running" {
+        let upid = proxmox
+            .power(&node, vmid, "stop")
+            .await
+            .map_err(|e| e.to_string())?;
+        proxmox
+            .wait_task("stopping the container", &upid, deadline)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let upid = proxmox
+        .destroy(&node, vmid)
+        .await
+        .map_err(|e| e.to_string())?;
+    proxmox
+        .wait_task("destroying the container", &upid, deadline)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+impl ServiceResource {
+    /// Create for `target = "proxmox"`: the control-plane side as for EC2,
+    /// then an unprivileged LXC with nesting and keyctl (for Docker) and a
+    /// fresh SSH key, started, its address awaited, and the bootstrap run
+    /// over SSH. Once the container exists it is always returned.
+    async fn create_proxmox(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        labels: &Labels,
+        planned: State,
+        (started_ms, deadline, waited_from): (i64, Instant, Instant),
+        create_timeout: Duration,
+    ) -> Option<State> {
+        let control = &clients.control;
+        let args = planned.proxmox_args();
+        let node = args.node.as_ref_option().cloned().unwrap_or_default();
+        let template = args.template.as_ref_option().cloned().unwrap_or_default();
+        let text_or = |v: &Value<String>, default: &str| {
+            v.as_ref_option()
+                .cloned()
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let storage = text_or(&args.storage, DEFAULT_PROXMOX_STORAGE);
+        let bridge = text_or(&args.bridge, DEFAULT_PROXMOX_BRIDGE);
+        let ip = text_or(&args.ip, DEFAULT_PROXMOX_IP);
+        let shape = planned
+            .wanted_shape()
+            .or_else(|| Shape::for_size(state::DEFAULT_SIZE))
+            .expect("the default size has a shape");
+        let (service, environment) = (labels.service.as_str(), labels.environment.as_str());
+
+        // 1. The control plane side and the key, undone if no container comes of it.
+        let before: Result<_, String> = async {
+            let proxmox = clients.proxmox().await?;
+            control
+                .ensure_service(labels)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ttl = create_timeout.max(Duration::from_secs(3600));
+            let join = control
+                .create_join_token(labels, ttl)
+                .await
+                .map_err(|e| e.to_string())?;
+            if planned.public == Value::Value(true) {
+                let cloudflare = clients.cloudflare().await?;
+                let allow_overwrite = planned.dns_settings().is_some_and(|d| d.allow_overwrite);
+                if let (Value::Value(fqdn), false) = (&planned.fqdn, allow_overwrite) {
+                    cloudflare
+                        .check_free(fqdn, "A")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            control
+                .sync_secrets(labels, &Default::default(), &planned.secret_values())
+                .await
+                .map_err(|e| e.to_string())?;
+            let keys = KeyPair::generate(&format!("launch-{service}-{environment}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let vmid = match args.vmid.as_ref_option() {
+                Some(vmid) => *vmid,
+                None => proxmox.next_id().await.map_err(|e| e.to_string())?,
+            };
+            Ok((proxmox, join, keys, vmid))
+        }
+        .await;
+        let (proxmox, join, keys, vmid) = match before {
+            Ok(ok) => ok,
+            Err(e) => {
+                diags.root_error("cannot create launch_service", e);
+                self.undo_control_plane(labels, started_ms, clients).await;
+                return None;
+            }
+        };
+        let mut net0 = format!("name=eth0,bridge={bridge},ip={ip}");
+        if let Some(gateway) = args.gateway.as_ref_option() {
+            net0.push_str(&format!(",gw={gateway}"));
+        }
+        let params: Vec<(&str, String)> = vec![
+            ("vmid", vmid.to_string()),
+            ("ostemplate", template.clone()),
+            ("hostname", format!("{service}-{environment}")),
+            ("cores", shape.cores.to_string()),
+            ("memory", shape.memory_mib.to_string()),
+            ("swap", "512".to_owned()),
+            ("rootfs", format!("{storage}:{}", shape.disk_gib)),
+            ("net0", net0),
+            ("features", "nesting=1,keyctl=1".to_owned()),
+            ("unprivileged", "1".to_owned()),
+            ("onboot", "1".to_owned()),
+            ("tags", format!("launch;{service};{environment}")),
+            ("description", description(labels, &template)),
+            ("ssh-public-keys", keys.public.clone()),
+        ];
+        let instance_id = format!("{node}/{vmid}");
+        let created = match proxmox.create_lxc(&node, &params).await {
+            Ok(upid) => {
+                proxmox
+                    .wait_task("creating the container", &upid, deadline)
+                    .await
+            }
+            Err(e) => {
+                diags.root_error(
+                    format!(
+                        "cannot create launch_service: container {instance_id} was not created"
+                    ),
+                    e.to_string(),
+                );
+                self.undo_control_plane(labels, started_ms, clients).await;
+                return None;
+            }
+        };
+        info!(%instance_id, %template, "container created");
+
+        // 2. From here on the container may exist: hand it back to Terraform.
+        let mut state = planned;
+        state.join_token_id = Value::Value(join.id);
+        state.instance_id = Value::Value(instance_id.clone());
+        state.instance_type = Value::Value(shape.label());
+        state.image_id = Value::Value(template.clone());
+        state.private_ip = Value::Null;
+        state.public_ip = Value::Null;
+        state.tags_all = Value::Null;
+        state.agent_id = Value::Null;
+        let planned_fqdn = state.fqdn.clone();
+        clear_dns(&mut state);
+        let kept = "It is kept in state (tainted): the next apply replaces it, destroy removes it.";
+        if let Err(e) = created {
+            // PVE removes a container whose create task failed.
+            if let Ok(None) = proxmox.status(&node, vmid).await {
+                diags.root_error(
+                    format!("cannot create launch_service: the Proxmox task creating container {instance_id} failed"),
+                    e.to_string(),
+                );
+                self.undo_control_plane(labels, started_ms, clients).await;
+                return None;
+            }
+            diags.root_error(
+                format!("the Proxmox task creating container {instance_id} did not succeed"),
+                format!("{e}\n{kept}"),
+            );
+            return Some(state);
+        }
+        let started = match proxmox.power(&node, vmid, "start").await {
+            Ok(upid) => {
+                proxmox
+                    .wait_task("starting the container", &upid, deadline)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            diags.root_error(
+                format!("container {instance_id} did not start"),
+                format!("{e}\n{kept}"),
+            );
+            return Some(state);
+        }
+        if let Ok(config) = proxmox.config(&node, vmid).await {
+            observe_container(&mut state, &config);
+        }
+        let address = match wait_for_ip(proxmox, &node, vmid, deadline).await {
+            Ok(address) => address,
+            Err(e) => {
+                diags.root_error(
+                    format!("container {instance_id} got no address"),
+                    format!("{e}. {kept}"),
+                );
+                return Some(state);
+            }
+        };
+        state.private_ip = Value::Value(address.clone());
+        info!(%instance_id, %address, "container is up: bootstrapping over SSH");
+        let script = Bootstrap {
+            control_url: control.url(),
+            join_token: &join.token,
+            labels,
+        }
+        .script();
+        if let Err(e) = ssh::run_script(&keys, &proxmox.ssh_user, &address, &script, deadline).await
+        {
+            diags.root_error(
+                format!("the bootstrap did not complete on container {instance_id}"),
+                format!("{e}\n{kept}"),
+            );
+            return Some(state);
+        }
+        drop(keys);
+        let what = format!("Container {instance_id}");
+        if !self
+            .create_dns(diags, clients, &mut state, planned_fqdn, &what)
+            .await
+        {
+            return Some(state);
+        }
+        self.await_agent(
+            diags,
+            clients,
+            labels,
+            &mut state,
+            (started_ms, deadline, waited_from),
+            &what,
+        )
+        .await;
+        Some(state)
+    }
+
+    /// Read for a container: `Some(false)` when it is gone (so the plan
+    /// re-creates it); a stopped one is reported as a warning.
+    async fn read_proxmox(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        instance_id: &str,
+        state: &mut State,
+    ) -> Option<bool> {
+        let Some((node, vmid)) = parse_container_id(instance_id) else {
+            diags.root_error(
+                format!("instance_id {instance_id:?} is not <node>/<vmid>"),
+                "Remove the resource from state (terraform state rm) and import it again.",
+            );
+            return None;
+        };
+        let proxmox = match clients.proxmox().await {
+            Ok(proxmox) => proxmox,
+            Err(e) => {
+                diags.root_error("cannot read launch_service", e);
+                return None;
+            }
+        };
+        let status = match proxmox.status(&node, vmid).await {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                info!(%instance_id, "container is gone: removing it from state so the plan re-creates it");
+                return Some(false);
+            }
+            Err(e) => {
+                diags.root_error(
+                    format!("cannot read container {instance_id}"),
+                    e.to_string(),
+                );
+                return None;
+            }
+        };
+        match proxmox.config(&node, vmid).await {
+            Ok(config) => observe_container(state, &config),
+            Err(e) => {
+                diags.root_error(
+                    format!("cannot read container {instance_id}"),
+                    e.to_string(),
+                );
+                return None;
+            }
+        }
+        let running = status["status"] == "running";
+        if running {
+            if let Ok(interfaces) = proxmox.interfaces(&node, vmid).await
+                && let Some(ip) = first_ipv4(&interfaces)
+            {
+                state.private_ip = Value::Value(ip);
+            }
+        } else {
+            let now = status["status"].as_str().unwrap_or("unknown").to_owned();
+            diags.root_warning(
+                format!("container {instance_id} is {now}"),
+                format!("Its service is down until it runs again: start it (pct start {vmid} on {node}, or Start in the Proxmox UI). Terraform does not start it."),
+            );
+        }
+        Some(true)
+    }
+
+    /// Update for a container: cores and memory in place, the disk grown
+    /// (never shrunk), then DNS as for every target.
+    async fn update_proxmox(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        instance_id: &str,
+        prior: State,
+        mut state: State,
+        deadline: Instant,
+    ) -> Option<State> {
+        let Some((node, vmid)) = parse_container_id(instance_id) else {
+            diags.root_error(
+                format!("instance_id {instance_id:?} is not <node>/<vmid>"),
+                "Remove the resource from state (terraform state rm) and import it again.",
+            );
+            return Some(prior);
+        };
+        let proxmox = match clients.proxmox().await {
+            Ok(proxmox) => proxmox,
+            Err(e) => {
+                diags.root_error("cannot update launch_service", e);
+                return Some(prior);
+            }
+        };
+        let current = match proxmox.config(&node, vmid).await {
+            Ok(config) => shape_of(&config),
+            Err(e) => {
+                diags.root_error(
+                    format!("cannot read container {instance_id}"),
+                    e.to_string(),
+                );
+                return Some(prior);
+            }
+        };
+        let Some(wanted) = state.wanted_shape() else {
+            diags.root_error("size is not known", "Give size a value known at plan time.");
+            return Some(prior);
+        };
+        let changed: Result<(), String> = async {
+            if (wanted.cores, wanted.memory_mib) != (current.cores, current.memory_mib) {
+                info!(%instance_id, cores = wanted.cores, memory_mib = wanted.memory_mib, "resizing the container");
+                proxmox
+                    .set_config(
+                        &node,
+                        vmid,
+                        &[
+                            ("cores", wanted.cores.to_string()),
+                            ("memory", wanted.memory_mib.to_string()),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if wanted.disk_gib > current.disk_gib {
+                info!(%instance_id, disk_gib = wanted.disk_gib, "growing the container's disk");
+                if let Some(upid) = proxmox
+                    .grow_rootfs(&node, vmid, wanted.disk_gib)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    proxmox
+                        .wait_task("growing the disk", &upid, deadline)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        // Whatever happened, record what Proxmox says now.
+        let observed = proxmox.config(&node, vmid).await;
+        if let Err(e) = changed {
+            diags.root_error(format!("cannot resize container {instance_id}"), e);
+            let mut now = prior;
+            if let Ok(config) = observed {
+                observe_container(&mut now, &config);
+            }
+            return Some(now);
+        }
+        match observed {
+            Ok(config) => observe_container(&mut state, &config),
+            Err(e) => {
+                diags.root_error(
+                    format!("cannot read container {instance_id}"),
+                    e.to_string(),
+                );
+                return Some(prior);
+            }
+        }
+        self.sync_dns(diags, clients, &prior, &mut state).await;
+        Some(state)
+    }
+
+    /// Import of a container by `<node>/<vmid>` or `<environment>/<name>`.
+    async fn import_proxmox(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        wanted: ContainerRef,
+    ) -> Option<(State, ValueEmpty)> {
+        let proxmox = match clients.proxmox().await {
+            Ok(proxmox) => proxmox,
+            Err(e) => {
+                diags.root_error("cannot import launch_service", e);
+                return None;
+            }
+        };
+        let id = match &wanted {
+            ContainerRef::Id(node, vmid) => format!("{node}/{vmid}"),
+            ContainerRef::Labels(environment, name) => format!("{environment}/{name}"),
+        };
+        let found = match find_containers(proxmox, &wanted).await {
+            Ok(found) => found,
+            Err(e) => {
+                diags.root_error("cannot import launch_service", e.to_string());
+                return None;
+            }
+        };
+        let (node, vmid) = match found.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                diags.root_error(
+                    format!("no container to import for {id}"),
+                    "No Proxmox container has that node/vmid, or tags launch, <name>, <environment> and host name <name>-<environment>.",
+                );
+                return None;
+            }
+            many => {
+                let ids: Vec<String> = many.iter().map(|(n, v)| format!("{n}/{v}")).collect();
+                diags.root_error(
+                    format!("{} containers are tagged for {id}", many.len()),
+                    format!(
+                        "Containers {}: import one by <node>/<vmid>, or destroy the extra ones.",
+                        ids.join(", ")
+                    ),
+                );
+                return None;
+            }
+        };
+        let config = match proxmox.config(&node, vmid).await {
+            Ok(config) => config,
+            Err(e) => {
+                diags.root_error("cannot import launch_service", e.to_string());
+                return None;
+            }
+        };
+        let fields = description_fields(&config);
+        let (environment, name) = match wanted {
+            ContainerRef::Labels(environment, name) => (environment, name),
+            ContainerRef::Id(..) => match (fields.get("environment"), fields.get("service")) {
+                (Some(e), Some(n)) => (e.clone(), n.clone()),
+                _ => {
+                    diags.root_error(
+                        format!("container {id} was not made by launch_service"),
+                        "Its description has no line `launch: service=<name> environment=<environment>`: only containers this provider created can be imported.",
+                    );
+                    return None;
+                }
+            },
+        };
+        let mut state = State {
+            name: Value::Value(name),
+            environment: Value::Value(environment),
+            target: Value::Value("proxmox".to_owned()),
+            ..Default::default()
+        };
+        let Some(labels) = state.labels() else {
+            diags.root_error(
+                format!("import ID {id:?} does not name a service"),
+                "Use <environment>/<name> with DNS labels, e.g. prod/hello, or <node>/<vmid>.",
+            );
+            return None;
+        };
+        let shape = shape_of(&config);
+        let net0 = config.get("net0").and_then(|v| v.as_str()).unwrap_or("");
+        let (_, net) = crate::proxmox::split_props(net0);
+        let rootfs = config.get("rootfs").and_then(|v| v.as_str()).unwrap_or("");
+        let storage = crate::proxmox::split_props(rootfs)
+            .0
+            .and_then(|volume| volume.split(':').next().map(str::to_owned));
+        let unless_default = |value: Option<String>, default: &str| match value {
+            Some(v) if v != default => Value::Value(v),
+            _ => Value::Null,
+        };
+        state.id = state.computed_id();
+        state.size = Value::Value(shape.size().unwrap_or(state::DEFAULT_SIZE).to_owned());
+        state.proxmox = Value::Value(vec![ProxmoxArgs {
+            node: Value::Value(node.clone()),
+            template: text(fields.get("template").cloned()),
+            storage: unless_default(storage, DEFAULT_PROXMOX_STORAGE),
+            bridge: unless_default(net.get("bridge").cloned(), DEFAULT_PROXMOX_BRIDGE),
+            vmid: Value::Null,
+            ip: unless_default(net.get("ip").cloned(), DEFAULT_PROXMOX_IP),
+            gateway: text(net.get("gw").cloned()),
+        }]);
+        state.aws = Value::Value(Vec::new());
+        state.public = Value::Value(false);
+        state.wait_for_agent = Value::Value(true);
+        state.timeouts = Value::Value(Vec::new());
+        state.dns = Value::Value(Vec::new());
+        state.instance_id = Value::Value(format!("{node}/{vmid}"));
+        observe_container(&mut state, &config);
+        state.private_ip = match proxmox.interfaces(&node, vmid).await {
+            Ok(interfaces) => text(first_ipv4(&interfaces)),
+            Err(_) => Value::Null,
+        };
+        import_rest(diags, clients, &labels, state).await
     }
 }

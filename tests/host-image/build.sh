@@ -27,7 +27,7 @@ work="$(mktemp -d "${TMPDIR:-/var/tmp}/launch-test-host.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 # python3-cffi-backend: debootstrap does not resolve the virtual package cryptography needs.
-packages=systemd,systemd-sysv,dbus,cloud-init,python3-cffi-backend,curl,ca-certificates,docker-compose,iproute2,procps
+packages=systemd,systemd-sysv,dbus,cloud-init,python3-cffi-backend,curl,ca-certificates,docker-compose,iproute2,procps,openssh-server
 [ "$static_cli" = yes ] || packages="$packages,docker.io"
 mirror="${LAUNCH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 echo "host-image: debootstrap bookworm ($packages) from $mirror" >&2
@@ -57,6 +57,19 @@ network:
 locale: false
 CFG
 echo launch-test-host >"$rootfs/etc/hostname"
+# sshd for the Proxmox SSH bootstrap tests: keys only, root allowed with a key
+# (as on a Proxmox LXC made with ssh-public-keys). The port and listen
+# address come from a drop-in the test mounts (tests/src/ssh_host.rs).
+mkdir -p "$rootfs/etc/ssh/sshd_config.d"
+cat >"$rootfs/etc/ssh/sshd_config.d/10-launch-test-host.conf" <<'SSHD'
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+SSHD
+# Off at boot: with the host network it would take the machine's port 22. A
+# test that wants it mounts a Port drop-in and starts ssh.service itself.
+rm -f "$rootfs/etc/systemd/system/multi-user.target.wants/ssh.service" "$rootfs/etc/systemd/system/sshd.service"
 
 tar -C "$rootfs" -c . | docker import --change 'CMD ["/sbin/init"]' - "$tag" >/dev/null
 echo "$tag"

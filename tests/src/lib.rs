@@ -21,6 +21,8 @@
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
 //! - [`cloudflare`]: a fake Cloudflare DNS records API, with out-of-band edits and injected 429/503s.
 //! - [`terraform`]: every terraform version available, and workspaces using the built provider.
+//! - [`fakepve`]: a `fakepve` (Proxmox VE) per test with the test's API token, and out-of-band changes.
+//! - [`ssh_host`]: a systemd host with sshd on a loopback port, standing in for a Proxmox container.
 
 pub mod agent;
 pub mod binaries;
@@ -28,6 +30,7 @@ pub mod bundle;
 pub mod cli;
 pub mod cloudflare;
 pub mod docker;
+pub mod fakepve;
 pub mod fault_proxy;
 pub mod grpc;
 pub mod host;
@@ -37,6 +40,7 @@ pub mod poll;
 pub mod process;
 pub mod server;
 pub mod service;
+pub mod ssh_host;
 pub mod terraform;
 pub mod unique;
 

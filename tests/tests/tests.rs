@@ -15,6 +15,7 @@
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
+//! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
@@ -29,6 +30,7 @@ mod isolation;
 mod kit;
 mod logs;
 mod provider;
+mod proxmox;
 mod restarts;
 mod tidy;
 mod tokens;

@@ -22,14 +22,23 @@ pub type TextMap = Value<BTreeMap<String, Value<String>>>;
 
 pub const DEFAULT_ENVIRONMENT: &str = "prod";
 pub const DEFAULT_SIZE: &str = "small";
-/// Targets this provider version can create. `proxmox` and `docker` are in
-/// the design but not built yet, so the validator refuses them.
-pub const TARGETS: &[&str] = &["aws"];
+/// Targets this provider version can create. `docker` is in the design but
+/// not built yet, so the validator refuses it.
+pub const TARGETS: &[&str] = &["aws", "proxmox"];
 pub const SIZES: &[(&str, &str)] = &[
     ("small", "t3.small"),
     ("medium", "t3.medium"),
     ("large", "t3.large"),
 ];
+/// What a size means on Proxmox: (size, cores, memory MiB, rootfs GiB).
+pub const PROXMOX_SIZES: &[(&str, i64, i64, u64)] = &[
+    ("small", 1, 1024, 8),
+    ("medium", 2, 2048, 16),
+    ("large", 4, 4096, 32),
+];
+pub const DEFAULT_PROXMOX_STORAGE: &str = "local-lvm";
+pub const DEFAULT_PROXMOX_BRIDGE: &str = "vmbr0";
+pub const DEFAULT_PROXMOX_IP: &str = "dhcp";
 /// Tags the provider owns on every instance; users cannot set these.
 pub const TAG_SERVICE: &str = "launch:service";
 pub const TAG_ENVIRONMENT: &str = "launch:environment";
@@ -51,6 +60,7 @@ pub struct State {
     // Blocks are `Value<Vec<_>>` without `serde_as_vec`: tf-provider 0.2.2
     // cannot decode a whole block sent as unknown otherwise.
     pub aws: Value<Vec<AwsArgs>>,
+    pub proxmox: Value<Vec<ProxmoxArgs>>,
     pub timeouts: Value<Vec<Timeouts>>,
     pub dns: Value<Vec<DnsArgs>>,
     pub instance_id: Text,
@@ -90,6 +100,66 @@ pub struct AwsArgs {
     pub instance_type: Text,
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ProxmoxArgs {
+    pub node: Text,
+    pub template: Text,
+    pub storage: Text,
+    pub bridge: Text,
+    pub vmid: Value<i64>,
+    pub ip: Text,
+    pub gateway: Text,
+}
+
+/// Cores, memory and rootfs size of a Proxmox container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub cores: i64,
+    pub memory_mib: i64,
+    pub disk_gib: u64,
+}
+
+impl Shape {
+    pub fn for_size(size: &str) -> Option<Shape> {
+        PROXMOX_SIZES
+            .iter()
+            .find(|(s, ..)| *s == size)
+            .map(|&(_, cores, memory_mib, disk_gib)| Shape {
+                cores,
+                memory_mib,
+                disk_gib,
+            })
+    }
+
+    /// The size whose cores and memory these are, if any.
+    pub fn size(&self) -> Option<&'static str> {
+        PROXMOX_SIZES
+            .iter()
+            .find(|(_, c, m, _)| *c == self.cores && *m == self.memory_mib)
+            .map(|(s, ..)| *s)
+    }
+
+    /// Reads back what [`Shape::label`] wrote.
+    pub fn parse_label(label: &str) -> Option<Shape> {
+        let mut numbers = label
+            .split(',')
+            .map(|part| part.split_whitespace().next().unwrap_or_default());
+        Some(Shape {
+            cores: numbers.next()?.parse().ok()?,
+            memory_mib: numbers.next()?.parse().ok()?,
+            disk_gib: numbers.next()?.parse().ok()?,
+        })
+    }
+
+    /// How `instance_type` spells it for a container, e.g. `1 cores, 1024 MiB, 8 GiB`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} cores, {} MiB, {} GiB",
+            self.cores, self.memory_mib, self.disk_gib
+        )
+    }
+}
+
 pub fn schema() -> Schema {
     use AttributeConstraint::{Computed, Optional, OptionalComputed, Required};
     use AttributeType::{Bool, List, Map, String};
@@ -112,6 +182,21 @@ pub fn schema() -> Schema {
         .map(|(k, v)| (k.to_owned(), v))
         .into(),
         description: Description::markdown("Overrides for `target = \"aws\"`."),
+        ..Default::default()
+    };
+    let proxmox = Block {
+        attributes: [
+            ("node", attr(s(), Optional, "Proxmox node to create the container on, e.g. `pve1`. Required with `target = \"proxmox\"`. Changing it replaces the container.")),
+            ("template", attr(s(), Optional, "OS template volume, e.g. `local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst`: a Debian or Ubuntu template with sshd (the standard ones have it). Required with `target = \"proxmox\"`. Changing it replaces the container.")),
+            ("storage", attr(s(), Optional, "Storage for the root filesystem. Default `local-lvm`. Changing it replaces the container.")),
+            ("bridge", attr(s(), Optional, "Bridge for `eth0`. Default `vmbr0`. Changing it replaces the container.")),
+            ("vmid", attr(AttributeType::Number, Optional, "VMID to use. Default: the cluster's next free one (`/cluster/nextid`). Changing it replaces the container.")),
+            ("ip", attr(s(), Optional, "`dhcp` (the default) or a static IPv4 address with prefix, e.g. `192.168.1.50/24`. Changing it replaces the container.")),
+            ("gateway", attr(s(), Optional, "IPv4 gateway for a static `ip`. Changing it replaces the container.")),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into(),
+        description: Description::markdown("Where and how to create the LXC for `target = \"proxmox\"`."),
         ..Default::default()
     };
     let timeouts = Block {
@@ -140,16 +225,16 @@ pub fn schema() -> Schema {
         ("id", attr(s(), Computed, "`<environment>/<name>`: also the import ID.")),
         ("name", attr(s(), Required, "Service name: a DNS label (lower-case letters, digits and `-`, at most 63, starting with a letter). The agent's `service-name` label. Changing it replaces the service.")),
         ("environment", attr(s(), OptionalComputed, "Environment, a DNS label like `name`. The agent's `environment` label. Default `prod`. Changing it replaces the service.")),
-        ("target", attr(s(), Required, "Where the host runs: `aws` (an EC2 instance). Changing it replaces the service.")),
-        ("size", attr(s(), OptionalComputed, "`small`, `medium` or `large` (on AWS `t3.small`, `t3.medium`, `t3.large`). Default `small`. Updated in place: the instance is stopped, resized and started.")),
+        ("target", attr(s(), Required, "Where the host runs: `aws` (an EC2 instance) or `proxmox` (an unprivileged LXC with nesting, bootstrapped over SSH). Changing it replaces the service.")),
+        ("size", attr(s(), OptionalComputed, "`small`, `medium` or `large`. On AWS `t3.small`, `t3.medium`, `t3.large`; on Proxmox 1 core / 1024 MiB / 8 GiB, 2 / 2048 MiB / 16 GiB, 4 / 4096 MiB / 32 GiB. Default `small`. Updated in place: an EC2 instance is stopped, resized and started; a container gets its cores and memory changed live and its disk grown (never shrunk).")),
         ("public", attr(Bool, OptionalComputed, "Whether the service gets a DNS record in Cloudflare: an A record `<name>.<domain>` (environment `prod`) or `<name>-<environment>.<domain>`, pointing at `public_ip`, or at `private_ip` when the host has no public address (e.g. a homelab). Needs the provider's `cloudflare` block. Default `false`; switching it off deletes the record in place.")),
         ("secrets", secrets),
         ("tags", attr(Map(Box::new(s())), Optional, "Extra tags for the instance. Keys `Name`, `launch:*` and `aws:*` are reserved.")),
         ("tags_all", attr(Map(Box::new(s())), Computed, "Every tag on the instance: `tags` plus `Name`, `launch:service`, `launch:environment` and `launch:managed-by`.")),
         ("wait_for_agent", attr(Bool, OptionalComputed, "Default `true`: create returns once the host's agent has registered with the control plane, within `timeouts.create`.")),
-        ("instance_id", attr(s(), Computed, "EC2 instance ID.")),
-        ("instance_type", attr(s(), Computed, "The instance type in use.")),
-        ("image_id", attr(s(), Computed, "The AMI the instance booted from.")),
+        ("instance_id", attr(s(), Computed, "EC2 instance ID, or `<node>/<vmid>` of a Proxmox container.")),
+        ("instance_type", attr(s(), Computed, "The instance type in use; for a container its cores, memory and disk, e.g. `1 cores, 1024 MiB, 8 GiB`.")),
+        ("image_id", attr(s(), Computed, "The AMI the instance booted from, or the container's template.")),
         ("private_ip", attr(s(), Computed, "Private IPv4 address.")),
         ("public_ip", attr(s(), Computed, "Public IPv4 address, if the subnet gives one.")),
         ("fqdn", attr(s(), Computed, "The DNS record's name, when `public`, e.g. `hello.example.com`.")),
@@ -167,6 +252,7 @@ pub fn schema() -> Schema {
             attributes,
             blocks: [
                 ("aws".to_owned(), NestedBlock::Optional(aws)),
+                ("proxmox".to_owned(), NestedBlock::Optional(proxmox)),
                 ("timeouts".to_owned(), NestedBlock::Optional(timeouts)),
                 ("dns".to_owned(), NestedBlock::Optional(dns)),
             ]
@@ -186,6 +272,27 @@ impl State {
             .and_then(|b| b.first())
             .cloned()
             .unwrap_or_default()
+    }
+
+    pub fn proxmox_args(&self) -> ProxmoxArgs {
+        self.proxmox
+            .as_ref_option()
+            .and_then(|b| b.first())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn is_proxmox(&self) -> bool {
+        self.target.as_ref_option().map(String::as_str) == Some("proxmox")
+    }
+
+    /// The container shape `size` asks for.
+    pub fn wanted_shape(&self) -> Option<Shape> {
+        match &self.size {
+            Value::Value(size) => Shape::for_size(size),
+            Value::Null => Shape::for_size(DEFAULT_SIZE),
+            Value::Unknown => None,
+        }
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -227,6 +334,9 @@ impl State {
         default_to(&mut self.wait_for_agent, &config.wait_for_agent, true);
         if self.aws.is_null() {
             self.aws = Value::Value(Vec::new());
+        }
+        if self.proxmox.is_null() {
+            self.proxmox = Value::Value(Vec::new());
         }
         if self.timeouts.is_null() {
             self.timeouts = Value::Value(Vec::new());
@@ -388,16 +498,13 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
         diags.error(
             format!("target must be one of {}", TARGETS.join(", ")),
             format!(
-                "{target:?} is not available in this provider version{}. Use target = \"aws\".",
-                if ["proxmox", "docker"].contains(&target.as_str()) {
-                    " yet"
-                } else {
-                    ""
-                }
+                "{target:?} is not available in this provider version{}. Use target = \"aws\" or \"proxmox\".",
+                if target == "docker" { " yet" } else { "" }
             ),
             AttributePath::new("target"),
         );
     }
+    validate_proxmox(config, diags);
     if let Value::Value(size) = &config.size
         && instance_type_for(size).is_none()
     {
@@ -478,6 +585,125 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
     }
 }
 
+/// The `proxmox` block: required (node, template) with `target = "proxmox"`,
+/// refused with another target; `aws` and `tags` are refused on Proxmox.
+fn validate_proxmox(config: &State, diags: &mut Diagnostics) {
+    let blocks = match &config.proxmox {
+        Value::Value(blocks) => Some(blocks.as_slice()),
+        Value::Null => Some(&[][..]),
+        Value::Unknown => None,
+    };
+    let target = match &config.target {
+        Value::Value(t) => t.as_str(),
+        _ => return,
+    };
+    if target != "proxmox" {
+        if blocks.is_some_and(|b| !b.is_empty()) {
+            diags.error(
+                "a proxmox block needs target = \"proxmox\"",
+                format!("This service has target = {target:?}: remove the proxmox block or set target = \"proxmox\"."),
+                AttributePath::new("proxmox"),
+            );
+        }
+        return;
+    }
+    if config.aws.as_ref_option().is_some_and(|b| !b.is_empty()) {
+        diags.error(
+            "an aws block needs target = \"aws\"",
+            "This service has target = \"proxmox\": remove the aws block.",
+            AttributePath::new("aws"),
+        );
+    }
+    if config.tags.as_ref_option().is_some_and(|t| !t.is_empty()) {
+        diags.error(
+            "tags are not supported with target = \"proxmox\"",
+            "Proxmox tags are plain words, not key = value pairs; the container is tagged launch, <name> and <environment>. Remove tags.",
+            AttributePath::new("tags"),
+        );
+    }
+    let Some(blocks) = blocks else { return };
+    let Some(args) = blocks.first() else {
+        diags.error(
+            "target = \"proxmox\" needs a proxmox block",
+            "Add proxmox { node = \"pve1\" template = \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\" } to the resource.",
+            AttributePath::new("proxmox"),
+        );
+        return;
+    };
+    let path = |field: &'static str| AttributePath::new("proxmox").index(0).attribute(field);
+    for (field, value, example) in [
+        ("node", &args.node, "\"pve1\""),
+        (
+            "template",
+            &args.template,
+            "\"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\"",
+        ),
+    ] {
+        if value.is_null() || value.as_ref_option().is_some_and(|v| v.trim().is_empty()) {
+            diags.error(
+                format!("proxmox.{field} is required with target = \"proxmox\""),
+                format!("Set {field} in the proxmox block, e.g. {field} = {example}."),
+                path(field),
+            );
+        }
+    }
+    if let Value::Value(template) = &args.template
+        && !template.trim().is_empty()
+        && !template.contains(":vztmpl/")
+    {
+        diags.error(
+            "proxmox.template must be a container template volume",
+            format!("{template:?} is not; write <storage>:vztmpl/<file>, e.g. \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\" (pveam list local shows them)."),
+            path("template"),
+        );
+    }
+    if let Value::Value(vmid) = args.vmid
+        && !(100..=999_999_999).contains(&vmid)
+    {
+        diags.error(
+            "proxmox.vmid must be between 100 and 999999999",
+            format!("{vmid} is not; remove vmid to take the next free one."),
+            path("vmid"),
+        );
+    }
+    if let Value::Value(ip) = &args.ip
+        && ip != "dhcp"
+        && !is_ipv4_cidr(ip)
+    {
+        diags.error(
+            "proxmox.ip must be \"dhcp\" or an IPv4 address with prefix",
+            format!("{ip:?} is not; write e.g. \"192.168.1.50/24\", or remove ip for DHCP."),
+            path("ip"),
+        );
+    }
+    if let Value::Value(gateway) = &args.gateway {
+        if gateway.parse::<std::net::Ipv4Addr>().is_err() {
+            diags.error(
+                "proxmox.gateway must be an IPv4 address",
+                format!("{gateway:?} is not; write e.g. \"192.168.1.1\"."),
+                path("gateway"),
+            );
+        }
+        if args.ip.is_null() || args.ip == Value::Value("dhcp".to_owned()) {
+            diags.error(
+                "proxmox.gateway needs a static ip",
+                "With DHCP the gateway comes from the DHCP server: remove gateway, or set ip = \"192.168.1.50/24\".",
+                path("gateway"),
+            );
+        }
+    }
+}
+
+fn is_ipv4_cidr(text: &str) -> bool {
+    match text.split_once('/') {
+        Some((ip, prefix)) => {
+            ip.parse::<std::net::Ipv4Addr>().is_ok()
+                && prefix.parse::<u8>().is_ok_and(|p| (1..=32).contains(&p))
+        }
+        None => false,
+    }
+}
+
 fn is_env_name(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -521,11 +747,75 @@ mod tests {
             name[0].starts_with("name is not a valid service name"),
             "{name:?}"
         );
-        let target = config(|s| s.target = Value::Value("proxmox".into()));
+        let target = config(|s| s.target = Value::Value("docker".into()));
         assert!(
-            target[0].contains("not available in this provider version yet"),
+            target[0].starts_with("target must be one of aws, proxmox")
+                && target[0].contains("not available in this provider version yet"),
             "{target:?}"
         );
+    }
+
+    #[test]
+    fn proxmox_needs_its_block_with_node_and_template_and_names_each_attribute() {
+        let none = config(|s| s.target = Value::Value("proxmox".into()));
+        assert!(
+            none[0].starts_with("target = \"proxmox\" needs a proxmox block"),
+            "{none:?}"
+        );
+        let empty = config(|s| {
+            s.target = Value::Value("proxmox".into());
+            s.proxmox = Value::Value(vec![ProxmoxArgs::default()]);
+        });
+        assert_eq!(empty.len(), 2, "{empty:?}");
+        assert!(
+            empty[0].starts_with("proxmox.node is required"),
+            "{empty:?}"
+        );
+        assert!(
+            empty[1].starts_with("proxmox.template is required"),
+            "{empty:?}"
+        );
+        let bad = config(|s| {
+            s.target = Value::Value("proxmox".into());
+            s.proxmox = Value::Value(vec![ProxmoxArgs {
+                node: Value::Value("pve1".into()),
+                template: Value::Value("debian.tar.zst".into()),
+                ip: Value::Value("10.0.0.5".into()),
+                vmid: Value::Value(5),
+                ..Default::default()
+            }]);
+        });
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        let good = config(|s| {
+            s.target = Value::Value("proxmox".into());
+            s.proxmox = Value::Value(vec![ProxmoxArgs {
+                node: Value::Value("pve1".into()),
+                template: Value::Value("local:vztmpl/debian-12.tar.zst".into()),
+                ip: Value::Value("10.0.0.5/24".into()),
+                gateway: Value::Value("10.0.0.1".into()),
+                ..Default::default()
+            }]);
+        });
+        assert!(good.is_empty(), "{good:?}");
+        let stray = config(|s| {
+            s.proxmox = Value::Value(vec![ProxmoxArgs::default()]);
+        });
+        assert!(
+            stray[0].starts_with("a proxmox block needs target"),
+            "{stray:?}"
+        );
+    }
+
+    #[test]
+    fn sizes_map_to_container_shapes() {
+        let small = Shape::for_size("small").unwrap();
+        assert_eq!(
+            (small.cores, small.memory_mib, small.disk_gib),
+            (1, 1024, 8)
+        );
+        assert_eq!(Shape::for_size("large").unwrap().size(), Some("large"));
+        assert_eq!(small.label(), "1 cores, 1024 MiB, 8 GiB");
+        assert_eq!(Shape::parse_label(&small.label()), Some(small));
     }
 
     #[test]
