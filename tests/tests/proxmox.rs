@@ -114,8 +114,9 @@ impl Setup {
 }
 
 /// Runs `terraform apply` while playing PVE's part of `ssh-public-keys`:
-/// the injected key goes into the SSH host. Returns the VMID.
-fn apply_with_key(setup: &Setup, tf: &Workspace, host: &SshHost) -> i64 {
+/// the injected key goes into the SSH host. Returns the VMID, the exit code
+/// and the output.
+fn apply_playing_pve(setup: &Setup, tf: &Workspace, host: &SshHost) -> (i64, Option<i32>, String) {
     let mut apply = Process::spawn(
         "terraform apply",
         tf.command(&["apply", "-auto-approve", "-no-color"]),
@@ -126,12 +127,17 @@ fn apply_with_key(setup: &Setup, tf: &Workspace, host: &SshHost) -> i64 {
     let status = apply
         .wait_exit(Duration::from_secs(300))
         .expect("terraform apply finishes");
+    let text = format!("{}\n{}", apply.stdout.text(), apply.stderr.text());
+    (vmid, status.code(), text)
+}
+
+/// [`apply_playing_pve`] that must succeed; returns the VMID.
+fn apply_with_key(setup: &Setup, tf: &Workspace, host: &SshHost) -> i64 {
+    let (vmid, code, text) = apply_playing_pve(setup, tf, host);
     assert_eq!(
-        status.code(),
+        code,
         Some(0),
-        "apply failed:\n{}\n{}\n{}",
-        apply.stdout.text(),
-        apply.stderr.text(),
+        "apply failed:\n{text}\n{}",
         host.diagnostics()
     );
     vmid
@@ -236,6 +242,26 @@ fn apply_creates_a_nesting_lxc_bootstraps_it_over_ssh_and_resizes_it_in_place() 
     let plan = tf.plan();
     assert_eq!(plan.code, 0, "plan after resize:\n{}", plan.text());
 
+    // Cores changed in Proxmox show as drift, and apply puts them back.
+    setup
+        .pve
+        .api(
+            "PUT",
+            &format!("/nodes/{NODE}/lxc/{vmid}/config"),
+            &[("cores", "3")],
+        )
+        .expect("change cores out of band");
+    let plan = tf.plan();
+    assert_eq!(plan.code, 2, "{}", plan.text());
+    assert!(
+        plan.stdout
+            .contains("\"3 cores, 2048 MiB, 16 GiB\" -> \"2 cores, 2048 MiB, 16 GiB\""),
+        "cores drift must show:\n{}",
+        plan.stdout
+    );
+    tf.apply().success();
+    assert_eq!(setup.pve.config(vmid)["cores"], 2);
+
     // A container stopped behind Terraform's back is shown.
     setup.pve.stop(vmid);
     let plan = tf.plan();
@@ -306,6 +332,48 @@ fn import_by_name_or_vmid_round_trips_and_a_destroyed_container_is_planned_again
     );
     first.destroy().success();
     assert!(setup.our_containers().is_empty());
+}
+
+#[test]
+fn a_failing_bootstrap_shows_its_output_and_keeps_the_container_tainted_for_destroy() {
+    let setup = Setup::new();
+    let host = SshHost::boot_for_ssh(unique::free_port());
+    // A host where launch-agent cannot be installed: its path is a directory.
+    let broken = host.exec(&["mkdir", "-p", "/usr/local/bin/launch-agent"]);
+    assert!(broken.status.success());
+    let tf = setup.workspace(&terraform::newest(), host.port);
+    tf.write(&service_block(
+        &setup.name,
+        &proxmox_args(&setup.ip),
+        "  timeouts { create = \"3m\" }",
+    ));
+    let (vmid, code, text) = apply_playing_pve(&setup, &tf, &host);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the bootstrap did not complete on container {NODE}/{vmid}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("launch-bootstrap: downloading launch-agent from"),
+        "the script's output must be in the error:\n{text}"
+    );
+    assert!(text.contains("exit status"), "{text}");
+    let values = tf
+        .resource_values("launch_service.svc")
+        .expect("the container is kept in state");
+    assert_eq!(values["instance_id"], format!("{NODE}/{vmid}"));
+    let plan = tf.plan();
+    assert!(plan.stdout.contains("tainted"), "{}", plan.stdout);
+
+    tf.destroy().success();
+    assert!(
+        setup.our_containers().is_empty(),
+        "destroy left the container"
+    );
+    let services = setup.server.cli(&["services", "--output", "json"]);
+    assert!(!services.stdout.contains(&setup.name), "{services}");
 }
 
 #[test]
