@@ -46,6 +46,39 @@ impl Agent {
         Agent::spawn_with_env(server, service, environment, join_token, &[])
     }
 
+    /// Like [`Agent::spawn`], connecting through `control_url` (e.g. a proxy
+    /// in front of the server) instead of the server's own address.
+    pub fn spawn_through(
+        control_url: &str,
+        service: &str,
+        environment: &str,
+        join_token: &str,
+    ) -> Agent {
+        let temp = tempfile::Builder::new()
+            .prefix("launch-e2e-agent-")
+            .tempdir()
+            .expect("create a temp dir");
+        let data_dir = temp.path().join("agent");
+        let process = spawn_process(
+            control_url,
+            service,
+            environment,
+            join_token,
+            &data_dir,
+            &[],
+        );
+        Agent {
+            process,
+            service: service.to_owned(),
+            environment: environment.to_owned(),
+            join_token: join_token.to_owned(),
+            control_url: control_url.to_owned(),
+            agent_id: None,
+            data_dir,
+            _temp: temp,
+        }
+    }
+
     /// Like [`Agent::spawn`], with extra environment variables for the agent
     /// (e.g. a `DOCKER_HOST` that goes nowhere, or a `PATH` without compose).
     pub fn spawn_with_env(

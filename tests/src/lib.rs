@@ -16,6 +16,7 @@
 //! - [`http`]: a tiny HTTP/1.0 GET for checking that a service answers.
 //! - [`bundle`]: hand-made (hostile) bundles for the bad-input scenarios.
 //! - [`unique`]: unique names and free ports.
+//! - [`tcp_proxy`]: a TCP proxy that can partition an agent from the control plane.
 //! - [`host`]: a systemd + cloud-init container booted from user-data, as a real host would.
 //! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
@@ -40,6 +41,7 @@ pub mod poll;
 pub mod process;
 pub mod server;
 pub mod service;
+pub mod tcp_proxy;
 pub mod ssh_host;
 pub mod terraform;
 pub mod unique;

@@ -2,12 +2,17 @@
 //! daemon behind the socket, no compose on the machine, a release whose port
 //! is already taken, a release that crash-loops. Each ends in a clear mission
 //! failure (or a rollback with the previous release serving again), and the
-//! agent stays connected, ready for the next mission.
+//! agent stays connected, ready for the next mission. And a 30 s network
+//! partition between agent and control plane during heavy logging: every
+//! line logged meanwhile arrives afterwards, in order, once.
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use launch_e2e::agent::create_join_token;
+use launch_e2e::poll::eventually;
+use launch_e2e::tcp_proxy::TcpProxy;
 use launch_e2e::{Agent, Server, Service, cli, unique};
 
 fn deploy_json(server: &Server, service: &Service) -> (Option<i32>, serde_json::Value, String) {
@@ -136,3 +141,84 @@ fn a_crash_looping_release_rolls_back_and_the_previous_serves_again() {
     );
     assert!(still_connected(&server, &service));
 }
+
+/// Ticks (`tick N`) stored for the service, in the order of their seqs.
+fn stored_ticks(server: &Server, service: &Service) -> Vec<u64> {
+    let mut lines: Vec<(String, u64, u64)> =
+        cli::log_lines(server, &service.name, &service.environment)
+            .into_iter()
+            .filter_map(|l| {
+                let tick = cli::field(&l, "text")
+                    .trim()
+                    .strip_prefix("tick ")?
+                    .parse()
+                    .ok()?;
+                Some((
+                    cli::field(&l, "mission_id").to_owned(),
+                    l["seq"].as_u64()?,
+                    tick,
+                ))
+            })
+            .collect();
+    lines.sort();
+    lines.into_iter().map(|(_, _, tick)| tick).collect()
+}
+
+#[test]
+fn lines_logged_during_a_30_s_partition_arrive_in_order_once_it_heals() {
+    let service = Service::quickstart();
+    let server = Server::start();
+    let proxy = TcpProxy::start(server.addr.port());
+    let token = create_join_token(&server, &service.name, &service.environment);
+    let mut agent = Agent::spawn_through(&proxy.url(), &service.name, &service.environment, &token);
+    agent.wait_connected();
+    // A service that logs a numbered line every 10 ms while it serves.
+    service.set_compose_script(
+        "/bin/busybox httpd -p 8080 -h /www; i=0; while true; do i=$$((i+1)); echo tick $$i; /bin/busybox usleep 10000; done",
+    );
+    let (code, _, out) = deploy_json(&server, &service);
+    assert_eq!(code, Some(0), "{out}");
+    eventually(Duration::from_secs(30), "ticks to be stored", || {
+        let n = stored_ticks(&server, &service).len();
+        if n > 50 {
+            Ok(())
+        } else {
+            Err(format!("{n} ticks"))
+        }
+    });
+
+    proxy.partition();
+    std::thread::sleep(PARTITION);
+    let during = stored_ticks(&server, &service).last().copied().unwrap_or(0);
+    proxy.heal();
+    // The service kept logging: wait for a tick well past the partition.
+    let ticks = eventually(
+        Duration::from_secs(120),
+        "the ticks logged during the partition",
+        || {
+            let ticks = stored_ticks(&server, &service);
+            match ticks.last() {
+                Some(last) if *last > during + 1000 => Ok(ticks),
+                last => Err(format!(
+                    "last stored tick {last:?}, stored before healing: {during}"
+                )),
+            }
+        },
+    );
+    let first = ticks[0];
+    let expected: Vec<u64> = (first..first + ticks.len() as u64).collect();
+    assert!(
+        ticks == expected,
+        "ticks lost, repeated or out of order around the partition (first {first}, {} stored)",
+        ticks.len()
+    );
+    assert_eq!(
+        service.get("/").map(|(c, _)| c).ok(),
+        Some(200),
+        "the service kept serving"
+    );
+    agent.process.kill_hard();
+}
+
+/// How long the agent is cut off from the control plane.
+const PARTITION: Duration = Duration::from_secs(30);
