@@ -41,8 +41,8 @@ pub mod poll;
 pub mod process;
 pub mod server;
 pub mod service;
-pub mod tcp_proxy;
 pub mod ssh_host;
+pub mod tcp_proxy;
 pub mod terraform;
 pub mod unique;
 
