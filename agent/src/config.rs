@@ -1,7 +1,9 @@
 //! The agent's one typed config, layered flags > env (`LAUNCH_AGENT_*`) >
 //! TOML file (`--config`, else `/etc/launch/agent.toml` when it exists) >
 //! defaults, and validated at start: every problem is reported at once, and
-//! the binary exits 64 before touching the network.
+//! the binary exits 64 before touching the network. A `ca_cert` is read
+//! here too, so a missing or unreadable CA file is a config error, not a
+//! reconnect loop.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +35,10 @@ pub struct RunArgs {
     /// Host name or address used in service URLs [default: the host name]
     #[arg(long, env = "LAUNCH_AGENT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
+    /// PEM CA certificate to trust for an https:// control URL
+    /// [default: the system's roots]
+    #[arg(long, env = "LAUNCH_AGENT_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +49,7 @@ struct FileConfig {
     labels: Option<String>,
     data_dir: Option<PathBuf>,
     advertise_host: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -53,6 +60,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub advertise_host: String,
     pub hostname: String,
+    /// The PEM of the CA to trust for an `https://` control URL (`None`:
+    /// the system's roots).
+    pub ca_pem: Option<Vec<u8>>,
     /// Longest any single docker command may run.
     pub command_timeout: Duration,
 }
@@ -65,6 +75,7 @@ impl std::fmt::Debug for Config {
             .field("labels", &self.labels.to_string())
             .field("data_dir", &self.data_dir)
             .field("advertise_host", &self.advertise_host)
+            .field("ca_cert", &self.ca_pem.is_some())
             .finish()
     }
 }
@@ -132,6 +143,37 @@ impl Config {
             .clone()
             .or(file.advertise_host)
             .unwrap_or_else(|| hostname.clone());
+        let ca_pem = match args.ca_cert.clone().or(file.ca_cert) {
+            None => None,
+            Some(path) if !control_url.starts_with("https://") => {
+                errors.push(format!(
+                    "a CA certificate ({}) is only used with an https:// control url, but it is {control_url:?}: use https://",
+                    path.display()
+                ));
+                None
+            }
+            Some(path) => match std::fs::read(&path) {
+                Ok(pem)
+                    if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
+                {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    errors.push(format!(
+                        "the CA certificate {} holds no PEM CERTIFICATE block: give the CA that signed the control plane's certificate",
+                        path.display()
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!(
+                        "cannot read the CA certificate {}: {e}; fix --ca-cert (LAUNCH_AGENT_CA_CERT, ca_cert in the config)",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+        };
         match labels {
             Some(labels) if errors.is_empty() => Ok(Config {
                 control_url,
@@ -140,6 +182,7 @@ impl Config {
                 data_dir,
                 advertise_host,
                 hostname,
+                ca_pem,
                 command_timeout: Duration::from_secs(600),
             }),
             _ => Err(errors),
@@ -227,6 +270,42 @@ mod tests {
         assert!(error.contains("unknown field `lables`"), "{error}");
         assert!(read_file(&dir.path().join("missing.toml"), false).is_ok());
         assert!(read_file(&dir.path().join("missing.toml"), true).is_err());
+    }
+
+    #[test]
+    fn a_ca_cert_is_read_at_start_and_needs_an_https_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let file = FileConfig {
+            ca_cert: Some(ca.clone()),
+            ..FileConfig::default()
+        };
+        let mut https = args();
+        https.control_url = Some("https://launch.example.com:7400".into());
+        let config = Config::layer(&https, file, Path::new("a.toml")).unwrap();
+        assert!(
+            config
+                .ca_pem
+                .unwrap()
+                .starts_with(b"-----BEGIN CERTIFICATE-----")
+        );
+
+        let mut plain = args();
+        plain.ca_cert = Some(ca);
+        let errors = Config::layer(&plain, FileConfig::default(), Path::new("a.toml")).unwrap_err();
+        assert!(errors[0].contains("use https://"), "{errors:?}");
+
+        https.ca_cert = Some(dir.path().join("missing.pem"));
+        let errors = Config::layer(&https, FileConfig::default(), Path::new("a.toml")).unwrap_err();
+        assert!(
+            errors[0].contains("cannot read the CA certificate"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -2,15 +2,23 @@
 //! once for an agent id and a long-lived agent token, which are saved 0600 in
 //! the data dir; every later start (and every reconnect) reuses them, so a
 //! restarted host never registers twice.
+//!
+//! Every connection is made by [`channel`]. For an `https://` control URL it
+//! speaks TLS (rustls, ring) and trusts the config's CA (`--ca-cert`), else
+//! the system's roots. The CA is taken from the config by [`ensure`], which
+//! the session loop calls before its first connection, and kept for the life
+//! of the process. The session hands
+//! tonic an IP endpoint (see `resolve`), so the server name checked against
+//! the certificate is set explicitly to the URL's host name.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use launch_proto::agent_service_client::AgentServiceClient;
 use launch_proto::{Bearer, RegisterRequest};
 use serde::{Deserialize, Serialize};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Uri};
 
 use crate::config::Config;
 use launch_core::private_file;
@@ -45,12 +53,8 @@ pub type Client = AgentServiceClient<InterceptedService<Channel, Bearer>>;
 /// Why the agent could not get or use an identity this time.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot reach the control plane at {url}: {source}")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error("cannot reach the control plane at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
@@ -76,17 +80,63 @@ pub fn load(data_dir: &Path) -> Option<Identity> {
     (!identity.token.is_empty()).then_some(identity)
 }
 
+/// The CA PEM from the config; set once, before the first connection.
+static CA_CERT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+
+/// TLS settings for `control_url`: `None` for `http://`.
+fn tls_config(control_url: &str) -> Option<ClientTlsConfig> {
+    let uri: Uri = control_url.parse().ok()?;
+    if uri.scheme_str() != Some("https") {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let tls = match CA_CERT.get().and_then(Option::as_ref) {
+        Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    Some(tls.domain_name(host))
+}
+
+/// The full cause chain of a transport error, with what to do for the TLS
+/// failures an operator can fix.
+fn explain(control_url: &str, err: &tonic::transport::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let https = control_url.starts_with("https://");
+    if https && (chain.contains("certificate") || chain.contains("UnknownIssuer")) {
+        chain.push_str("; the control plane's certificate is not trusted: set --ca-cert (ca_cert in agent.toml, LAUNCH_AGENT_CA_CERT) to the CA that signed it");
+    } else if https && (chain.contains("InvalidContentType") || chain.contains("corrupt message")) {
+        chain.push_str("; the control plane does not speak TLS there: use http://");
+    } else if !https {
+        chain.push_str(
+            "; if the control plane serves TLS, use an https:// control url (and --ca-cert)",
+        );
+    }
+    chain
+}
+
 pub async fn channel(control_url: &str) -> Result<Channel, Error> {
-    let endpoint = crate::resolve::endpoint(control_url).await?;
+    let mut endpoint = crate::resolve::endpoint(control_url).await?;
+    if let Some(tls) = tls_config(control_url) {
+        endpoint = endpoint.tls_config(tls).map_err(|err| Error::Unreachable {
+            url: control_url.to_owned(),
+            reason: explain(control_url, &err),
+        })?;
+    }
     endpoint
         .tcp_nodelay(true)
         .connect_timeout(std::time::Duration::from_secs(10))
         .http2_keep_alive_interval(std::time::Duration::from_secs(20))
         .connect()
         .await
-        .map_err(|source| Error::Unreachable {
+        .map_err(|err| Error::Unreachable {
             url: control_url.to_owned(),
-            source,
+            reason: explain(control_url, &err),
         })
 }
 
@@ -103,6 +153,7 @@ pub fn client(channel: Channel, token: &str) -> Result<Client, Error> {
 
 /// The saved identity, or a new one from the join token (saved before return).
 pub async fn ensure(config: &Config) -> Result<Identity, Error> {
+    CA_CERT.get_or_init(|| config.ca_pem.clone());
     if let Some(identity) = load(&config.data_dir) {
         return Ok(identity);
     }
@@ -117,7 +168,20 @@ pub async fn ensure(config: &Config) -> Result<Identity, Error> {
             version: crate::VERSION.to_owned(),
         })
         .await
-        .map_err(|status| Error::Refused(format!("registration refused: {}", status.message())))?
+        .map_err(|status| {
+            let message = status.message();
+            // A status with a source is a broken connection, not an answer.
+            if std::error::Error::source(&status).is_some() {
+                Error::Unreachable {
+                    url: config.control_url.clone(),
+                    reason: format!(
+                        "{message}; the control plane does not speak plain HTTP/2 there: if it serves TLS, use an https:// control url (and --ca-cert)"
+                    ),
+                }
+            } else {
+                Error::Refused(format!("registration refused: {message}"))
+            }
+        })?
         .into_inner();
     let identity = Identity {
         agent_id: response.agent_id,

@@ -6,6 +6,11 @@
 //! control plane or other labels unless `--force`. Uninstall stops and removes
 //! the unit and config; services keep running unless `--stop-services`.
 //!
+//! With `--ca-cert FILE` (an `https://` control plane signed by a private
+//! CA) the certificate is copied to `/etc/launch/ca.pem` and named as
+//! `ca_cert` in the config, so the agent never depends on where the file
+//! was when it was installed.
+//!
 //! Every path is under `--root` (default `/`), so tests can install into a
 //! temp dir without touching the machine.
 
@@ -21,6 +26,8 @@ use crate::identity::{IDENTITY_FILE, TOKEN_FILE};
 
 pub const UNIT_NAME: &str = "launch-agent.service";
 pub const UNIT_DIR: &str = "etc/systemd/system";
+/// Where install puts the `--ca-cert` it was given.
+pub const CA_CERT_FILE: &str = "/etc/launch/ca.pem";
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct InstallArgs {
@@ -39,6 +46,9 @@ pub struct InstallArgs {
     /// Host name or address used in service URLs [default: the host name]
     #[arg(long)]
     pub advertise_host: Option<String>,
+    /// PEM CA certificate of an https:// control plane (copied to /etc/launch/ca.pem)
+    #[arg(long, env = "LAUNCH_AGENT_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Write the files but do not enable or start the unit
     #[arg(long)]
     pub no_start: bool,
@@ -93,6 +103,8 @@ struct InstalledConfig {
     data_dir: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     advertise_host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// `root` + an absolute path.
@@ -122,7 +134,33 @@ pub fn install(args: &InstallArgs) -> Result<Outcome, InstallError> {
                 .into(),
         ));
     }
+    let ca_pem = match &args.ca_cert {
+        None => None,
+        Some(_) if !control_url.starts_with("https://") => {
+            return Err(InstallError::Invalid(format!(
+                "--ca-cert is only used with an https:// control url, but it is {control_url:?}: use https://"
+            )));
+        }
+        Some(path) => match std::fs::read(path) {
+            Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                Some(pem)
+            }
+            Ok(_) => {
+                return Err(InstallError::Invalid(format!(
+                    "--ca-cert {} holds no PEM CERTIFICATE block: give the CA that signed the control plane's certificate",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(InstallError::Invalid(format!(
+                    "cannot read --ca-cert {}: {e}",
+                    path.display()
+                )));
+            }
+        },
+    };
     let config_path = under(&args.root, DEFAULT_CONFIG_FILE);
+    let ca_path = under(&args.root, CA_CERT_FILE);
     let data_dir = under(&args.root, &args.data_dir);
     let registered = data_dir.join(TOKEN_FILE).is_file();
     let existing: Option<InstalledConfig> = std::fs::read_to_string(&config_path)
@@ -155,6 +193,7 @@ pub fn install(args: &InstallArgs) -> Result<Outcome, InstallError> {
         labels: labels.to_string(),
         data_dir: args.data_dir.clone(),
         advertise_host: args.advertise_host.clone(),
+        ca_cert: ca_pem.as_ref().map(|_| PathBuf::from(CA_CERT_FILE)),
     };
     let text = toml::to_string(&config).map_err(|e| InstallError::Invalid(e.to_string()))?;
     let binary = std::env::current_exe()
@@ -163,7 +202,10 @@ pub fn install(args: &InstallArgs) -> Result<Outcome, InstallError> {
     let unit = unit(&binary, &args.data_dir);
     let unit_path = under(&args.root, UNIT_DIR).join(UNIT_NAME);
     let unchanged = std::fs::read_to_string(&config_path).ok().as_deref() == Some(text.as_str())
-        && std::fs::read_to_string(&unit_path).ok().as_deref() == Some(unit.as_str());
+        && std::fs::read_to_string(&unit_path).ok().as_deref() == Some(unit.as_str())
+        && ca_pem
+            .as_ref()
+            .is_none_or(|pem| std::fs::read(&ca_path).ok().as_ref() == Some(pem));
 
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -171,6 +213,9 @@ pub fn install(args: &InstallArgs) -> Result<Outcome, InstallError> {
     };
     let config_dir = config_path.parent().expect("config path has a parent");
     create_private_dir(config_dir).map_err(write_err(config_dir))?;
+    if let Some(pem) = &ca_pem {
+        write_public(&ca_path, pem).map_err(write_err(&ca_path))?;
+    }
     write_private(&config_path, text.as_bytes()).map_err(write_err(&config_path))?;
     create_private_dir(&data_dir).map_err(write_err(&data_dir))?;
     let unit_dir = unit_path.parent().expect("unit path has a parent");
@@ -210,7 +255,8 @@ pub fn uninstall(args: &UninstallArgs) -> Result<(), InstallError> {
     if let (true, Some(labels)) = (args.stop_services, labels) {
         stop_services(&data_dir, &labels)?;
     }
-    for path in [&unit_path, &config_path] {
+    let ca_path = under(&args.root, CA_CERT_FILE);
+    for path in [&unit_path, &config_path, &ca_path] {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -359,6 +405,7 @@ mod tests {
             labels: labels.into(),
             data_dir: DEFAULT_DATA_DIR.into(),
             advertise_host: None,
+            ca_cert: None,
             no_start: true,
             force: false,
             root: root.to_path_buf(),
@@ -481,5 +528,43 @@ mod tests {
         assert!(root.path().join("var/lib/launch").exists());
         uninstall(&UninstallArgs { purge: true, ..un }).unwrap();
         assert!(!root.path().join("var/lib/launch").exists());
+    }
+
+    #[test]
+    fn install_copies_the_ca_cert_and_the_config_names_it() {
+        let root = tempfile::tempdir().unwrap();
+        let ca = root.path().join("given-ca.pem");
+        let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, pem).unwrap();
+        let mut a = args(
+            root.path(),
+            "https://launch.example.com:7400",
+            "service-name=hello,environment=prod",
+        );
+        a.ca_cert = Some(ca.clone());
+        assert_eq!(install(&a).unwrap(), Outcome::Installed);
+        let copied = root.path().join("etc/launch/ca.pem");
+        assert_eq!(std::fs::read_to_string(&copied).unwrap(), pem);
+        let text = std::fs::read_to_string(root.path().join("etc/launch/agent.toml")).unwrap();
+        assert!(text.contains("ca_cert = \"/etc/launch/ca.pem\""), "{text}");
+        assert_eq!(install(&a).unwrap(), Outcome::Unchanged);
+        std::fs::write(&ca, pem.replace("AA==", "AQ==")).unwrap();
+        assert_eq!(
+            install(&a).unwrap(),
+            Outcome::Installed,
+            "a new CA is a change"
+        );
+
+        a.control_url = "http://10.0.0.5:7400".into();
+        let err = install(&a).unwrap_err().to_string();
+        assert!(err.contains("use https://"), "{err}");
+
+        uninstall(&UninstallArgs {
+            stop_services: false,
+            purge: false,
+            root: root.path().to_path_buf(),
+        })
+        .unwrap();
+        assert!(!copied.exists());
     }
 }

@@ -64,6 +64,10 @@ pub struct Global {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// PEM CA certificate to trust for an https:// control plane
+    /// [default: the system's roots]
+    #[arg(long, global = true, env = "LAUNCH_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -195,10 +199,28 @@ mod tests {
             &["launch", "dev"],
             &[
                 "launch",
+                "server",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+            &["launch", "server", "rotate-key", "--data-dir", "d"],
+            &[
+                "launch",
+                "server",
+                "rotate-key",
+                "--new-key-file",
+                "new.key",
+            ],
+            &[
+                "launch",
                 "--addr",
                 "http://x:1",
                 "--token",
                 "t",
+                "--ca-cert",
+                "ca.pem",
                 "server",
                 "--listen",
                 "127.0.0.1:0",

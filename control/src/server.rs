@@ -2,7 +2,9 @@
 //! shutdown. One TCP port serves both gRPC (the agent and control services,
 //! tonic) and plain HTTP (`/healthz`, `/metrics`, the agent download, axum):
 //! tonic's routes become an axum router merged with the HTTP routes and served
-//! by `axum::serve`, which speaks HTTP/1.1 and h2c on the same socket.
+//! by `axum::serve`, which speaks HTTP/1.1 and h2c on the same socket. With
+//! `--tls-cert` and `--tls-key` the same router is served over TLS instead
+//! (`tls`: rustls with ring, ALPN h2 + http/1.1).
 //!
 //! # Layout
 //! - [`store`]: the SQLite database and every query.
@@ -11,6 +13,8 @@
 //! - `agent_service`, `control_service`: the two gRPC services.
 //! - `http`: the plain HTTP endpoints.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
+//! - `tls`: the TLS listener.
+//! - [`rotate`]: `launch server rotate-key`, re-encrypting every secret.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,9 +35,11 @@ mod agent_service;
 mod control_service;
 mod http;
 pub mod hub;
+pub mod rotate;
 pub mod secrets;
 mod state;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 
 #[cfg(test)]
@@ -71,6 +77,22 @@ pub struct ServerFlags {
     /// Largest bundle a deploy may upload, in bytes
     #[arg(long, env = "LAUNCH_MAX_BUNDLE_BYTES", default_value_t = DEFAULT_MAX_BUNDLE_BYTES)]
     pub max_bundle_bytes: u64,
+    /// PEM certificate (chain) to serve TLS with; needs --tls-key. Without
+    /// it the port speaks plain HTTP/1.1 and h2c
+    #[arg(long, env = "LAUNCH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "LAUNCH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+}
+
+/// Offline operations on a stopped server's data dir.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ServerCommand {
+    /// Re-encrypt every secret with a new random key (stop the server first)
+    RotateKey(rotate::RotateKeyArgs),
 }
 
 /// Everything `run` needs, validated.
@@ -85,6 +107,8 @@ pub struct ServerConfig {
     pub max_bundle_bytes: u64,
     /// The secret key; `None` means `<data-dir>/secret.key` (created at first start).
     pub secret_key: Option<[u8; 32]>,
+    /// Serve TLS with this rustls config (from `--tls-cert`/`--tls-key`).
+    pub tls: Option<Arc<tls::ServerTlsConfig>>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -100,6 +124,7 @@ impl std::fmt::Debug for ServerConfig {
                 "secret_key",
                 &self.secret_key.map(|_| "<from LAUNCH_SECRET_KEY>"),
             )
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -117,6 +142,7 @@ impl ServerConfig {
             cli_binary: std::env::current_exe().ok(),
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             secret_key: None,
+            tls: None,
         }
     }
 
@@ -195,6 +221,17 @@ impl ServerConfig {
                 .ok(),
             None => None,
         };
+        let tls = match (&flags.tls_cert, &flags.tls_key) {
+            (Some(cert), Some(key)) => tls::server_config(cert, key)
+                .map_err(|err| errors.push(err.to_string()))
+                .ok(),
+            (None, None) => None,
+            _ => {
+                errors
+                    .push("--tls-cert and --tls-key go together: give both or neither".to_owned());
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -209,6 +246,7 @@ impl ServerConfig {
                 .or_else(|| std::env::current_exe().ok()),
             max_bundle_bytes: flags.max_bundle_bytes,
             secret_key,
+            tls,
         })
     }
 }
@@ -236,6 +274,9 @@ pub async fn main(flags: ServerFlags) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    if let Some(ServerCommand::RotateKey(args)) = &flags.command {
+        return rotate::main(args).await;
+    }
     let config = match ServerConfig::from_flags(&flags) {
         Ok(config) => config,
         Err(errors) => {
@@ -252,9 +293,14 @@ pub async fn main(flags: ServerFlags) -> ExitCode {
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = oneshot::channel();
     let signals = wait_for_signal(shutdown.clone());
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let announce = async {
         if let Ok(addr) = ready_rx.await {
-            println!("launch server listening on http://{addr}");
+            println!("launch server listening on {scheme}://{addr}");
         }
     };
     let (result, (), ()) = tokio::join!(
@@ -301,11 +347,19 @@ pub async fn run(
     ready: oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     info!(?config, "starting the control plane");
-    let (bundles_dir, secret_box) = prepare_data_dir(&config)?;
+    let (bundles_dir, _) = prepare_data_dir(&config)?;
+    // Held until `run` returns: `launch server rotate-key` refuses to run
+    // while it is, and so does a second server on the same data dir.
+    let _lock = rotate::lock_data_dir(&config.data_dir)?;
     remove_partial_uploads(&bundles_dir);
     let store = store::Store::open(&config.database_url)
         .await
         .with_context(|| format!("open the database {}", config.database_url))?;
+    if rotate::finish_interrupted(&store, &config.data_dir).await? {
+        warn!("finished a key rotation that was interrupted before it renamed secret.key.new");
+    }
+    let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
+    rotate::check_key(&store, &secret_box).await?;
     let admin_hash = ensure_admin_token(&store, &config.data_dir).await?;
 
     let state = Arc::new(state::State {
@@ -348,20 +402,27 @@ pub async fn run(
             )
         })?;
     let addr = listener.local_addr().context("read the bound address")?;
-    info!(%addr, "listening");
+    info!(%addr, tls = config.tls.is_some(), "listening");
     let _ = ready.send(addr);
 
     let drained = CancellationToken::new();
-    // Small gRPC frames (acks, log batches) must not wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            warn!(cause = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(listener, app).with_graceful_shutdown({
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    });
+    let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match config.tls.clone() {
+            Some(tls_config) => Box::pin(tls::serve(listener, app, tls_config, shutdown.clone())),
+            None => {
+                // Small gRPC frames (acks, log batches) must not wait for Nagle.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(err) = tcp.set_nodelay(true) {
+                        warn!(cause = %err, "cannot set TCP_NODELAY");
+                    }
+                });
+                let serve = axum::serve(listener, app).with_graceful_shutdown({
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.cancelled().await }
+                });
+                Box::pin(async move { serve.await })
+            }
+        };
     let serve = async {
         let result = serve.await;
         drained.cancel();

@@ -18,6 +18,7 @@
 //! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
+//! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 
 mod bad_input;
@@ -32,5 +33,6 @@ mod logs;
 mod provider;
 mod proxmox;
 mod restarts;
+mod security;
 mod tidy;
 mod tokens;

@@ -137,7 +137,7 @@ async fn session(
 ) -> Result<u8, CliError> {
     let token = std::fs::read_to_string(server_dir.join(ADMIN_TOKEN_FILE))
         .map_err(|e| CliError::failed(format!("cannot read the admin token: {e}")))?;
-    let mut client = super::client::connect_with(url, token.trim()).await?;
+    let mut client = super::client::connect_with(url, token.trim(), None).await?;
     let target = Some(ServiceRef {
         service: service.to_string(),
         environment: environment.to_string(),

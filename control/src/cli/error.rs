@@ -49,6 +49,19 @@ impl CliError {
     /// adding a hint where the status alone says what to do.
     pub fn from_status(status: &tonic::Status, addr: &str) -> Self {
         let message = status.message();
+        // A status with a source was made on this side from a broken
+        // connection (e.g. h2c sent to a TLS port), not sent by a server: it
+        // is "unreachable", with the likely fix.
+        if std::error::Error::source(status).is_some() && status.code() != Code::Unavailable {
+            let hint = if addr.starts_with("http://") {
+                "the control plane does not speak plain HTTP/2 there: if it serves TLS, use https:// in --addr (and --ca-cert)"
+            } else {
+                "is `launch server` running there? set --addr or LAUNCH_ADDR"
+            };
+            return CliError::unreachable(format!(
+                "cannot talk to the control plane at {addr} ({message}): {hint}"
+            ));
+        }
         let code = exit_code(status.code());
         let message = match status.code() {
             Code::Unavailable => format!(
@@ -111,6 +124,15 @@ mod tests {
             err.message.contains("is `launch server` running there"),
             "{}",
             err.message
+        );
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::other("reset")));
+        let err = CliError::from_status(&broken, "http://h:1");
+        assert_eq!(err.code, 3);
+        assert!(err.message.contains("use https://"), "{}", err.message);
+        let answered = CliError::from_status(&tonic::Status::unknown("reset"), "http://h:1");
+        assert_eq!(
+            answered.code, 1,
+            "a status the server sent is not a broken connection"
         );
         let err = CliError::from_status(
             &tonic::Status::unauthenticated("unknown token"),

@@ -39,6 +39,7 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -60,7 +61,13 @@ impl SecretBox {
     pub fn new(key: [u8; 32]) -> Self {
         SecretBox {
             cipher: Aes256Gcm::new(&key.into()),
+            fingerprint: fingerprint(&key),
         }
+    }
+
+    /// The key's [`fingerprint`].
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The key given, else `<data_dir>/secret.key`, created 0600 when absent.
@@ -125,6 +132,13 @@ impl SecretBox {
             .map_err(|_| fail())?;
         String::from_utf8(plain).map_err(|_| fail())
     }
+}
+
+/// A short, non-reversible name for a key (the first 8 bytes of its
+/// sha256, in hex), stored so a server can tell a wrong key at start.
+pub fn fingerprint(key: &[u8; 32]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(key)[..8])
 }
 
 /// The associated data of a secret: where it lives.

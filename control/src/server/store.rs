@@ -506,6 +506,65 @@ impl Store {
             })
     }
 
+    /// Every secret as `(service, environment, key, nonce, ciphertext)`.
+    pub async fn all_secrets(&self) -> Result<Vec<(String, String, String, Vec<u8>, Vec<u8>)>> {
+        sqlx::query("SELECT service, environment, key, nonce, ciphertext FROM secrets ORDER BY service, environment, key")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r.get("service"),
+                            r.get("environment"),
+                            r.get("key"),
+                            r.get("nonce"),
+                            r.get("ciphertext"),
+                        )
+                    })
+                    .collect()
+            })
+    }
+
+    /// Replaces every secret's `(nonce, ciphertext)` with what `reseal` makes
+    /// of `(service, environment, key, nonce, ciphertext)` and sets `setting`,
+    /// in one transaction: every row changes or none does. Returns the count.
+    pub async fn reseal_secrets<E>(
+        &self,
+        reseal: impl Fn(&str, &str, &str, &[u8], &[u8]) -> std::result::Result<(Vec<u8>, Vec<u8>), E>,
+        setting: (&str, &str),
+    ) -> std::result::Result<usize, E>
+    where
+        E: From<sqlx::Error>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT service, environment, key, nonce, ciphertext FROM secrets")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &rows {
+            let (service, environment, key): (String, String, String) =
+                (row.get("service"), row.get("environment"), row.get("key"));
+            let nonce: Vec<u8> = row.get("nonce");
+            let ciphertext: Vec<u8> = row.get("ciphertext");
+            let (nonce, ciphertext) = reseal(&service, &environment, &key, &nonce, &ciphertext)?;
+            sqlx::query("UPDATE secrets SET nonce = ?, ciphertext = ? WHERE service = ? AND environment = ? AND key = ?")
+                .bind(nonce)
+                .bind(ciphertext)
+                .bind(&service)
+                .bind(&environment)
+                .bind(&key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(setting.0)
+            .bind(setting.1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
     /// Returns false when there was no such secret.
     pub async fn delete_secret(&self, service: &str, environment: &str, key: &str) -> Result<bool> {
         sqlx::query("DELETE FROM secrets WHERE service = ? AND environment = ? AND key = ?")

@@ -1630,10 +1630,17 @@ fn bad_config_is_reported_all_at_once() {
         agent_binary: None,
         cli_binary: None,
         max_bundle_bytes: 1,
+        tls_cert: Some("/nonexistent/cert.pem".into()),
+        tls_key: Some("/nonexistent/key.pem".into()),
+        command: None,
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
     let all = errors.join("\n");
-    assert_eq!(errors.len(), 3, "{all}");
+    assert_eq!(errors.len(), 4, "{all}");
+    assert!(
+        all.contains("cannot read the TLS certificate /nonexistent/cert.pem"),
+        "{all}"
+    );
     assert!(all.contains("--listen \"nowhere\""), "{all}");
     assert!(
         all.contains("not supported yet: use sqlite (the default)"),
@@ -1651,6 +1658,9 @@ fn bad_config_is_reported_all_at_once() {
         agent_binary: None,
         cli_binary: None,
         max_bundle_bytes: 10,
+        tls_cert: None,
+        tls_key: None,
+        command: None,
     };
     let config = ServerConfig::from_flags_with(&ok, None, Some("/home/u".into())).unwrap();
     assert_eq!(
