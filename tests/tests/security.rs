@@ -144,6 +144,7 @@ impl TlsServer {
 
 /// A `launch-agent run` against `control_url`, trusting `ca_cert`.
 fn spawn_agent(
+    service: &str,
     control_url: &str,
     ca_cert: Option<&Path>,
     join_token: &str,
@@ -163,7 +164,8 @@ fn spawn_agent(
             "--join-token",
             join_token,
         ])
-        .args(["--labels", "service-name=tls,environment=prod"])
+        .arg("--labels")
+        .arg(format!("service-name={service},environment=prod"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--advertise-host", "127.0.0.1"]);
@@ -173,11 +175,11 @@ fn spawn_agent(
     Process::spawn("tls agent", command)
 }
 
-fn join_token(server: &TlsServer, certs: &Certs) -> String {
+fn join_token(server: &TlsServer, certs: &Certs, service: &str) -> String {
     let out = server.cli(
         &server.url(),
         Some(&certs.path("ca.pem")),
-        &["token", "create", "--service", "tls", "--env", "prod"],
+        &["token", "create", "--service", service, "--env", "prod"],
     );
     out.success();
     out.stdout.trim().to_owned()
@@ -200,9 +202,11 @@ fn agent_and_cli_work_over_tls_with_the_right_ca() {
         )
         .success();
 
-    let token = join_token(&server, &certs);
+    let service = Service::from_quickstart(&unique::service_name(), "prod");
+    let token = join_token(&server, &certs, &service.name);
     let data = tempfile::tempdir().unwrap();
     let agent = spawn_agent(
+        &service.name,
         &server.url(),
         Some(&certs.path("ca.pem")),
         &token,
@@ -225,7 +229,17 @@ fn agent_and_cli_work_over_tls_with_the_right_ca() {
         &["agents", "--output", "json"],
     );
     agents.success();
-    assert!(agents.stdout.contains("\"tls\""), "{agents}");
+    assert!(agents.stdout.contains(&service.name), "{agents}");
+
+    // A whole deploy over TLS: upload, dispatch, bundle fetch, logs, outcome.
+    let dir = service.dir_arg();
+    let deploy = server.cli(
+        &server.url(),
+        Some(&certs.path("ca.pem")),
+        &service.deploy_args(&dir, &["--wait"]),
+    );
+    deploy.success();
+    assert_eq!(service.get("/").map(|(code, _)| code), Ok(200), "{deploy}");
 
     // HTTP/1.1 endpoints over the same TLS port (ALPN http/1.1).
     let curl = Command::new("curl")
@@ -238,6 +252,15 @@ fn agent_and_cli_work_over_tls_with_the_right_ca() {
         curl.status.success(),
         "curl https://…/healthz: {}",
         String::from_utf8_lossy(&curl.stderr)
+    );
+
+    // SIGINT drains the TLS connections (the agent's open session too) and exits 0.
+    let mut server = server;
+    let status = server.process.interrupt(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the TLS server did not stop cleanly on SIGINT: {status:?}\n{}",
+        server.process.stderr.text()
     );
 }
 
@@ -260,9 +283,10 @@ fn a_wrong_ca_is_refused_clearly_and_the_agent_keeps_retrying() {
     no_ca.expect_code(3);
     assert!(no_ca.stderr.contains("--ca-cert"), "{no_ca}");
 
-    let token = join_token(&server, &certs);
+    let token = join_token(&server, &certs, "tls");
     let data = tempfile::tempdir().unwrap();
     let mut agent = spawn_agent(
+        "tls",
         &server.url(),
         Some(&certs.path("other-ca.pem")),
         &token,
@@ -321,7 +345,7 @@ fn plain_http_to_a_tls_server_fails_clearly() {
 
     // The agent says so too, and keeps trying.
     let data = tempfile::tempdir().unwrap();
-    let mut agent = spawn_agent(&plain, None, "lt_join_unused", data.path());
+    let mut agent = spawn_agent("tls", &plain, None, "lt_join_unused", data.path());
     let line = agent
         .stderr
         .wait_for(CONNECT_TIMEOUT, |l| l.contains("cannot open a session"))
@@ -618,6 +642,19 @@ fn rotate_key_refuses_a_running_server_and_keeps_every_secret_readable() {
             .windows(secret.len())
             .any(|w| w == secret.as_bytes())
     );
+
+    // The old key opens nothing: a server given it refuses to start.
+    let mut command = Command::new(binaries::launch());
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    command
+        .env("LAUNCH_SECRET_KEY", old_key.trim())
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(server.data_dir());
+    let old = cli::finish(&["server"], command, None);
+    assert_ne!(old.code, Some(0), "{old}");
+    assert!(old.stderr.contains("rotate-key"), "{old}");
 
     // The restarted server decrypts with the new key: the agent gets the value.
     server.restart();
