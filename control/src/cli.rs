@@ -206,6 +206,7 @@ mod tests {
                 "k.pem",
             ],
             &["launch", "server", "rotate-key", "--data-dir", "d"],
+            &["launch", "server", "--data-dir", "d", "rotate-key"],
             &[
                 "launch",
                 "server",

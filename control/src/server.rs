@@ -275,7 +275,7 @@ pub async fn main(flags: ServerFlags) -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     if let Some(ServerCommand::RotateKey(args)) = &flags.command {
-        return rotate::main(args).await;
+        return rotate::main(&flags, args).await;
     }
     let config = match ServerConfig::from_flags(&flags) {
         Ok(config) => config,

@@ -610,23 +610,36 @@ fn rotate_key_refuses_a_running_server_and_keeps_every_secret_readable() {
     let key_file = server.data_dir().join("secret.key");
     let old_key = std::fs::read_to_string(&key_file).unwrap();
 
-    let rotate = |server: &Server| {
+    let rotate = |data_dir: &Path, extra: &[&str]| {
         let mut command = Command::new(binaries::launch());
         for var in SCRUBBED_ENV {
             command.env_remove(var);
         }
         command
             .args(["server", "rotate-key", "--data-dir"])
-            .arg(server.data_dir());
+            .arg(data_dir)
+            .args(extra);
         cli::finish(&["server", "rotate-key"], command, None)
     };
-    let busy = rotate(&server);
+    let busy = rotate(server.data_dir(), &[]);
     busy.expect_code(1);
     assert!(busy.stderr.contains("stop it first"), "{busy}");
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), old_key);
 
     server.kill_hard();
-    let rotated = rotate(&server);
+    // Pointed at the wrong place it refuses before touching anything.
+    let empty = tempfile::tempdir().unwrap();
+    let nowhere = rotate(empty.path(), &[]);
+    nowhere.expect_code(64);
+    assert!(nowhere.stderr.contains("no secret key"), "{nowhere}");
+    let wrong_db = format!("sqlite://{}/other.db", empty.path().display());
+    let wrong = rotate(server.data_dir(), &["--database-url", &wrong_db]);
+    wrong.expect_code(64);
+    assert!(wrong.stderr.contains("--database-url"), "{wrong}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), old_key);
+    assert!(!empty.path().join("other.db").exists());
+
+    let rotated = rotate(server.data_dir(), &[]);
     rotated.success();
     assert!(
         rotated.stdout.contains("re-encrypted 1 secret"),

@@ -44,6 +44,9 @@ pub struct RotateKeyArgs {
     /// The stopped server's data dir [default: ~/.local/share/launch/server]
     #[arg(long, env = "LAUNCH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The database the server uses [default: sqlite://<data-dir>/launch.db]
+    #[arg(long, env = "LAUNCH_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Write the new key (base64) here instead of <data-dir>/secret.key;
     /// required when the current key comes from LAUNCH_SECRET_KEY
     #[arg(long)]
@@ -242,9 +245,14 @@ fn write_key(path: &Path, key: &[u8; 32]) -> Result<(), RotateError> {
     )
 }
 
-/// The `launch server rotate-key` entry: exit 0 rotated, 64 bad input, 1 failed.
-pub async fn main(args: &RotateKeyArgs) -> ExitCode {
-    let data_dir = match (&args.data_dir, std::env::var_os("HOME")) {
+/// The `launch server rotate-key` entry: exit 0 rotated, 64 bad input, 1
+/// failed. `server` holds the flags given before `rotate-key` (`launch
+/// server --data-dir D rotate-key` means the same as `… rotate-key --data-dir D`).
+pub async fn main(server: &super::ServerFlags, args: &RotateKeyArgs) -> ExitCode {
+    let data_dir = match (
+        args.data_dir.as_ref().or(server.data_dir.as_ref()),
+        std::env::var_os("HOME"),
+    ) {
         (Some(dir), _) => dir.clone(),
         (None, Some(home)) => PathBuf::from(home).join(".local/share/launch/server"),
         (None, None) => {
@@ -270,9 +278,29 @@ pub async fn main(args: &RotateKeyArgs) -> ExitCode {
         );
         return ExitCode::from(super::EXIT_CONFIG);
     }
+    let database_url = args
+        .database_url
+        .clone()
+        .or(server.database_url.clone())
+        .unwrap_or_else(|| super::sqlite_url(&data_dir));
+    // Opening a missing SQLite file would create an empty database, rotate
+    // nothing in it and leave the real one sealed with a key that is gone.
+    let database_file = database_url
+        .strip_prefix("sqlite://")
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .map(PathBuf::from);
+    match &database_file {
+        Some(path) if path.is_file() => {}
+        _ => {
+            eprintln!(
+                "error: no SQLite database at {database_url}: pass --database-url (or LAUNCH_DATABASE_URL) as the server was started with"
+            );
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    }
     let outcome = async {
         let _lock = lock_data_dir(&data_dir)?;
-        let store = Store::open(&super::sqlite_url(&data_dir)).await?;
+        let store = Store::open(&database_url).await?;
         let result = rotate(&store, &data_dir, env_key, args.new_key_file.as_deref()).await;
         store.close().await;
         result
