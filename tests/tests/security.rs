@@ -814,3 +814,19 @@ fn a_secret_never_reaches_any_log_error_or_metric() {
         leaks.join("\n\n")
     );
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let server = Server::start();
+    let mut command = Command::new(binaries::launch());
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    command
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(server.data_dir());
+    let second = cli::finish(&["server"], command, None);
+    assert_ne!(second.code, Some(0), "{second}");
+    assert!(second.stderr.contains("in use by a running"), "{second}");
+    server.cli(&["status"]).success();
+}

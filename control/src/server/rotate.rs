@@ -56,7 +56,7 @@ pub struct RotateKeyArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
     #[error(
-        "the data dir {dir} is in use by a running `launch server`: stop it first, then rotate the key"
+        "the data dir {dir} is in use by a running `launch server` or `launch dev`: stop it first (or use another --data-dir)"
     )]
     Locked { dir: String },
     #[error("cannot lock {path}: {source}")]
