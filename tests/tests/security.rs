@@ -3,7 +3,8 @@
 //! here with rcgen: a test CA, a server certificate for `localhost` and
 //! 127.0.0.1, and a second CA that must not be trusted), a bearer token on
 //! every RPC, `launch server rotate-key` on a real data dir, and a secret
-//! value that must appear in no output of any process, even on failures.
+//! value that must appear in no output of any process, even on failures and
+//! at debug log level (with servers and agents started here, `OwnServer`).
 //! `RELIABILITY.md` lists each scenario with its test.
 
 use std::net::SocketAddr;
@@ -68,16 +69,23 @@ impl Certs {
     }
 }
 
-/// A `launch server --tls-cert --tls-key` in its own data dir.
-struct TlsServer {
+/// A `launch server` this module starts itself, in its own data dir: with
+/// `--tls-cert --tls-key`, or plain at another log level than the harness's.
+struct OwnServer {
     process: Process,
     addr: SocketAddr,
     admin_token: String,
+    tls: bool,
     _temp: TempDir,
 }
 
-impl TlsServer {
-    fn start(certs: &Certs) -> TlsServer {
+impl OwnServer {
+    /// With TLS, logging at `info`.
+    fn start(certs: &Certs) -> OwnServer {
+        OwnServer::spawn(Some(certs), "info")
+    }
+
+    fn spawn(certs: Option<&Certs>, rust_log: &str) -> OwnServer {
         let temp = tempfile::Builder::new()
             .prefix("launch-e2e-tls-server-")
             .tempdir()
@@ -88,44 +96,60 @@ impl TlsServer {
             command.env_remove(var);
         }
         command
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .arg("--tls-cert")
-            .arg(certs.path("server.pem"))
-            .arg("--tls-key")
-            .arg(certs.path("server.key"));
-        let process = Process::spawn("tls server", command);
-        const PREFIX: &str = "launch server listening on https://";
+            .arg(&data_dir);
+        if let Some(certs) = certs {
+            command
+                .arg("--tls-cert")
+                .arg(certs.path("server.pem"))
+                .arg("--tls-key")
+                .arg(certs.path("server.key"));
+        }
+        let process = Process::spawn("own server", command);
+        let prefix = if certs.is_some() {
+            "launch server listening on https://"
+        } else {
+            "launch server listening on http://"
+        };
         let line = process
             .stdout
-            .wait_for(START_TIMEOUT, |l| l.starts_with(PREFIX))
+            .wait_for(START_TIMEOUT, |l| l.starts_with(prefix))
             .unwrap_or_else(|e| {
                 panic!(
-                    "the TLS server did not start: {e}\nstderr:\n{}",
+                    "the server did not start: {e}\nstderr:\n{}",
                     process.stderr.text()
                 )
             });
-        let addr = line[PREFIX.len()..].trim().parse().unwrap();
+        let addr = line[prefix.len()..].trim().parse().unwrap();
         let admin_token = std::fs::read_to_string(data_dir.join("admin.token"))
             .unwrap()
             .trim()
             .to_owned();
-        TlsServer {
+        OwnServer {
             process,
             addr,
             admin_token,
+            tls: certs.is_some(),
             _temp: temp,
         }
     }
 
-    /// By host name, so the certificate's name is what is checked.
+    /// With TLS by host name, so the certificate's name is what is checked.
     fn url(&self) -> String {
-        format!("https://localhost:{}", self.addr.port())
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// `launch <args>` against `addr` with the admin token and `ca_cert`.
     fn cli(&self, addr: &str, ca_cert: Option<&Path>, args: &[&str]) -> CliOutput {
+        cli::finish(args, self.command(addr, ca_cert, args), None)
+    }
+
+    fn command(&self, addr: &str, ca_cert: Option<&Path>, args: &[&str]) -> Command {
         let mut command = Command::new(binaries::launch());
         for var in SCRUBBED_ENV {
             command.env_remove(var);
@@ -138,7 +162,7 @@ impl TlsServer {
         if let Some(ca) = ca_cert {
             command.env("LAUNCH_CA_CERT", ca);
         }
-        cli::finish(args, command, None)
+        command
     }
 }
 
@@ -150,13 +174,24 @@ fn spawn_agent(
     join_token: &str,
     data_dir: &Path,
 ) -> Process {
+    spawn_agent_logging(service, control_url, ca_cert, join_token, data_dir, "info")
+}
+
+fn spawn_agent_logging(
+    service: &str,
+    control_url: &str,
+    ca_cert: Option<&Path>,
+    join_token: &str,
+    data_dir: &Path,
+    log_level: &str,
+) -> Process {
     let mut command = Command::new(binaries::launch_agent());
     for var in SCRUBBED_ENV {
         command.env_remove(var);
     }
     command
         .env_remove("LAUNCH_AGENT_CA_CERT")
-        .env("LAUNCH_LOG", "info")
+        .env("LAUNCH_LOG", log_level)
         .args([
             "run",
             "--control-url",
@@ -172,10 +207,10 @@ fn spawn_agent(
     if let Some(ca) = ca_cert {
         command.arg("--ca-cert").arg(ca);
     }
-    Process::spawn("tls agent", command)
+    Process::spawn("own agent", command)
 }
 
-fn join_token(server: &TlsServer, certs: &Certs, service: &str) -> String {
+fn join_token(server: &OwnServer, certs: &Certs, service: &str) -> String {
     let out = server.cli(
         &server.url(),
         Some(&certs.path("ca.pem")),
@@ -188,7 +223,7 @@ fn join_token(server: &TlsServer, certs: &Certs, service: &str) -> String {
 #[test]
 fn agent_and_cli_work_over_tls_with_the_right_ca() {
     let certs = Certs::new();
-    let server = TlsServer::start(&certs);
+    let server = OwnServer::start(&certs);
 
     let status = server.cli(&server.url(), Some(&certs.path("ca.pem")), &["status"]);
     status.success();
@@ -267,7 +302,7 @@ fn agent_and_cli_work_over_tls_with_the_right_ca() {
 #[test]
 fn a_wrong_ca_is_refused_clearly_and_the_agent_keeps_retrying() {
     let certs = Certs::new();
-    let server = TlsServer::start(&certs);
+    let server = OwnServer::start(&certs);
 
     let refused = server.cli(
         &server.url(),
@@ -327,7 +362,7 @@ fn a_wrong_ca_is_refused_clearly_and_the_agent_keeps_retrying() {
 #[test]
 fn plain_http_to_a_tls_server_fails_clearly() {
     let certs = Certs::new();
-    let server = TlsServer::start(&certs);
+    let server = OwnServer::start(&certs);
     let plain = format!("http://127.0.0.1:{}", server.addr.port());
 
     let out = server.cli(&plain, None, &["status"]);
@@ -829,4 +864,66 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
     assert_ne!(second.code, Some(0), "{second}");
     assert!(second.stderr.contains("in use by a running"), "{second}");
     server.cli(&["status"]).success();
+}
+
+#[test]
+fn a_secret_never_reaches_the_debug_logs_of_the_server_or_the_agent() {
+    let service = Service::from_quickstart(&unique::service_name(), "prod");
+    let server = OwnServer::spawn(None, "debug");
+    let url = server.url();
+    let token = server.cli(
+        &url,
+        None,
+        &[
+            "token",
+            "create",
+            "--service",
+            &service.name,
+            "--env",
+            "prod",
+        ],
+    );
+    token.success();
+    let data = tempfile::tempdir().unwrap();
+    let agent = spawn_agent_logging(
+        &service.name,
+        &url,
+        None,
+        token.stdout.trim(),
+        data.path(),
+        "debug",
+    );
+    agent
+        .stdout
+        .wait_for(CONNECT_TIMEOUT, |l| {
+            l.starts_with("launch-agent connected as ")
+        })
+        .unwrap_or_else(|e| panic!("the agent did not connect: {e}\n{}", agent.stderr.text()));
+
+    let secret = format!("debug-canary-{}", unique::hex(16));
+    let dir = service.dir_arg();
+    let args = service.deploy_args(&dir, &["--secret-env", "API_KEY", "--wait"]);
+    let mut command = server.command(&url, None, &args);
+    command.env("API_KEY", &secret);
+    let deploy = cli::finish(&args, command, None);
+    deploy.success();
+    let env = find_env(data.path()).expect("the release has a .env");
+    assert!(std::fs::read_to_string(env).unwrap().contains(&secret));
+    assert!(
+        server.process.stderr.text().contains("DEBUG"),
+        "the server does not log at debug level: this test would prove little"
+    );
+
+    for (name, text) in [
+        ("deploy", deploy.to_string()),
+        ("server stdout", server.process.stdout.text()),
+        ("server stderr (debug)", server.process.stderr.text()),
+        ("agent stdout", agent.stdout.text()),
+        ("agent stderr (debug)", agent.stderr.text()),
+    ] {
+        assert!(
+            !text.contains(&secret),
+            "the secret value is in the {name}:\n{text}"
+        );
+    }
 }
