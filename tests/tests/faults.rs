@@ -222,3 +222,129 @@ fn lines_logged_during_a_30_s_partition_arrive_in_order_once_it_heals() {
 
 /// How long the agent is cut off from the control plane.
 const PARTITION: Duration = Duration::from_secs(30);
+
+/// A release that takes a few seconds to come up, so a process can be killed
+/// while its deploy is under way.
+fn slow_release(service: &Service, body: &str) {
+    service.set_index(body);
+    service.set_compose_script(
+        "echo warming up; /bin/busybox sleep 4; exec /bin/busybox httpd -f -p 8080 -h /www",
+    );
+}
+
+/// Waits for the first `[compose]` line `deploy --wait` prints (on stdout in
+/// text mode, on stderr with `--output json`).
+fn wait_for_compose_output(output: &launch_e2e::process::Captured) {
+    output
+        .wait_for(Duration::from_secs(60), |l| l.starts_with("[compose]"))
+        .unwrap_or_else(|e| panic!("no compose output while waiting: {e}"));
+}
+
+#[test]
+fn a_deploy_whose_control_plane_is_killed_mid_way_still_ends_healthy_and_the_wait_resumes() {
+    let service = Service::quickstart();
+    let mut server = Server::start();
+    let _agent = Agent::start(&server, &service.name, &service.environment);
+    slow_release(&service, "survived\n");
+    let dir = service.dir_arg();
+    let mut deploy = cli::spawn(
+        &server,
+        &service.deploy_args(&dir, &["--wait", "--timeout", "3m"]),
+    );
+    wait_for_compose_output(&deploy.stdout);
+    server.kill_hard();
+    std::thread::sleep(Duration::from_secs(1));
+    server.restart();
+    let status = deploy
+        .wait_exit(Duration::from_secs(180))
+        .expect("deploy --wait ends");
+    let (stdout, stderr) = (deploy.stdout.text(), deploy.stderr.text());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "--wait must reconnect and see the outcome\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("healthy:"), "{stdout}");
+    let releases = cli::releases(&server, &service.name, &service.environment);
+    assert_eq!(cli::field(&releases[0], "state"), "healthy", "{releases:?}");
+    let (code, body) = service.get("/").expect("the release serves");
+    assert_eq!((code, body.contains("survived")), (200, true), "{body}");
+}
+
+#[test]
+fn an_agent_killed_mid_deploy_comes_back_on_a_known_release_with_no_half_written_files() {
+    let service = Service::quickstart();
+    let server = Server::start();
+    let mut agent = Agent::start(&server, &service.name, &service.environment);
+    service.set_index("release one\n");
+    let (code, _, out) = deploy_json(&server, &service);
+    assert_eq!(code, Some(0), "{out}");
+
+    slow_release(&service, "release two\n");
+    let dir = service.dir_arg();
+    let mut deploy = cli::spawn(
+        &server,
+        &service.deploy_args(&dir, &["--wait", "--timeout", "3m", "--output", "json"]),
+    );
+    wait_for_compose_output(&deploy.stderr);
+    agent.process.kill_hard();
+    agent.restart();
+    let status = deploy
+        .wait_exit(Duration::from_secs(180))
+        .expect("deploy --wait ends");
+    let stdout = deploy.stdout.text();
+    let result: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no final JSON object\n{stdout}\n{}", deploy.stderr.text()));
+    let state = cli::field(&result, "state").to_owned();
+    assert!(
+        ["healthy", "failed", "rolled_back"].contains(&state.as_str()),
+        "the interrupted mission must end in a final state, not {state:?}: {result}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(if state == "healthy" { 0 } else { 1 }),
+        "{result}"
+    );
+
+    // Whatever the outcome, the host is on one complete release.
+    let releases = cli::releases(&server, &service.name, &service.environment);
+    let current: Vec<&serde_json::Value> =
+        releases.iter().filter(|r| r["current"] == true).collect();
+    assert_eq!(current.len(), 1, "{releases:?}");
+    let current_id = cli::field(current[0], "release_id");
+    let service_dir = agent.data_dir().join("services").join(&service.name);
+    let link = std::fs::read_link(service_dir.join("current")).expect("a current release link");
+    assert!(
+        link.to_string_lossy().ends_with(current_id),
+        "current -> {} but the control plane says {current_id}",
+        link.display()
+    );
+    let release_dir = service_dir.join("releases").join(current_id);
+    assert!(
+        release_dir.join("compose.yaml").is_file(),
+        "the current release is incomplete"
+    );
+    let env =
+        std::fs::metadata(release_dir.join(".env")).expect("the current release has its .env");
+    assert_eq!(env.permissions().mode() & 0o777, 0o600);
+    let leftovers: Vec<String> = std::fs::read_dir(service_dir.join("releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp") || n.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-written release dirs left: {leftovers:?}"
+    );
+    let (code, body) = service.get("/").expect("the current release serves");
+    let want = if current_id == cli::field(&result, "release_id") {
+        "release two"
+    } else {
+        "release one"
+    };
+    assert_eq!((code, body.contains(want)), (200, true), "{body}");
+}
