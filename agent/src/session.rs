@@ -142,7 +142,17 @@ impl Sessions {
             Ok(Some(ControlMessage {
                 msg: Some(control_message::Msg::Welcome(welcome)),
             })) => welcome,
-            Ok(other) => return Ended::Failed(format!("expected Welcome, got {other:?}")),
+            // Only the kind of message: a mission's payload can hold secrets.
+            Ok(other) => {
+                let kind = match other.and_then(|m| m.msg) {
+                    None => "the end of the session",
+                    Some(control_message::Msg::Mission(_)) => "a mission",
+                    Some(_) => "another message",
+                };
+                return Ended::Failed(format!(
+                    "expected Welcome first, got {kind}: upgrade the agent or the control plane"
+                ));
+            }
             Err(status) => return Ended::Failed(status.message().to_owned()),
         };
         self.uplink.begin_session(&welcome.log_cursors);

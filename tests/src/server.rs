@@ -19,9 +19,13 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variables of the developer's shell that must not leak into the
 /// processes under test.
-pub const SCRUBBED_ENV: [&str; 17] = [
+pub const SCRUBBED_ENV: [&str; 21] = [
     "LAUNCH_AGENT_BINARY",
     "LAUNCH_CLI_BINARY",
+    "LAUNCH_TLS_CERT",
+    "LAUNCH_TLS_KEY",
+    "LAUNCH_CA_CERT",
+    "LAUNCH_AGENT_CA_CERT",
     "LAUNCH_MAX_BUNDLE_BYTES",
     "LAUNCH_ADDR",
     "LAUNCH_TOKEN",
