@@ -317,3 +317,25 @@ mod tests {
         assert!(!format!("{config:?}").contains("lt_join_secret"));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Fuzz target (proptest, bounded cases): any text in the config file is
+    //! either a config or a list of errors, never a panic.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn toml_text_never_panics(text in "(control_url|labels|join_token|data_dir|advertise_host|ca_cert|x)( = )(\"[^\"\\n]{0,30}\"|[0-9]{1,3}|true)(\n(control_url|labels|data_dir) = \"[a-z0-9=,:/.-]{0,30}\"){0,3}|\\PC{0,80}") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("agent.toml");
+            std::fs::write(&path, &text).unwrap();
+            let args = RunArgs { config: Some(path), ..RunArgs::default() };
+            let _ = Config::load(&args);
+        }
+    }
+}
