@@ -1443,24 +1443,47 @@ impl ServiceResource {
         if let Some(gateway) = args.gateway.as_ref_option() {
             net0.push_str(&format!(",gw={gateway}"));
         }
-        let params: Vec<(&str, String)> = vec![
-            ("vmid", vmid.to_string()),
-            ("ostemplate", template.clone()),
-            ("hostname", format!("{service}-{environment}")),
-            ("cores", shape.cores.to_string()),
-            ("memory", shape.memory_mib.to_string()),
-            ("swap", "512".to_owned()),
-            ("rootfs", format!("{storage}:{}", shape.disk_gib)),
-            ("net0", net0),
-            ("features", "nesting=1,keyctl=1".to_owned()),
-            ("unprivileged", "1".to_owned()),
-            ("onboot", "1".to_owned()),
-            ("tags", format!("launch;{service};{environment}")),
-            ("description", description(labels, &template)),
-            ("ssh-public-keys", keys.public.clone()),
-        ];
+        let params = |vmid: i64| -> Vec<(&str, String)> {
+            vec![
+                ("vmid", vmid.to_string()),
+                ("ostemplate", template.clone()),
+                ("hostname", format!("{service}-{environment}")),
+                ("cores", shape.cores.to_string()),
+                ("memory", shape.memory_mib.to_string()),
+                ("swap", "512".to_owned()),
+                ("rootfs", format!("{storage}:{}", shape.disk_gib)),
+                ("net0", net0.clone()),
+                ("features", "nesting=1,keyctl=1".to_owned()),
+                ("unprivileged", "1".to_owned()),
+                ("onboot", "1".to_owned()),
+                ("tags", format!("launch;{service};{environment}")),
+                ("description", description(labels, &template)),
+                ("ssh-public-keys", keys.public.clone()),
+            ]
+        };
+        // Terraform creates in parallel: a VMID from nextid can be taken by
+        // another create before ours arrives. Then take the next free one.
+        let mut vmid = vmid;
+        let mut attempt = 1;
+        let upid = loop {
+            match proxmox.create_lxc(&node, &params(vmid)).await {
+                Err(e)
+                    if args.vmid.is_null()
+                        && attempt < 5
+                        && e.to_string().contains("already exists") =>
+                {
+                    info!(vmid, "VMID taken meanwhile: taking the next free one");
+                    attempt += 1;
+                    match proxmox.next_id().await {
+                        Ok(next) => vmid = next.max(vmid + 1),
+                        Err(e) => break Err(e),
+                    }
+                }
+                other => break other,
+            }
+        };
         let instance_id = format!("{node}/{vmid}");
-        let created = match proxmox.create_lxc(&node, &params).await {
+        let created = match upid {
             Ok(upid) => {
                 proxmox
                     .wait_task("creating the container", &upid, deadline)

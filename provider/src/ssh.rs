@@ -174,7 +174,12 @@ pub async fn run_script(
             .output();
         match tokio::time::timeout(Duration::from_secs(15), probe).await {
             Ok(Ok(out)) if out.status.success() => break,
-            Ok(Ok(out)) => last = String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            Ok(Ok(out)) => {
+                last = String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .trim_end_matches('.')
+                    .to_owned()
+            }
             Ok(Err(e)) => return Err(SshError::Spawn(e.to_string())),
             Err(_) => last = "no answer within 15s".to_owned(),
         }

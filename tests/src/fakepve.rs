@@ -44,14 +44,16 @@ port, token_id, secret, keys_dir, template, offline = sys.argv[1:7]
 
 class Pve(FakePve):
     async def _lxc_create(self, user, v):
-        # PVE writes ssh-public-keys into the container's authorized_keys.
+        # PVE writes ssh-public-keys into the container's authorized_keys;
+        # a create that is refused (e.g. the VMID is taken) writes nothing.
+        upid = await super()._lxc_create(user, v)
         keys = v.get('ssh-public-keys')
         if keys:
             path = os.path.join(keys_dir, '{0}.pub'.format(int(v['vmid'])))
             with open(path + '.tmp', 'w') as out:
                 out.write(keys if keys.endswith('\n') else keys + '\n')
             os.rename(path + '.tmp', path)
-        return await super()._lxc_create(user, v)
+        return upid
 
 async def main():
     pve = Pve(host='127.0.0.1', port=int(port))

@@ -489,3 +489,117 @@ fn proxmox_settings_are_checked_at_plan_naming_the_attribute_on_every_terraform(
         }
     }
 }
+
+#[test]
+fn parallel_creates_get_their_own_vmids_and_a_dhcp_address_is_awaited() {
+    let setup = Setup::new();
+    let (static_host, dhcp_host) = (
+        SshHost::boot_for_ssh(unique::free_port()),
+        SshHost::boot_for_ssh(unique::free_port()),
+    );
+    let leased = container_ip();
+    let leased = if leased == setup.ip {
+        "198.51.100.250".to_owned()
+    } else {
+        leased
+    };
+    let mut tf = setup.workspace(&terraform::newest(), static_host.port);
+    tf.set_env(
+        "LAUNCH_PROXMOX_SSH_OVERRIDE",
+        &format!(
+            "{}=127.0.0.1:{},{leased}=127.0.0.1:{}",
+            setup.ip, static_host.port, dhcp_host.port
+        ),
+    );
+    let other = unique::service_name();
+    tf.write(&format!(
+        "{}\nresource \"launch_service\" \"dhcp\" {{\n  name   = \"{other}\"\n  target = \"proxmox\"\n  wait_for_agent = false\n  timeouts {{ create = \"90s\" }}\n  proxmox {{\n    node     = \"{NODE}\"\n    template = \"{TEMPLATE}\"\n  }}\n}}\n",
+        service_block(
+            &setup.name,
+            &proxmox_args(&setup.ip),
+            "  wait_for_agent = false\n  timeouts { create = \"90s\" }"
+        )
+    ));
+    let mut apply = Process::spawn(
+        "terraform apply",
+        tf.command(&["apply", "-auto-approve", "-no-color"]),
+    );
+    // Play PVE (the keys) and the bridge's DHCP server (the lease).
+    let mut done: Vec<i64> = Vec::new();
+    eventually(
+        Duration::from_secs(120),
+        "both containers to get their keys and addresses",
+        || {
+            for entry in std::fs::read_dir(setup.pve.keys_dir()).map_err(|e| e.to_string())? {
+                let name = entry.map_err(|e| e.to_string())?.file_name();
+                let Some(vmid) = name
+                    .to_string_lossy()
+                    .strip_suffix(".pub")
+                    .and_then(|v| v.parse::<i64>().ok())
+                else {
+                    continue;
+                };
+                if done.contains(&vmid) {
+                    continue;
+                }
+                let status = setup.pve.api(
+                    "GET",
+                    &format!("/nodes/{NODE}/lxc/{vmid}/status/current"),
+                    &[],
+                )?;
+                if status["status"] != "running" {
+                    continue;
+                }
+                let keys = setup.pve.injected_keys(vmid).ok_or("no keys")?;
+                let net0 = setup.pve.config(vmid)["net0"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if net0.contains("ip=dhcp") {
+                    let lease = net0.replace("ip=dhcp", &format!("ip={leased}/24"));
+                    setup.pve.api(
+                        "PUT",
+                        &format!("/nodes/{NODE}/lxc/{vmid}/config"),
+                        &[("net0", lease.as_str())],
+                    )?;
+                    dhcp_host.authorize(&keys);
+                } else {
+                    static_host.authorize(&keys);
+                }
+                done.push(vmid);
+            }
+            if done.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("handled {done:?}"))
+            }
+        },
+    );
+    let status = apply
+        .wait_exit(Duration::from_secs(300))
+        .expect("terraform apply finishes");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "apply failed:\n{}\n{}",
+        apply.stdout.text(),
+        apply.stderr.text()
+    );
+    done.sort();
+    assert_ne!(done[0], done[1]);
+    let dhcp = tf
+        .resource_values("launch_service.dhcp")
+        .expect("the DHCP service is in state");
+    assert_eq!(dhcp["private_ip"], leased.as_str(), "{dhcp}");
+    for host in [&static_host, &dhcp_host] {
+        assert_eq!(
+            host.exec_text(&["systemctl", "is-active", "launch-agent"])
+                .trim(),
+            "active",
+            "{}",
+            host.diagnostics()
+        );
+    }
+    tf.destroy().success();
+    assert!(setup.pve.containers().is_empty(), "destroy left containers");
+}
