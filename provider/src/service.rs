@@ -284,14 +284,14 @@ impl Resource for ServiceResource {
         if state.dns.is_null() {
             state.dns = Value::Value(Vec::new());
         }
+        if state.proxmox.is_null() {
+            state.proxmox = Value::Value(Vec::new());
+        }
         let Value::Value(instance_id) = state.instance_id.clone() else {
             return Some((state, private));
         };
         let clients = self.clients(diags)?;
         let labels = state.labels();
-        if state.proxmox.is_null() {
-            state.proxmox = Value::Value(Vec::new());
-        }
         if state.is_proxmox() {
             if !self
                 .read_proxmox(diags, &clients, &instance_id, &mut state)
