@@ -517,12 +517,12 @@ impl Resource for SecurityGroupResource {
             }
         };
         let (want_ports, want_cidrs) = (ports(&planned), cidrs(&planned));
-        if observed.ports != want_ports || (!want_ports.is_empty() && observed.cidrs != want_cidrs)
+        if (observed.ports != want_ports
+            || (!want_ports.is_empty() && observed.cidrs != want_cidrs))
+            && let Err(e) = set_rules(&ec2, &id, &observed, &want_ports, &want_cidrs).await
         {
-            if let Err(e) = set_rules(&ec2, &id, &observed, &want_ports, &want_cidrs).await {
-                diags.root_error("cannot update the security group's rules", e.to_string());
-                return Some((prior, Value::Null));
-            }
+            diags.root_error("cannot update the security group's rules", e.to_string());
+            return Some((prior, Value::Null));
         }
         let wanted_tags = tags(&planned);
         if let Err(e) = ec2.sync_tags(&id, &observed.tags, &wanted_tags).await {
