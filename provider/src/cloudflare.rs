@@ -16,13 +16,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::{Method, Request, header};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+
+use crate::http::{self, HttpClient};
+use hyper::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -260,8 +257,6 @@ pub fn record_name(service: &str, environment: &str, domain: &str) -> String {
     }
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// A Cloudflare API client for one zone.
 pub struct Cloudflare {
     http: HttpClient,
@@ -293,9 +288,7 @@ impl Cloudflare {
             .https_or_http()
             .enable_http1()
             .build();
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+        let http = http::client(https);
         Ok(Cloudflare {
             http,
             base,
@@ -533,53 +526,19 @@ impl Cloudflare {
         url: &str,
         body: Bytes,
     ) -> Result<(u16, Option<String>, Bytes), String> {
-        let mut auth =
-            header::HeaderValue::try_from(format!("Bearer {}", self.token)).map_err(|_| {
-                "api_token holds characters that cannot go in an HTTP header".to_owned()
-            })?;
-        auth.set_sensitive(true);
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(url)
-            .header(header::AUTHORIZATION, auth)
-            .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("terraform-provider-launch/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(body))
-            .map_err(|e| format!("bad request URL: {e}"))?;
         tracing::debug!(%method, url, "Cloudflare request");
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                text
-            })?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("reading the answer: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, retry_after, bytes))
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
-        }
+        let auth = format!("Bearer {}", self.token);
+        let reply = http::send(
+            &self.http,
+            method,
+            url,
+            auth,
+            "application/json",
+            body,
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        Ok((reply.status, reply.retry_after, reply.body))
     }
 
     fn decode<T: DeserializeOwned>(

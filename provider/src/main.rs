@@ -10,6 +10,7 @@ mod bootstrap;
 mod cloudflare;
 mod control;
 mod ec2;
+mod http;
 mod provider;
 mod proxmox;
 mod security_group;

@@ -22,13 +22,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::{Method, Request, header};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+
+use crate::http::{self, HttpClient};
+use hyper::Method;
 use serde::Deserialize;
 use serde_json::Value as Json;
 use tokio::time::Instant;
@@ -267,8 +264,6 @@ pub fn first_ipv4(interfaces: &Json) -> Option<String> {
     None
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// A Proxmox VE API client for one cluster (any node's endpoint).
 pub struct Proxmox {
     http: HttpClient,
@@ -324,9 +319,7 @@ impl Proxmox {
             .https_only()
             .enable_http1()
             .build();
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+        let http = http::client(https);
         Ok(Proxmox {
             http,
             base: format!("{endpoint}/api2/json"),
@@ -388,48 +381,20 @@ impl Proxmox {
     }
 
     async fn send(&self, method: &Method, url: &str, body: Bytes) -> Result<(u16, Bytes), String> {
-        let mut auth = header::HeaderValue::try_from(format!("PVEAPIToken={}", self.token))
-            .map_err(|_| {
-                "api_token holds characters that cannot go in an HTTP header".to_owned()
-            })?;
-        auth.set_sensitive(true);
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(url)
-            .header(header::AUTHORIZATION, auth)
-            .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(
-                header::USER_AGENT,
-                concat!("terraform-provider-launch/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(body))
-            .map_err(|e| format!("bad request URL: {e}"))?;
         tracing::debug!(%method, url, "Proxmox request");
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                text
-            })?;
-            let status = response.status().as_u16();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("reading the answer: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, bytes))
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
-        }
+        let auth = format!("PVEAPIToken={}", self.token);
+        let content = "application/x-www-form-urlencoded";
+        let reply = http::send(
+            &self.http,
+            method,
+            url,
+            auth,
+            content,
+            body,
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        Ok((reply.status, reply.body))
     }
 
     /// `GET /cluster/nextid`: the lowest free VMID.
