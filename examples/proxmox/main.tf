@@ -1,8 +1,7 @@
-# A service on Proxmox VE (an LXC container per service), as the design has
-# it. The provider does not implement target = "proxmox" yet: this example
-# documents the interface, and `terraform plan` stops with the provider's
-# message ("\"proxmox\" is not available in this provider version yet") before
-# anything is created.
+# A service on Proxmox VE: an unprivileged LXC container per service (nesting
+# and keyctl on, for Docker), bootstrapped over SSH with the same script EC2
+# user-data runs. The Proxmox API endpoint and token come from
+# PROXMOX_VE_ENDPOINT and PROXMOX_VE_API_TOKEN (or the proxmox block below).
 terraform {
   required_version = ">= 1.3"
 
@@ -14,9 +13,12 @@ terraform {
 }
 
 provider "launch" {
-  # control_url and token come from LAUNCH_ADDR and LAUNCH_TOKEN. The Proxmox
-  # API endpoint and credentials will go in a provider proxmox {} block once
-  # the provider has one.
+  # control_url and token come from LAUNCH_ADDR and LAUNCH_TOKEN.
+  proxmox {
+    # endpoint  = "https://pve.example.com:8006" # or PROXMOX_VE_ENDPOINT
+    # api_token = "root@pam!launch=…"             # or PROXMOX_VE_API_TOKEN
+    insecure = false # true for a node with a self-signed certificate
+  }
 }
 
 module "wiki" {

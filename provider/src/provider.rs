@@ -89,6 +89,11 @@ impl Clients {
         self.proxmox_settings.is_ok()
     }
 
+    /// What is missing from the Proxmox settings, if anything.
+    pub fn proxmox_missing(&self) -> Option<&str> {
+        self.proxmox_settings.as_ref().err().map(String::as_str)
+    }
+
     pub async fn proxmox(&self) -> Result<&Proxmox, String> {
         let settings = self.proxmox_settings.as_ref().map_err(Clone::clone)?;
         self.proxmox

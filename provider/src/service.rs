@@ -324,6 +324,20 @@ impl Resource for ServiceResource {
     ) -> Option<(State, ValueEmpty)> {
         let mut planned = proposed;
         planned.apply_defaults(&config);
+        // Like public = true without Cloudflare: say it now, not after the
+        // control plane has been touched at apply.
+        if planned.target == Value::Value("proxmox".to_owned())
+            && let Some(missing) = self
+                .clients_quiet()
+                .and_then(|c| c.proxmox_missing().map(str::to_owned))
+        {
+            diags.error(
+                "target = \"proxmox\" needs the provider's Proxmox settings",
+                format!("{missing}."),
+                AttributePath::new("target"),
+            );
+            return None;
+        }
         planned.id = planned.computed_id();
         planned.instance_type = planned.wanted_instance_type();
         planned.tags_all = planned.wanted_tags();

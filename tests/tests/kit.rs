@@ -299,26 +299,28 @@ fn module_infrastructure_and_examples_init_offline_and_validate() {
 }
 
 #[test]
-fn proxmox_example_plan_stops_with_the_providers_not_yet_available_message() {
+fn proxmox_example_plan_without_proxmox_settings_says_which_to_set() {
     let kit = Kit::new();
     let root = "examples/proxmox";
     kit.run(root, &["init", "-backend=false", "-no-color"], &[])
         .success();
-    // Nothing is contacted: the provider refuses the target while planning.
+    // Nothing is contacted: without an endpoint and token the provider
+    // stops the plan and names both settings and their variables.
     let plan = kit.run(
         root,
         &["plan", "-no-color", "-input=false"],
         &[
             ("LAUNCH_ADDR", "http://127.0.0.1:9"),
             ("LAUNCH_TOKEN", "unused"),
-            ("AWS_REGION", "us-east-1"),
         ],
     );
     assert_eq!(plan.code, Some(1), "{}", plan.text());
+    let text = plan.text().split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        plan.stderr
-            .contains("\"proxmox\" is not available in this provider version yet"),
-        "the plan must fail with the provider's message about proxmox\n{}",
+        text.contains("Proxmox is not configured")
+            && text.contains("PROXMOX_VE_ENDPOINT")
+            && text.contains("PROXMOX_VE_API_TOKEN"),
+        "the plan must say which Proxmox settings are missing\n{}",
         plan.text()
     );
 }

@@ -38,9 +38,31 @@ resource "launch_service" "this" {
       instance_type      = aws.value.instance_type
     }
   }
+
+  dynamic "proxmox" {
+    for_each = var.target == "proxmox" ? [var.proxmox == null ? local.proxmox_defaults : var.proxmox] : []
+    content {
+      node     = proxmox.value.node
+      template = proxmox.value.template
+      storage  = proxmox.value.storage
+      bridge   = proxmox.value.bridge
+      vmid     = proxmox.value.vmid
+      ip       = proxmox.value.ip
+      gateway  = proxmox.value.gateway
+    }
+  }
 }
 
 locals {
+  proxmox_defaults = {
+    node     = null
+    template = null
+    storage  = null
+    bridge   = null
+    vmid     = null
+    ip       = null
+    gateway  = null
+  }
   aws_defaults = {
     ami                = null
     subnet_id          = null

@@ -9,7 +9,7 @@ variable "service_name" {
 }
 
 variable "target" {
-  description = "Where the host runs: aws (an EC2 instance) or proxmox (an LXC container; not implemented by the provider yet, so plan fails with its message)."
+  description = "Where the host runs: aws (an EC2 instance) or proxmox (an LXC container on Proxmox VE, bootstrapped over SSH)."
   type        = string
 
   validation {
@@ -89,14 +89,15 @@ variable "ingress_ports" {
 }
 
 variable "proxmox" {
-  description = "Settings for target = \"proxmox\". Reserved: the provider has no proxmox target yet, so these are accepted but not used."
+  description = "Settings for target = \"proxmox\": node and template are required; storage, bridge, vmid, and ip/gateway (static address; default DHCP) are optional. size sets cores, memory and disk."
   type = object({
     node     = optional(string)
     template = optional(string)
     storage  = optional(string)
     bridge   = optional(string)
-    cores    = optional(number)
-    memory   = optional(number)
+    vmid     = optional(number)
+    ip       = optional(string)
+    gateway  = optional(string)
   })
   default = null
 }
