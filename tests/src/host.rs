@@ -38,6 +38,49 @@ pub fn image() -> String {
         .clone()
 }
 
+/// `docker run -d` of the host image as a machine: systemd as PID 1 with the
+/// cgroup tree and mount namespaces it needs (for the agent unit's
+/// hardening; not a fully privileged container, which these machines
+/// refuse), the test machine's network and Docker socket, and `mounts`
+/// (`-v` specs) for what the test gives it.
+pub(crate) fn run_systemd_container(name: &str, mounts: &[String]) -> Output {
+    let image = image();
+    let cgroup_v2 = std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/cgroup") && l.contains("cgroup2"));
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+    ];
+    for mount in mounts {
+        args.extend(["-v", mount.as_str()]);
+    }
+    if cgroup_v2 {
+        args.extend(["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]);
+    } else {
+        args.extend(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro"]);
+    }
+    args.push(&image);
+    docker(&args)
+}
+
 fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
@@ -48,7 +91,6 @@ fn docker(args: &[&str]) -> Output {
 impl Host {
     /// Boots a host whose cloud-init gets `user_data`.
     pub fn boot(user_data: &str) -> Host {
-        let image = image();
         let seed = tempfile::Builder::new()
             .prefix("launch-e2e-seed-")
             .tempdir()
@@ -61,43 +103,7 @@ impl Host {
         )
         .expect("write meta-data");
         let seed_mount = format!("{}:/var/lib/cloud/seed/nocloud:ro", seed.path().display());
-        // systemd needs the cgroup tree and mount namespaces (for the unit's
-        // hardening), not a fully privileged container.
-        let cgroup_v2 = std::fs::read_to_string("/proc/mounts")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| {
-                l.split_whitespace().nth(1) == Some("/sys/fs/cgroup") && l.contains("cgroup2")
-            });
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            "host",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--tmpfs",
-            "/run",
-            "--tmpfs",
-            "/run/lock",
-            "--tmpfs",
-            "/tmp",
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            &seed_mount,
-        ];
-        if cgroup_v2 {
-            args.extend(["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]);
-        } else {
-            args.extend(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro"]);
-        }
-        args.push(&image);
-        let out = docker(&args);
+        let out = run_systemd_container(&name, &[seed_mount]);
         assert!(
             out.status.success(),
             "docker run of the host failed: {}",

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::host::image;
 use crate::poll::try_eventually;
 use crate::unique;
 
@@ -35,7 +34,6 @@ fn docker(args: &[&str]) -> Output {
 impl SshHost {
     /// Boots the host with sshd on `127.0.0.1:<port>`, waits until it answers.
     pub fn boot_for_ssh(port: u16) -> SshHost {
-        let image = image();
         let config = tempfile::Builder::new()
             .prefix("launch-e2e-sshd-")
             .tempdir()
@@ -55,43 +53,7 @@ impl SshHost {
             "{}:/etc/cloud/cloud-init.disabled:ro",
             config.path().join("cloud-init.disabled").display()
         );
-        let cgroup_v2 = std::fs::read_to_string("/proc/mounts")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| {
-                l.split_whitespace().nth(1) == Some("/sys/fs/cgroup") && l.contains("cgroup2")
-            });
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            "host",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--tmpfs",
-            "/run",
-            "--tmpfs",
-            "/run/lock",
-            "--tmpfs",
-            "/tmp",
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            &sshd_mount,
-            "-v",
-            &cloud_init_off,
-        ];
-        if cgroup_v2 {
-            args.extend(["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]);
-        } else {
-            args.extend(["-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro"]);
-        }
-        args.push(&image);
-        let out = docker(&args);
+        let out = crate::host::run_systemd_container(&name, &[sshd_mount, cloud_init_off]);
         assert!(
             out.status.success(),
             "docker run of the SSH host failed: {}",
