@@ -31,6 +31,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::bootstrap::Bootstrap;
 use crate::cloudflare::{Cloudflare, RecordSpec};
+use crate::control::JoinToken;
 use crate::ec2::{InstanceView, Launch};
 use crate::provider::{Clients, SharedClients};
 use crate::proxmox::{Proxmox, first_ipv4, split_tags};
@@ -743,34 +744,13 @@ impl ServiceResource {
         // 1. The control plane side, undone if no instance comes of it.
         let before_instance: Result<_, String> = async {
             let ec2 = clients.ec2().await.map_err(|e| e.to_string())?;
-            control
-                .ensure_service(labels)
-                .await
-                .map_err(|e| e.to_string())?;
-            // Long enough for a slow boot even when create does not wait for it.
-            let ttl = create_timeout.max(Duration::from_secs(3600));
-            let join = control
-                .create_join_token(labels, ttl)
-                .await
-                .map_err(|e| e.to_string())?;
+            let join = self
+                .prepare_control_plane(clients, labels, &planned, create_timeout)
+                .await?;
             let image_id = match planned.aws_args().ami.as_ref_option() {
                 Some(ami) => ami.clone(),
                 None => ec2.default_ami().await.map_err(|e| e.to_string())?,
             };
-            if planned.public == Value::Value(true) {
-                let cloudflare = clients.cloudflare().await?;
-                let allow_overwrite = planned.dns_settings().is_some_and(|d| d.allow_overwrite);
-                if let (Value::Value(fqdn), false) = (&planned.fqdn, allow_overwrite) {
-                    cloudflare
-                        .check_free(fqdn, "A")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            control
-                .sync_secrets(labels, &Default::default(), &planned.secret_values())
-                .await
-                .map_err(|e| e.to_string())?;
             Ok((ec2, join, image_id))
         }
         .await;
@@ -848,21 +828,71 @@ impl ServiceResource {
             }
         }
         let what = format!("Instance {}", view.id);
-        if !self
-            .create_dns(diags, clients, &mut state, planned_fqdn, &what)
+        let timing = (started_ms, deadline, waited_from);
+        self.finish_create(diags, clients, labels, state, planned_fqdn, timing, &what)
+            .await
+    }
+
+    /// The control-plane side of a create, the same for every target: the
+    /// service registered, a join token bound to its labels (long enough
+    /// for a slow boot even when create does not wait for it), a public
+    /// name checked free, the secrets stored. On failure the caller undoes
+    /// it with [`ServiceResource::undo_control_plane`].
+    async fn prepare_control_plane(
+        &self,
+        clients: &Clients,
+        labels: &Labels,
+        planned: &State,
+        create_timeout: Duration,
+    ) -> Result<JoinToken, String> {
+        let control = &clients.control;
+        control
+            .ensure_service(labels)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ttl = create_timeout.max(Duration::from_secs(3600));
+        let join = control
+            .create_join_token(labels, ttl)
+            .await
+            .map_err(|e| e.to_string())?;
+        if planned.public == Value::Value(true) {
+            let cloudflare = clients.cloudflare().await?;
+            let allow_overwrite = planned.dns_settings().is_some_and(|d| d.allow_overwrite);
+            if let (Value::Value(fqdn), false) = (&planned.fqdn, allow_overwrite) {
+                cloudflare
+                    .check_free(fqdn, "A")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        control
+            .sync_secrets(labels, &Default::default(), &planned.secret_values())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(join)
+    }
+
+    /// Once the host exists and runs: its DNS record, then (with
+    /// `wait_for_agent`) its agent. The state goes back to Terraform either
+    /// way; an error in `diags` makes it tainted.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_create(
+        &self,
+        diags: &mut Diagnostics,
+        clients: &Clients,
+        labels: &Labels,
+        mut state: State,
+        planned_fqdn: Value<String>,
+        timing: (i64, Instant, Instant),
+        what: &str,
+    ) -> Option<State> {
+        if self
+            .create_dns(diags, clients, &mut state, planned_fqdn, what)
             .await
         {
-            return Some(state);
+            self.await_agent(diags, clients, labels, &mut state, timing, what)
+                .await;
         }
-        self.await_agent(
-            diags,
-            clients,
-            labels,
-            &mut state,
-            (started_ms, deadline, waited_from),
-            &what,
-        )
-        .await;
         Some(state)
     }
 
@@ -1412,29 +1442,9 @@ impl ServiceResource {
         // 1. The control plane side and the key, undone if no container comes of it.
         let before: Result<_, String> = async {
             let proxmox = clients.proxmox().await?;
-            control
-                .ensure_service(labels)
-                .await
-                .map_err(|e| e.to_string())?;
-            let ttl = create_timeout.max(Duration::from_secs(3600));
-            let join = control
-                .create_join_token(labels, ttl)
-                .await
-                .map_err(|e| e.to_string())?;
-            if planned.public == Value::Value(true) {
-                let cloudflare = clients.cloudflare().await?;
-                let allow_overwrite = planned.dns_settings().is_some_and(|d| d.allow_overwrite);
-                if let (Value::Value(fqdn), false) = (&planned.fqdn, allow_overwrite) {
-                    cloudflare
-                        .check_free(fqdn, "A")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            control
-                .sync_secrets(labels, &Default::default(), &planned.secret_values())
-                .await
-                .map_err(|e| e.to_string())?;
+            let join = self
+                .prepare_control_plane(clients, labels, &planned, create_timeout)
+                .await?;
             let keys = KeyPair::generate(&format!("launch-{service}-{environment}"))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -1591,22 +1601,9 @@ impl ServiceResource {
         }
         drop(keys);
         let what = format!("Container {instance_id}");
-        if !self
-            .create_dns(diags, clients, &mut state, planned_fqdn, &what)
+        let timing = (started_ms, deadline, waited_from);
+        self.finish_create(diags, clients, labels, state, planned_fqdn, timing, &what)
             .await
-        {
-            return Some(state);
-        }
-        self.await_agent(
-            diags,
-            clients,
-            labels,
-            &mut state,
-            (started_ms, deadline, waited_from),
-            &what,
-        )
-        .await;
-        Some(state)
     }
 
     /// Read for a container: `Some(false)` when it is gone (so the plan
