@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use launch_core::bundle::sha256_hex;
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::{
-    AgentMessage, CreateJoinTokenRequest, DeployHeader, DeployRequest, Hello, RegisterRequest,
-    ServiceRef, agent_message, control_message, deploy_request,
+    AgentMessage, DeployHeader, DeployRequest, ServiceRef, control_message, deploy_request,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
 
 const AGENTS: usize = 1000;
 const CONNECTIONS: usize = 20;
@@ -72,49 +70,14 @@ async fn run(server: &Server) {
                 service: unique::service_name(),
                 environment: "load".to_owned(),
             };
-            let join = control
-                .create_join_token(grpc::request(
-                    CreateJoinTokenRequest {
-                        target: Some(target.clone()),
-                        ttl_secs: 0,
-                    },
-                    &token,
-                ))
-                .await
-                .expect("CreateJoinToken")
-                .into_inner();
-            let registered = agents
-                .register(RegisterRequest {
-                    join_token: join.join_token,
-                    labels: HashMap::from([
-                        ("service-name".to_owned(), target.service.clone()),
-                        ("environment".to_owned(), target.environment.clone()),
-                    ]),
-                    hostname: format!("load-{i}"),
-                    version: "bench".to_owned(),
-                })
-                .await
-                .expect("Register")
-                .into_inner();
-            let (up, up_rx) = mpsc::channel::<AgentMessage>(16);
-            up.send(AgentMessage {
-                msg: Some(agent_message::Msg::Hello(Hello {
-                    version: "bench".to_owned(),
-                    hostname: format!("load-{i}"),
-                    advertise_host: "127.0.0.1".to_owned(),
-                    current_release_id: String::new(),
-                })),
-            })
-            .await
-            .unwrap();
-            let mut down = agents
-                .session(grpc::request(
-                    ReceiverStream::new(up_rx),
-                    &registered.agent_token,
-                ))
-                .await
-                .expect("Session")
-                .into_inner();
+            let grpc::SimulatedAgent { up, mut down } = grpc::simulate_agent(
+                &mut control,
+                &mut agents,
+                &token,
+                &target,
+                &format!("load-{i}"),
+            )
+            .await;
             let (first_tx, first_mission) = oneshot::channel();
             tokio::spawn(async move {
                 let mut first_tx = Some(first_tx);

@@ -14,12 +14,10 @@ use std::time::{Duration, Instant};
 use launch_core::bundle::sha256_hex;
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::{
-    AgentMessage, CreateJoinTokenRequest, DeployHeader, DeployRequest, Hello, LogBatch, LogLine,
-    LogStream, MissionAck, RegisterRequest, ServiceRef, StreamLogsRequest, agent_message,
-    control_message, deploy_request,
+    AgentMessage, DeployHeader, DeployRequest, LogBatch, LogLine, LogStream, MissionAck,
+    ServiceRef, StreamLogsRequest, agent_message, control_message, deploy_request,
 };
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 const MISSIONS: usize = 1000;
 const LOG_LINES: u64 = 200_000;
@@ -47,52 +45,16 @@ async fn run(server: &Server) {
         environment: environment.clone(),
     };
     let mut control = grpc::control_client(server).await;
-    let join = control
-        .create_join_token(grpc::request(
-            CreateJoinTokenRequest {
-                target: Some(target.clone()),
-                ttl_secs: 0,
-            },
-            &server.admin_token,
-        ))
-        .await
-        .expect("CreateJoinToken")
-        .into_inner();
     let mut agents = grpc::agent_client(server).await;
-    let registered = agents
-        .register(RegisterRequest {
-            join_token: join.join_token,
-            labels: HashMap::from([
-                ("service-name".to_owned(), service.clone()),
-                ("environment".to_owned(), environment.clone()),
-            ]),
-            hostname: "bench".to_owned(),
-            version: "bench".to_owned(),
-        })
-        .await
-        .expect("Register")
-        .into_inner();
-
     // The fake agent's session: Hello first, then whatever we send.
-    let (up, up_rx) = mpsc::channel::<AgentMessage>(1024);
-    up.send(AgentMessage {
-        msg: Some(agent_message::Msg::Hello(Hello {
-            version: "bench".to_owned(),
-            hostname: "bench".to_owned(),
-            advertise_host: "127.0.0.1".to_owned(),
-            current_release_id: String::new(),
-        })),
-    })
-    .await
-    .unwrap();
-    let mut down = agents
-        .session(grpc::request(
-            ReceiverStream::new(up_rx),
-            &registered.agent_token,
-        ))
-        .await
-        .expect("Session")
-        .into_inner();
+    let grpc::SimulatedAgent { up, mut down } = grpc::simulate_agent(
+        &mut control,
+        &mut agents,
+        &server.admin_token,
+        &target,
+        "bench",
+    )
+    .await;
     // Missions go to a channel; log acks and the welcome are drained.
     let (missions_tx, mut missions) = mpsc::unbounded_channel::<String>();
     let reader = tokio::spawn(async move {

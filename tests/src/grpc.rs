@@ -1,9 +1,18 @@
 //! Talking gRPC to the control plane directly, with `launch_proto`'s tonic
 //! clients, for what the CLI cannot do: acting as an agent (with an agent
-//! token read from an agent's data dir) to check what it may and may not reach.
+//! token read from an agent's data dir) to check what it may and may not reach,
+//! and simulating agents on the wire for the benchmarks.
+
+use std::collections::HashMap;
 
 use launch_proto::agent_service_client::AgentServiceClient;
 use launch_proto::control_service_client::ControlServiceClient;
+use launch_proto::{
+    AgentMessage, ControlMessage, CreateJoinTokenRequest, Hello, RegisterRequest, ServiceRef,
+    agent_message,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::server::Server;
@@ -44,4 +53,64 @@ pub async fn agent_client(server: &Server) -> AgentServiceClient<Channel> {
 /// A `ControlService` client connected to `server`.
 pub async fn control_client(server: &Server) -> ControlServiceClient<Channel> {
     ControlServiceClient::new(channel(server).await)
+}
+
+/// An agent simulated on the wire (for benches): registered with a fresh
+/// join token and holding an open Session. Messages sent on `up` go to the
+/// control plane; the session ends when `up` is dropped.
+pub struct SimulatedAgent {
+    pub up: mpsc::Sender<AgentMessage>,
+    pub down: tonic::Streaming<ControlMessage>,
+}
+
+/// Creates a join token for `target` (with the admin token), registers as
+/// `hostname` and opens a Session that starts with Hello.
+pub async fn simulate_agent(
+    control: &mut ControlServiceClient<Channel>,
+    agents: &mut AgentServiceClient<Channel>,
+    admin_token: &str,
+    target: &ServiceRef,
+    hostname: &str,
+) -> SimulatedAgent {
+    let join = control
+        .create_join_token(request(
+            CreateJoinTokenRequest {
+                target: Some(target.clone()),
+                ttl_secs: 0,
+            },
+            admin_token,
+        ))
+        .await
+        .expect("CreateJoinToken")
+        .into_inner();
+    let registered = agents
+        .register(RegisterRequest {
+            join_token: join.join_token,
+            labels: HashMap::from([
+                ("service-name".to_owned(), target.service.clone()),
+                ("environment".to_owned(), target.environment.clone()),
+            ]),
+            hostname: hostname.to_owned(),
+            version: "bench".to_owned(),
+        })
+        .await
+        .expect("Register")
+        .into_inner();
+    let (up, up_rx) = mpsc::channel::<AgentMessage>(1024);
+    up.send(AgentMessage {
+        msg: Some(agent_message::Msg::Hello(Hello {
+            version: "bench".to_owned(),
+            hostname: hostname.to_owned(),
+            advertise_host: "127.0.0.1".to_owned(),
+            current_release_id: String::new(),
+        })),
+    })
+    .await
+    .expect("the session's channel is open");
+    let down = agents
+        .session(request(ReceiverStream::new(up_rx), &registered.agent_token))
+        .await
+        .expect("Session")
+        .into_inner();
+    SimulatedAgent { up, down }
 }
