@@ -9,7 +9,8 @@
 //! - `deploy`: `deploy`, `rollback` and waiting on a mission.
 //! - `logs`: `logs [-f]`.
 //! - `inventory`: `status`, `services`, `agents`, `releases`.
-//! - `access`: `token create`, `secrets set|list|rm`.
+//! - `access`: `token create` (join tokens), `secrets set|list|rm`.
+//! - `tokens`: scoped API tokens: `token create --scope`, `token list|revoke`.
 //! - `dev`: `launch dev`, an embedded server plus a local agent.
 //! - `output`: text and JSON rendering shared by the commands.
 
@@ -27,6 +28,7 @@ pub mod error;
 mod inventory;
 mod logs;
 mod output;
+mod tokens;
 
 pub use error::{CliError, exit};
 
@@ -96,7 +98,7 @@ pub enum Command {
     Agents(inventory::AgentsArgs),
     /// List a service's releases, newest first
     Releases(inventory::ReleasesArgs),
-    /// Join tokens for new hosts
+    /// Join tokens for new hosts, and scoped API tokens
     #[command(subcommand)]
     Token(access::TokenCommand),
     /// A service's secrets (values are write-only)

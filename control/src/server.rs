@@ -11,6 +11,8 @@
 //! - [`hub`]: live sessions, per-mission broadcasts, counters.
 //! - `state`: what every request handler shares (auth, dispatch, secrets).
 //! - `agent_service`, `control_service`: the two gRPC services.
+//! - [`authz`]: who may call which control RPC (the one authorization layer);
+//!   `api_tokens`: minting, listing and revoking scoped API tokens.
 //! - `http`: the plain HTTP endpoints.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
@@ -32,6 +34,8 @@ use launch_proto::agent_service_server::AgentServiceServer;
 use launch_proto::control_service_server::ControlServiceServer;
 
 mod agent_service;
+mod api_tokens;
+pub mod authz;
 mod control_service;
 mod http;
 pub mod hub;
@@ -373,6 +377,7 @@ pub async fn run(
         agent_binary: config.agent_binary.clone(),
         cli_binary: config.cli_binary.clone(),
         shutdown: shutdown.clone(),
+        revocations: authz::Revocations::default(),
     });
 
     let mut routes = tonic::service::Routes::builder();
@@ -382,11 +387,12 @@ pub async fn run(
                 .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
         )
-        .add_service(
+        .add_service(authz::Authorize::new(
             ControlServiceServer::new(control_service::Control::new(state.clone()))
                 .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
-        );
+            state.clone(),
+        ));
     let app = routes
         .routes()
         .into_axum_router()

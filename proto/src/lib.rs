@@ -10,6 +10,11 @@ pub mod v1 {
 
 pub use v1::*;
 
+/// The encoded `FileDescriptorSet` of every `launch.v1` file, so tests can
+/// walk each service's methods instead of keeping a list by hand.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/launch_descriptor.bin"));
+
 impl MissionState {
     /// A mission in a final state never changes again.
     pub fn is_final(self) -> bool {

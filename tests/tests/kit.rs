@@ -551,7 +551,10 @@ fn deploy_workflow_runs_the_action_once_per_changed_service() {
         "{job}"
     );
     let with = &job["steps"][1]["with"];
-    assert_eq!(with["token"], "${{ secrets.LAUNCH_TOKEN }}", "{with}");
+    assert_eq!(
+        with["token"], "${{ secrets.LAUNCH_DEPLOY_TOKEN }}",
+        "CI deploys with a deploy-scoped token, never the admin token: {with}"
+    );
     assert_eq!(
         with["control-url"], "${{ secrets.LAUNCH_CONTROL_URL }}",
         "{with}"
@@ -919,11 +922,30 @@ fn deploy_script_deploys_the_template_hello_service_and_reports_its_url() {
     let runner = Runner::new();
     let url = server.url();
     let service_dir = hello.service_dir();
+    // The token the docs tell people to store as LAUNCH_DEPLOY_TOKEN.
+    let deploy_token = server
+        .cli(&[
+            "token",
+            "create",
+            "--scope",
+            "deploy",
+            "--service",
+            "*",
+            "--env",
+            "prod",
+            "--name",
+            "ci-deploy",
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    assert!(deploy_token.starts_with("lt_api_"), "{deploy_token:?}");
     let ran = runner.deploy(
         hello.repo_root(),
         &[
             ("control-url", &url),
-            ("token", &server.admin_token),
+            ("token", &deploy_token),
             ("service-dir", &service_dir),
             ("environment", "prod"),
             ("timeout", "3m"),
@@ -961,7 +983,7 @@ fn deploy_script_deploys_the_template_hello_service_and_reports_its_url() {
     let printed = format!("{}\n{}", ran.stdout, ran.stderr);
     let leaks: Vec<&str> = printed
         .lines()
-        .filter(|l| l.contains(&server.admin_token) && !l.starts_with("::add-mask::"))
+        .filter(|l| l.contains(&deploy_token) && !l.starts_with("::add-mask::"))
         .collect();
     assert!(leaks.is_empty(), "the token reached the job log: {leaks:?}");
     let (code, body) = launch_e2e::http::get(hello.port, "/")

@@ -4,7 +4,7 @@
 #
 # Inputs (the action sets them from its `with:`):
 #   INPUT_CONTROL_URL  control plane, e.g. http://10.0.0.5:7400
-#   INPUT_TOKEN        control-plane token
+#   INPUT_TOKEN        deploy-scoped API token
 #   INPUT_SERVICE_DIR  directory to deploy
 #   INPUT_ENVIRONMENT  environment (default prod)
 #   INPUT_TIMEOUT      how long --wait waits (default 10m)
@@ -31,7 +31,7 @@ if [ -z "$control_url" ]; then
     exit 2
 fi
 if [ -z "$token" ]; then
-    error "token is empty: store the control-plane token as a repository secret and pass token: \${{ secrets.LAUNCH_TOKEN }} (secrets are not given to workflows from forks)"
+    error "token is empty: store a deploy token (launch token create --scope deploy --service '*' --env prod) as a repository secret and pass token: \${{ secrets.LAUNCH_DEPLOY_TOKEN }} (secrets are not given to workflows from forks)"
     exit 2
 fi
 if [ ! -d "$service_dir" ]; then

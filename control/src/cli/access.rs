@@ -1,5 +1,6 @@
 //! Who may join and what services may read: `token create` mints a
-//! single-use join token for a new host, `secrets set|list|rm` manage a
+//! single-use join token for a new host (or, with `--scope`, an API token:
+//! see `tokens`), `secrets set|list|rm` manage a
 //! service's secrets. Secret values go in through stdin only (never argv, so
 //! they stay out of shell history and `ps`) and never come back out.
 
@@ -17,16 +18,32 @@ use super::{CliError, Global, Output, exit, parse_duration};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenCommand {
-    /// Create a single-use join token bound to a service and environment
+    /// Without --scope: a single-use join token for a new host of --service.
+    /// With --scope: an API token (admin, deploy or read) for CI or people
     Create {
+        /// admin: everything; deploy: deploy, roll back and read its
+        /// services; read: only read them
+        #[arg(long, value_enum)]
+        scope: Option<super::tokens::ScopeArg>,
+        /// The service (join token), or the services an API token covers
+        /// ('*' matches anything, e.g. 'web-*')
         #[arg(long)]
-        service: String,
-        #[arg(long = "env", default_value = "prod")]
-        environment: String,
-        /// How long the token stays valid
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
-        ttl: Duration,
+        service: Option<String>,
+        /// The environment [join token default: prod; API token default: '*']
+        #[arg(long = "env")]
+        environment: Option<String>,
+        /// How long the token stays valid, e.g. 1h or 30d [join token
+        /// default: 1h; API token default: no expiry]
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// A name for `launch token list`, e.g. ci-hello (API tokens)
+        #[arg(long)]
+        name: Option<String>,
     },
+    /// List API tokens (never the tokens themselves)
+    List,
+    /// Revoke an API token by id; its open streams end at once
+    Revoke { token_id: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -61,11 +78,43 @@ fn target(service: &str, environment: &str) -> Option<ServiceRef> {
 }
 
 pub async fn token(global: &Global, command: TokenCommand) -> Result<u8, CliError> {
-    let TokenCommand::Create {
-        service,
-        environment,
-        ttl,
-    } = command;
+    let (service, environment, ttl) = match command {
+        TokenCommand::Create {
+            scope: None,
+            service,
+            environment,
+            ttl,
+            name,
+        } => {
+            if name.is_some() {
+                return Err(CliError::usage(
+                    "--name labels API tokens: add --scope admin|deploy|read, or drop --name for a join token",
+                ));
+            }
+            let service = service.ok_or_else(|| {
+                CliError::usage(
+                    "a join token needs --service (the service the new host runs); for an API token add --scope admin|deploy|read",
+                )
+            })?;
+            (
+                service,
+                environment.unwrap_or_else(|| "prod".to_owned()),
+                ttl.unwrap_or(Duration::from_secs(3600)),
+            )
+        }
+        TokenCommand::Create {
+            scope: Some(scope),
+            service,
+            environment,
+            ttl,
+            name,
+        } => {
+            let request = super::tokens::create_request(scope, service, environment, ttl, name)?;
+            return super::tokens::create(global, request).await;
+        }
+        TokenCommand::List => return super::tokens::list(global).await,
+        TokenCommand::Revoke { token_id } => return super::tokens::revoke(global, &token_id).await,
+    };
     let mut client = client::connect(global).await?;
     let token = client
         .create_join_token(CreateJoinTokenRequest {

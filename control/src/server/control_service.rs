@@ -1,5 +1,5 @@
-//! The gRPC service the CLI and the Terraform provider talk to. Every RPC first
-//! checks the admin (or an API) token. Deploy is the careful one: the bundle is
+//! The gRPC service the CLI and the Terraform provider talk to. Who may call
+//! which RPC is decided before any handler runs, by `authz::Authorize`. Deploy is the careful one: the bundle is
 //! streamed to a temp file, size-limited, hash-checked and inspected with
 //! `launch_core::bundle` before anything is recorded; then service, secrets,
 //! release and mission are written in one transaction and only then dispatched.
@@ -245,7 +245,6 @@ impl ControlService for Control {
         &self,
         request: Request<Streaming<DeployRequest>>,
     ) -> Result<Response<DeployResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let mut stream = request.into_inner();
         let header = match stream.message().await? {
             Some(DeployRequest {
@@ -342,7 +341,6 @@ impl ControlService for Control {
         &self,
         request: Request<RollbackRequest>,
     ) -> Result<Response<MissionRef>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let request = request.into_inner();
         let (service, environment) = target(request.target.as_ref())?;
         let store = &self.state.store;
@@ -413,7 +411,6 @@ impl ControlService for Control {
         &self,
         request: Request<GetMissionRequest>,
     ) -> Result<Response<MissionInfo>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let mission_id = request.into_inner().mission_id;
         let mission = self
             .state
@@ -431,7 +428,6 @@ impl ControlService for Control {
         &self,
         request: Request<WatchMissionRequest>,
     ) -> Result<Response<Self::WatchMissionStream>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let request = request.into_inner();
         let state = self.state.clone();
         let mission_id = request.mission_id;
@@ -526,7 +522,6 @@ impl ControlService for Control {
         &self,
         request: Request<StreamLogsRequest>,
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let request = request.into_inner();
         let (service, environment) = target(request.target.as_ref())?;
         let state = self.state.clone();
@@ -565,7 +560,7 @@ impl ControlService for Control {
                 let mut live = state.hub.subscribe_mission(&mission_id);
                 for event in replay(&state, &mission_id, &mut sent).await? {
                     if let Some(mission_event::Event::Line(line)) = event.event {
-                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
                     }
                 }
                 if !follow {
@@ -593,19 +588,19 @@ impl ControlService for Control {
                             if line.seq > sent + 1 {
                                 for event in replay(&state, &mission_id, &mut sent).await? {
                                     if let Some(mission_event::Event::Line(line)) = event.event {
-                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
                                     }
                                 }
                                 continue;
                             }
                             sent = line.seq;
-                            yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                            yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
                         }
                         Next::Live(Ok(_)) => {}
                         Next::Live(Err(broadcast::error::RecvError::Lagged(_))) => {
                             for event in replay(&state, &mission_id, &mut sent).await? {
                                 if let Some(mission_event::Event::Line(line)) = event.event {
-                                    yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                                    yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
                                 }
                             }
                         }
@@ -614,7 +609,7 @@ impl ControlService for Control {
                             if newest != mission_id {
                                 for event in replay(&state, &mission_id, &mut sent).await? {
                                     if let Some(mission_event::Event::Line(line)) = event.event {
-                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line) };
+                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
                                     }
                                 }
                                 mission_id = newest;
@@ -640,9 +635,8 @@ impl ControlService for Control {
 
     async fn status(
         &self,
-        request: Request<StatusRequest>,
+        _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         Ok(Response::new(StatusResponse {
             services: self.all_services().await?,
             agents: self.all_agents().await?,
@@ -652,9 +646,8 @@ impl ControlService for Control {
 
     async fn list_services(
         &self,
-        request: Request<ListServicesRequest>,
+        _request: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         Ok(Response::new(ListServicesResponse {
             services: self.all_services().await?,
         }))
@@ -664,7 +657,6 @@ impl ControlService for Control {
         &self,
         request: Request<EnsureServiceRequest>,
     ) -> Result<Response<ServiceInfo>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let (service, environment) = target(request.into_inner().target.as_ref())?;
         let row = self
             .state
@@ -679,7 +671,6 @@ impl ControlService for Control {
         &self,
         request: Request<RetireServiceRequest>,
     ) -> Result<Response<RetireServiceResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let (service, environment) = target(request.into_inner().target.as_ref())?;
         let store = &self.state.store;
         if store
@@ -724,7 +715,6 @@ impl ControlService for Control {
         &self,
         request: Request<ListReleasesRequest>,
     ) -> Result<Response<ListReleasesResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let (service, environment) = target(request.into_inner().target.as_ref())?;
         let store = &self.state.store;
         let current = store
@@ -755,9 +745,8 @@ impl ControlService for Control {
 
     async fn list_agents(
         &self,
-        request: Request<ListAgentsRequest>,
+        _request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         Ok(Response::new(ListAgentsResponse {
             agents: self.all_agents().await?,
         }))
@@ -767,7 +756,6 @@ impl ControlService for Control {
         &self,
         request: Request<RevokeAgentRequest>,
     ) -> Result<Response<RevokeAgentResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let agent_id = request.into_inner().agent_id;
         if !self
             .state
@@ -789,7 +777,6 @@ impl ControlService for Control {
         &self,
         request: Request<CreateJoinTokenRequest>,
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let request = request.into_inner();
         let (service, environment) = target(request.target.as_ref())?;
         let ttl_secs = if request.ttl_secs == 0 {
@@ -821,7 +808,6 @@ impl ControlService for Control {
         &self,
         request: Request<RevokeJoinTokenRequest>,
     ) -> Result<Response<RevokeJoinTokenResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let id = request.into_inner().join_token_id;
         if !self
             .state
@@ -839,7 +825,6 @@ impl ControlService for Control {
         &self,
         request: Request<SetSecretRequest>,
     ) -> Result<Response<SetSecretResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let request = request.into_inner();
         let (service, environment) = target(request.target.as_ref())?;
         if !secrets::valid_key(&request.key) {
@@ -869,7 +854,6 @@ impl ControlService for Control {
         &self,
         request: Request<ListSecretsRequest>,
     ) -> Result<Response<ListSecretsResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let (service, environment) = target(request.into_inner().target.as_ref())?;
         let secrets = self
             .state
@@ -890,7 +874,6 @@ impl ControlService for Control {
         &self,
         request: Request<DeleteSecretRequest>,
     ) -> Result<Response<DeleteSecretResponse>, Status> {
-        self.state.authorize_control(request.metadata()).await?;
         let request = request.into_inner();
         let (service, environment) = target(request.target.as_ref())?;
         if !self
@@ -907,5 +890,26 @@ impl ControlService for Control {
         }
         info!(service = %service, environment = %environment, key = %request.key, "secret deleted");
         Ok(Response::new(DeleteSecretResponse {}))
+    }
+
+    async fn create_api_token(
+        &self,
+        request: Request<CreateApiTokenRequest>,
+    ) -> Result<Response<CreateApiTokenResponse>, Status> {
+        super::api_tokens::create(&self.state, request).await
+    }
+
+    async fn list_api_tokens(
+        &self,
+        _request: Request<ListApiTokensRequest>,
+    ) -> Result<Response<ListApiTokensResponse>, Status> {
+        super::api_tokens::list(&self.state).await
+    }
+
+    async fn revoke_api_token(
+        &self,
+        request: Request<RevokeApiTokenRequest>,
+    ) -> Result<Response<RevokeApiTokenResponse>, Status> {
+        super::api_tokens::revoke(&self.state, request).await
     }
 }

@@ -1,6 +1,6 @@
 //! What every request handler shares: the store, the hub, the secret box and
 //! the server's settings, plus the operations both gRPC services need —
-//! authenticating callers, decrypting a service's secrets for its own agent,
+//! authenticating agents, decrypting a service's secrets for its own agent,
 //! and dispatching a stored mission to a connected agent.
 
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ pub struct State {
     pub agent_binary: Option<PathBuf>,
     pub cli_binary: Option<PathBuf>,
     pub shutdown: CancellationToken,
+    /// Open streams of scoped API tokens, ended when a token is revoked.
+    pub revocations: super::authz::Revocations,
 }
 
 /// A store failure as the caller sees it: generic, with the details logged.
@@ -39,35 +41,6 @@ pub fn internal(err: impl std::fmt::Display) -> Status {
 }
 
 impl State {
-    /// Admin or API token, else Unauthenticated; an agent token is PermissionDenied.
-    pub async fn authorize_control(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        let unauthenticated = || {
-            Status::unauthenticated(format!(
-                "missing or unknown token: pass --token or set LAUNCH_TOKEN (the admin token is in {})",
-                self.data_dir.join(super::ADMIN_TOKEN_FILE).display()
-            ))
-        };
-        let Some(token) = tokens::bearer(metadata) else {
-            return Err(unauthenticated());
-        };
-        let hash = tokens::hash(&token);
-        if hash == self.admin_hash || self.store.api_token_exists(&hash).await.map_err(internal)? {
-            return Ok(());
-        }
-        if self
-            .store
-            .agent_by_token_hash(&hash)
-            .await
-            .map_err(internal)?
-            .is_some()
-        {
-            return Err(Status::permission_denied(
-                "an agent token cannot call the control service: use the admin token or an API token",
-            ));
-        }
-        Err(unauthenticated())
-    }
-
     /// The calling agent, if its token is known and not revoked.
     pub async fn authorize_agent(&self, metadata: &MetadataMap) -> Result<AgentRow, Status> {
         let token = tokens::bearer(metadata).ok_or_else(|| {

@@ -13,6 +13,9 @@ use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
 
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
+mod api_tokens;
+pub use api_tokens::{ApiTokenRow, NewApiToken};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Unix milliseconds now.
@@ -230,14 +233,6 @@ impl Store {
             .execute(&self.pool)
             .await
             .map(drop)
-    }
-
-    pub async fn api_token_exists(&self, hash: &str) -> Result<bool> {
-        sqlx::query("SELECT 1 FROM api_tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map(|row| row.is_some())
     }
 
     // ---- services ----

@@ -9,6 +9,7 @@ use tonic::metadata::MetadataMap;
 pub const ADMIN_PREFIX: &str = "lt_admin_";
 pub const JOIN_PREFIX: &str = "lt_join_";
 pub const AGENT_PREFIX: &str = "lt_agent_";
+pub const API_PREFIX: &str = "lt_api_";
 
 /// A fresh token: `prefix` followed by 32 random bytes in hex.
 pub fn mint(prefix: &str) -> String {
