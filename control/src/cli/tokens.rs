@@ -59,10 +59,19 @@ pub fn create_request(
             "a deploy token needs --service (and usually --env): name the service CI deploys, or --service '*' for all of them",
         ));
     }
+    let service = service.unwrap_or_else(|| "*".to_owned());
+    let environment = environment.unwrap_or_else(|| "*".to_owned());
+    for (flag, pattern) in [("--service", &service), ("--env", &environment)] {
+        if !crate::server::authz::valid_pattern(pattern) {
+            return Err(CliError::usage(format!(
+                "{flag} {pattern:?} is not a name pattern: use lower-case letters, digits and '-', where '*' matches anything (e.g. hello, '*', web-*)"
+            )));
+        }
+    }
     Ok(CreateApiTokenRequest {
         scope: scope.proto() as i32,
-        service: service.unwrap_or_else(|| "*".to_owned()),
-        environment: environment.unwrap_or_else(|| "*".to_owned()),
+        service,
+        environment,
         ttl_secs: ttl.map(|ttl| ttl.as_secs().max(1)).unwrap_or(0),
         name: name.unwrap_or_default(),
     })
