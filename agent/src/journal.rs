@@ -238,4 +238,31 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), KEEP_FINISHED);
         assert!(journal.get("m-0000").is_none());
     }
+
+    #[test]
+    fn a_finished_mission_keeps_no_secret_values_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let mut record = mission("m-1", 1);
+        record
+            .secrets
+            .insert("API_KEY".into(), "sekrit-value-1234".into());
+        journal.record(&record).unwrap();
+        let file = dir.path().join("m-1.json");
+        let on_disk = || fs::read_to_string(&file).unwrap();
+        // Positive control: while the mission may still run (and be resumed
+        // after a restart), the journal holds what it needs.
+        assert!(on_disk().contains("sekrit-value-1234"), "{}", on_disk());
+        assert_eq!(
+            journal.unfinished()[0].secrets["API_KEY"],
+            "sekrit-value-1234"
+        );
+        journal.finish("m-1", healthy()).unwrap();
+        assert!(
+            !on_disk().contains("sekrit-value-1234"),
+            "a finished mission's journal entry still holds a secret value: {}",
+            on_disk()
+        );
+        assert!(journal.get("m-1").unwrap().final_update().is_some());
+    }
 }

@@ -10,17 +10,20 @@
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
 //! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
 //! - `tokens`: join tokens — registration, reuse refused.
+//! - `api_tokens`: scoped API tokens through the CLI: create, list, refusals naming the scope, revoke.
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
+//! - `provider_identity`: the provider agrees with the control plane by ids, not clocks (a runner 10 s ahead, create_before_destroy).
 //! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 
+mod api_tokens;
 mod bad_input;
 mod bootstrap;
 mod control_plane;
@@ -31,6 +34,7 @@ mod isolation;
 mod kit;
 mod logs;
 mod provider;
+mod provider_identity;
 mod proxmox;
 mod restarts;
 mod security;

@@ -1672,3 +1672,77 @@ fn bad_config_is_reported_all_at_once() {
         "sqlite:///home/u/.local/share/launch/server/launch.db"
     );
 }
+
+/// What a StreamLogs stream carried, as `line N` and `gap A-B` labels.
+async fn log_labels(stream: &mut Streaming<LogEvent>, until_seq: u64) -> Vec<String> {
+    let mut labels = Vec::new();
+    loop {
+        let event = tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no log event within {DEADLINE:?}; so far {labels:?}"))
+            .unwrap();
+        let Some(event) = event else { return labels };
+        let seq = match (event.line, event.gap) {
+            (Some(line), _) => {
+                labels.push(format!("line {}", line.seq));
+                line.seq
+            }
+            (None, Some(gap)) => {
+                labels.push(format!("gap {}-{}", gap.from_seq, gap.to_seq));
+                gap.to_seq
+            }
+            (None, None) => panic!("an empty log event after {labels:?}"),
+        };
+        if seq >= until_seq {
+            return labels;
+        }
+    }
+}
+
+#[tokio::test]
+async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
+    let server = TestServer::start().await;
+    let (_, agent_token) = server.register("hello", "prod").await;
+    server.deploy("hello", "prod", good_bundle("x")).await;
+    let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
+    let mission = session.next_mission().await;
+    session.ack(&mission.mission_id).await;
+    session.logs(&mission.mission_id, 1..=2).await;
+    assert_eq!(session.next_log_ack(&mission.mission_id).await, 2);
+    let request = |follow| {
+        server.admin(StreamLogsRequest {
+            target: Some(target("hello", "prod")),
+            mission_id: String::new(),
+            since_seq: 0,
+            follow,
+        })
+    };
+    let mut live = server
+        .control()
+        .await
+        .stream_logs(request(true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(log_labels(&mut live, 2).await, ["line 1", "line 2"]);
+    // Lines 3 and 4 never arrive (the agent's buffer overflowed).
+    session.logs(&mission.mission_id, 5..=6).await;
+    assert_eq!(session.next_log_ack(&mission.mission_id).await, 6);
+    assert_eq!(
+        log_labels(&mut live, 6).await,
+        ["gap 3-4", "line 5", "line 6"],
+        "a follower is told what it missed"
+    );
+    let mut stored = server
+        .control()
+        .await
+        .stream_logs(request(false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        log_labels(&mut stored, u64::MAX).await,
+        ["line 1", "line 2", "gap 3-4", "line 5", "line 6"],
+        "a reader of stored lines is told what is missing"
+    );
+}
