@@ -17,6 +17,7 @@ use launch_core::names::{EnvironmentName, ServiceName};
 use launch_core::redact::Redactor;
 use launch_core::service_config::ServiceConfig;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 
 /// Every path under `root`, relative, sorted.
 fn tree(root: &Path) -> Vec<String> {
@@ -125,6 +126,38 @@ fn is_dns_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Names near the DNS-label rules: most from the label alphabet (valid and
+/// not), some with a stray character, some anything at all.
+fn name_candidates() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-z][a-z0-9-]{0,64}",
+        2 => "[a-z0-9-]{0,66}",
+        1 => "[a-zA-Z0-9_. -]{0,66}",
+        1 => "\\PC{0,70}",
+    ]
+}
+
+/// Positive control for the name property: the generator makes plenty of
+/// valid labels and plenty of invalid names, so both sides are exercised.
+#[test]
+fn name_candidates_hold_both_valid_and_invalid_names() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = name_candidates();
+    let (mut valid, mut invalid) = (0, 0);
+    for _ in 0..1000 {
+        let name = strategy.new_tree(&mut runner).unwrap().current();
+        if is_dns_label(&name) {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert!(
+        valid >= 200 && invalid >= 200,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -151,6 +184,7 @@ proptest! {
     #[test]
     fn random_bytes_are_refused_without_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048), gzip in any::<bool>()) {
         let sandbox = tempfile::tempdir().unwrap();
+        let bytes_were_zeros = bytes.iter().all(|b| *b == 0);
         let data = if gzip {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&bytes).unwrap();
@@ -158,18 +192,36 @@ proptest! {
         } else {
             bytes
         };
-        let _ = unpack(data.as_slice(), &sandbox.path().join("release"), &Limits::default());
+        let dest = sandbox.path().join("release");
+        let result = unpack(data.as_slice(), &dest, &Limits::default());
         let outside: Vec<String> = tree(sandbox.path()).into_iter().filter(|p| !p.starts_with("release")).collect();
         prop_assert!(outside.is_empty(), "{outside:?}");
+        // Only gzip around nothing or zeros is a (empty) tar archive; any
+        // other bytes are refused, and a refusal leaves nothing behind.
+        let empty_archive = gzip && bytes_were_zeros;
+        match result {
+            Ok(summary) => {
+                prop_assert!(empty_archive, "random bytes were accepted as a bundle: {summary:?}");
+                prop_assert!(tree(&dest).is_empty(), "{:?}", tree(&dest));
+            }
+            Err(_) => prop_assert!(!dest.exists(), "a refused bundle left {:?}", tree(&dest)),
+        }
     }
 
     #[test]
-    fn accepted_names_are_dns_labels(name in "\\PC{0,70}") {
-        if let Ok(parsed) = ServiceName::parse(&name) {
-            prop_assert!(is_dns_label(parsed.as_str()), "{name:?} accepted");
-        }
-        if let Ok(parsed) = EnvironmentName::parse(&name) {
-            prop_assert!(is_dns_label(parsed.as_str()), "{name:?} accepted");
+    fn a_name_is_accepted_exactly_when_it_is_a_dns_label(name in name_candidates()) {
+        let valid = is_dns_label(&name);
+        for (what, accepted) in [
+            ("service", ServiceName::parse(&name).map(|n| n.as_str().to_owned())),
+            ("environment", EnvironmentName::parse(&name).map(|n| n.as_str().to_owned())),
+        ] {
+            match accepted {
+                Ok(parsed) => {
+                    prop_assert!(valid, "{what} name {name:?} is not a DNS label but was accepted");
+                    prop_assert_eq!(&parsed, &name, "accepted names are kept as given");
+                }
+                Err(err) => prop_assert!(!valid, "{what} name {name:?} is a DNS label but was refused: {err}"),
+            }
         }
     }
 

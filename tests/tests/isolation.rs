@@ -60,6 +60,13 @@ fn an_agent_token_of_one_service_cannot_reach_another_services_bundle_secrets_or
 
     let mut paths = Vec::new();
     all_paths(agent_a.data_dir(), &mut paths);
+    // Positive control: the walk sees agent a's own service and release, so
+    // an empty match below means b's are absent, not that nothing was read.
+    assert!(
+        paths.iter().any(|p| p.contains(&a.name)) && paths.iter().any(|p| p.contains(&a_release)),
+        "the walk of {} did not find service a's own release {a_release}: {paths:?}",
+        agent_a.data_dir().display()
+    );
     let leaked: Vec<_> = paths
         .iter()
         .filter(|p| p.contains(&b.name) || p.contains(&b_mission) || p.contains(&b_release))

@@ -41,8 +41,8 @@ fn logs_follow_shows_runtime_lines_of_the_running_release() {
     );
 }
 
-/// Every file under `dir` whose mode is not 0600 among those named `name`.
-fn loose_files(dir: &Path, name: &str, out: &mut Vec<String>) {
+/// The files under `dir` named `name`, each with its permission bits.
+fn files_named(dir: &Path, name: &str, out: &mut Vec<(String, u32)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -52,12 +52,11 @@ fn loose_files(dir: &Path, name: &str, out: &mut Vec<String>) {
             continue;
         };
         if meta.is_dir() {
-            loose_files(&path, name, out);
-        } else if entry.file_name() == name && meta.permissions().mode() & 0o777 != 0o600 {
-            out.push(format!(
-                "{} {:o}",
-                path.display(),
-                meta.permissions().mode()
+            files_named(&path, name, out);
+        } else if entry.file_name() == name {
+            out.push((
+                path.display().to_string(),
+                meta.permissions().mode() & 0o777,
             ));
         }
     }
@@ -171,7 +170,17 @@ fn secret_values_are_redacted_in_the_cli_the_store_and_the_agent_logs() {
         !agent.stderr().contains(&secret),
         "the agent logged the secret value"
     );
-    let mut loose = Vec::new();
-    loose_files(agent.data_dir(), ".env", &mut loose);
+    let mut env_files = Vec::new();
+    files_named(agent.data_dir(), ".env", &mut env_files);
+    // Positive control: the walk found the release's .env at all.
+    assert!(
+        !env_files.is_empty(),
+        "no .env under {}: the walk checked nothing",
+        agent.data_dir().display()
+    );
+    let loose: Vec<_> = env_files
+        .iter()
+        .filter(|(_, mode)| *mode != 0o600)
+        .collect();
     assert!(loose.is_empty(), ".env files must be 0600: {loose:?}");
 }
