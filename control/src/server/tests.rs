@@ -1672,3 +1672,5 @@ fn bad_config_is_reported_all_at_once() {
         "sqlite:///home/u/.local/share/launch/server/launch.db"
     );
 }
+
+mod recreate;
