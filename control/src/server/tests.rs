@@ -598,7 +598,7 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
             (
                 "ListReleases",
                 control
-                    .list_releases(req(ListReleasesRequest { target: t() }, token))
+                    .list_releases(req(ListReleasesRequest { target: t(), ..Default::default() }, token))
                     .await
                     .unwrap_err()
                     .code(),
@@ -879,6 +879,7 @@ async fn log_lines_are_deduplicated_and_resumable_by_seq() {
         .await
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1155,6 +1156,7 @@ async fn unsafe_bundle_is_refused_and_nothing_is_recorded() {
     let releases = control
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1292,6 +1294,7 @@ async fn rollback_targets_the_previous_healthy_release() {
     let listed = control
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1446,6 +1449,7 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
     let releases = control
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()

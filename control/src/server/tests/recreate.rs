@@ -113,3 +113,57 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one() {
     );
     server.stop().await;
 }
+
+async fn releases(server: &TestServer, include_retired: bool) -> Vec<ReleaseInfo> {
+    server
+        .control()
+        .await
+        .list_releases(server.admin(ListReleasesRequest {
+            target: Some(target("hello", "prod")),
+            include_retired,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .releases
+}
+
+#[tokio::test]
+async fn retired_releases_are_listed_only_when_asked_for_and_a_new_deploy_starts_the_history() {
+    let server = TestServer::start().await;
+    let old_mission = healthy_deploy(&server).await;
+    let mut control = server.control().await;
+    control
+        .retire_service(server.admin(RetireServiceRequest {
+            target: Some(target("hello", "prod")),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(releases(&server, false).await, vec![]);
+    let audit = releases(&server, true).await;
+    assert_eq!(
+        audit
+            .iter()
+            .map(|r| (r.mission_id.as_str(), r.retired, r.current))
+            .collect::<Vec<_>>(),
+        vec![(old_mission.as_str(), true, false)]
+    );
+
+    // The new host deploys: the service's history starts with it.
+    let new_mission = healthy_deploy(&server).await;
+    let service = only_service(&mut control, &server).await;
+    assert_eq!(
+        (service.last_mission_id.as_str(), service.last_mission_state()),
+        (new_mission.as_str(), MissionState::Healthy)
+    );
+    let listed = releases(&server, false).await;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.mission_id.as_str(), r.retired, r.current))
+            .collect::<Vec<_>>(),
+        vec![(new_mission.as_str(), false, true)]
+    );
+    assert_eq!(releases(&server, true).await.len(), 2);
+    server.stop().await;
+}
