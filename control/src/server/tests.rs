@@ -1636,11 +1636,16 @@ fn bad_config_is_reported_all_at_once() {
         max_bundle_bytes: 1,
         tls_cert: Some("/nonexistent/cert.pem".into()),
         tls_key: Some("/nonexistent/key.pem".into()),
+        provider_dir: Some("/nonexistent/providers".into()),
         command: None,
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
     let all = errors.join("\n");
-    assert_eq!(errors.len(), 4, "{all}");
+    assert_eq!(errors.len(), 5, "{all}");
+    assert!(
+        all.contains("--provider-dir /nonexistent/providers holds no terraform-provider-launch"),
+        "{all}"
+    );
     assert!(
         all.contains("cannot read the TLS certificate /nonexistent/cert.pem"),
         "{all}"
@@ -1664,6 +1669,7 @@ fn bad_config_is_reported_all_at_once() {
         max_bundle_bytes: 10,
         tls_cert: None,
         tls_key: None,
+        provider_dir: None,
         command: None,
     };
     let config = ServerConfig::from_flags_with(&ok, None, Some("/home/u".into())).unwrap();
