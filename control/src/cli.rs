@@ -11,6 +11,7 @@
 //! - `inventory`: `status`, `services`, `agents`, `releases`.
 //! - `access`: `token create` (join tokens), `secrets set|list|rm`.
 //! - `tokens`: scoped API tokens: `token create --scope`, `token list|revoke`.
+//! - `provider`: `provider install|package`, the Terraform provider without a registry.
 //! - `dev`: `launch dev`, an embedded server plus a local agent.
 //! - `output`: text and JSON rendering shared by the commands.
 
@@ -29,6 +30,7 @@ mod inventory;
 mod logs;
 mod output;
 mod tokens;
+mod provider;
 
 pub use error::{CliError, exit};
 
@@ -104,6 +106,9 @@ pub enum Command {
     /// A service's secrets (values are write-only)
     #[command(subcommand)]
     Secrets(access::SecretsCommand),
+    /// The Terraform provider without a registry: a filesystem mirror or release artifacts
+    #[command(subcommand)]
+    Provider(provider::ProviderCommand),
 }
 
 /// Parses a duration such as `10m`, `90s` or `1h`.
@@ -140,6 +145,7 @@ async fn run(global: Global, command: Command) -> Result<u8, CliError> {
         Command::Releases(args) => inventory::releases(&global, args).await,
         Command::Token(command) => access::token(&global, command).await,
         Command::Secrets(command) => access::secrets(&global, command).await,
+        Command::Provider(command) => provider::run(&global, command).await,
     }
 }
 

@@ -5,4 +5,5 @@
 //! talks to an embedded server exactly as it talks to a remote one.
 
 pub mod cli;
+pub mod provider_package;
 pub mod server;

@@ -38,6 +38,7 @@ mod api_tokens;
 pub mod authz;
 mod control_service;
 mod http;
+mod provider_mirror;
 pub mod hub;
 pub mod rotate;
 pub mod secrets;
@@ -88,6 +89,11 @@ pub struct ServerFlags {
     /// PEM private key of --tls-cert
     #[arg(long, env = "LAUNCH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Directory holding the `terraform-provider-launch` binary served through
+    /// Terraform's provider network mirror protocol at /v1/terraform/providers/
+    /// [default: beside this executable]
+    #[arg(long, env = "LAUNCH_PROVIDER_DIR")]
+    pub provider_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -113,6 +119,8 @@ pub struct ServerConfig {
     pub secret_key: Option<[u8; 32]>,
     /// Serve TLS with this rustls config (from `--tls-cert`/`--tls-key`).
     pub tls: Option<Arc<tls::ServerTlsConfig>>,
+    /// Where `terraform-provider-launch` is; `None` means beside this executable.
+    pub provider_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -129,6 +137,7 @@ impl std::fmt::Debug for ServerConfig {
                 &self.secret_key.map(|_| "<from LAUNCH_SECRET_KEY>"),
             )
             .field("tls", &self.tls.is_some())
+            .field("provider_dir", &self.provider_dir)
             .finish()
     }
 }
@@ -147,6 +156,7 @@ impl ServerConfig {
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             secret_key: None,
             tls: None,
+            provider_dir: None,
         }
     }
 
@@ -216,6 +226,15 @@ impl ServerConfig {
                 path.display()
             ));
         }
+        if let Some(dir) = &flags.provider_dir
+            && !dir.join(crate::provider_package::BINARY).is_file()
+        {
+            errors.push(format!(
+                "--provider-dir {} holds no {}: build it with `cargo build -p terraform-provider-launch` and point the flag at its directory, or leave the flag unset",
+                dir.display(),
+                crate::provider_package::BINARY
+            ));
+        }
         if flags.max_bundle_bytes == 0 {
             errors.push("--max-bundle-bytes must be above 0".to_owned());
         }
@@ -251,6 +270,7 @@ impl ServerConfig {
             max_bundle_bytes: flags.max_bundle_bytes,
             secret_key,
             tls,
+            provider_dir: flags.provider_dir.clone(),
         })
     }
 }
@@ -397,6 +417,9 @@ pub async fn run(
         .routes()
         .into_axum_router()
         .merge(http::router(state.clone()))
+        .merge(provider_mirror::router(Arc::new(
+            provider_mirror::Mirror::new(config.provider_dir.clone()),
+        )))
         .fallback(http::fallback);
 
     let listener = tokio::net::TcpListener::bind(config.listen)

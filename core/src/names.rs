@@ -67,27 +67,61 @@ fn check_label(what: &'static str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
         return fail(format!("it is empty; {RULE}"));
     }
+    let hint = match suggest(value) {
+        Some(name) => format!(" (try {name:?})"),
+        None => String::new(),
+    };
     if value.len() > MAX_LEN {
-        return fail(format!("it is {} characters long; {RULE}", value.len()));
+        return fail(format!(
+            "it is {} characters long{hint}; {RULE}",
+            value.len()
+        ));
     }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        let hint = if bad.is_ascii_uppercase() {
-            format!(" (try {:?})", value.to_ascii_lowercase())
-        } else {
-            String::new()
-        };
         return fail(format!("{bad:?} is not allowed{hint}; {RULE}"));
     }
     if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return fail(format!("it must start with a letter; {RULE}"));
+        return fail(format!("it must start with a letter{hint}; {RULE}"));
     }
     if value.ends_with('-') {
-        return fail(format!("it must not end with '-'; {RULE}"));
+        return fail(format!("it must not end with '-'{hint}; {RULE}"));
     }
     Ok(())
+}
+
+/// A valid name close to `value` (lower case, `_`, `.` and spaces as `-`, no
+/// leading non-letters, no trailing `-`, at most 63 characters), or None when
+/// nothing sensible is left. Never suggests an invalid name: the result is
+/// checked by the same rule it is offered for.
+fn suggest(value: &str) -> Option<String> {
+    let mut name = String::new();
+    for c in value.chars() {
+        let c = match c {
+            'a'..='z' | '0'..='9' | '-' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            '_' | '.' | ' ' => '-',
+            _ => continue,
+        };
+        if c == '-' && (name.is_empty() || name.ends_with('-')) {
+            continue;
+        }
+        if name.is_empty() && !c.is_ascii_lowercase() {
+            continue;
+        }
+        name.push(c);
+    }
+    name.truncate(MAX_LEN);
+    let name = name.trim_end_matches('-').to_owned();
+    let valid = !name.is_empty()
+        && name != value
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    valid.then_some(name)
 }
 
 #[cfg(test)]
@@ -125,6 +159,57 @@ mod tests {
         let long = "a".repeat(64);
         let message = ServiceName::parse(&long).unwrap_err().to_string();
         assert!(message.contains("64 characters long"), "{message}");
+    }
+
+    /// The `X` of a message's `(try "X")`, if it has one.
+    fn hint_of(message: &str) -> Option<String> {
+        let start = message.find("(try \"")? + "(try \"".len();
+        let end = start + message[start..].find('"')?;
+        Some(message[start..end].to_owned())
+    }
+
+    #[test]
+    fn hints_name_a_valid_label_for_the_examples_in_the_issue() {
+        let cases = [
+            ("Bad_Name", Some("bad-name")),
+            ("Hello", Some("hello")),
+            ("my.app", Some("my-app")),
+            ("1abc", Some("abc")),
+            ("abc-", Some("abc")),
+            ("__", None),
+            ("123", None),
+        ];
+        for (input, expected) in cases {
+            let message = ServiceName::parse(input).unwrap_err().to_string();
+            assert_eq!(hint_of(&message).as_deref(), expected, "{input:?}: {message}");
+        }
+    }
+
+    proptest::proptest! {
+        /// For any input, a hint, when given, passes validation.
+        #[test]
+        fn every_hint_is_a_valid_name(value in "\\PC{0,80}") {
+            if let Err(err) = ServiceName::parse(&value) {
+                if let Some(hint) = hint_of(&err.to_string()) {
+                    proptest::prop_assert!(ServiceName::parse(&hint).is_ok(), "{value:?} -> {hint:?}");
+                }
+            }
+        }
+
+        /// Names that are nearly right (the mistakes people make: capitals,
+        /// `_`, `.`, spaces, a leading digit or dash, a trailing dash, one
+        /// character too many) always get a hint, and it is valid.
+        #[test]
+        fn nearly_right_names_get_a_valid_hint(value in "[0-9_-]{0,3}[a-zA-Z][a-zA-Z0-9_. -]{0,70}") {
+            let invalid = ServiceName::parse(&value).is_err();
+            if invalid {
+                let message = ServiceName::parse(&value).unwrap_err().to_string();
+                let hint = hint_of(&message);
+                proptest::prop_assert!(hint.is_some(), "{value:?}: no hint in {message}");
+                let hint = hint.unwrap();
+                proptest::prop_assert!(ServiceName::parse(&hint).is_ok(), "{value:?} -> {hint:?}");
+            }
+        }
     }
 
     #[test]

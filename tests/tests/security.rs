@@ -492,7 +492,7 @@ async fn every_control_rpc_is_refused(
     );
     assert_unauthenticated!(
         format!("ListReleases with {label}"),
-        client.list_releases(with(token, ListReleasesRequest { target: target() }))
+        client.list_releases(with(token, ListReleasesRequest { target: target(), ..Default::default() }))
     );
     assert_unauthenticated!(
         format!("ListAgents with {label}"),

@@ -29,6 +29,10 @@ pub struct ReleasesArgs {
     pub service: String,
     #[arg(long = "env", default_value = "prod")]
     pub environment: String,
+    /// Also the releases of retired incarnations of the service (for audit;
+    /// `launch logs --mission` shows their lines)
+    #[arg(long)]
+    pub all: bool,
 }
 
 fn services_table(services: &[launch_proto::ServiceInfo]) {
@@ -176,6 +180,7 @@ pub async fn releases(global: &Global, args: ReleasesArgs) -> Result<u8, CliErro
                 service: args.service,
                 environment: args.environment,
             }),
+            include_retired: args.all,
         })
         .await
         .map_err(|s| CliError::from_status(&s, &global.addr))?
@@ -192,10 +197,14 @@ pub async fn releases(global: &Global, args: ReleasesArgs) -> Result<u8, CliErro
                 .map(|r| {
                     vec![
                         format!("{}{}", if r.current { "* " } else { "  " }, r.release_id),
-                        ReleaseState::try_from(r.state)
-                            .unwrap_or_default()
-                            .label()
-                            .to_owned(),
+                        if r.retired {
+                            "retired".to_owned()
+                        } else {
+                            ReleaseState::try_from(r.state)
+                                .unwrap_or_default()
+                                .label()
+                                .to_owned()
+                        },
                         or_dash(&r.git_ref),
                         r.bundle_sha256.chars().take(12).collect(),
                         r.mission_id.clone(),

@@ -50,6 +50,7 @@ pub fn release_json(release: &ReleaseInfo) -> Value {
         "bundle_size": release.bundle_size,
         "mission_id": release.mission_id,
         "created_unix_ms": release.created_unix_ms,
+        "retired": release.retired,
     })
 }
 

@@ -715,7 +715,8 @@ impl ControlService for Control {
         &self,
         request: Request<ListReleasesRequest>,
     ) -> Result<Response<ListReleasesResponse>, Status> {
-        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
         let store = &self.state.store;
         let current = store
             .service(&service, &environment)
@@ -723,12 +724,19 @@ impl ControlService for Control {
             .map_err(internal)?
             .and_then(|s| s.current_release_id)
             .unwrap_or_default();
-        let releases = store
-            .releases(&service, &environment)
-            .await
+        let releases = if request.include_retired {
+            store.releases_with_retired(&service, &environment).await
+        } else {
+            store
+                .releases(&service, &environment)
+                .await
+                .map(|rows| rows.into_iter().map(|r| (r, false)).collect())
+        };
+        let releases = releases
             .map_err(internal)?
             .into_iter()
-            .map(|r| ReleaseInfo {
+            .map(|(r, retired)| ReleaseInfo {
+                retired,
                 current: r.id == current,
                 target: Some(service_ref(&r.service, &r.environment)),
                 state: r.state as i32,

@@ -277,7 +277,8 @@ impl Store {
     }
 
     /// Marks the service retired, revokes its agents and unused join tokens,
-    /// forgets its releases and cancels its unfinished missions.
+    /// cancels its unfinished missions, and ends its history: its missions and
+    /// releases are kept for audit but no longer the service's (`retired = 1`).
     pub async fn retire_service(&self, service: &str, environment: &str) -> Result<Retired> {
         let mut tx = self.pool.begin().await?;
         // Writes first: a deferred transaction that reads before writing can
@@ -298,7 +299,7 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query("DELETE FROM releases WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE releases SET retired = 1 WHERE service = ? AND environment = ?")
             .bind(service)
             .bind(environment)
             .execute(&mut *tx)
@@ -317,6 +318,11 @@ impl Store {
             .iter()
             .map(|r| r.get("id"))
             .collect();
+        sqlx::query("UPDATE missions SET retired = 1 WHERE service = ? AND environment = ?")
+            .bind(service)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Retired {
             agents,
@@ -650,12 +656,31 @@ impl Store {
 
     /// Newest first.
     pub async fn releases(&self, service: &str, environment: &str) -> Result<Vec<ReleaseRow>> {
-        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? ORDER BY id DESC")
+        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? AND retired = 0 ORDER BY id DESC")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
             .await
             .map(|rows| rows.iter().map(release_row).collect())
+    }
+
+    /// Newest first, with the releases of retired incarnations of the
+    /// service (for audit); the flag says which.
+    pub async fn releases_with_retired(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Vec<(ReleaseRow, bool)>> {
+        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? ORDER BY id DESC")
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (release_row(r), r.get::<i64, _>("retired") != 0))
+                    .collect()
+            })
     }
 
     pub async fn mission(&self, id: &str) -> Result<Option<MissionRow>> {
@@ -672,7 +697,7 @@ impl Store {
         environment: &str,
     ) -> Result<Option<MissionRow>> {
         sqlx::query(
-            "SELECT * FROM missions WHERE service = ? AND environment = ? ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 ORDER BY id DESC LIMIT 1",
         )
         .bind(service)
         .bind(environment)
@@ -683,7 +708,7 @@ impl Store {
 
     /// The newest mission that left a URL (the service's address).
     pub async fn newest_url(&self, service: &str, environment: &str) -> Result<Option<String>> {
-        sqlx::query("SELECT url FROM missions WHERE service = ? AND environment = ? AND url != '' ORDER BY id DESC LIMIT 1")
+        sqlx::query("SELECT url FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND url != '' ORDER BY id DESC LIMIT 1")
             .bind(service)
             .bind(environment)
             .fetch_optional(&self.pool)
@@ -697,7 +722,7 @@ impl Store {
         service: &str,
         environment: &str,
     ) -> Result<Vec<MissionRow>> {
-        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND state IN ('queued', 'dispatched') ORDER BY id")
+        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND state IN ('queued', 'dispatched') ORDER BY id")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
@@ -712,7 +737,7 @@ impl Store {
         service: &str,
         environment: &str,
     ) -> Result<Vec<MissionRow>> {
-        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = ? AND environment = ?)) ORDER BY id")
+        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = ? AND environment = ? AND retired = 0)) ORDER BY id")
             .bind(service)
             .bind(environment)
             .bind(service)

@@ -598,7 +598,7 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
             (
                 "ListReleases",
                 control
-                    .list_releases(req(ListReleasesRequest { target: t() }, token))
+                    .list_releases(req(ListReleasesRequest { target: t(), ..Default::default() }, token))
                     .await
                     .unwrap_err()
                     .code(),
@@ -879,6 +879,7 @@ async fn log_lines_are_deduplicated_and_resumable_by_seq() {
         .await
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1155,6 +1156,7 @@ async fn unsafe_bundle_is_refused_and_nothing_is_recorded() {
     let releases = control
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1292,6 +1294,7 @@ async fn rollback_targets_the_previous_healthy_release() {
     let listed = control
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1446,6 +1449,7 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
     let releases = control
         .list_releases(server.admin(ListReleasesRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1632,11 +1636,16 @@ fn bad_config_is_reported_all_at_once() {
         max_bundle_bytes: 1,
         tls_cert: Some("/nonexistent/cert.pem".into()),
         tls_key: Some("/nonexistent/key.pem".into()),
+        provider_dir: Some("/nonexistent/providers".into()),
         command: None,
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
     let all = errors.join("\n");
-    assert_eq!(errors.len(), 4, "{all}");
+    assert_eq!(errors.len(), 5, "{all}");
+    assert!(
+        all.contains("--provider-dir /nonexistent/providers holds no terraform-provider-launch"),
+        "{all}"
+    );
     assert!(
         all.contains("cannot read the TLS certificate /nonexistent/cert.pem"),
         "{all}"
@@ -1660,6 +1669,7 @@ fn bad_config_is_reported_all_at_once() {
         max_bundle_bytes: 10,
         tls_cert: None,
         tls_key: None,
+        provider_dir: None,
         command: None,
     };
     let config = ServerConfig::from_flags_with(&ok, None, Some("/home/u".into())).unwrap();
@@ -1746,3 +1756,4 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
         "a reader of stored lines is told what is missing"
     );
 }
+mod recreate;
