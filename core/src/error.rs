@@ -33,6 +33,12 @@ pub enum Error {
     #[error("bundle is not a valid tar.gz archive: {0}")]
     Archive(#[source] std::io::Error),
 
+    #[error("{file} cannot be deployed:\n  {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Compose {
+        file: String,
+        problems: Vec<crate::compose::Problem>,
+    },
+
     #[error("invalid {}: {message}", path.display())]
     Config { path: PathBuf, message: String },
 }
