@@ -11,6 +11,8 @@
 //! - [`hub`]: live sessions, per-mission broadcasts, counters.
 //! - `state`: what every request handler shares (auth, dispatch, secrets).
 //! - `agent_service`, `control_service`: the two gRPC services.
+//! - `allowances`: host-policy allowances an admin grants a service.
+//! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
 //! - `http`: the plain HTTP endpoints.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
@@ -32,6 +34,8 @@ use launch_proto::agent_service_server::AgentServiceServer;
 use launch_proto::control_service_server::ControlServiceServer;
 
 mod agent_service;
+mod allowances;
+mod bundle_check;
 mod control_service;
 mod http;
 pub mod hub;

@@ -13,6 +13,11 @@ use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
 
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
+mod allowances;
+mod health;
+pub use allowances::AllowanceRow;
+pub use health::HealthRow;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Unix milliseconds now.
