@@ -59,7 +59,10 @@ pub async fn describe_host() -> String {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .output();
-        let output = tokio::time::timeout(Duration::from_secs(10), output).await.ok()?.ok()?;
+        let output = tokio::time::timeout(Duration::from_secs(10), output)
+            .await
+            .ok()?
+            .ok()?;
         let text = String::from_utf8_lossy(&output.stdout);
         let (a, b, c) = launch_core::compose::features::parse_version(&text)
             .filter(|_| output.status.success())?;

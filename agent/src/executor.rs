@@ -341,8 +341,7 @@ impl Executor {
             release_id,
         );
         release::write_env(&release_dir, &env).map_err(|e| format!("cannot write .env: {e}"))?;
-        let one_shots =
-            crate::policy::enforce(&release_dir, &file, &env, &record.allowances)?;
+        let one_shots = crate::policy::enforce(&release_dir, &file, &env, &record.allowances)?;
         sink.say(&format!(
             "starting {} release {release_id}",
             if new { "new" } else { "previous" }
@@ -415,7 +414,11 @@ impl Executor {
             .map_err(|e| format!("cannot create {}: {e}", dir.releases().display()))?;
         let limits = crate::limits::for_mission(&self.limits, &self.config, record);
         if record.bundle_size > limits.max_compressed_bytes {
-            return Err(crate::limits::too_large(record.bundle_size, &limits, &self.config));
+            return Err(crate::limits::too_large(
+                record.bundle_size,
+                &limits,
+                &self.config,
+            ));
         }
         let download = dir.root().join(format!(".{}.tar.gz", record.release_id));
         sink.say(&format!(
@@ -472,7 +475,9 @@ impl Executor {
         {
             size += chunk.data.len() as u64;
             if size > record.bundle_size.max(1)
-                || size > crate::limits::for_mission(&self.limits, &self.config, record).max_compressed_bytes
+                || size
+                    > crate::limits::for_mission(&self.limits, &self.config, record)
+                        .max_compressed_bytes
             {
                 return Err(format!(
                     "bundle is larger than the {} bytes announced",

@@ -238,7 +238,9 @@ pub async fn gate_with(
                     last = format!(
                         "settling: containers up for {} of {}",
                         humantime::format_duration(Duration::from_secs(
-                            ready_since.map(|t| t.elapsed().as_secs()).unwrap_or_default()
+                            ready_since
+                                .map(|t| t.elapsed().as_secs())
+                                .unwrap_or_default()
                         )),
                         humantime::format_duration(health.settle)
                     );
@@ -316,15 +318,21 @@ mod tests {
             restarts: 0,
         };
         let web = container("running", "", 0);
-        assert_eq!(judge(&[web, exited("migrate", 0)], &one_shots), Verdict::Ready);
+        assert_eq!(
+            judge(&[web, exited("migrate", 0)], &one_shots),
+            Verdict::Ready
+        );
         assert!(matches!(
             judge(&[exited("migrate", 3)], &one_shots),
             Verdict::Failed { reason, .. } if reason.contains("exited with code 3")
         ));
-        assert!(matches!(
-            judge(&[exited("web", 0)], &one_shots),
-            Verdict::Failed { .. }
-        ), "a service that is not one-shot may not exit, even with 0");
+        assert!(
+            matches!(
+                judge(&[exited("web", 0)], &one_shots),
+                Verdict::Failed { .. }
+            ),
+            "a service that is not one-shot may not exit, even with 0"
+        );
     }
 
     #[tokio::test]

@@ -54,7 +54,10 @@ mod tests {
         .unwrap();
         let err = enforce(dir.path(), "compose.yaml", "MODE='host'\n", &[]).unwrap_err();
         assert!(err.contains("services.web.network_mode"), "{err}");
-        assert!(err.contains("services.web.volumes[0]"), "$HOME comes from the agent's environment: {err}");
+        assert!(
+            err.contains("services.web.volumes[0]"),
+            "$HOME comes from the agent's environment: {err}"
+        );
         let home = std::env::var("HOME").unwrap();
         let allowed = enforce(
             dir.path(),

@@ -26,7 +26,10 @@ pub fn keep_bundle_env(release_dir: &Path) -> io::Result<()> {
     }
     let to = release_dir.join(BUNDLE_ENV_FILE);
     fs::rename(&from, &to)?;
-    fs::set_permissions(&to, <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600))
+    fs::set_permissions(
+        &to,
+        <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
 }
 
 /// The variables of a release's `.env`, lowest precedence first: the
@@ -38,7 +41,11 @@ pub fn env_vars(
     secrets: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let mut vars: BTreeMap<String, String> = fs::read_to_string(release_dir.join(BUNDLE_ENV_FILE))
-        .map(|text| launch_core::compose::interpolate::parse_dotenv(&text).into_iter().collect())
+        .map(|text| {
+            launch_core::compose::interpolate::parse_dotenv(&text)
+                .into_iter()
+                .collect()
+        })
         .unwrap_or_default();
     vars.extend(config_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -229,7 +236,11 @@ mod tests {
     fn a_bundles_env_is_kept_aside_and_loses_to_launch_toml_and_secrets() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(".env"), "MEDIA=/srv/media\nLEVEL=debug\nTOKEN=old\n").unwrap();
+        fs::write(
+            dir.path().join(".env"),
+            "MEDIA=/srv/media\nLEVEL=debug\nTOKEN=old\n",
+        )
+        .unwrap();
         keep_bundle_env(dir.path()).unwrap();
         assert!(!dir.path().join(".env").exists());
         let kept = fs::metadata(dir.path().join(BUNDLE_ENV_FILE)).unwrap();

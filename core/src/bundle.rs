@@ -60,6 +60,30 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits for a compressed size of `max_bundle_bytes` (the one flag,
+    /// `--max-bundle-bytes`): the unpacked size may be 4 times that, at
+    /// least the default 1 GiB, so raising the flag raises both.
+    pub fn for_max_bundle_bytes(max_bundle_bytes: u64) -> Limits {
+        let default = Limits::default();
+        Limits {
+            max_compressed_bytes: max_bundle_bytes,
+            max_unpacked_bytes: max_bundle_bytes
+                .saturating_mul(4)
+                .max(default.max_unpacked_bytes),
+            max_entries: default.max_entries,
+        }
+    }
+
+    /// These limits with `other`'s entry count.
+    pub fn max_entries_of(self, other: &Limits) -> Limits {
+        Limits {
+            max_entries: other.max_entries,
+            ..self
+        }
+    }
+}
+
 /// What a bundle holds, as far as Launch cares.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -154,92 +178,92 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-fn pack_tree<W: Write>(
-    &mut self,
-    dir: &Path,
-    rel: &Path,
-    builder: &mut tar::Builder<W>,
-    summary: &mut Summary,
-) -> Result<(), Error> {
-    let root = self.root;
-    let real_dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-    if !self.visiting.insert(real_dir.clone()) {
-        return Err(Error::UnsafeBundle(format!(
-            "{} is a symbolic link loop: remove the link",
-            rel.display()
-        )));
-    }
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .map(|entry| entry.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::io(dir, e))?;
-    names.sort();
-    for name in names {
-        let root_env = rel.as_os_str().is_empty() && name == DOTENV_FILE && self.include_env;
-        if NEVER_PACKED.iter().any(|n| name == *n) && !root_env {
-            continue;
-        }
-        let path = dir.join(&name);
-        let rel_path = rel.join(&name);
-        let is_dir = path.is_dir();
-        // What a deploy cannot do without stays, whatever the patterns say
-        // (docker also always sends the Dockerfile and .dockerignore).
-        let needed = rel.as_os_str().is_empty()
-            && name.to_str().is_some_and(|n| {
-                COMPOSE_FILES.contains(&n)
-                    || [SERVICE_CONFIG_FILE, "Dockerfile", ".dockerignore"].contains(&n)
-            });
-        if !needed
-            && self
-                .ignore
-            .matched_path_or_any_parents(root.join(&rel_path), is_dir)
-            .is_ignore()
-        {
-            continue;
-        }
-        let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-        let (real, meta) = if meta.file_type().is_symlink() {
-            let real = fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
-            if !real.starts_with(root) {
-                return Err(Error::UnsafeBundle(format!(
-                    "{} is a symbolic link to {}, outside the service directory: copy the file in instead",
-                    rel_path.display(),
-                    real.display()
-                )));
-            }
-            let meta = fs::metadata(&real).map_err(|e| Error::io(&real, e))?;
-            (real, meta)
-        } else {
-            (path.clone(), meta)
-        };
-        if meta.is_dir() {
-            append_dir(builder, &rel_path)?;
-            summary.files += 1;
-            self.pack_tree(&real, &rel_path, builder, summary)?;
-        } else if meta.is_file() {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(meta.len());
-            header.set_mode(file_mode(&meta));
-            header.set_mtime(0);
-            let file = fs::File::open(&real).map_err(|e| Error::io(&real, e))?;
-            builder
-                .append_data(&mut header, &rel_path, file)
-                .map_err(|e| Error::io(&real, e))?;
-            summary.files += 1;
-            summary.unpacked_bytes += meta.len();
-            note_root_file(summary, &rel_path, &real)?;
-        } else {
+    fn pack_tree<W: Write>(
+        &mut self,
+        dir: &Path,
+        rel: &Path,
+        builder: &mut tar::Builder<W>,
+        summary: &mut Summary,
+    ) -> Result<(), Error> {
+        let root = self.root;
+        let real_dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        if !self.visiting.insert(real_dir.clone()) {
             return Err(Error::UnsafeBundle(format!(
-                "{} is neither a file nor a directory (a socket, FIFO or device): remove it from the service directory",
-                rel_path.display()
+                "{} is a symbolic link loop: remove the link",
+                rel.display()
             )));
         }
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::io(dir, e))?;
+        names.sort();
+        for name in names {
+            let root_env = rel.as_os_str().is_empty() && name == DOTENV_FILE && self.include_env;
+            if NEVER_PACKED.iter().any(|n| name == *n) && !root_env {
+                continue;
+            }
+            let path = dir.join(&name);
+            let rel_path = rel.join(&name);
+            let is_dir = path.is_dir();
+            // What a deploy cannot do without stays, whatever the patterns say
+            // (docker also always sends the Dockerfile and .dockerignore).
+            let needed = rel.as_os_str().is_empty()
+                && name.to_str().is_some_and(|n| {
+                    COMPOSE_FILES.contains(&n)
+                        || [SERVICE_CONFIG_FILE, "Dockerfile", ".dockerignore"].contains(&n)
+                });
+            if !needed
+                && self
+                    .ignore
+                    .matched_path_or_any_parents(root.join(&rel_path), is_dir)
+                    .is_ignore()
+            {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let (real, meta) = if meta.file_type().is_symlink() {
+                let real = fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+                if !real.starts_with(root) {
+                    return Err(Error::UnsafeBundle(format!(
+                        "{} is a symbolic link to {}, outside the service directory: copy the file in instead",
+                        rel_path.display(),
+                        real.display()
+                    )));
+                }
+                let meta = fs::metadata(&real).map_err(|e| Error::io(&real, e))?;
+                (real, meta)
+            } else {
+                (path.clone(), meta)
+            };
+            if meta.is_dir() {
+                append_dir(builder, &rel_path)?;
+                summary.files += 1;
+                self.pack_tree(&real, &rel_path, builder, summary)?;
+            } else if meta.is_file() {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(meta.len());
+                header.set_mode(file_mode(&meta));
+                header.set_mtime(0);
+                let file = fs::File::open(&real).map_err(|e| Error::io(&real, e))?;
+                builder
+                    .append_data(&mut header, &rel_path, file)
+                    .map_err(|e| Error::io(&real, e))?;
+                summary.files += 1;
+                summary.unpacked_bytes += meta.len();
+                note_root_file(summary, &rel_path, &real)?;
+            } else {
+                return Err(Error::UnsafeBundle(format!(
+                    "{} is neither a file nor a directory (a socket, FIFO or device): remove it from the service directory",
+                    rel_path.display()
+                )));
+            }
+        }
+        self.visiting.remove(&real_dir);
+        Ok(())
     }
-    self.visiting.remove(&real_dir);
-    Ok(())
-}
 }
 
 fn append_dir<W: Write>(builder: &mut tar::Builder<W>, rel: &Path) -> Result<(), Error> {

@@ -353,7 +353,8 @@ fn read_volume(spec: &Value, at: &str, problems: &mut Problems) -> Volume {
     let option = |name: &str| opts.and_then(|o| o.get(name)).and_then(scalar);
     let binds = option("o").is_some_and(|o| o.split(',').any(|part| part.trim() == "bind"));
     Volume {
-        bind_device: option("device").filter(|_| binds || option("type").as_deref() == Some("none")),
+        bind_device: option("device")
+            .filter(|_| binds || option("type").as_deref() == Some("none")),
     }
 }
 

@@ -19,7 +19,7 @@ pub enum Error {
     UnsafeBundle(String),
 
     #[error(
-        "bundle is larger than the limit of {limit} bytes: split large assets out of the service directory or raise the limit"
+        "bundle is larger than the limit of {limit} bytes: leave large assets out (.launchignore) or raise `launch server --max-bundle-bytes` (the unpacked limit is 4 times that, at least 1 GiB)"
     )]
     BundleTooLarge { limit: u64 },
 

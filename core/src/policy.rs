@@ -140,32 +140,40 @@ pub fn check(project: &Project, release_dir: &Path, granted: &[Allowance]) -> Ve
         };
         normalize(&path)
     };
-    let bind = |at: String, what: &str, source: &str| -> Option<(String, String, Option<Allowance>)> {
-        let path = host_path(source);
-        if path.starts_with(&root) {
-            return None;
-        }
-        let socket = DOCKER_SOCKETS.iter().any(|s| path == Path::new(s));
-        let allowance = if socket {
-            Allowance::DockerSocket
-        } else {
-            Allowance::Bind(path.clone())
-        };
-        Some((
-            at,
-            format!("{what} of {} (outside the release directory)", path.display()),
-            Some(allowance),
-        ))
-    };
-    let outside = |at: String, what: &str, path: PathBuf| -> Option<(String, String, Option<Allowance>)> {
-        (!path.starts_with(&root)).then(|| {
-            (
+    let bind =
+        |at: String, what: &str, source: &str| -> Option<(String, String, Option<Allowance>)> {
+            let path = host_path(source);
+            if path.starts_with(&root) {
+                return None;
+            }
+            let socket = DOCKER_SOCKETS.iter().any(|s| path == Path::new(s));
+            let allowance = if socket {
+                Allowance::DockerSocket
+            } else {
+                Allowance::Bind(path.clone())
+            };
+            Some((
                 at,
-                format!("{what} at {} (outside the release directory)", path.display()),
-                None,
-            )
-        })
-    };
+                format!(
+                    "{what} of {} (outside the release directory)",
+                    path.display()
+                ),
+                Some(allowance),
+            ))
+        };
+    let outside =
+        |at: String, what: &str, path: PathBuf| -> Option<(String, String, Option<Allowance>)> {
+            (!path.starts_with(&root)).then(|| {
+                (
+                    at,
+                    format!(
+                        "{what} at {} (outside the release directory)",
+                        path.display()
+                    ),
+                    None,
+                )
+            })
+        };
     // Every key that needs more than the default: (key path, what, allowance).
     let mut found = Vec::new();
     for (name, volume) in &project.volumes {
@@ -192,13 +200,25 @@ pub fn check(project: &Project, release_dir: &Path, granted: &[Allowance]) -> Ve
             }
         }
         if service.use_api_socket {
-            found.push((at("use_api_socket"), "the Docker socket".into(), Some(Allowance::DockerSocket)));
+            found.push((
+                at("use_api_socket"),
+                "the Docker socket".into(),
+                Some(Allowance::DockerSocket),
+            ));
         }
         if service.privileged {
-            found.push((at("privileged"), "privileged: true".into(), Some(Allowance::Privileged)));
+            found.push((
+                at("privileged"),
+                "privileged: true".into(),
+                Some(Allowance::Privileged),
+            ));
         }
         let namespaces = [
-            ("network_mode", &service.network_mode, Allowance::HostNetwork),
+            (
+                "network_mode",
+                &service.network_mode,
+                Allowance::HostNetwork,
+            ),
             ("pid", &service.pid, Allowance::HostPid),
             ("ipc", &service.ipc, Allowance::HostIpc),
             ("uts", &service.uts, Allowance::HostUts),
@@ -211,29 +231,61 @@ pub fn check(project: &Project, release_dir: &Path, granted: &[Allowance]) -> Ve
         }
         for cap in &service.cap_add {
             let cap = cap.trim_start_matches("CAP_").to_ascii_uppercase();
-            found.push((at("cap_add"), format!("cap_add {cap}"), Some(Allowance::CapAdd(Some(cap)))));
+            found.push((
+                at("cap_add"),
+                format!("cap_add {cap}"),
+                Some(Allowance::CapAdd(Some(cap))),
+            ));
         }
         if !service.devices.is_empty() {
-            found.push((at("devices"), format!("devices {}", service.devices.join(", ")), Some(Allowance::Devices)));
+            found.push((
+                at("devices"),
+                format!("devices {}", service.devices.join(", ")),
+                Some(Allowance::Devices),
+            ));
         }
         for option in &service.security_opt {
             if weakens(option) {
-                found.push((at("security_opt"), format!("security_opt {option}"), Some(Allowance::SecurityOpt)));
+                found.push((
+                    at("security_opt"),
+                    format!("security_opt {option}"),
+                    Some(Allowance::SecurityOpt),
+                ));
             }
         }
         if !service.sysctls.is_empty() {
-            found.push((at("sysctls"), format!("sysctls {}", service.sysctls.join(", ")), Some(Allowance::Sysctls)));
+            found.push((
+                at("sysctls"),
+                format!("sysctls {}", service.sysctls.join(", ")),
+                Some(Allowance::Sysctls),
+            ));
         }
         if let Some(build) = &service.build
             && !remote(&build.context)
         {
             let context = host_path(&build.context);
-            found.extend(outside(at("build.context"), "a build context", context.clone()));
+            found.extend(outside(
+                at("build.context"),
+                "a build context",
+                context.clone(),
+            ));
             if let Some(dockerfile) = &build.dockerfile {
-                found.extend(outside(at("build.dockerfile"), "a Dockerfile", normalize(&context.join(dockerfile))));
+                found.extend(outside(
+                    at("build.dockerfile"),
+                    "a Dockerfile",
+                    normalize(&context.join(dockerfile)),
+                ));
             }
-            for extra in build.additional_contexts.iter().filter(|c| !remote(c) && !c.starts_with("service:")) {
-                found.extend(outside(at("build.additional_contexts"), "a build context", host_path(extra)));
+            for extra in build
+                .additional_contexts
+                .iter()
+                .filter(|c| !remote(c) && !c.starts_with("service:"))
+            {
+                found.extend(outside(
+                    at("build.additional_contexts"),
+                    "a build context",
+                    host_path(extra),
+                ));
             }
         }
         for file in &service.env_files {
@@ -267,9 +319,17 @@ fn weakens(option: &str) -> bool {
 
 /// A build context compose fetches instead of reading from the host.
 fn remote(context: &str) -> bool {
-    ["http://", "https://", "git://", "git@", "github.com/", "docker-image://", "oci-layout://"]
-        .iter()
-        .any(|p| context.starts_with(p))
+    [
+        "http://",
+        "https://",
+        "git://",
+        "git@",
+        "github.com/",
+        "docker-image://",
+        "oci-layout://",
+    ]
+    .iter()
+    .any(|p| context.starts_with(p))
 }
 
 /// `a/./b/../c` → `a/c`, lexically (a release directory holds no links).

@@ -10,6 +10,7 @@
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
 //! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
 //! - `tokens`: join tokens — registration, reuse refused.
+//! - `compose`: the corpus of compose apps, broken files refused, the host policy, the settle gate, degraded.
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
@@ -23,6 +24,7 @@
 
 mod bad_input;
 mod bootstrap;
+mod compose;
 mod control_plane;
 mod deploy;
 mod dns;

@@ -40,7 +40,12 @@ pub fn compose_dir(
     );
     let project = compose::check(&path.display().to_string(), &text, &vars, None)
         .map_err(|e| CliError::usage(e.to_string()))?;
-    Ok(warnings(&project.unset_variables, dotenv.as_deref(), include_env, dir))
+    Ok(warnings(
+        &project.unset_variables,
+        dotenv.as_deref(),
+        include_env,
+        dir,
+    ))
 }
 
 fn warnings(
@@ -96,32 +101,49 @@ mod tests {
         dir
     }
 
-    const USES_ENV: &str = "services:\n  web:\n    image: \"busybox:${TAG}\"\n    volumes: [\"${MEDIA_PATH:-./media}:/m\"]\n    environment: [LEVEL=${LEVEL}]\n";
+    const USES_ENV: &str = "services:\n  web:\n    image: \"busybox:${TAG}\"\n    volumes: [\"${MEDIA_PATH:-./media}:/m\"]\n    environment: [\"LEVEL=${LEVEL}\"]\n";
 
     #[test]
     fn a_local_env_file_is_named_with_the_variables_compose_would_miss() {
-        let d = dir(&[("compose.yaml", USES_ENV), (".env", "TAG=1\nMEDIA_PATH=/x\n")]);
+        let d = dir(&[
+            ("compose.yaml", USES_ENV),
+            (".env", "TAG=1\nMEDIA_PATH=/x\n"),
+        ]);
         let warnings =
             compose_dir(d.path(), &ServiceConfig::default(), &BTreeSet::new(), false).unwrap();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("will not see TAG:"), "{warnings:?}");
         assert!(warnings[0].contains("launch.toml [env]"), "{warnings:?}");
-        assert!(warnings[1].contains("empty string for LEVEL"), "{warnings:?}");
+        assert!(
+            warnings[1].contains("empty string for LEVEL"),
+            "{warnings:?}"
+        );
         let included =
             compose_dir(d.path(), &ServiceConfig::default(), &BTreeSet::new(), true).unwrap();
         assert_eq!(included.len(), 1, "{included:?}");
         let mut config = ServiceConfig::default();
         config.env.insert("TAG".into(), "2".into());
         let secrets = BTreeSet::from(["LEVEL".to_owned()]);
-        assert!(compose_dir(d.path(), &config, &secrets, false).unwrap().is_empty());
+        assert!(
+            compose_dir(d.path(), &config, &secrets, false)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn a_broken_compose_file_is_bad_input_naming_the_key() {
-        let d = dir(&[("compose.yaml", "services:\n  web: {image: x, ports: [\"70000:80\"]}\n")]);
-        let err = compose_dir(d.path(), &ServiceConfig::default(), &BTreeSet::new(), false)
-            .unwrap_err();
+        let d = dir(&[(
+            "compose.yaml",
+            "services:\n  web: {image: x, ports: [\"70000:80\"]}\n",
+        )]);
+        let err =
+            compose_dir(d.path(), &ServiceConfig::default(), &BTreeSet::new(), false).unwrap_err();
         assert_eq!(err.code, super::super::exit::USAGE);
-        assert!(err.message.contains("services.web.ports[0]"), "{}", err.message);
+        assert!(
+            err.message.contains("services.web.ports[0]"),
+            "{}",
+            err.message
+        );
     }
 }

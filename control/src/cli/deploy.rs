@@ -15,8 +15,8 @@ use launch_core::bundle::{self, COMPOSE_FILES, SERVICE_CONFIG_FILE};
 use launch_core::names::{EnvironmentName, ServiceName};
 use launch_core::service_config::ServiceConfig;
 use launch_proto::{
-    DeployHeader, DeployRequest, ListSecretsRequest, MissionState, RollbackRequest, ServiceRef, WatchMissionRequest,
-    deploy_request, mission_event,
+    DeployHeader, DeployRequest, ListSecretsRequest, MissionState, RollbackRequest, ServiceRef,
+    WatchMissionRequest, deploy_request, mission_event,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -76,7 +76,12 @@ pub async fn change(
                 .disallow(service, environment, &allowances)
                 .await
                 .map_err(internal)?;
-            info!(service, environment, ?allowances, "host-policy allowances revoked");
+            info!(
+                service,
+                environment,
+                ?allowances,
+                "host-policy allowances revoked"
+            );
         }
     }
     list(state, service, environment).await

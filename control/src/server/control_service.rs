@@ -931,9 +931,16 @@ impl ControlService for Control {
         let (metadata, _, request) = request.into_parts();
         let (service, environment) = target(request.target.as_ref())?;
         let change = super::allowances::Change::Allow;
-        super::allowances::change(&self.state, &metadata, &service, &environment, &request, change)
-            .await
-            .map(Response::new)
+        super::allowances::change(
+            &self.state,
+            &metadata,
+            &service,
+            &environment,
+            &request,
+            change,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn disallow_service(
@@ -944,9 +951,16 @@ impl ControlService for Control {
         let (metadata, _, request) = request.into_parts();
         let (service, environment) = target(request.target.as_ref())?;
         let change = super::allowances::Change::Disallow;
-        super::allowances::change(&self.state, &metadata, &service, &environment, &request, change)
-            .await
-            .map(Response::new)
+        super::allowances::change(
+            &self.state,
+            &metadata,
+            &service,
+            &environment,
+            &request,
+            change,
+        )
+        .await
+        .map(Response::new)
     }
 
     async fn list_allowances(

@@ -127,10 +127,10 @@ impl Hub {
         if compose.is_empty() {
             return;
         }
-        self.host_composes
-            .lock()
-            .expect("hub lock")
-            .insert((service.to_owned(), environment.to_owned()), compose.to_owned());
+        self.host_composes.lock().expect("hub lock").insert(
+            (service.to_owned(), environment.to_owned()),
+            compose.to_owned(),
+        );
     }
 
     /// The compose the service's agent last reported, e.g. `docker-compose 1.29.2`.

@@ -232,7 +232,11 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -241,19 +245,59 @@ fn bundles_made_by_tar_and_git_archive_are_accepted() {
     let out = tempfile::tempdir().unwrap();
     let tarball = out.path().join("b.tgz");
     // `./` first, then `./compose.yaml`, …
-    run(dir.path(), "tar", &["-czf", tarball.to_str().unwrap(), "-C", dir.path().to_str().unwrap(), "."]);
+    run(
+        dir.path(),
+        "tar",
+        &[
+            "-czf",
+            tarball.to_str().unwrap(),
+            "-C",
+            dir.path().to_str().unwrap(),
+            ".",
+        ],
+    );
     let summary = inspect(&fs::read(&tarball).unwrap()[..], &Limits::default()).unwrap();
     assert_eq!(summary.compose_file.as_deref(), Some("compose.yaml"));
     // A pax global header (the commit id) comes first.
     run(dir.path(), "git", &["init", "-q"]);
     run(dir.path(), "git", &["add", "."]);
-    run(dir.path(), "git", &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]);
+    run(
+        dir.path(),
+        "git",
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    );
     let archive = out.path().join("g.tgz");
-    run(dir.path(), "git", &["archive", "--format=tar.gz", "-o", archive.to_str().unwrap(), "HEAD"]);
+    run(
+        dir.path(),
+        "git",
+        &[
+            "archive",
+            "--format=tar.gz",
+            "-o",
+            archive.to_str().unwrap(),
+            "HEAD",
+        ],
+    );
     let parent = tempfile::tempdir().unwrap();
-    let summary = unpack(&fs::read(&archive).unwrap()[..], &parent.path().join("r"), &Limits::default()).unwrap();
+    let summary = unpack(
+        &fs::read(&archive).unwrap()[..],
+        &parent.path().join("r"),
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(summary.compose_texts["compose.yaml"], "services: {}\n");
-    assert_eq!(fs::read_to_string(parent.path().join("r/web/index.html")).unwrap(), "hi");
+    assert_eq!(
+        fs::read_to_string(parent.path().join("r/web/index.html")).unwrap(),
+        "hi"
+    );
 }
 
 #[test]
@@ -269,7 +313,10 @@ fn names_no_host_can_write_are_refused() {
         .unwrap();
     let bundle = builder.into_inner().unwrap().finish().unwrap();
     let err = refused(&bundle);
-    assert!(err.contains("300 bytes") && err.contains("at most 255"), "{err}");
+    assert!(
+        err.contains("300 bytes") && err.contains("at most 255"),
+        "{err}"
+    );
 
     let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
     let mut pax = tar::Header::new_ustar();
@@ -314,7 +361,14 @@ fn ignore_files_and_env_decide_what_is_packed() {
     let packed = names(pack(dir.path()));
     assert_eq!(
         packed,
-        [".dockerignore", ".launchignore", "compose.yaml", "keep.log", "src", "src/main.rs"]
+        [
+            ".dockerignore",
+            ".launchignore",
+            "compose.yaml",
+            "keep.log",
+            "src",
+            "src/main.rs"
+        ]
     );
     let mut out = Vec::new();
     pack_dir_with(dir.path(), &mut out, &PackOptions { include_env: true }).unwrap();
@@ -330,7 +384,12 @@ fn ignore_files_and_env_decide_what_is_packed() {
 
 #[test]
 fn an_ignore_file_cannot_drop_the_compose_file() {
-    let dir = tree(&[("compose.yaml", "a"), (".dockerignore", "*\n!app/\n!app/**\n"), ("app/x", "x"), ("other", "x")]);
+    let dir = tree(&[
+        ("compose.yaml", "a"),
+        (".dockerignore", "*\n!app/\n!app/**\n"),
+        ("app/x", "x"),
+        ("other", "x"),
+    ]);
     let summary = inspect(&pack(dir.path())[..], &Limits::default()).unwrap();
     assert_eq!(summary.compose_file.as_deref(), Some("compose.yaml"));
     assert_eq!(summary.files, 4, "compose.yaml, .dockerignore, app, app/x");

@@ -56,7 +56,11 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
         .split(|c: char| !c.is_ascii_digit())
         .take(3)
         .map(|n| n.parse::<u32>().ok());
-    Some((numbers.next()??, numbers.next()?.unwrap_or(0), numbers.next()?.unwrap_or(0)))
+    Some((
+        numbers.next()??,
+        numbers.next()?.unwrap_or(0),
+        numbers.next()?.unwrap_or(0),
+    ))
 }
 
 /// A key and the first compose v2 version that knows it (v1 knows none of them).
@@ -67,17 +71,61 @@ struct Feature {
 }
 
 const FEATURES: &[Feature] = &[
-    Feature { key: "name", top_level: true, since_v2: (2, 3, 3) },
-    Feature { key: "include", top_level: true, since_v2: (2, 20, 0) },
-    Feature { key: "configs", top_level: true, since_v2: (2, 0, 0) },
-    Feature { key: "develop", top_level: false, since_v2: (2, 22, 0) },
-    Feature { key: "post_start", top_level: false, since_v2: (2, 30, 0) },
-    Feature { key: "pre_stop", top_level: false, since_v2: (2, 30, 0) },
-    Feature { key: "models", top_level: false, since_v2: (2, 38, 0) },
-    Feature { key: "provider", top_level: false, since_v2: (2, 36, 0) },
-    Feature { key: "use_api_socket", top_level: false, since_v2: (2, 35, 0) },
-    Feature { key: "label_file", top_level: false, since_v2: (2, 32, 0) },
-    Feature { key: "attach", top_level: false, since_v2: (2, 20, 0) },
+    Feature {
+        key: "name",
+        top_level: true,
+        since_v2: (2, 3, 3),
+    },
+    Feature {
+        key: "include",
+        top_level: true,
+        since_v2: (2, 20, 0),
+    },
+    Feature {
+        key: "configs",
+        top_level: true,
+        since_v2: (2, 0, 0),
+    },
+    Feature {
+        key: "develop",
+        top_level: false,
+        since_v2: (2, 22, 0),
+    },
+    Feature {
+        key: "post_start",
+        top_level: false,
+        since_v2: (2, 30, 0),
+    },
+    Feature {
+        key: "pre_stop",
+        top_level: false,
+        since_v2: (2, 30, 0),
+    },
+    Feature {
+        key: "models",
+        top_level: false,
+        since_v2: (2, 38, 0),
+    },
+    Feature {
+        key: "provider",
+        top_level: false,
+        since_v2: (2, 36, 0),
+    },
+    Feature {
+        key: "use_api_socket",
+        top_level: false,
+        since_v2: (2, 35, 0),
+    },
+    Feature {
+        key: "label_file",
+        top_level: false,
+        since_v2: (2, 32, 0),
+    },
+    Feature {
+        key: "attach",
+        top_level: false,
+        since_v2: (2, 20, 0),
+    },
 ];
 
 /// The keys of `project` that `host` does not understand, each with what to do.

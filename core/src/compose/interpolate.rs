@@ -185,10 +185,7 @@ fn braced(
     let value = vars.get(name);
     let (op, arg) = match op {
         "" => return Ok(lookup(name, vars, unset)),
-        _ if op.starts_with(":-")
-            || op.starts_with(":?")
-            || op.starts_with(":+") =>
-        {
+        _ if op.starts_with(":-") || op.starts_with(":?") || op.starts_with(":+") => {
             (&op[..2], &op[2..])
         }
         _ if op.starts_with('-') || op.starts_with('?') || op.starts_with('+') => {
@@ -268,11 +265,17 @@ mod tests {
                 message: "set DB_URL in launch.toml".into()
             })
         );
-        assert!(matches!(check("${EMPTY:?x}"), Err(InterpolationError::Required { .. })));
+        assert!(matches!(
+            check("${EMPTY:?x}"),
+            Err(InterpolationError::Required { .. })
+        ));
         assert_eq!(check("${EMPTY?x}").unwrap().0, "");
         assert!(matches!(check("${TAG"), Err(InterpolationError::Syntax(_))));
         assert!(matches!(check("${1X}"), Err(InterpolationError::Syntax(_))));
-        assert!(matches!(check("${TAG/x/y}"), Err(InterpolationError::Syntax(_))));
+        assert!(matches!(
+            check("${TAG/x/y}"),
+            Err(InterpolationError::Syntax(_))
+        ));
     }
 
     #[test]

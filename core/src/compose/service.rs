@@ -12,19 +12,97 @@ use super::{OPAQUE, Problems, join, key_text, mapping, scalar};
 
 /// Keys of a service in the compose specification.
 const SERVICE_KEYS: &[&str] = &[
-    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup",
-    "cgroup_parent", "command", "configs", "container_name", "cpu_count", "cpu_percent",
-    "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset",
-    "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules", "devices", "dns",
-    "dns_opt", "dns_search", "domainname", "entrypoint", "env_file", "environment", "expose",
-    "extends", "external_links", "extra_hosts", "gpus", "group_add", "healthcheck", "hostname",
-    "image", "init", "ipc", "isolation", "label_file", "labels", "links", "logging", "mac_address",
-    "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit", "models", "network_mode",
-    "networks", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit", "platform", "ports",
-    "post_start", "pre_stop", "privileged", "profiles", "provider", "pull_policy", "read_only",
-    "restart", "runtime", "scale", "secrets", "security_opt", "shm_size", "stdin_open",
-    "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs", "tty", "ulimits",
-    "use_api_socket", "user", "userns_mode", "uts", "volumes", "volumes_from", "working_dir",
+    "annotations",
+    "attach",
+    "blkio_config",
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpus",
+    "cpuset",
+    "credential_spec",
+    "depends_on",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "env_file",
+    "environment",
+    "expose",
+    "extends",
+    "external_links",
+    "extra_hosts",
+    "gpus",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "label_file",
+    "labels",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "models",
+    "network_mode",
+    "networks",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "provider",
+    "pull_policy",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "use_api_socket",
+    "user",
+    "userns_mode",
+    "uts",
+    "volumes",
+    "volumes_from",
+    "working_dir",
 ];
 
 const CONDITIONS: [&str; 3] = [
@@ -90,7 +168,10 @@ pub(super) fn read(spec: &Value, at: &str, problems: &mut Problems) -> Option<Se
     let map = match spec {
         Value::Mapping(map) => map,
         _ => {
-            problems.push(at, "must be a mapping of service settings (image:, build:, …)");
+            problems.push(
+                at,
+                "must be a mapping of service settings (image:, build:, …)",
+            );
             return None;
         }
     };
@@ -115,7 +196,8 @@ pub(super) fn read(spec: &Value, at: &str, problems: &mut Problems) -> Option<Se
             "build" => service.build = read_build(value, &here, problems),
             "restart" => {
                 let restart = text().unwrap_or_default();
-                let known = ["no", "always", "unless-stopped", "on-failure"].contains(&restart.as_str())
+                let known = ["no", "always", "unless-stopped", "on-failure"]
+                    .contains(&restart.as_str())
                     || restart
                         .strip_prefix("on-failure:")
                         .is_some_and(|n| n.parse::<u32>().is_ok());
@@ -152,14 +234,17 @@ pub(super) fn read(spec: &Value, at: &str, problems: &mut Problems) -> Option<Se
                 service.env_files = match value {
                     Value::Sequence(_) => list(value, &here, problems)
                         .iter()
-                        .filter_map(|item| scalar(item).or_else(|| item.get("path").and_then(scalar)))
+                        .filter_map(|item| {
+                            scalar(item).or_else(|| item.get("path").and_then(scalar))
+                        })
                         .collect(),
                     _ => text().into_iter().collect(),
                 }
             }
             "profiles" => service.profiles = strings(value, &here, problems),
             "healthcheck" => {
-                service.has_healthcheck = value.get("disable").and_then(Value::as_bool) != Some(true)
+                service.has_healthcheck = value.get("disable").and_then(Value::as_bool)
+                    != Some(true)
                     && value.get("test").is_some()
             }
             "privileged" => service.privileged = truthy(value),
@@ -173,7 +258,10 @@ pub(super) fn read(spec: &Value, at: &str, problems: &mut Problems) -> Option<Se
             "devices" => {
                 service.devices = list(value, &here, problems)
                     .iter()
-                    .map(|d| scalar(d).unwrap_or_else(|| d.get("source").and_then(scalar).unwrap_or_default()))
+                    .map(|d| {
+                        scalar(d)
+                            .unwrap_or_else(|| d.get("source").and_then(scalar).unwrap_or_default())
+                    })
                     .collect()
             }
             "security_opt" => service.security_opt = strings(value, &here, problems),
@@ -210,7 +298,10 @@ fn list<'a>(value: &'a Value, at: &str, problems: &mut Problems) -> &'a [Value] 
 }
 
 fn strings(value: &Value, at: &str, problems: &mut Problems) -> Vec<String> {
-    list(value, at, problems).iter().filter_map(scalar).collect()
+    list(value, at, problems)
+        .iter()
+        .filter_map(scalar)
+        .collect()
 }
 
 /// A list of names, or a mapping whose keys are the names.
@@ -260,7 +351,10 @@ fn read_depends_on(value: &Value, at: &str, problems: &mut Problems) -> BTreeMap
             if !CONDITIONS.contains(&condition.as_str()) {
                 problems.push(
                     format!("{at}.{name}.condition"),
-                    format!("{condition:?} is not a condition: use one of {}", CONDITIONS.join(", ")),
+                    format!(
+                        "{condition:?} is not a condition: use one of {}",
+                        CONDITIONS.join(", ")
+                    ),
                 );
             }
             out.insert(name, condition);
@@ -300,7 +394,12 @@ fn check_port(value: &Value, at: &str, problems: &mut Problems) {
             [host, container] => (Some(*host), *container),
             [_, host, container] => (Some(*host), *container),
             _ => {
-                problems.push(at, format!("{text:?} is not a port mapping: write HOST:CONTAINER, e.g. \"8080:80\""));
+                problems.push(
+                    at,
+                    format!(
+                        "{text:?} is not a port mapping: write HOST:CONTAINER, e.g. \"8080:80\""
+                    ),
+                );
                 return;
             }
         };
@@ -343,7 +442,11 @@ fn read_mount(value: &Value, at: &str, problems: &mut Problems) -> Option<Mount>
             (MountKind::Volume, Some(s)) if path_like(s) => MountKind::Bind,
             _ => kind,
         };
-        return Some(Mount { kind, source, target });
+        return Some(Mount {
+            kind,
+            source,
+            target,
+        });
     }
     let Some(text) = scalar(value) else {
         problems.push(at, "must be SOURCE:TARGET[:MODE] or a mapping");
@@ -371,5 +474,8 @@ fn read_mount(value: &Value, at: &str, problems: &mut Problems) -> Option<Mount>
 
 /// Compose treats a volume source as a host path when it looks like one.
 pub(crate) fn path_like(source: &str) -> bool {
-    source.starts_with('/') || source.starts_with('.') || source.starts_with('~') || source.starts_with(OPAQUE)
+    source.starts_with('/')
+        || source.starts_with('.')
+        || source.starts_with('~')
+        || source.starts_with(OPAQUE)
 }

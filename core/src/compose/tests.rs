@@ -69,7 +69,11 @@ fn a_full_file_is_read_into_the_model() {
         ["db", "debug", "migrate", "web"]
     );
     let web = &project.services["web"];
-    assert_eq!(web.restart.as_deref(), Some("unless-stopped"), "merge key applied");
+    assert_eq!(
+        web.restart.as_deref(),
+        Some("unless-stopped"),
+        "merge key applied"
+    );
     assert_eq!(web.build.as_ref().unwrap().context, "./web");
     assert_eq!(web.depends_on["migrate"], "service_completed_successfully");
     assert!(web.has_healthcheck);
@@ -88,7 +92,8 @@ fn a_full_file_is_read_into_the_model() {
 
 #[test]
 fn unset_variables_are_collected_for_the_env_warning() {
-    let project = load_ok("services:\n  a:\n    image: x\n    environment: [\"P=${PLEX_MEDIA_PATH}\"]\n");
+    let project =
+        load_ok("services:\n  a:\n    image: x\n    environment: [\"P=${PLEX_MEDIA_PATH}\"]\n");
     assert_eq!(
         project.unset_variables.into_iter().collect::<Vec<_>>(),
         ["PLEX_MEDIA_PATH"]
@@ -98,23 +103,68 @@ fn unset_variables_are_collected_for_the_env_warning() {
 #[test]
 fn broken_files_name_the_line_or_key() {
     let cases = [
-        ("services:\n  a:\n    image: x\n   bad: [\n", "compose.yaml:4"),
-        ("services:\n  a: {image: x}\nservice: {}\n", "unknown top-level key `service`"),
-        ("services:\n  a:\n    ports: [\"80:80\"]\n", "services.a: has neither `image` nor `build`"),
-        ("services:\n  a: {image: x, ports: [\"70000:80\"]}\n", "services.a.ports[0]: \"70000\" is not a port"),
-        ("services:\n  a: {image: x, ports: [\"8080:0\"]}\n", "services.a.ports[0]: \"0\" is not a port"),
-        ("services:\n  a: {image: x, imgae: y}\n", "services.a.imgae: unknown service key"),
-        ("services:\n  a: {image: x, depends_on: [b]}\n", "depends on `b`, which is not a service"),
-        ("services:\n  a: {image: x, depends_on: {a2: {condition: started}}}\n  a2: {image: x}\n", "services.a.depends_on.a2.condition"),
-        ("services:\n  a: {image: x, volumes: [\"data:/d\"]}\n", "named volume `data`, which is not declared"),
-        ("services:\n  a: {image: x, networks: [n]}\n", "network `n`, which is not declared"),
-        ("services:\n  a: {image: x, secrets: [s]}\n", "secret `s`, which is not declared"),
-        ("services:\n  a: {image: \"${DB_URL:?set it}\"}\n", "services.a.image: required variable DB_URL"),
-        ("services:\n  a: {image: \"${TAG\"}\n", "services.a.image: `${TAG` has no closing"),
-        ("services:\n  a: {image: x, restart: sometimes}\n", "services.a.restart"),
+        (
+            "services:\n  a:\n    image: x\n   bad: [\n",
+            "compose.yaml:4",
+        ),
+        (
+            "services:\n  a: {image: x}\nservice: {}\n",
+            "unknown top-level key `service`",
+        ),
+        (
+            "services:\n  a:\n    ports: [\"80:80\"]\n",
+            "services.a: has neither `image` nor `build`",
+        ),
+        (
+            "services:\n  a: {image: x, ports: [\"70000:80\"]}\n",
+            "services.a.ports[0]: \"70000\" is not a port",
+        ),
+        (
+            "services:\n  a: {image: x, ports: [\"8080:0\"]}\n",
+            "services.a.ports[0]: \"0\" is not a port",
+        ),
+        (
+            "services:\n  a: {image: x, imgae: y}\n",
+            "services.a.imgae: unknown service key",
+        ),
+        (
+            "services:\n  a: {image: x, depends_on: [b]}\n",
+            "depends on `b`, which is not a service",
+        ),
+        (
+            "services:\n  a: {image: x, depends_on: {a2: {condition: started}}}\n  a2: {image: x}\n",
+            "services.a.depends_on.a2.condition",
+        ),
+        (
+            "services:\n  a: {image: x, volumes: [\"data:/d\"]}\n",
+            "named volume `data`, which is not declared",
+        ),
+        (
+            "services:\n  a: {image: x, networks: [n]}\n",
+            "network `n`, which is not declared",
+        ),
+        (
+            "services:\n  a: {image: x, secrets: [s]}\n",
+            "secret `s`, which is not declared",
+        ),
+        (
+            "services:\n  a: {image: \"${DB_URL:?set it}\"}\n",
+            "services.a.image: required variable DB_URL",
+        ),
+        (
+            "services:\n  a: {image: \"${TAG\"}\n",
+            "services.a.image: `${TAG` has no closing",
+        ),
+        (
+            "services:\n  a: {image: x, restart: sometimes}\n",
+            "services.a.restart",
+        ),
         ("volumes: {}\n", "has no `services:`"),
         ("- a\n- b\n", "not a mapping"),
-        ("services:\n  a: {image: x}\n  a: {image: y}\n", "compose.yaml:"),
+        (
+            "services:\n  a: {image: x}\n  a: {image: y}\n",
+            "compose.yaml:",
+        ),
     ];
     for (text, expected) in cases {
         let message = load_err(text);
@@ -137,13 +187,24 @@ fn opaque_secrets_are_not_judged() {
 
 #[test]
 fn features_the_host_compose_lacks_are_named_with_what_to_do() {
-    let project = load_ok("name: shop\nservices:\n  a: {image: x, develop: {}}\nconfigs:\n  c: {file: ./c}\n");
+    let project = load_ok(
+        "name: shop\nservices:\n  a: {image: x, develop: {}}\nconfigs:\n  c: {file: ./c}\n",
+    );
     let v1 = HostCompose::parse("docker-compose 1.29.2").unwrap();
     assert_eq!(v1.flavor, Flavor::Standalone);
-    let problems: Vec<String> = unsupported(&project, v1).iter().map(|p| p.to_string()).collect();
+    let problems: Vec<String> = unsupported(&project, v1)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
     assert_eq!(problems.len(), 3, "{problems:?}");
-    assert!(problems[0].starts_with("name: the host runs docker-compose 1.29.2"), "{problems:?}");
-    assert!(problems[0].contains("install the compose v2 plugin"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("name: the host runs docker-compose 1.29.2"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[0].contains("install the compose v2 plugin"),
+        "{problems:?}"
+    );
     let old_v2 = HostCompose::parse("docker compose 2.21.0").unwrap();
     let problems = unsupported(&project, old_v2);
     assert_eq!(problems.len(), 1, "{problems:?}");
@@ -152,6 +213,12 @@ fn features_the_host_compose_lacks_are_named_with_what_to_do() {
     assert!(unsupported(&project, new_v2).is_empty());
     assert!(unsupported(&load_ok("services:\n  a: {image: x}\n"), v1).is_empty());
     assert_eq!(new_v2.to_string(), "docker compose 2.29.1");
-    assert_eq!(features::parse_version("v2.24.0-desktop.1"), Some((2, 24, 0)));
-    assert_eq!(features::parse_version("1.29.2, build unknown"), Some((1, 29, 2)));
+    assert_eq!(
+        features::parse_version("v2.24.0-desktop.1"),
+        Some((2, 24, 0))
+    );
+    assert_eq!(
+        features::parse_version("1.29.2, build unknown"),
+        Some((1, 29, 2))
+    );
 }

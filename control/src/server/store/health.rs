@@ -34,7 +34,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn service_health(&self, service: &str, environment: &str) -> Result<Option<HealthRow>> {
+    pub async fn service_health(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Option<HealthRow>> {
         let row = sqlx::query(
             "SELECT release_id, degraded, message FROM service_health WHERE service = ? AND environment = ?",
         )
