@@ -48,6 +48,35 @@ pub enum Error {
     },
 }
 
+/// The host's compose as the control plane's check reads it
+/// (`launch_core::compose::features::HostCompose`): "docker compose 2.24.0",
+/// "docker-compose 1.29.2", or empty when neither answers within 10 s.
+pub async fn describe_host() -> String {
+    let version = |program: &'static str, args: &'static [&'static str]| async move {
+        let output = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(10), output)
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (a, b, c) = launch_core::compose::features::parse_version(&text)
+            .filter(|_| output.status.success())?;
+        Some(format!("{a}.{b}.{c}"))
+    };
+    if let Some(v) = version("docker", &["compose", "version", "--short"]).await {
+        format!("docker compose {v}")
+    } else if let Some(v) = version("docker-compose", &["version", "--short"]).await {
+        format!("docker-compose {v}")
+    } else {
+        String::new()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Compose {
     pub flavor: Flavor,

@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/launch/agent.toml";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/launch";
+/// The agent's default ceiling on a bundle's compressed size (4 GiB).
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Flags of `launch-agent run`; each also reads its `LAUNCH_AGENT_*` variable.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -39,6 +41,11 @@ pub struct RunArgs {
     /// [default: the system's roots]
     #[arg(long, env = "LAUNCH_AGENT_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+    /// The largest bundle this host accepts, whatever the control plane
+    /// allows (the control plane's --max-bundle-bytes applies below it)
+    /// [default: 4 GiB]
+    #[arg(long, env = "LAUNCH_AGENT_MAX_BUNDLE_BYTES")]
+    pub max_bundle_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +57,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     advertise_host: Option<String>,
     ca_cert: Option<PathBuf>,
+    max_bundle_bytes: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -65,6 +73,8 @@ pub struct Config {
     pub ca_pem: Option<Vec<u8>>,
     /// Longest any single docker command may run.
     pub command_timeout: Duration,
+    /// The agent's own ceiling on a bundle's compressed size.
+    pub max_bundle_bytes: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -174,6 +184,13 @@ impl Config {
                 }
             },
         };
+        let max_bundle_bytes = args
+            .max_bundle_bytes
+            .or(file.max_bundle_bytes)
+            .unwrap_or(DEFAULT_MAX_BUNDLE_BYTES);
+        if max_bundle_bytes == 0 {
+            errors.push("--max-bundle-bytes must be above 0".to_owned());
+        }
         match labels {
             Some(labels) if errors.is_empty() => Ok(Config {
                 control_url,
@@ -184,6 +201,7 @@ impl Config {
                 hostname,
                 ca_pem,
                 command_timeout: Duration::from_secs(600),
+                max_bundle_bytes,
             }),
             _ => Err(errors),
         }

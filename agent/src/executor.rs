@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::compose::Compose;
 use crate::config::Config;
@@ -99,12 +99,19 @@ impl Executor {
             info!(mission_id = %record.mission_id, "resuming a mission accepted before the agent stopped");
             self.execute(record, &shutdown).await;
         }
+        let mut watch = crate::watch::Watch::default();
+        let mut tick = tokio::time::interval(crate::watch::EVERY);
         loop {
             let record = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    self.watch(&mut watch).await;
+                    continue;
+                }
                 record = missions.recv() => match record { Some(record) => record, None => break },
             };
             self.execute(record, &shutdown).await;
+            watch.reset();
         }
         if let Some(follower) = self.follower.take() {
             follower.stop().await;
@@ -131,6 +138,24 @@ impl Executor {
             sink,
             self.cursor_file(),
         ));
+    }
+
+    /// Looks at the current release between missions (see `watch`).
+    async fn watch(&mut self, watch: &mut crate::watch::Watch) {
+        let dir = self.service_dir();
+        let (Some(current), Some(record)) = (dir.current(), self.journal.latest_finished()) else {
+            return;
+        };
+        let redactor = redactor(&record.secrets);
+        if let Some(report) = watch
+            .look(&self.project(), &current, &dir.release(&current), &redactor)
+            .await
+        {
+            if report.degraded {
+                warn!(release_id = %current, message = %report.message, "the current release is degraded");
+            }
+            self.uplink.health(report);
+        }
     }
 
     fn cursor_file(&self) -> PathBuf {
@@ -205,18 +230,21 @@ impl Executor {
     }
 
     async fn deploy(&mut self, record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+        let dir = self.service_dir();
+        let previous = dir.current().filter(|id| *id != record.release_id);
+        // A failed deploy leaves running what ran before it (nothing, for a
+        // first deploy): never the failed release.
+        let running = previous.clone().unwrap_or_default();
         let failed = |message: String| End {
             state: MissionState::Failed,
             message,
-            release_id: record.release_id.clone(),
+            release_id: running.clone(),
             url: String::new(),
         };
         let compose = match self.compose().await {
             Ok(compose) => compose,
             Err(err) => return failed(err.to_string()),
         };
-        let dir = self.service_dir();
-        let previous = dir.current().filter(|id| *id != record.release_id);
         if let Err(message) = self.ensure_release(record, &dir, sink).await {
             return failed(message);
         }
@@ -307,12 +335,13 @@ impl Executor {
         })?;
         let config = service_config(&release_dir)?;
         let env = release::env_file(
-            &record.secrets,
+            &release::env_vars(&release_dir, &config.env, &record.secrets),
             &record.service,
             &record.environment,
             release_id,
         );
         release::write_env(&release_dir, &env).map_err(|e| format!("cannot write .env: {e}"))?;
+        let one_shots = crate::policy::enforce(&release_dir, &file, &env, &record.allowances)?;
         sink.say(&format!(
             "starting {} release {release_id}",
             if new { "new" } else { "previous" }
@@ -332,7 +361,9 @@ impl Executor {
         // What the containers print from `up` on goes into the mission log;
         // once healthy this follower carries on as the runtime log.
         let follower = Follower::start(self.project(), started, sink.clone(), self.cursor_file());
-        if let Err(reason) = crate::health::gate(&self.project(), &config, sink, cancel).await {
+        if let Err(reason) =
+            crate::health::gate_with(&self.project(), &config, &one_shots, sink, cancel).await
+        {
             follower.stop().await;
             return Err(reason);
         }
@@ -381,10 +412,12 @@ impl Executor {
         }
         std::fs::create_dir_all(dir.releases())
             .map_err(|e| format!("cannot create {}: {e}", dir.releases().display()))?;
-        if record.bundle_size > self.limits.max_compressed_bytes {
-            return Err(format!(
-                "bundle is {} bytes, over the agent's limit of {}",
-                record.bundle_size, self.limits.max_compressed_bytes
+        let limits = crate::limits::for_mission(&self.limits, &self.config, record);
+        if record.bundle_size > limits.max_compressed_bytes {
+            return Err(crate::limits::too_large(
+                record.bundle_size,
+                &limits,
+                &self.config,
             ));
         }
         let download = dir.root().join(format!(".{}.tar.gz", record.release_id));
@@ -396,14 +429,14 @@ impl Executor {
         let result = self.fetch(record, &download).await;
         let result = match result {
             Ok(()) => {
-                let limits = self.limits;
                 let file_path = download.clone();
                 let target = release_dir.clone();
                 tokio::task::spawn_blocking(move || {
                     let file = std::fs::File::open(&file_path).map_err(|e| e.to_string())?;
                     bundle::unpack(std::io::BufReader::new(file), &target, &limits)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.to_string())?;
+                    release::keep_bundle_env(&target)
+                        .map_err(|e| format!("cannot keep the bundle's .env: {e}"))
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()))
@@ -441,7 +474,11 @@ impl Executor {
             .map_err(|s| format!("bundle download broke: {}", s.message()))?
         {
             size += chunk.data.len() as u64;
-            if size > record.bundle_size.max(1) || size > self.limits.max_compressed_bytes {
+            if size > record.bundle_size.max(1)
+                || size
+                    > crate::limits::for_mission(&self.limits, &self.config, record)
+                        .max_compressed_bytes
+            {
                 return Err(format!(
                     "bundle is larger than the {} bytes announced",
                     record.bundle_size

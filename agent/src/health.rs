@@ -1,10 +1,15 @@
 //! The health gate between `compose up` and calling a release live. Every
 //! container of the compose project must be running, those with a healthcheck
-//! must report `healthy`, and when `launch.toml` sets `health.path` an HTTP GET
+//! must report `healthy`, all of them must then stay up for the settle period
+//! (`health.settle`, 5 s by default) so a service that crashes a moment after
+//! it starts is caught, and when `launch.toml` sets `health.path` an HTTP GET
 //! on 127.0.0.1 must answer 2xx or 3xx, all within the timeout. A container
 //! that exits, restarts (crash loop) or turns `unhealthy` fails the gate at
-//! once, with its last log lines, instead of waiting out the timeout.
+//! once, with its last log lines, instead of waiting out the timeout. One-shot
+//! services (an explicit `restart: "no"`, or the target of a
+//! `service_completed_successfully` dependency) pass when they exit 0.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use launch_core::service_config::ServiceConfig;
@@ -21,6 +26,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, PartialEq, Eq)]
 pub struct Container {
     pub name: String,
+    /// The compose service (label `com.docker.compose.service`).
+    pub service: String,
     pub status: String,
     /// Empty when the container has no healthcheck.
     pub health: String,
@@ -36,13 +43,17 @@ pub enum Verdict {
     Failed { container: String, reason: String },
 }
 
-/// Judges the containers of a project from their inspected state.
-pub fn judge(containers: &[Container]) -> Verdict {
+/// Judges the containers of a project from their inspected state;
+/// containers of `one_shots` services may have exited 0.
+pub fn judge(containers: &[Container], one_shots: &BTreeSet<String>) -> Verdict {
     if containers.is_empty() {
         return Verdict::Waiting("no containers yet".to_owned());
     }
     let mut waiting = Vec::new();
     for c in containers {
+        if one_shots.contains(&c.service) && c.status == "exited" && c.exit_code == 0 {
+            continue;
+        }
         match (c.status.as_str(), c.health.as_str()) {
             ("exited" | "dead", _) => {
                 return Verdict::Failed {
@@ -93,7 +104,8 @@ pub fn judge(containers: &[Container]) -> Verdict {
     }
 }
 
-async fn containers(project: &str) -> Result<Vec<Container>, String> {
+/// Every container of a compose project, stopped ones included.
+pub async fn containers(project: &str) -> Result<Vec<Container>, String> {
     let filter = format!("label=com.docker.compose.project={project}");
     let ids = docker_output(&["ps", "-a", "-q", "--filter", &filter], QUERY_TIMEOUT)
         .await
@@ -105,7 +117,7 @@ async fn containers(project: &str) -> Result<Vec<Container>, String> {
     let mut args = vec![
         "inspect",
         "--format",
-        "{{.Name}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.ExitCode}}|{{.RestartCount}}",
+        "{{.Name}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.ExitCode}}|{{.RestartCount}}|{{index .Config.Labels \"com.docker.compose.service\"}}",
     ];
     args.extend(ids);
     let text = docker_output(&args, QUERY_TIMEOUT)
@@ -115,8 +127,9 @@ async fn containers(project: &str) -> Result<Vec<Container>, String> {
         .lines()
         .filter_map(|line| {
             let parts: Vec<&str> = line.split('|').collect();
-            (parts.len() == 5).then(|| Container {
+            (parts.len() == 6).then(|| Container {
                 name: parts[0].trim_start_matches('/').to_owned(),
+                service: parts[5].to_owned(),
                 status: parts[1].to_owned(),
                 health: parts[2].to_owned(),
                 exit_code: parts[3].parse().unwrap_or_default(),
@@ -168,10 +181,22 @@ pub async fn probe(port: u16, path: &str) -> Result<u16, String> {
         .unwrap_or_else(|_| Err("no answer within 3s".to_owned()))
 }
 
-/// Waits until the project is healthy; `Err` says why not.
+/// Waits until the project is healthy; `Err` says why not. No service is
+/// one-shot here; [`gate_with`] takes them from the compose file.
 pub async fn gate(
     project: &str,
     config: &ServiceConfig,
+    sink: &Sink,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    gate_with(project, config, &BTreeSet::new(), sink, cancel).await
+}
+
+/// [`gate`], where containers of the `one_shots` services pass by exiting 0.
+pub async fn gate_with(
+    project: &str,
+    config: &ServiceConfig,
+    one_shots: &BTreeSet<String>,
     sink: &Sink,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
@@ -179,17 +204,20 @@ pub async fn gate(
     let deadline = Instant::now() + health.timeout;
     let probe_target = health.path.as_deref().zip(health.probe_port(config.port));
     sink.say(&format!(
-        "health gate: containers running and healthy{} within {}",
+        "health gate: containers running and healthy, then up for {}{} within {}",
+        humantime::format_duration(health.settle),
         probe_target
             .map(|(path, port)| format!(", GET http://127.0.0.1:{port}{path} answers 2xx/3xx"))
             .unwrap_or_default(),
         humantime::format_duration(health.timeout)
     ));
+    // Since when every container has been ready without a break.
+    let mut ready_since: Option<Instant> = None;
     loop {
         let last: String;
         match containers(project).await {
             Err(err) => last = err,
-            Ok(list) => match judge(&list) {
+            Ok(list) => match judge(&list, one_shots) {
                 Verdict::Failed { container, reason } => {
                     if let Ok(logs) =
                         docker_output(&["logs", "--tail", "20", &container], QUERY_TIMEOUT).await
@@ -200,7 +228,23 @@ pub async fn gate(
                     }
                     return Err(reason);
                 }
-                Verdict::Waiting(why) => last = why,
+                Verdict::Waiting(why) => {
+                    ready_since = None;
+                    last = why;
+                }
+                Verdict::Ready
+                    if ready_since.get_or_insert_with(Instant::now).elapsed() < health.settle =>
+                {
+                    last = format!(
+                        "settling: containers up for {} of {}",
+                        humantime::format_duration(Duration::from_secs(
+                            ready_since
+                                .map(|t| t.elapsed().as_secs())
+                                .unwrap_or_default()
+                        )),
+                        humantime::format_duration(health.settle)
+                    );
+                }
                 Verdict::Ready => match probe_target {
                     None => return Ok(()),
                     Some((path, port)) => match probe(port, path).await {
@@ -231,6 +275,7 @@ mod tests {
     fn container(status: &str, health: &str, restarts: i64) -> Container {
         Container {
             name: "web".into(),
+            service: "web".into(),
             status: status.into(),
             health: health.into(),
             exit_code: 1,
@@ -240,6 +285,7 @@ mod tests {
 
     #[test]
     fn judge_waits_passes_and_fails_early() {
+        let judge = |list: &[Container]| super::judge(list, &BTreeSet::new());
         assert!(matches!(judge(&[]), Verdict::Waiting(_)));
         assert_eq!(judge(&[container("running", "", 0)]), Verdict::Ready);
         assert_eq!(judge(&[container("running", "healthy", 0)]), Verdict::Ready);
@@ -258,6 +304,35 @@ mod tests {
         ] {
             assert!(matches!(judge(&[bad]), Verdict::Failed { .. }));
         }
+    }
+
+    #[test]
+    fn a_one_shot_passes_by_exiting_zero_and_fails_otherwise() {
+        let one_shots = BTreeSet::from(["migrate".to_owned()]);
+        let exited = |service: &str, code: i64| Container {
+            name: format!("p-{service}-1"),
+            service: service.into(),
+            status: "exited".into(),
+            health: String::new(),
+            exit_code: code,
+            restarts: 0,
+        };
+        let web = container("running", "", 0);
+        assert_eq!(
+            judge(&[web, exited("migrate", 0)], &one_shots),
+            Verdict::Ready
+        );
+        assert!(matches!(
+            judge(&[exited("migrate", 3)], &one_shots),
+            Verdict::Failed { reason, .. } if reason.contains("exited with code 3")
+        ));
+        assert!(
+            matches!(
+                judge(&[exited("web", 0)], &one_shots),
+                Verdict::Failed { .. }
+            ),
+            "a service that is not one-shot may not exit, even with 0"
+        );
     }
 
     #[tokio::test]

@@ -30,6 +30,12 @@ pub struct Record {
     pub secrets: BTreeMap<String, String>,
     pub created_unix_ms: i64,
     pub outcome: Option<Outcome>,
+    /// Host-policy allowances an admin granted this service (`launch_core::policy`).
+    #[serde(default)]
+    pub allowances: Vec<String>,
+    /// The control plane's bundle limit (0: not sent).
+    #[serde(default)]
+    pub max_bundle_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +59,8 @@ impl Record {
             secrets: mission.secrets.clone().into_iter().collect(),
             created_unix_ms: mission.created_unix_ms,
             outcome: None,
+            allowances: mission.allowances.clone(),
+            max_bundle_bytes: mission.max_bundle_bytes,
         }
     }
 

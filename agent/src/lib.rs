@@ -16,6 +16,9 @@
 //! - `uplink`: the ordered, acknowledged queue of log lines and updates.
 //! - `journal`: missions on disk, so a restart neither loses nor repeats one.
 //! - `executor`: what each mission kind does.
+//! - `watch`: the current release between missions, reported degraded when a service dies.
+//! - `limits`: the bundle size a mission may have (the control plane's, under the agent's ceiling).
+//! - `policy`: the host policy, held against a release's interpolated compose file.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
 
@@ -27,10 +30,13 @@ mod health;
 mod identity;
 pub mod install;
 mod journal;
+mod limits;
+mod policy;
 mod release;
 mod resolve;
 mod session;
 mod uplink;
+mod watch;
 
 use std::sync::Arc;
 

@@ -14,6 +14,44 @@ use launch_core::private_file;
 
 pub const KEEP_RELEASES: usize = 5;
 
+/// Where the `.env` a bundle brought (`launch deploy --include-env`) is kept,
+/// 0600, once unpacked: `.env` itself is the agent's to write.
+pub const BUNDLE_ENV_FILE: &str = ".launch-bundle.env";
+
+/// Moves a freshly unpacked bundle's `.env` aside (see [`BUNDLE_ENV_FILE`]).
+pub fn keep_bundle_env(release_dir: &Path) -> io::Result<()> {
+    let from = release_dir.join(launch_core::bundle::DOTENV_FILE);
+    if !from.is_file() {
+        return Ok(());
+    }
+    let to = release_dir.join(BUNDLE_ENV_FILE);
+    fs::rename(&from, &to)?;
+    fs::set_permissions(
+        &to,
+        <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+}
+
+/// The variables of a release's `.env`, lowest precedence first: the
+/// bundle's own `.env`, then `launch.toml [env]`, then the secrets (the
+/// `LAUNCH_*` variables are added by [`env_file`]).
+pub fn env_vars(
+    release_dir: &Path,
+    config_env: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> = fs::read_to_string(release_dir.join(BUNDLE_ENV_FILE))
+        .map(|text| {
+            launch_core::compose::interpolate::parse_dotenv(&text)
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default();
+    vars.extend(config_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars.extend(secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars
+}
+
 pub struct ServiceDir {
     root: PathBuf,
 }
@@ -192,5 +230,29 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_bundles_env_is_kept_aside_and_loses_to_launch_toml_and_secrets() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(".env"),
+            "MEDIA=/srv/media\nLEVEL=debug\nTOKEN=old\n",
+        )
+        .unwrap();
+        keep_bundle_env(dir.path()).unwrap();
+        assert!(!dir.path().join(".env").exists());
+        let kept = fs::metadata(dir.path().join(BUNDLE_ENV_FILE)).unwrap();
+        assert_eq!(kept.permissions().mode() & 0o777, 0o600);
+        let vars = env_vars(
+            dir.path(),
+            &BTreeMap::from([("LEVEL".into(), "info".into())]),
+            &BTreeMap::from([("TOKEN".into(), "new".into())]),
+        );
+        assert_eq!(vars["MEDIA"], "/srv/media");
+        assert_eq!(vars["LEVEL"], "info");
+        assert_eq!(vars["TOKEN"], "new");
+        keep_bundle_env(dir.path()).unwrap();
     }
 }

@@ -123,6 +123,7 @@ impl Sessions {
             hostname: self.config.hostname.clone(),
             advertise_host: self.config.advertise_host.clone(),
             current_release_id: String::new(),
+            compose: crate::compose::describe_host().await,
         };
         let _ = outbound
             .send(message(agent_message::Msg::Hello(hello)))

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use launch_core::redact::Redactor;
-use launch_proto::{LogAck, LogBatch, LogLine, LogStream, MissionUpdate, agent_message};
+use launch_proto::{
+    LogAck, LogBatch, LogLine, LogStream, MissionUpdate, ServiceHealth, agent_message,
+};
 use tokio::sync::Notify;
 
 /// Lines kept (sent but unacknowledged, plus unsent) before the oldest unsent are dropped.
@@ -38,6 +40,10 @@ struct State {
     last_seq: HashMap<String, u64>,
     /// Lines dropped per mission since the last marker.
     dropped: HashMap<String, u64>,
+    /// The latest health report of the current release, and whether this
+    /// session has sent it (only the latest matters; each session gets it).
+    health: Option<ServiceHealth>,
+    health_sent: bool,
 }
 
 /// A cheap handle to the shared queue.
@@ -112,11 +118,21 @@ impl Uplink {
         self.notify.notify_one();
     }
 
+    /// Replaces the health report of the current release (see `watch`).
+    pub fn health(&self, report: ServiceHealth) {
+        let mut state = self.state.lock().expect("uplink lock");
+        state.health = Some(report);
+        state.health_sent = false;
+        drop(state);
+        self.notify.notify_one();
+    }
+
     /// A new session starts: everything unacknowledged goes out again, and
     /// numbering continues after what the control plane has stored.
     pub fn begin_session(&self, cursors: &[LogAck]) {
         let mut state = self.state.lock().expect("uplink lock");
         state.resent = 0;
+        state.health_sent = false;
         for cursor in cursors {
             let last = state.last_seq.entry(cursor.mission_id.clone()).or_default();
             *last = (*last).max(cursor.through_seq);
@@ -186,6 +202,12 @@ impl Uplink {
                 mission_id,
                 lines: vec![line],
             }));
+        }
+        if !state.health_sent
+            && let Some(report) = &state.health
+        {
+            state.health_sent = true;
+            return Some(agent_message::Msg::ServiceHealth(report.clone()));
         }
         match state.unsent.front()? {
             Item::Update(_) => match state.unsent.pop_front() {

@@ -7,6 +7,7 @@
 //! - [`error`]: `CliError`, the one failure type, and the exit codes.
 //! - `client`: connecting with the bearer token.
 //! - `deploy`: `deploy`, `rollback` and waiting on a mission.
+//! - `check`: the compose check `deploy` runs before packing.
 //! - `logs`: `logs [-f]`.
 //! - `inventory`: `status`, `services`, `agents`, `releases`.
 //! - `access`: `token create` (join tokens), `secrets set|list|rm`.
@@ -14,6 +15,7 @@
 //! - `provider`: `provider install|package`, the Terraform provider without a registry.
 //! - `dev`: `launch dev`, an embedded server plus a local agent.
 //! - `output`: text and JSON rendering shared by the commands.
+//! - `policy`: `services allow|disallow|allowances`, host-policy allowances.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod access;
+mod check;
 mod client;
 mod deploy;
 mod dev;
@@ -31,6 +34,7 @@ mod logs;
 mod output;
 mod tokens;
 mod provider;
+mod policy;
 
 pub use error::{CliError, exit};
 
@@ -94,8 +98,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Services and agents at a glance
     Status,
-    /// List services
-    Services,
+    /// List services, or manage their host-policy allowances
+    Services(policy::ServicesArgs),
     /// List agents, or revoke one
     Agents(inventory::AgentsArgs),
     /// List a service's releases, newest first
@@ -140,7 +144,10 @@ async fn run(global: Global, command: Command) -> Result<u8, CliError> {
         Command::Rollback(args) => deploy::rollback(&global, args).await,
         Command::Logs(args) => logs::run(&global, args).await,
         Command::Status => inventory::status(&global).await,
-        Command::Services => inventory::services(&global).await,
+        Command::Services(args) => match args.command {
+            None => inventory::services(&global).await,
+            Some(command) => policy::run(&global, command).await,
+        },
         Command::Agents(args) => inventory::agents(&global, args).await,
         Command::Releases(args) => inventory::releases(&global, args).await,
         Command::Token(command) => access::token(&global, command).await,
@@ -186,6 +193,18 @@ mod tests {
             &["launch", "logs", "s", "--env", "e", "-f", "--since", "3"],
             &["launch", "status", "--output", "json"],
             &["launch", "services"],
+            &[
+                "launch",
+                "services",
+                "allow",
+                "hello",
+                "--env",
+                "prod",
+                "host-network",
+                "bind:/srv/data",
+            ],
+            &["launch", "services", "disallow", "hello", "docker-socket"],
+            &["launch", "services", "allowances", "hello"],
             &["launch", "agents"],
             &["launch", "agents", "revoke", "a-1"],
             &["launch", "releases", "s", "--env", "e"],

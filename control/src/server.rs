@@ -13,6 +13,8 @@
 //! - `agent_service`, `control_service`: the two gRPC services.
 //! - [`authz`]: who may call which control RPC (the one authorization layer);
 //!   `api_tokens`: minting, listing and revoking scoped API tokens.
+//! - `allowances`: host-policy allowances an admin grants a service.
+//! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
 //! - `http`: the plain HTTP endpoints.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
@@ -36,6 +38,8 @@ use launch_proto::control_service_server::ControlServiceServer;
 mod agent_service;
 mod api_tokens;
 pub mod authz;
+mod allowances;
+mod bundle_check;
 mod control_service;
 mod http;
 mod provider_mirror;

@@ -33,6 +33,9 @@ pub const COMPOSE_FILES: [&str; 4] = [
 /// The per-service config file at the root of a bundle.
 pub const SERVICE_CONFIG_FILE: &str = "launch.toml";
 
+/// The dotenv file compose reads for interpolation, beside the compose file.
+pub const DOTENV_FILE: &str = ".env";
+
 /// Names never packed: VCS data and local secrets (`.env` is written by the agent).
 const NEVER_PACKED: [&str; 2] = [".git", ".env"];
 
@@ -57,6 +60,30 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits for a compressed size of `max_bundle_bytes` (the one flag,
+    /// `--max-bundle-bytes`): the unpacked size may be 4 times that, at
+    /// least the default 1 GiB, so raising the flag raises both.
+    pub fn for_max_bundle_bytes(max_bundle_bytes: u64) -> Limits {
+        let default = Limits::default();
+        Limits {
+            max_compressed_bytes: max_bundle_bytes,
+            max_unpacked_bytes: max_bundle_bytes
+                .saturating_mul(4)
+                .max(default.max_unpacked_bytes),
+            max_entries: default.max_entries,
+        }
+    }
+
+    /// These limits with `other`'s entry count.
+    pub fn max_entries_of(self, other: &Limits) -> Limits {
+        Limits {
+            max_entries: other.max_entries,
+            ..self
+        }
+    }
+}
+
 /// What a bundle holds, as far as Launch cares.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -66,99 +93,177 @@ pub struct Summary {
     pub compose_file: Option<String>,
     /// The text of `launch.toml` at the bundle's root, if any.
     pub service_config: Option<String>,
+    /// The text of each compose file at the bundle's root, by name.
+    pub compose_texts: std::collections::BTreeMap<String, String>,
+    /// The text of a `.env` at the bundle's root (`launch deploy --include-env`).
+    pub dotenv: Option<String>,
+}
+
+impl Summary {
+    /// The compose file the agent will run (name, text): the first of
+    /// [`COMPOSE_FILES`] present, in compose's own order.
+    pub fn compose(&self) -> Option<(&str, &str)> {
+        COMPOSE_FILES.iter().find_map(|name| {
+            self.compose_texts
+                .get(*name)
+                .map(|text| (*name, text.as_str()))
+        })
+    }
+}
+
+/// Files the packer reads its ignore patterns from (gitignore syntax), at
+/// the directory's root; both apply.
+pub const IGNORE_FILES: [&str; 2] = [".launchignore", ".dockerignore"];
+
+/// How to pack a directory.
+#[derive(Clone, Debug, Default)]
+pub struct PackOptions {
+    /// Pack the root `.env` too (left out by default: it often holds secrets).
+    pub include_env: bool,
 }
 
 /// Packs `dir` into a tar.gz written to `out`, deterministically (sorted
 /// entries, zero mtimes and owners), so the same tree gives the same sha256.
 pub fn pack_dir(dir: &Path, out: impl Write) -> Result<Summary, Error> {
+    pack_dir_with(dir, out, &PackOptions::default())
+}
+
+/// [`pack_dir`] with options; paths matched by [`IGNORE_FILES`] are left out.
+pub fn pack_dir_with(dir: &Path, out: impl Write, options: &PackOptions) -> Result<Summary, Error> {
     let root = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    let ignore = ignore_rules(&root)?;
     let encoder = GzEncoder::new(out, Compression::fast());
     let mut builder = tar::Builder::new(encoder);
     builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(false);
     let mut summary = Summary::default();
-    let mut visiting = HashSet::new();
-    pack_tree(
-        &root,
-        &root,
-        Path::new(""),
-        &mut builder,
-        &mut summary,
-        &mut visiting,
-    )?;
+    let mut walk = Walk {
+        root: &root,
+        ignore: &ignore,
+        include_env: options.include_env,
+        visiting: HashSet::new(),
+    };
+    walk.pack_tree(&root, Path::new(""), &mut builder, &mut summary)?;
     let encoder = builder.into_inner().map_err(|e| Error::io(dir, e))?;
     encoder.finish().map_err(|e| Error::io(dir, e))?;
     Ok(summary)
 }
 
-fn pack_tree<W: Write>(
-    root: &Path,
-    dir: &Path,
-    rel: &Path,
-    builder: &mut tar::Builder<W>,
-    summary: &mut Summary,
-    visiting: &mut HashSet<PathBuf>,
-) -> Result<(), Error> {
-    let real_dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-    if !visiting.insert(real_dir.clone()) {
-        return Err(Error::UnsafeBundle(format!(
-            "{} is a symbolic link loop: remove the link",
-            rel.display()
-        )));
-    }
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .map(|entry| entry.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::io(dir, e))?;
-    names.sort();
-    for name in names {
-        if NEVER_PACKED.iter().any(|n| name == *n) {
-            continue;
+/// Reads the ignore files at `root` into one matcher.
+fn ignore_rules(root: &Path) -> Result<ignore::gitignore::Gitignore, Error> {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    for name in IGNORE_FILES {
+        let path = root.join(name);
+        if path.is_file()
+            && let Some(err) = builder.add(&path)
+        {
+            return Err(Error::Config {
+                path,
+                message: format!("{err}: fix the pattern (gitignore syntax)"),
+            });
         }
-        let path = dir.join(&name);
-        let rel_path = rel.join(&name);
-        let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-        let (real, meta) = if meta.file_type().is_symlink() {
-            let real = fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
-            if !real.starts_with(root) {
-                return Err(Error::UnsafeBundle(format!(
-                    "{} is a symbolic link to {}, outside the service directory: copy the file in instead",
-                    rel_path.display(),
-                    real.display()
-                )));
-            }
-            let meta = fs::metadata(&real).map_err(|e| Error::io(&real, e))?;
-            (real, meta)
-        } else {
-            (path.clone(), meta)
-        };
-        if meta.is_dir() {
-            append_dir(builder, &rel_path)?;
-            summary.files += 1;
-            pack_tree(root, &real, &rel_path, builder, summary, visiting)?;
-        } else if meta.is_file() {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(meta.len());
-            header.set_mode(file_mode(&meta));
-            header.set_mtime(0);
-            let file = fs::File::open(&real).map_err(|e| Error::io(&real, e))?;
-            builder
-                .append_data(&mut header, &rel_path, file)
-                .map_err(|e| Error::io(&real, e))?;
-            summary.files += 1;
-            summary.unpacked_bytes += meta.len();
-            note_root_file(summary, &rel_path, &real)?;
-        } else {
+    }
+    builder.build().map_err(|e| Error::Config {
+        path: root.join(IGNORE_FILES[0]),
+        message: e.to_string(),
+    })
+}
+
+/// The state of one packing walk.
+struct Walk<'a> {
+    root: &'a Path,
+    ignore: &'a ignore::gitignore::Gitignore,
+    include_env: bool,
+    visiting: HashSet<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn pack_tree<W: Write>(
+        &mut self,
+        dir: &Path,
+        rel: &Path,
+        builder: &mut tar::Builder<W>,
+        summary: &mut Summary,
+    ) -> Result<(), Error> {
+        let root = self.root;
+        let real_dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        if !self.visiting.insert(real_dir.clone()) {
             return Err(Error::UnsafeBundle(format!(
-                "{} is neither a file nor a directory (a socket, FIFO or device): remove it from the service directory",
-                rel_path.display()
+                "{} is a symbolic link loop: remove the link",
+                rel.display()
             )));
         }
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::io(dir, e))?;
+        names.sort();
+        for name in names {
+            let root_env = rel.as_os_str().is_empty() && name == DOTENV_FILE && self.include_env;
+            if NEVER_PACKED.iter().any(|n| name == *n) && !root_env {
+                continue;
+            }
+            let path = dir.join(&name);
+            let rel_path = rel.join(&name);
+            let is_dir = path.is_dir();
+            // What a deploy cannot do without stays, whatever the patterns say
+            // (docker also always sends the Dockerfile and .dockerignore).
+            let needed = rel.as_os_str().is_empty()
+                && name.to_str().is_some_and(|n| {
+                    COMPOSE_FILES.contains(&n)
+                        || [SERVICE_CONFIG_FILE, "Dockerfile", ".dockerignore"].contains(&n)
+                });
+            if !needed
+                && self
+                    .ignore
+                    .matched_path_or_any_parents(root.join(&rel_path), is_dir)
+                    .is_ignore()
+            {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let (real, meta) = if meta.file_type().is_symlink() {
+                let real = fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+                if !real.starts_with(root) {
+                    return Err(Error::UnsafeBundle(format!(
+                        "{} is a symbolic link to {}, outside the service directory: copy the file in instead",
+                        rel_path.display(),
+                        real.display()
+                    )));
+                }
+                let meta = fs::metadata(&real).map_err(|e| Error::io(&real, e))?;
+                (real, meta)
+            } else {
+                (path.clone(), meta)
+            };
+            if meta.is_dir() {
+                append_dir(builder, &rel_path)?;
+                summary.files += 1;
+                self.pack_tree(&real, &rel_path, builder, summary)?;
+            } else if meta.is_file() {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(meta.len());
+                header.set_mode(file_mode(&meta));
+                header.set_mtime(0);
+                let file = fs::File::open(&real).map_err(|e| Error::io(&real, e))?;
+                builder
+                    .append_data(&mut header, &rel_path, file)
+                    .map_err(|e| Error::io(&real, e))?;
+                summary.files += 1;
+                summary.unpacked_bytes += meta.len();
+                note_root_file(summary, &rel_path, &real)?;
+            } else {
+                return Err(Error::UnsafeBundle(format!(
+                    "{} is neither a file nor a directory (a socket, FIFO or device): remove it from the service directory",
+                    rel_path.display()
+                )));
+            }
+        }
+        self.visiting.remove(&real_dir);
+        Ok(())
     }
-    visiting.remove(&real_dir);
-    Ok(())
 }
 
 fn append_dir<W: Write>(builder: &mut tar::Builder<W>, rel: &Path) -> Result<(), Error> {
@@ -296,10 +401,22 @@ fn walk(reader: impl Read, limits: &Limits, dest: Option<&Path>) -> Result<Summa
                 limits.max_entries
             )));
         }
+        let kind = entry.header().entry_type();
+        // `git archive` starts with a pax global header (the commit id):
+        // metadata, not a file.
+        if kind == tar::EntryType::XGlobalHeader {
+            summary.files -= 1;
+            continue;
+        }
         let raw = entry
             .path()
             .map_err(|e| archive_error(e, limits))?
             .into_owned();
+        // `tar -czf b.tgz -C dir .` starts with `./`, the root itself.
+        if kind == tar::EntryType::Directory && is_root(&raw) {
+            summary.files -= 1;
+            continue;
+        }
         let rel = confined_path(&raw)?;
         if !seen.insert(rel.clone()) {
             return Err(Error::UnsafeBundle(format!(
@@ -307,7 +424,6 @@ fn walk(reader: impl Read, limits: &Limits, dest: Option<&Path>) -> Result<Summa
                 raw.display()
             )));
         }
-        let kind = entry.header().entry_type();
         match kind {
             tar::EntryType::Directory => {
                 if let Some(dest) = dest {
@@ -334,25 +450,38 @@ fn walk(reader: impl Read, limits: &Limits, dest: Option<&Path>) -> Result<Summa
                     summary.compose_file = Some(name.to_owned());
                 }
                 let is_config = rel == Path::new(SERVICE_CONFIG_FILE);
-                match dest {
+                let is_compose = rel.to_str().is_some_and(|n| COMPOSE_FILES.contains(&n));
+                let is_dotenv = rel == Path::new(DOTENV_FILE);
+                let text = match dest {
                     Some(dest) => {
                         let path = dest.join(&rel);
                         write_entry(&mut entry, &path, executable, limits)?;
-                        if is_config {
-                            summary.service_config =
-                                Some(fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?);
-                        }
+                        (is_config || is_compose || is_dotenv)
+                            .then(|| fs::read_to_string(&path).map_err(|e| Error::io(&path, e)))
+                            .transpose()?
                     }
-                    None if is_config => {
+                    None if is_config || is_compose || is_dotenv => {
                         let mut text = String::new();
                         entry
                             .read_to_string(&mut text)
                             .map_err(|e| archive_error(e, limits))?;
-                        summary.service_config = Some(text);
+                        Some(text)
                     }
                     None => {
                         io::copy(&mut entry, &mut io::sink())
                             .map_err(|e| archive_error(e, limits))?;
+                        None
+                    }
+                };
+                if let Some(text) = text {
+                    if is_config {
+                        summary.service_config = Some(text);
+                    } else if is_dotenv {
+                        summary.dotenv = Some(text);
+                    } else {
+                        summary
+                            .compose_texts
+                            .insert(rel.to_string_lossy().into_owned(), text);
                     }
                 }
             }
@@ -402,7 +531,23 @@ fn confined_path(raw: &Path) -> Result<PathBuf, Error> {
     let mut out = PathBuf::new();
     for component in raw.components() {
         match component {
-            Component::Normal(part) => out.push(part),
+            Component::Normal(part) => {
+                let bytes = part.as_encoded_bytes();
+                if bytes.contains(&0) {
+                    return Err(Error::UnsafeBundle(format!(
+                        "entry {:?} has a NUL byte in its name, which no file system accepts",
+                        raw
+                    )));
+                }
+                if bytes.len() > MAX_NAME_BYTES {
+                    return Err(Error::UnsafeBundle(format!(
+                        "entry {:?} has a name of {} bytes; hosts accept at most {MAX_NAME_BYTES} per path component: shorten it",
+                        raw,
+                        bytes.len()
+                    )));
+                }
+                out.push(part)
+            }
             Component::CurDir => {}
             Component::ParentDir => {
                 return Err(Error::UnsafeBundle(format!(
@@ -425,6 +570,14 @@ fn confined_path(raw: &Path) -> Result<PathBuf, Error> {
         )));
     }
     Ok(out)
+}
+
+/// The longest file name (one path component) Linux file systems accept.
+const MAX_NAME_BYTES: usize = 255;
+
+/// True for `.`, `./` and the like: the archive's root directory.
+fn is_root(raw: &Path) -> bool {
+    raw.components().all(|c| c == Component::CurDir)
 }
 
 /// Lower-case hex sha256 of `bytes`.

@@ -19,7 +19,7 @@ pub enum Error {
     UnsafeBundle(String),
 
     #[error(
-        "bundle is larger than the limit of {limit} bytes: split large assets out of the service directory or raise the limit"
+        "bundle is larger than the limit of {limit} bytes: leave large assets out (.launchignore) or raise `launch server --max-bundle-bytes` (the unpacked limit is 4 times that, at least 1 GiB)"
     )]
     BundleTooLarge { limit: u64 },
 
@@ -32,6 +32,12 @@ pub enum Error {
 
     #[error("bundle is not a valid tar.gz archive: {0}")]
     Archive(#[source] std::io::Error),
+
+    #[error("{file} cannot be deployed:\n  {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Compose {
+        file: String,
+        problems: Vec<crate::compose::Problem>,
+    },
 
     #[error("invalid {}: {message}", path.display())]
     Config { path: PathBuf, message: String },

@@ -13,11 +13,15 @@
 //! - [`bundle`]: packing a service directory into a tar.gz and unpacking it safely.
 //! - [`redact`]: replacing secret values in text with `[REDACTED]`.
 //! - [`service_config`]: the typed `launch.toml`.
+//! - [`compose`]: the compose file as one typed model, interpolated and checked.
+//! - [`policy`]: what a deploy may ask of its host, and the allowances an admin grants.
 
 pub mod bootstrap;
 pub mod bundle;
+pub mod compose;
 pub mod labels;
 pub mod names;
+pub mod policy;
 pub mod private_file;
 pub mod redact;
 pub mod service_config;

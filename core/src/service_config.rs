@@ -9,6 +9,9 @@
 //! path = "/healthz"       # GET http://127.0.0.1:<port><path> must answer 2xx or 3xx
 //! timeout = "60s"         # how long the health gate waits (default 60s)
 //! interval = "100ms"   # how often the gate looks (default 100ms)
+//! settle = "5s"         # how long every container must stay up (default 5s)
+//! [env]                 # non-secret variables for compose interpolation (.env)
+//! LOG_LEVEL = "info"
 //! ```
 
 use std::path::Path;
@@ -23,12 +26,16 @@ pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the gate looks again: often, since every poll is cheap and a
 /// deploy waits on the first one that passes.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(100);
+/// How long every container must stay up before a release counts as healthy.
+pub const DEFAULT_HEALTH_SETTLE: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceConfig {
     pub name: Option<ServiceName>,
     pub port: Option<u16>,
     pub health: Health,
+    /// `[env]`: variables written to the release's `.env` for compose.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +46,8 @@ pub struct Health {
     pub port: Option<u16>,
     pub timeout: Duration,
     pub interval: Duration,
+    /// Containers must stay up (no exit, no restart) this long after they are ready.
+    pub settle: Duration,
 }
 
 impl Default for Health {
@@ -48,6 +57,7 @@ impl Default for Health {
             port: None,
             timeout: DEFAULT_HEALTH_TIMEOUT,
             interval: DEFAULT_HEALTH_INTERVAL,
+            settle: DEFAULT_HEALTH_SETTLE,
         }
     }
 }
@@ -66,6 +76,8 @@ struct Raw {
     port: Option<u16>,
     #[serde(default)]
     health: RawHealth,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -75,6 +87,7 @@ struct RawHealth {
     port: Option<u16>,
     timeout: Option<String>,
     interval: Option<String>,
+    settle: Option<String>,
 }
 
 impl ServiceConfig {
@@ -118,9 +131,23 @@ impl ServiceConfig {
                 raw.health.interval.as_deref(),
                 DEFAULT_HEALTH_INTERVAL,
             )?,
+            settle: duration(
+                "settle",
+                raw.health.settle.as_deref(),
+                DEFAULT_HEALTH_SETTLE,
+            )?,
             port: raw.health.port,
             path: raw.health.path,
         };
+        for name in raw.env.keys() {
+            let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.chars().next().is_some_and(|c| !c.is_ascii_digit());
+            if !valid {
+                return Err(fail(format!(
+                    "env.{name}: a variable name uses letters, digits and '_' and does not start with a digit"
+                )));
+            }
+        }
         if let Some(path) = &health.path {
             if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(fail(format!(
@@ -144,6 +171,7 @@ impl ServiceConfig {
             name,
             port: raw.port,
             health,
+            env: raw.env,
         })
     }
 }
@@ -175,6 +203,10 @@ mod tests {
         assert_eq!(config.health.probe_port(config.port), Some(8080));
         assert_eq!(config.health.timeout, Duration::from_secs(120));
         assert_eq!(config.health.interval, Duration::from_millis(500));
+        assert_eq!(config.health.settle, DEFAULT_HEALTH_SETTLE);
+        let config = parse("[health]\nsettle = \"1s\"\n[env]\nLOG_LEVEL = \"debug\"\n").unwrap();
+        assert_eq!(config.health.settle, Duration::from_secs(1));
+        assert_eq!(config.env["LOG_LEVEL"], "debug");
     }
 
     #[test]
@@ -197,6 +229,8 @@ mod tests {
             ),
             ("port = 0", "is not a port"),
             ("port = 70000", "launch.toml"),
+            ("[env]\n\"1X\" = \"a\"", "env.1X"),
+            ("[health]\nsettle = \"2h\"", "health.settle"),
         ];
         for (input, expected) in cases {
             let message = parse(input).unwrap_err();

@@ -11,6 +11,7 @@
 //! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
 //! - `tokens`: join tokens — registration, reuse refused.
 //! - `api_tokens`: scoped API tokens through the CLI: create, list, refusals naming the scope, revoke.
+//! - `compose`: the corpus of compose apps, broken files refused, the host policy, the settle gate, degraded.
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
@@ -26,6 +27,7 @@
 mod api_tokens;
 mod bad_input;
 mod bootstrap;
+mod compose;
 mod control_plane;
 mod deploy;
 mod dns;

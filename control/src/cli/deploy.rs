@@ -5,7 +5,7 @@
 //! from the last sequence number seen if the stream breaks, so a control plane
 //! restart neither loses nor repeats a line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,13 +15,14 @@ use launch_core::bundle::{self, COMPOSE_FILES, SERVICE_CONFIG_FILE};
 use launch_core::names::{EnvironmentName, ServiceName};
 use launch_core::service_config::ServiceConfig;
 use launch_proto::{
-    DeployHeader, DeployRequest, MissionState, RollbackRequest, ServiceRef, WatchMissionRequest,
-    deploy_request, mission_event,
+    DeployHeader, DeployRequest, ListSecretsRequest, MissionState, RollbackRequest, ServiceRef,
+    WatchMissionRequest, deploy_request, mission_event,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::check;
 use super::client::{self, Client};
 use super::{CliError, Global, Output, exit, output, parse_duration};
 
@@ -52,6 +53,9 @@ pub struct DeployArgs {
     /// Upload this prebuilt tar.gz instead of packing DIR
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
+    /// Upload DIR/.env too (it is left out by default: it often holds secrets)
+    #[arg(long)]
+    pub include_env: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,7 +160,11 @@ fn prepare_bundle(args: &DeployArgs) -> Result<Bundle, CliError> {
         .suffix(".tar.gz")
         .tempfile()
         .map_err(|e| CliError::failed(format!("cannot create a temporary bundle file: {e}")))?;
-    bundle::pack_dir(&args.dir, temp.as_file()).map_err(|e| CliError::usage(e.to_string()))?;
+    let options = bundle::PackOptions {
+        include_env: args.include_env,
+    };
+    bundle::pack_dir_with(&args.dir, temp.as_file(), &options)
+        .map_err(|e| CliError::usage(e.to_string()))?;
     let temp = temp.into_temp_path();
     let (sha256, size) = hash_file(&temp)?;
     Ok(Bundle {
@@ -229,6 +237,9 @@ pub async fn deploy_with(
     let environment = EnvironmentName::parse(&args.environment)
         .map_err(|e| CliError::usage(format!("--env: {e}")))?;
     let secrets = secrets_from_env(&args.secret_env, |name| std::env::var(name).ok())?;
+    if args.bundle.is_none() {
+        check_before_upload(client, args, &service, &environment, &secrets, output).await?;
+    }
     let bundle = tokio::task::block_in_place(|| prepare_bundle(args))?;
     if output == Output::Text {
         eprintln!(
@@ -292,6 +303,44 @@ pub async fn deploy_with(
         args.timeout,
     )
     .await
+}
+
+/// The compose check of DIR (see `check`), with the names of the secrets
+/// given now and those already stored (when this token may list them).
+async fn check_before_upload(
+    client: &mut Client,
+    args: &DeployArgs,
+    service: &ServiceName,
+    environment: &EnvironmentName,
+    secrets: &HashMap<String, String>,
+    output: Output,
+) -> Result<(), CliError> {
+    if !args.dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{} is not a directory: give the service directory that holds compose.yaml",
+            args.dir.display()
+        )));
+    }
+    let config = read_service_config(&args.dir)?.unwrap_or_default();
+    let mut names: BTreeSet<String> = secrets.keys().cloned().collect();
+    let stored = client
+        .list_secrets(ListSecretsRequest {
+            target: Some(ServiceRef {
+                service: service.to_string(),
+                environment: environment.to_string(),
+            }),
+        })
+        .await;
+    if let Ok(stored) = stored {
+        names.extend(stored.into_inner().secrets.into_iter().map(|s| s.key));
+    }
+    let warnings = check::compose_dir(&args.dir, &config, &names, args.include_env)?;
+    if output == Output::Text {
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    Ok(())
 }
 
 pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, CliError> {
@@ -564,6 +613,7 @@ mod tests {
             wait: false,
             timeout: Duration::from_secs(1),
             bundle: None,
+            include_env: false,
         };
         let err = prepare_bundle(&args).err().unwrap();
         assert_eq!(err.code, exit::USAGE);

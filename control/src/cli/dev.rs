@@ -172,6 +172,7 @@ async fn session(
         wait: true,
         timeout: args.timeout,
         bundle: None,
+        include_env: false,
     };
     let outcome = tokio::select! {
         outcome = deploy::deploy_with(&mut client, url, global.output, &deploy_args) => outcome,

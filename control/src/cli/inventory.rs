@@ -67,6 +67,10 @@ fn services_table(services: &[launch_proto::ServiceInfo]) {
         ],
         &rows,
     );
+    for s in services.iter().filter(|s| !s.health.is_empty()) {
+        let target = s.target.clone().unwrap_or_default();
+        println!("{}/{} {}", target.service, target.environment, s.health);
+    }
 }
 
 fn agents_table(agents: &[launch_proto::AgentInfo]) {

@@ -65,6 +65,7 @@ pub fn service_json(service: &ServiceInfo) -> Value {
         "agents_connected": service.agents_connected,
         "note": service.note,
         "created_unix_ms": service.created_unix_ms,
+        "health": if service.health.is_empty() { "ok" } else { service.health.as_str() },
     })
 }
 

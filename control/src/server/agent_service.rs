@@ -290,6 +290,7 @@ fn session_stream(
                 .touch_agent(&agent.id, Some(&hello.hostname), Some(&hello.version))
                 .await
                 .map_err(internal)?;
+            state.hub.set_host_compose(&agent.service, &agent.environment, &hello.compose);
             let (outbound, mut outbound_rx) = mpsc::channel(256);
             let (_guard, closed) = state.hub.connect(&agent.id, &agent.service, &agent.environment, outbound);
             info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, "agent connected");
@@ -408,6 +409,27 @@ async fn handle_agent_message(
     };
     match msg {
         agent_message::Msg::Hello(_) => Ok(None),
+        agent_message::Msg::ServiceHealth(report) => {
+            // Redacted by the agent; again here, as log lines are.
+            let secrets = state
+                .open_secrets(&agent.service, &agent.environment)
+                .await?;
+            let redactor = Redactor::new(secrets.values().map(String::as_str));
+            let health = super::store::HealthRow {
+                release_id: report.release_id,
+                degraded: report.degraded,
+                message: redactor.redact(&report.message).into_owned(),
+            };
+            if health.degraded {
+                warn!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, release_id = %health.release_id, "service degraded");
+            }
+            state
+                .store
+                .set_service_health(&agent.service, &agent.environment, &health)
+                .await
+                .map_err(internal)?;
+            Ok(None)
+        }
         agent_message::Msg::Heartbeat(_) => {
             state
                 .store

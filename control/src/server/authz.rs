@@ -269,6 +269,16 @@ pub const RULES: &[(&str, Rule)] = &[
     ("CreateApiToken", rule(Scope::Admin, None)),
     ("ListApiTokens", rule(Scope::Admin, None)),
     ("RevokeApiToken", rule(Scope::Admin, None)),
+    // Host policy: only an admin changes what a deploy may do to its host.
+    ("AllowService", rule(Scope::Admin, None)),
+    ("DisallowService", rule(Scope::Admin, None)),
+    (
+        "ListAllowances",
+        rule(
+            Scope::Read,
+            Some(|b| Ok(service_of(ListAllowancesRequest::decode(b)?.target))),
+        ),
+    ),
 ];
 
 /// The rule of a gRPC path `/launch.v1.ControlService/<Method>`.

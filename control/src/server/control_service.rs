@@ -145,7 +145,18 @@ impl Control {
             .map_err(internal)?
             .unwrap_or_default();
         let agents_connected = self.state.hub.connected_for(&row.service, &row.environment) as u32;
+        // A report on an older release says nothing about the current one.
+        let health = self
+            .state
+            .store
+            .service_health(&row.service, &row.environment)
+            .await
+            .map_err(internal)?
+            .filter(|h| h.degraded && Some(&h.release_id) == row.current_release_id.as_ref())
+            .map(|h| format!("degraded: {}", h.message))
+            .unwrap_or_default();
         Ok(ServiceInfo {
+            health,
             target: Some(service_ref(&row.service, &row.environment)),
             current_release_id: row.current_release_id.clone().unwrap_or_default(),
             last_mission_state: newest.as_ref().map(|m| m.state as i32).unwrap_or_default(),
@@ -266,10 +277,7 @@ impl ControlService for Control {
         }
         let (temp, sha256, size) = self.receive_bundle(&mut stream, &header).await?;
 
-        let limits = Limits {
-            max_compressed_bytes: self.state.max_bundle_bytes,
-            ..Limits::default()
-        };
+        let limits = Limits::for_max_bundle_bytes(self.state.max_bundle_bytes);
         let inspect_path = temp.path().to_owned();
         let summary = tokio::task::spawn_blocking(move || {
             std::fs::File::open(&inspect_path)
@@ -282,16 +290,22 @@ impl ControlService for Control {
         .await
         .map_err(internal)?
         .map_err(Status::invalid_argument)?;
-        if summary.compose_file.is_none() {
-            return Err(Status::invalid_argument(format!(
-                "bundle rejected: no compose file at its root: add one of {}",
-                bundle::COMPOSE_FILES.join(", ")
-            )));
-        }
-        if let Some(text) = &summary.service_config {
-            ServiceConfig::parse(text, std::path::Path::new(bundle::SERVICE_CONFIG_FILE))
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
+        let config = match &summary.service_config {
+            Some(text) => {
+                ServiceConfig::parse(text, std::path::Path::new(bundle::SERVICE_CONFIG_FILE))
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+            }
+            None => ServiceConfig::default(),
+        };
+        super::bundle_check::check(
+            &self.state,
+            &service,
+            &environment,
+            &summary,
+            &config,
+            header.secrets.keys(),
+        )
+        .await?;
         let final_path = self.state.bundles_dir.join(format!("{sha256}.tar.gz"));
         temp.persist(&final_path).map_err(internal)?;
 
@@ -919,5 +933,53 @@ impl ControlService for Control {
         request: Request<RevokeApiTokenRequest>,
     ) -> Result<Response<RevokeApiTokenResponse>, Status> {
         super::api_tokens::revoke(&self.state, request).await
+    }
+
+    async fn allow_service(
+        &self,
+        request: Request<AllowServiceRequest>,
+    ) -> Result<Response<AllowancesResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let (service, environment) = target(request.target.as_ref())?;
+        let change = super::allowances::Change::Allow;
+        super::allowances::change(
+            &self.state,
+            &metadata,
+            &service,
+            &environment,
+            &request,
+            change,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn disallow_service(
+        &self,
+        request: Request<AllowServiceRequest>,
+    ) -> Result<Response<AllowancesResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let (service, environment) = target(request.target.as_ref())?;
+        let change = super::allowances::Change::Disallow;
+        super::allowances::change(
+            &self.state,
+            &metadata,
+            &service,
+            &environment,
+            &request,
+            change,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_allowances(
+        &self,
+        request: Request<ListAllowancesRequest>,
+    ) -> Result<Response<AllowancesResponse>, Status> {
+        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        super::allowances::list(&self.state, &service, &environment)
+            .await
+            .map(Response::new)
     }
 }

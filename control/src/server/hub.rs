@@ -37,6 +37,8 @@ pub struct Hub {
     services: Mutex<HashMap<(String, String), broadcast::Sender<String>>>,
     pub log_lines_total: AtomicU64,
     pub deploys_total: AtomicU64,
+    /// The compose each (service, environment)'s agent last said it runs.
+    host_composes: Mutex<HashMap<(String, String), String>>,
 }
 
 /// Removes its session from the hub when the session's stream is dropped.
@@ -118,6 +120,26 @@ impl Hub {
             .values()
             .filter(|s| s.service == service && s.environment == environment)
             .count()
+    }
+
+    /// Remembers the compose an agent with these labels runs (from its Hello).
+    pub fn set_host_compose(&self, service: &str, environment: &str, compose: &str) {
+        if compose.is_empty() {
+            return;
+        }
+        self.host_composes.lock().expect("hub lock").insert(
+            (service.to_owned(), environment.to_owned()),
+            compose.to_owned(),
+        );
+    }
+
+    /// The compose the service's agent last reported, e.g. `docker-compose 1.29.2`.
+    pub fn host_compose(&self, service: &str, environment: &str) -> Option<String> {
+        self.host_composes
+            .lock()
+            .expect("hub lock")
+            .get(&(service.to_owned(), environment.to_owned()))
+            .cloned()
     }
 
     /// The most recently connected session of an agent with these labels.

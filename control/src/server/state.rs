@@ -122,6 +122,15 @@ impl State {
                     .open_secrets(&mission.service, &mission.environment)
                     .await?,
                 created_unix_ms: mission.created,
+                max_bundle_bytes: self.max_bundle_bytes,
+                allowances: self
+                    .store
+                    .allowances(&mission.service, &mission.environment)
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .map(|row| row.allowance)
+                    .collect(),
             })),
         })
     }

@@ -15,6 +15,10 @@ pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
 mod api_tokens;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
+mod allowances;
+mod health;
+pub use allowances::AllowanceRow;
+pub use health::HealthRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

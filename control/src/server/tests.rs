@@ -260,6 +260,7 @@ impl AgentSession {
                     hostname: "host-1".into(),
                     advertise_host: "127.0.0.1".into(),
                     current_release_id: String::new(),
+                    compose: String::new(),
                 })),
             })
             .await

@@ -224,3 +224,173 @@ fn unpack_refuses_garbage_and_an_existing_destination() {
     unpack(&bundle[..], &dest, &Limits::default()).unwrap_err();
     assert_eq!(fs::read_to_string(dest.join("keep")).unwrap(), "mine");
 }
+
+/// Runs a command in `dir`, panicking with its stderr when it fails.
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bundles_made_by_tar_and_git_archive_are_accepted() {
+    let dir = tree(&[("compose.yaml", "services: {}\n"), ("web/index.html", "hi")]);
+    let out = tempfile::tempdir().unwrap();
+    let tarball = out.path().join("b.tgz");
+    // `./` first, then `./compose.yaml`, …
+    run(
+        dir.path(),
+        "tar",
+        &[
+            "-czf",
+            tarball.to_str().unwrap(),
+            "-C",
+            dir.path().to_str().unwrap(),
+            ".",
+        ],
+    );
+    let summary = inspect(&fs::read(&tarball).unwrap()[..], &Limits::default()).unwrap();
+    assert_eq!(summary.compose_file.as_deref(), Some("compose.yaml"));
+    // A pax global header (the commit id) comes first.
+    run(dir.path(), "git", &["init", "-q"]);
+    run(dir.path(), "git", &["add", "."]);
+    run(
+        dir.path(),
+        "git",
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    );
+    let archive = out.path().join("g.tgz");
+    run(
+        dir.path(),
+        "git",
+        &[
+            "archive",
+            "--format=tar.gz",
+            "-o",
+            archive.to_str().unwrap(),
+            "HEAD",
+        ],
+    );
+    let parent = tempfile::tempdir().unwrap();
+    let summary = unpack(
+        &fs::read(&archive).unwrap()[..],
+        &parent.path().join("r"),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(summary.compose_texts["compose.yaml"], "services: {}\n");
+    assert_eq!(
+        fs::read_to_string(parent.path().join("r/web/index.html")).unwrap(),
+        "hi"
+    );
+}
+
+#[test]
+fn names_no_host_can_write_are_refused() {
+    let long = vec![b'a'; 300];
+    let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(1);
+    header.set_entry_type(tar::EntryType::Regular);
+    // GNU long names carry the 300 bytes.
+    builder
+        .append_data(&mut header, std::str::from_utf8(&long).unwrap(), &b"x"[..])
+        .unwrap();
+    let bundle = builder.into_inner().unwrap().finish().unwrap();
+    let err = refused(&bundle);
+    assert!(
+        err.contains("300 bytes") && err.contains("at most 255"),
+        "{err}"
+    );
+
+    let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+    let mut pax = tar::Header::new_ustar();
+    let record = b"16 path=a\0b.txt\n";
+    pax.set_size(record.len() as u64);
+    pax.set_entry_type(tar::EntryType::XHeader);
+    pax.set_cksum();
+    builder.append(&pax, &record[..]).unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_path("placeholder").unwrap();
+    header.set_size(1);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    builder.append(&header, &b"x"[..]).unwrap();
+    let bundle = builder.into_inner().unwrap().finish().unwrap();
+    let err = refused(&bundle);
+    assert!(err.contains("NUL byte"), "{err}");
+}
+
+#[test]
+fn ignore_files_and_env_decide_what_is_packed() {
+    let dir = tree(&[
+        ("compose.yaml", "a"),
+        (".env", "TAG=1"),
+        (".launchignore", "*.log\nnode_modules/\n!keep.log\n"),
+        (".dockerignore", "secret.key\n"),
+        ("app.log", "x"),
+        ("keep.log", "x"),
+        ("node_modules/m/index.js", "x"),
+        ("secret.key", "x"),
+        ("src/main.rs", "x"),
+        ("src/.env", "nested"),
+    ]);
+    let names = |bundle: Vec<u8>| -> Vec<String> {
+        let mut archive = tar::Archive::new(GzDecoder::new(&bundle[..]));
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let packed = names(pack(dir.path()));
+    assert_eq!(
+        packed,
+        [
+            ".dockerignore",
+            ".launchignore",
+            "compose.yaml",
+            "keep.log",
+            "src",
+            "src/main.rs"
+        ]
+    );
+    let mut out = Vec::new();
+    pack_dir_with(dir.path(), &mut out, &PackOptions { include_env: true }).unwrap();
+    let packed = names(out);
+    assert!(packed.contains(&".env".to_owned()), "{packed:?}");
+    assert!(!packed.contains(&"src/.env".to_owned()), "{packed:?}");
+    let parent = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    pack_dir_with(dir.path(), &mut out, &PackOptions { include_env: true }).unwrap();
+    let summary = unpack(&out[..], &parent.path().join("r"), &Limits::default()).unwrap();
+    assert_eq!(summary.dotenv.as_deref(), Some("TAG=1"));
+}
+
+#[test]
+fn an_ignore_file_cannot_drop_the_compose_file() {
+    let dir = tree(&[
+        ("compose.yaml", "a"),
+        (".dockerignore", "*\n!app/\n!app/**\n"),
+        ("app/x", "x"),
+        ("other", "x"),
+    ]);
+    let summary = inspect(&pack(dir.path())[..], &Limits::default()).unwrap();
+    assert_eq!(summary.compose_file.as_deref(), Some("compose.yaml"));
+    assert_eq!(summary.files, 4, "compose.yaml, .dockerignore, app, app/x");
+}

@@ -1,0 +1,22 @@
+-- Host-policy allowances (launch_core::policy): what an admin lets one
+-- service in one environment ask of its host, with who granted it and when.
+CREATE TABLE service_allowances (
+    service     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    allowance   TEXT NOT NULL,
+    granted_by  TEXT NOT NULL,
+    granted     INTEGER NOT NULL,
+    PRIMARY KEY (service, environment, allowance)
+);
+
+-- How each service's current release is doing between missions, as its
+-- agent last reported (agent/src/watch.rs): degraded with a reason, or not.
+CREATE TABLE service_health (
+    service     TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    release_id  TEXT NOT NULL,
+    degraded    INTEGER NOT NULL,
+    message     TEXT NOT NULL,
+    updated     INTEGER NOT NULL,
+    PRIMARY KEY (service, environment)
+);
