@@ -30,6 +30,9 @@ pub struct Record {
     pub secrets: BTreeMap<String, String>,
     pub created_unix_ms: i64,
     pub outcome: Option<Outcome>,
+    /// Names the front door routes to the service (from the control plane).
+    #[serde(default)]
+    pub host_names: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +56,7 @@ impl Record {
             secrets: mission.secrets.clone().into_iter().collect(),
             created_unix_ms: mission.created_unix_ms,
             outcome: None,
+            host_names: mission.host_names.clone(),
         }
     }
 

@@ -16,15 +16,21 @@
 //! - `uplink`: the ordered, acknowledged queue of log lines and updates.
 //! - `journal`: missions on disk, so a restart neither loses nor repeats one.
 //! - `executor`: what each mission kind does.
+//! - `cutover`: a routed service's new container next to the old one,
+//!   health first, then the switch and the drain.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
+//! - [`ingress`]: the front door, routing HTTP(S) by host name to the
+//!   services; its route table is restored before the session opens.
 
 mod compose;
 pub mod config;
+mod cutover;
 mod executor;
 mod follow;
 mod health;
 mod identity;
+pub mod ingress;
 pub mod install;
 mod journal;
 mod release;
@@ -52,16 +58,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         journal::Journal::open(&config.data_dir.join("missions"))
             .context("open the mission journal")?,
     );
+    // The front door first: a host whose control plane is down still serves.
+    let certificates: Arc<dyn ingress::Certificates> = Arc::new(ingress::NoCertificates);
+    let router = Arc::new(
+        ingress::Router::restore(
+            ingress::table_path(&config.data_dir),
+            certificates.clone(),
+        )
+        .context("restore the front door's route table")?,
+    );
+    let ingress_task = config.ingress.clone().map(|settings| {
+        tokio::spawn(ingress::serve(
+            settings,
+            router.clone(),
+            certificates.clone(),
+            shutdown.clone(),
+        ))
+    });
     let uplink = uplink::Uplink::new(uplink::DEFAULT_CAPACITY);
     let identity = identity::Shared::default();
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
 
-    let executor = executor::Executor::new(
+    let mut executor = executor::Executor::new(
         config.clone(),
         journal.clone(),
         uplink.clone(),
         identity.clone(),
     );
+    if let Some(settings) = &config.ingress {
+        executor = executor.with_front(cutover::Front {
+            router: router.clone(),
+            drain: settings.drain,
+            http_port: settings.http.port(),
+            extra_hosts: settings.extra_hosts.clone(),
+        });
+    }
     let executor_task = tokio::spawn(executor.run(missions_rx, shutdown.clone()));
     let sessions = session::Sessions {
         config: config.clone(),
@@ -75,5 +106,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     executor_task
         .await
         .context("the mission executor panicked")?;
+    if let Some(task) = ingress_task {
+        task.await.context("the front door panicked")?;
+    }
     session_result
 }

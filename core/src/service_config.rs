@@ -9,6 +9,8 @@
 //! path = "/healthz"       # GET http://127.0.0.1:<port><path> must answer 2xx or 3xx
 //! timeout = "60s"         # how long the health gate waits (default 60s)
 //! interval = "100ms"   # how often the gate looks (default 100ms)
+//! [http]                  # what the front door routes (see `http`)
+//! hosts = ["hello.example.com"]
 //! ```
 
 use std::path::Path;
@@ -18,6 +20,9 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::names::ServiceName;
+
+mod http;
+pub use http::{Http, compose_services, is_host_name};
 
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the gate looks again: often, since every poll is cheap and a
@@ -29,6 +34,8 @@ pub struct ServiceConfig {
     pub name: Option<ServiceName>,
     pub port: Option<u16>,
     pub health: Health,
+    /// The `[http]` table: what the front door routes (`None`: no table).
+    pub http: Option<Http>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +73,7 @@ struct Raw {
     port: Option<u16>,
     #[serde(default)]
     health: RawHealth,
+    http: Option<http::RawHttp>,
 }
 
 #[derive(Default, Deserialize)]
@@ -127,7 +135,8 @@ impl ServiceConfig {
                     "health.path = {path:?} must start with '/' and contain no spaces, e.g. \"/healthz\""
                 )));
             }
-            if health.port.or(raw.port).is_none() {
+            // With [http] the front door probes the container port itself.
+            if health.port.or(raw.port).is_none() && raw.http.is_none() {
                 return Err(fail(
                     "health.path is set but no port is known: set `port` (or `health.port`) to the host port the service publishes".to_owned(),
                 ));
@@ -140,10 +149,12 @@ impl ServiceConfig {
                 )));
             }
         }
+        let http = raw.http.map(http::RawHttp::check).transpose().map_err(fail)?;
         Ok(ServiceConfig {
             name,
             port: raw.port,
             health,
+            http,
         })
     }
 }
@@ -178,6 +189,21 @@ mod tests {
     }
 
     #[test]
+    fn the_http_table_is_typed() {
+        let config =
+            parse("[http]\nservice = \"web\"\nport = 8080\nhosts = [\"Hello.Test\"]\n").unwrap();
+        assert_eq!(
+            config.http,
+            Some(Http {
+                service: Some("web".into()),
+                port: Some(8080),
+                hosts: vec!["hello.test".into()],
+            })
+        );
+        assert_eq!(parse("").unwrap().http, None);
+    }
+
+    #[test]
     fn bad_files_say_what_to_fix() {
         let cases = [
             ("nmae = \"x\"", "unknown field `nmae`"),
@@ -197,6 +223,15 @@ mod tests {
             ),
             ("port = 0", "is not a port"),
             ("port = 70000", "launch.toml"),
+            ("[http]\nport = 70000", "http.port = 70000 is out of range"),
+            ("[http]\nport = 0", "http.port = 0 is out of range"),
+            (
+                "[http]\nhosts = [\"https://hello.test\"]",
+                "http.hosts: \"https://hello.test\" is not a valid host name",
+            ),
+            ("[http]\nservice = \"\"", "http.service"),
+            ("[http]\nsevrice = \"web\"", "unknown field `sevrice`"),
+            ("[health]\npath = \"/\"\n[http]\nport = 0", "http.port = 0"),
         ];
         for (input, expected) in cases {
             let message = parse(input).unwrap_err();

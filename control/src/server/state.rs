@@ -149,6 +149,14 @@ impl State {
                     .open_secrets(&mission.service, &mission.environment)
                     .await?,
                 created_unix_ms: mission.created,
+                host_names: self
+                    .store
+                    .fqdn(&mission.service, &mission.environment)
+                    .await
+                    .map_err(internal)?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             })),
         })
     }
