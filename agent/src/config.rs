@@ -260,11 +260,16 @@ fn ingress_settings(
     );
     let https = listen(
         "https-listen",
-        args.https_listen.as_deref().or(file.https_listen.as_deref()),
+        args.https_listen
+            .as_deref()
+            .or(file.https_listen.as_deref()),
         "0.0.0.0:443",
     );
     let mut extra_hosts = Vec::new();
-    let hosts = args.ingress_hosts.as_deref().or(file.ingress_hosts.as_deref());
+    let hosts = args
+        .ingress_hosts
+        .as_deref()
+        .or(file.ingress_hosts.as_deref());
     for host in hosts.unwrap_or_default().split(',').map(str::trim) {
         if host.is_empty() {
             continue;
@@ -435,7 +440,10 @@ mod tests {
         flags.http_listen = Some("80".into());
         let errors = Config::layer(&flags, FileConfig::default(), Path::new("a.toml")).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].contains("--ingress on or --ingress off"), "{errors:?}");
+        assert!(
+            errors[0].contains("--ingress on or --ingress off"),
+            "{errors:?}"
+        );
         assert!(errors[1].contains("--http-listen \"80\""), "{errors:?}");
     }
 

@@ -100,7 +100,14 @@ impl Plan {
         let run = |args: Vec<String>| async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             compose
-                .run(release.dir, release.file, release.project, &args, sink, cancel)
+                .run(
+                    release.dir,
+                    release.file,
+                    release.project,
+                    &args,
+                    sink,
+                    cancel,
+                )
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -129,11 +136,18 @@ impl Plan {
                     "starting a new {service} container next to the running one; traffic stays on the old one until the new one is healthy"
                 ));
                 let scale = format!("{service}={}", old.len() + 1);
-                run(["up", "-d", "--build", "--no-deps", "--no-recreate", "--scale"]
-                    .map(str::to_owned)
-                    .into_iter()
-                    .chain([scale, service.clone()])
-                    .collect())
+                run([
+                    "up",
+                    "-d",
+                    "--build",
+                    "--no-deps",
+                    "--no-recreate",
+                    "--scale",
+                ]
+                .map(str::to_owned)
+                .into_iter()
+                .chain([scale, service.clone()])
+                .collect())
                 .await?;
             }
         }
@@ -151,9 +165,12 @@ impl Plan {
         let Some(hosts) = front.and_then(|front| routed_hosts(front, release)) else {
             return Ok(None);
         };
-        Plan::InPlace { hosts, reason: None }
-            .finish(front, release, sink, cancel)
-            .await
+        Plan::InPlace {
+            hosts,
+            reason: None,
+        }
+        .finish(front, release, sink, cancel)
+        .await
     }
 
     async fn decide(front: Option<&Front>, release: &Release<'_>) -> Result<Plan, String> {
@@ -170,7 +187,12 @@ impl Plan {
             Some(service) => Some(service.clone()),
             None => only_service_with_a_port(&running).ok(),
         };
-        let in_place = |reason: Option<String>| Ok(Plan::InPlace { hosts: hosts.clone(), reason });
+        let in_place = |reason: Option<String>| {
+            Ok(Plan::InPlace {
+                hosts: hosts.clone(),
+                reason,
+            })
+        };
         let Some(service) = service else {
             return in_place(None);
         };
@@ -254,13 +276,18 @@ impl Plan {
             },
         };
         let ip = new.ip.ok_or_else(|| {
-            format!("container {} of {service} has no network address", short(&new.id))
+            format!(
+                "container {} of {service} has no network address",
+                short(&new.id)
+            )
         })?;
         let upstream = SocketAddr::new(ip, port);
         let path = release.config.health.path.as_deref();
         answers(upstream, path, release.config.health.timeout, cancel)
             .await
-            .map_err(|last| format!("the new {service} container at {upstream} does not answer: {last}"))?;
+            .map_err(|last| {
+                format!("the new {service} container at {upstream} does not answer: {last}")
+            })?;
         if let Plan::InPlace {
             reason: Some(reason),
             ..
@@ -368,7 +395,10 @@ async fn remove(replicas: &[Replica], sink: &Sink) {
     }
     sink.say(&format!(
         "old container {} removed",
-        ids.iter().map(|id| short(id)).collect::<Vec<_>>().join(", ")
+        ids.iter()
+            .map(|id| short(id))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 }
 
@@ -385,7 +415,9 @@ fn only_service_with_a_port(running: &[&Replica]) -> Result<String, String> {
         .collect();
     match with_port.len() {
         1 => Ok(with_port.into_iter().next().unwrap_or_default().to_owned()),
-        0 => Err("no service exposes a port: set [http] service and port in launch.toml".to_owned()),
+        0 => {
+            Err("no service exposes a port: set [http] service and port in launch.toml".to_owned())
+        }
         _ => Err(format!(
             "services {} all expose ports: set [http] service in launch.toml to the one that receives traffic",
             with_port.into_iter().collect::<Vec<_>>().join(", ")
@@ -395,11 +427,15 @@ fn only_service_with_a_port(running: &[&Replica]) -> Result<String, String> {
 
 /// The services of the release's compose file.
 async fn services(release: &Release<'_>) -> Result<Vec<String>, String> {
-    let mut command =
-        release
-            .compose
-            .command(release.dir, release.file, release.project, &["config", "--services"]);
-    command.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let mut command = release.compose.command(
+        release.dir,
+        release.file,
+        release.project,
+        &["config", "--services"],
+    );
+    command
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
     let output = tokio::time::timeout(QUERY_TIMEOUT, command.output())
         .await
         .map_err(|_| "`compose config --services` timed out".to_owned())?
@@ -429,9 +465,12 @@ const INSPECT_FORMAT: &str = concat!(
 /// The project's service containers (one-off `run` containers left out).
 pub async fn replicas(project: &str) -> Result<Vec<Replica>, String> {
     let filter = format!("label=com.docker.compose.project={project}");
-    let ids = docker_output(&["ps", "-a", "-q", "--no-trunc", "--filter", &filter], QUERY_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ids = docker_output(
+        &["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
+        QUERY_TIMEOUT,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let ids: Vec<&str> = ids.split_whitespace().collect();
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -556,12 +595,19 @@ mod tests {
         assert_eq!(web.exposed, vec![8080]);
         assert!(web.running && !web.fixed_host_port && !web.named_volume);
 
-        let db = parse_replica("def|db|false|bridge=172.17.0.6 |5432/tcp |5432 |volume=p_data ", "p_default").unwrap();
+        let db = parse_replica(
+            "def|db|false|bridge=172.17.0.6 |5432/tcp |5432 |volume=p_data ",
+            "p_default",
+        )
+        .unwrap();
         assert_eq!(db.ip, Some("172.17.0.6".parse().unwrap()));
         assert!(!db.running && db.fixed_host_port && db.named_volume);
 
         let ephemeral = parse_replica("x|web|true||8080/tcp | |", "p").unwrap();
-        assert!(!ephemeral.fixed_host_port, "a published port without a fixed host port can run twice");
+        assert!(
+            !ephemeral.fixed_host_port,
+            "a published port without a fixed host port can run twice"
+        );
         assert_eq!(parse_replica("too|few", "p"), None);
     }
 
@@ -576,7 +622,11 @@ mod tests {
             fixed_host_port: false,
             named_volume: false,
         };
-        let (web, db, worker) = (replica("web", vec![8080]), replica("db", vec![5432]), replica("worker", vec![]));
+        let (web, db, worker) = (
+            replica("web", vec![8080]),
+            replica("db", vec![5432]),
+            replica("worker", vec![]),
+        );
         assert_eq!(only_service_with_a_port(&[&web, &worker]).unwrap(), "web");
         let error = only_service_with_a_port(&[&web, &db]).unwrap_err();
         assert!(error.contains("set [http] service"), "{error}");

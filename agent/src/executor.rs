@@ -543,7 +543,8 @@ impl Executor {
                     mission_hosts: &record.host_names,
                 };
                 let routed =
-                    crate::cutover::Plan::reroute(self.front.as_ref(), &release, sink, cancel).await;
+                    crate::cutover::Plan::reroute(self.front.as_ref(), &release, sink, cancel)
+                        .await;
                 let routed = match routed {
                     Ok(routed) => routed,
                     Err(reason) => return end(MissionState::Failed, reason, String::new()),

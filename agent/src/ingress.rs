@@ -204,7 +204,14 @@ pub async fn serve(
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        match Ingress::start(&settings, router.clone(), certificates.clone(), shutdown.clone()).await {
+        match Ingress::start(
+            &settings,
+            router.clone(),
+            certificates.clone(),
+            shutdown.clone(),
+        )
+        .await
+        {
             Ok(ingress) => return ingress.stopped().await,
             Err(err) => {
                 error!(cause = %format!("{err:#}"), retry_in = ?backoff, "the front door cannot start");

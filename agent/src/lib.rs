@@ -61,11 +61,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // The front door first: a host whose control plane is down still serves.
     let certificates: Arc<dyn ingress::Certificates> = Arc::new(ingress::NoCertificates);
     let router = Arc::new(
-        ingress::Router::restore(
-            ingress::table_path(&config.data_dir),
-            certificates.clone(),
-        )
-        .context("restore the front door's route table")?,
+        ingress::Router::restore(ingress::table_path(&config.data_dir), certificates.clone())
+            .context("restore the front door's route table")?,
     );
     let ingress_task = config.ingress.clone().map(|settings| {
         tokio::spawn(ingress::serve(

@@ -149,7 +149,11 @@ impl ServiceConfig {
                 )));
             }
         }
-        let http = raw.http.map(http::RawHttp::check).transpose().map_err(fail)?;
+        let http = raw
+            .http
+            .map(http::RawHttp::check)
+            .transpose()
+            .map_err(fail)?;
         Ok(ServiceConfig {
             name,
             port: raw.port,

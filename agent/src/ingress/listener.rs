@@ -36,7 +36,9 @@ pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
 
 /// The HTTPS listener's rustls config: certificates from `resolver`, ALPN
 /// `h2` then `http/1.1`, ring only.
-pub fn tls_config(resolver: Arc<dyn rustls::server::ResolvesServerCert>) -> Arc<rustls::ServerConfig> {
+pub fn tls_config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -189,7 +189,10 @@ impl Proxy {
             });
             let (parts, _) = response.into_parts();
             drop(guard);
-            return Response::from_parts(parts, Empty::new().map_err(|n| match n {}).boxed_unsync());
+            return Response::from_parts(
+                parts,
+                Empty::new().map_err(|n| match n {}).boxed_unsync(),
+            );
         }
         let (mut parts, body) = response.into_parts();
         remove_hop_headers(&mut parts.headers);
@@ -256,10 +259,7 @@ fn remove_hop_headers(headers: &mut HeaderMap) {
 
 fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, host: &str) {
     let client = peer.addr.ip().to_string();
-    let chain = match headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
         _ => client,
     };

@@ -199,7 +199,10 @@ async fn requests_go_to_the_service_that_answers_their_host() {
 
     let (status, body) = get(door.ingress.http_addr, "Hello.Test:80", "/x?y=1").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.starts_with("web host=Hello.Test:80 xff=127.0.0.1 proto=http xhost=Hello.Test:80"), "{body}");
+    assert!(
+        body.starts_with("web host=Hello.Test:80 xff=127.0.0.1 proto=http xhost=Hello.Test:80"),
+        "{body}"
+    );
 
     let (status, body) = get(door.ingress.http_addr, "other.test", "/").await;
     assert_eq!(status, 404, "{body}");
@@ -207,7 +210,10 @@ async fn requests_go_to_the_service_that_answers_their_host() {
 
     let (status, body) = get(door.ingress.http_addr, "api.test", "/").await;
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("service api has no healthy release"), "{body}");
+    assert!(
+        body.contains("service api has no healthy release"),
+        "{body}"
+    );
 
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let refused = closed.local_addr().unwrap();
@@ -228,8 +234,15 @@ async fn a_host_name_belongs_to_one_service() {
     let error = router
         .switch("api", &hosts(&["HELLO.test"]), None)
         .unwrap_err();
-    assert!(error.to_string().contains("already routes to service web"), "{error}");
-    assert!(router.switch("web", &hosts(&["hello.test", "www.test"]), None).is_ok());
+    assert!(
+        error.to_string().contains("already routes to service web"),
+        "{error}"
+    );
+    assert!(
+        router
+            .switch("web", &hosts(&["hello.test", "www.test"]), None)
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -280,7 +293,10 @@ async fn a_switch_sends_new_requests_to_the_new_target_and_drains_the_old() {
 
     let drain = tokio::spawn(async move { previous.drain(Duration::from_secs(30)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!drain.is_finished(), "the drain must wait for the held request");
+    assert!(
+        !drain.is_finished(),
+        "the drain must wait for the held request"
+    );
     old.release.notify_one();
     let (status, body) = held.await.unwrap();
     assert_eq!((status, body.split(' ').next().unwrap()), (200, "old"));
@@ -306,13 +322,19 @@ async fn an_upgraded_connection_lives_until_the_end_of_the_drain() {
         .unwrap();
     let mut stream = TcpStream::connect(door.ingress.http_addr).await.unwrap();
     stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: hello.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: hello.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
-        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "closed during the head");
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed during the head"
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8(head).unwrap();
@@ -332,7 +354,10 @@ async fn an_upgraded_connection_lives_until_the_end_of_the_drain() {
     assert_eq!(drained.closed_tunnels, 1);
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0))), "the tunnel ends with a clean close: {read:?}");
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the tunnel ends with a clean close: {read:?}"
+    );
     assert_eq!(previous.tunnels(), 0);
 }
 
@@ -345,7 +370,9 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     };
     let door = door_in(dir.path(), Arc::new(NoCertificates), timeouts).await;
     let mut slow = TcpStream::connect(door.ingress.http_addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: hel").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: hel")
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "the slow client was never disconnected");
@@ -370,10 +397,16 @@ async fn a_request_body_that_stalls_is_given_up() {
     let addr = door.ingress.http_addr;
     let post = |body: &'static str, length: usize| async move {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let head = format!("POST / HTTP/1.1\r\nHost: hello.test\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n{body}");
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: hello.test\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n{body}"
+        );
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut response = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response)).await;
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            stream.read_to_string(&mut response),
+        )
+        .await;
         (read.is_ok(), parse(&response))
     };
     let (answered, (status, body)) = post("hello", 5).await;
@@ -381,7 +414,10 @@ async fn a_request_body_that_stalls_is_given_up() {
     assert_eq!(status, 200);
     assert!(body.ends_with("body=hello"), "{body}");
     let (answered, (status, _)) = post("hel", 5).await;
-    assert!(answered, "a stalled upload must not hold the connection forever");
+    assert!(
+        answered,
+        "a stalled upload must not hold the connection forever"
+    );
     assert_ne!(status, 200);
 }
 
@@ -400,7 +436,10 @@ impl TestCertificates {
         let signing = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
         let mut resolver = rustls::server::ResolvesServerCertUsingSni::new();
         resolver
-            .add("hello.test", rustls::sign::CertifiedKey::new(vec![der.clone()], signing))
+            .add(
+                "hello.test",
+                rustls::sign::CertifiedKey::new(vec![der.clone()], signing),
+            )
             .unwrap();
         Arc::new(TestCertificates {
             resolver: Arc::new(resolver),
@@ -454,7 +493,11 @@ async fn https_serves_http2_by_sni_and_plain_http_redirects() {
     let web = upstream("web").await;
     door.ingress
         .router
-        .switch("web", &hosts(&["hello.test", "other.test"]), Some((web.addr, "r1")))
+        .switch(
+            "web",
+            &hosts(&["hello.test", "other.test"]),
+            Some((web.addr, "r1")),
+        )
         .unwrap();
     assert_eq!(
         *certificates.names.lock().unwrap(),
@@ -466,9 +509,10 @@ async fn https_serves_http2_by_sni_and_plain_http_redirects() {
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let request = Request::get("https://hello.test/page")
         .body(Empty::<Bytes>::new())
@@ -478,10 +522,17 @@ async fn https_serves_http2_by_sni_and_plain_http_redirects() {
     assert_eq!(response.version(), hyper::Version::HTTP_2);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body = String::from_utf8_lossy(&body);
-    assert!(body.starts_with("web host=hello.test xff=127.0.0.1 proto=https"), "{body}");
+    assert!(
+        body.starts_with("web host=hello.test xff=127.0.0.1 proto=https"),
+        "{body}"
+    );
 
     // No certificate for other.test: the handshake fails, no default certificate.
-    assert!(tls_connect(door.ingress.https_addr, &certificates.root, "other.test").await.is_err());
+    assert!(
+        tls_connect(door.ingress.https_addr, &certificates.root, "other.test")
+            .await
+            .is_err()
+    );
 
     let (status, _) = get(door.ingress.http_addr, "hello.test", "/page?a=1").await;
     assert_eq!(status, 308);
@@ -492,14 +543,27 @@ async fn https_serves_http2_by_sni_and_plain_http_redirects() {
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    let location = format!("location: https://hello.test:{}/page?a=1", door.ingress.https_addr.port());
+    let location = format!(
+        "location: https://hello.test:{}/page?a=1",
+        door.ingress.https_addr.port()
+    );
     assert!(response.to_lowercase().contains(&location), "{response}");
     // A name without a certificate stays on plain HTTP.
     let (status, body) = get(door.ingress.http_addr, "other.test", "/").await;
     assert_eq!(status, 200, "{body}");
 
-    let (status, body) = get(door.ingress.http_addr, "any.test", "/.well-known/acme-challenge/tok-1").await;
+    let (status, body) = get(
+        door.ingress.http_addr,
+        "any.test",
+        "/.well-known/acme-challenge/tok-1",
+    )
+    .await;
     assert_eq!((status, body.as_str()), (200, "tok-1.thumbprint"));
-    let (status, _) = get(door.ingress.http_addr, "any.test", "/.well-known/acme-challenge/tok-2").await;
+    let (status, _) = get(
+        door.ingress.http_addr,
+        "any.test",
+        "/.well-known/acme-challenge/tok-2",
+    )
+    .await;
     assert_eq!(status, 404);
 }

@@ -667,7 +667,11 @@ impl ControlService for Control {
         self.state.authorize_control(request.metadata()).await?;
         let request = request.into_inner();
         let (service, environment) = target(request.target.as_ref())?;
-        let fqdn = request.fqdn.trim().trim_end_matches('.').to_ascii_lowercase();
+        let fqdn = request
+            .fqdn
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if !fqdn.is_empty() && !launch_core::service_config::is_host_name(&fqdn) {
             return Err(Status::invalid_argument(format!(
                 "fqdn {:?} is not a DNS name: give the service's public name, e.g. hello.example.com",
