@@ -46,6 +46,19 @@ pub struct RunArgs {
     /// [default: 4 GiB]
     #[arg(long, env = "LAUNCH_AGENT_MAX_BUNDLE_BYTES")]
     pub max_bundle_bytes: Option<u64>,
+    /// The front door: `on` (route by host name to the services) or `off` [default: on]
+    #[arg(long, env = "LAUNCH_AGENT_INGRESS")]
+    pub ingress: Option<String>,
+    /// Where the front door serves plain HTTP [default: 0.0.0.0:80]
+    #[arg(long, env = "LAUNCH_AGENT_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Where the front door serves HTTPS [default: 0.0.0.0:443]
+    #[arg(long, env = "LAUNCH_AGENT_HTTPS_LISTEN")]
+    pub https_listen: Option<String>,
+    /// More host names for this agent's service, comma-separated (`launch dev`:
+    /// `<service>.localhost`), besides `[http] hosts` and the public name
+    #[arg(long, env = "LAUNCH_AGENT_INGRESS_HOSTS")]
+    pub ingress_hosts: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +71,10 @@ struct FileConfig {
     advertise_host: Option<String>,
     ca_cert: Option<PathBuf>,
     max_bundle_bytes: Option<u64>,
+    ingress: Option<String>,
+    http_listen: Option<String>,
+    https_listen: Option<String>,
+    ingress_hosts: Option<String>,
 }
 
 #[derive(Clone)]
@@ -75,6 +92,8 @@ pub struct Config {
     pub command_timeout: Duration,
     /// The agent's own ceiling on a bundle's compressed size.
     pub max_bundle_bytes: u64,
+    /// The front door's listeners (`None`: `--ingress off`).
+    pub ingress: Option<crate::ingress::Settings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -86,6 +105,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("advertise_host", &self.advertise_host)
             .field("ca_cert", &self.ca_pem.is_some())
+            .field("ingress", &self.ingress)
             .finish()
     }
 }
@@ -106,6 +126,12 @@ impl Config {
 
     fn layer(args: &RunArgs, file: FileConfig, path: &Path) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
+        let file_ingress = IngressFile {
+            ingress: file.ingress.clone(),
+            http_listen: file.http_listen.clone(),
+            https_listen: file.https_listen.clone(),
+            ingress_hosts: file.ingress_hosts.clone(),
+        };
         let control_url = args.control_url.clone().or(file.control_url);
         let control_url = match control_url {
             None => {
@@ -191,6 +217,7 @@ impl Config {
         if max_bundle_bytes == 0 {
             errors.push("--max-bundle-bytes must be above 0".to_owned());
         }
+        let ingress = ingress_settings(args, &file_ingress, &mut errors);
         match labels {
             Some(labels) if errors.is_empty() => Ok(Config {
                 control_url,
@@ -202,9 +229,86 @@ impl Config {
                 ca_pem,
                 command_timeout: Duration::from_secs(600),
                 max_bundle_bytes,
+                ingress,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// The front door's part of the config file.
+struct IngressFile {
+    ingress: Option<String>,
+    http_listen: Option<String>,
+    https_listen: Option<String>,
+    ingress_hosts: Option<String>,
+}
+
+fn ingress_settings(
+    args: &RunArgs,
+    file: &IngressFile,
+    errors: &mut Vec<String>,
+) -> Option<crate::ingress::Settings> {
+    let on = match args.ingress.as_deref().or(file.ingress.as_deref()) {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            errors.push(format!(
+                "ingress = {other:?} is neither on nor off: pass --ingress on or --ingress off"
+            ));
+            false
+        }
+    };
+    let mut listen = |flag: &str, value: Option<&str>, default: &str| {
+        let value = value.unwrap_or(default);
+        match value.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                errors.push(format!(
+                    "--{flag} {value:?} is not an address: give IP:PORT, e.g. {default}"
+                ));
+                None
+            }
+        }
+    };
+    let http = listen(
+        "http-listen",
+        args.http_listen.as_deref().or(file.http_listen.as_deref()),
+        "0.0.0.0:80",
+    );
+    let https = listen(
+        "https-listen",
+        args.https_listen
+            .as_deref()
+            .or(file.https_listen.as_deref()),
+        "0.0.0.0:443",
+    );
+    let mut extra_hosts = Vec::new();
+    let hosts = args
+        .ingress_hosts
+        .as_deref()
+        .or(file.ingress_hosts.as_deref());
+    for host in hosts.unwrap_or_default().split(',').map(str::trim) {
+        if host.is_empty() {
+            continue;
+        }
+        if launch_core::service_config::is_host_name(host) {
+            extra_hosts.push(host.to_ascii_lowercase());
+        } else {
+            errors.push(format!(
+                "--ingress-hosts: {host:?} is not a host name: give DNS names, e.g. hello.localhost"
+            ));
+        }
+    }
+    match (on, http, https) {
+        (true, Some(http), Some(https)) => Some(crate::ingress::Settings {
+            http,
+            https,
+            timeouts: crate::ingress::Timeouts::default(),
+            drain: crate::ingress::DEFAULT_DRAIN,
+            extra_hosts,
+        }),
+        _ => None,
     }
 }
 
@@ -324,6 +428,41 @@ mod tests {
             errors[0].contains("cannot read the CA certificate"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn the_front_door_listens_on_80_and_443_unless_told_otherwise() {
+        let config = Config::layer(&args(), FileConfig::default(), Path::new("a.toml")).unwrap();
+        let ingress = config.ingress.unwrap();
+        assert_eq!(ingress.http.to_string(), "0.0.0.0:80");
+        assert_eq!(ingress.https.to_string(), "0.0.0.0:443");
+
+        let file = FileConfig {
+            http_listen: Some("127.0.0.1:8080".into()),
+            ..FileConfig::default()
+        };
+        let mut flags = args();
+        flags.https_listen = Some("127.0.0.1:8443".into());
+        let ingress = Config::layer(&flags, file, Path::new("a.toml"))
+            .unwrap()
+            .ingress
+            .unwrap();
+        assert_eq!(ingress.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(ingress.https.to_string(), "127.0.0.1:8443");
+
+        flags.ingress = Some("off".into());
+        let config = Config::layer(&flags, FileConfig::default(), Path::new("a.toml")).unwrap();
+        assert!(config.ingress.is_none());
+
+        flags.ingress = Some("maybe".into());
+        flags.http_listen = Some("80".into());
+        let errors = Config::layer(&flags, FileConfig::default(), Path::new("a.toml")).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("--ingress on or --ingress off"),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains("--http-listen \"80\""), "{errors:?}");
     }
 
     #[test]

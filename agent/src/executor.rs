@@ -38,6 +38,8 @@ pub struct Executor {
     /// The compose flavour, found once (probing runs `docker-compose version`,
     /// a Python start-up of about a second) and kept while it works.
     compose: Option<Compose>,
+    /// The front door, when it runs (`--ingress on`).
+    front: Option<crate::cutover::Front>,
 }
 
 /// How a mission ended.
@@ -63,7 +65,14 @@ impl Executor {
             limits: bundle::Limits::default(),
             follower: None,
             compose: None,
+            front: None,
         }
+    }
+
+    /// Routes deployed releases through the front door.
+    pub fn with_front(mut self, front: crate::cutover::Front) -> Self {
+        self.front = Some(front);
+        self
     }
 
     fn project(&self) -> String {
@@ -347,30 +356,49 @@ impl Executor {
             if new { "new" } else { "previous" }
         ));
         let started = follow::Start::now();
-        compose
-            .run(
-                &release_dir,
-                &file,
-                &self.project(),
-                &["up", "-d", "--build", "--remove-orphans"],
-                sink,
-                cancel,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let project = self.project();
+        let release = crate::cutover::Release {
+            compose,
+            dir: &release_dir,
+            file: &file,
+            project: &project,
+            release_id,
+            config: &config,
+            mission_hosts: &record.host_names,
+        };
+        let front = self.front.as_ref();
+        let plan = crate::cutover::Plan::up(front, &release, sink, cancel).await?;
         // What the containers print from `up` on goes into the mission log;
         // once healthy this follower carries on as the runtime log.
         let follower = Follower::start(self.project(), started, sink.clone(), self.cursor_file());
-        if let Err(reason) =
-            crate::health::gate_with(&self.project(), &config, &one_shots, sink, cancel).await
-        {
+        let gated = crate::health::gate_with(
+            &project,
+            &plan.gate_config(&config),
+            &one_shots,
+            sink,
+            cancel,
+        )
+        .await;
+        if let Err(reason) = gated {
+            plan.abandon(&project, sink).await;
             follower.stop().await;
             return Err(reason);
         }
         sink.say(&format!("release {release_id} passed the health gate"));
-        let url = config
-            .port
-            .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+        let routed = match plan.finish(front, &release, sink, cancel).await {
+            Ok(routed) => routed,
+            Err(reason) => {
+                plan.abandon(&project, sink).await;
+                follower.stop().await;
+                return Err(reason);
+            }
+        };
+        let url = routed
+            .or_else(|| {
+                config
+                    .port
+                    .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+            })
             .unwrap_or_default();
         Ok((url, follower))
     }
@@ -500,7 +528,7 @@ impl Executor {
         Ok(())
     }
 
-    async fn restart(&mut self, _record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+    async fn restart(&mut self, record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
         let dir = self.service_dir();
         let end = |state, message: String, url| End {
             state,
@@ -546,9 +574,29 @@ impl Executor {
         };
         match crate::health::gate(&self.project(), &config, sink, cancel).await {
             Ok(()) => {
-                let url = config
-                    .port
-                    .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+                let project = self.project();
+                let release = crate::cutover::Release {
+                    compose: &compose,
+                    dir: &release_dir,
+                    file: &file,
+                    project: &project,
+                    release_id: &current,
+                    config: &config,
+                    mission_hosts: &record.host_names,
+                };
+                let routed =
+                    crate::cutover::Plan::reroute(self.front.as_ref(), &release, sink, cancel)
+                        .await;
+                let routed = match routed {
+                    Ok(routed) => routed,
+                    Err(reason) => return end(MissionState::Failed, reason, String::new()),
+                };
+                let url = routed
+                    .or_else(|| {
+                        config
+                            .port
+                            .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+                    })
                     .unwrap_or_default();
                 end(MissionState::Healthy, format!("{current} restarted"), url)
             }
@@ -572,6 +620,11 @@ impl Executor {
             if let Err(err) = self.take_down(&compose, &current, sink, cancel).await {
                 return done(MissionState::Failed, err.to_string());
             }
+        }
+        if let Some(front) = &self.front
+            && let Err(err) = front.router.remove(self.config.labels.service.as_str())
+        {
+            sink.say(&format!("could not remove the service's route: {err}"));
         }
         match std::fs::remove_dir_all(dir.root()) {
             Ok(()) => done(MissionState::Healthy, "retired: containers removed".into()),

@@ -36,6 +36,9 @@ pub struct Record {
     /// The control plane's bundle limit (0: not sent).
     #[serde(default)]
     pub max_bundle_bytes: u64,
+    /// Names the front door routes to the service (from the control plane).
+    #[serde(default)]
+    pub host_names: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,7 @@ impl Record {
             outcome: None,
             allowances: mission.allowances.clone(),
             max_bundle_bytes: mission.max_bundle_bytes,
+            host_names: mission.host_names.clone(),
         }
     }
 

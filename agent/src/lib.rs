@@ -19,15 +19,21 @@
 //! - `watch`: the current release between missions, reported degraded when a service dies.
 //! - `limits`: the bundle size a mission may have (the control plane's, under the agent's ceiling).
 //! - `policy`: the host policy, held against a release's interpolated compose file.
+//! - `cutover`: a routed service's new container next to the old one,
+//!   health first, then the switch and the drain.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
+//! - [`ingress`]: the front door, routing HTTP(S) by host name to the
+//!   services; its route table is restored before the session opens.
 
 mod compose;
 pub mod config;
+mod cutover;
 mod executor;
 mod follow;
 mod health;
 mod identity;
+pub mod ingress;
 pub mod install;
 mod journal;
 mod limits;
@@ -58,16 +64,38 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         journal::Journal::open(&config.data_dir.join("missions"))
             .context("open the mission journal")?,
     );
+    // The front door first: a host whose control plane is down still serves.
+    let certificates: Arc<dyn ingress::Certificates> = Arc::new(ingress::NoCertificates);
+    let router = Arc::new(
+        ingress::Router::restore(ingress::table_path(&config.data_dir), certificates.clone())
+            .context("restore the front door's route table")?,
+    );
+    let ingress_task = config.ingress.clone().map(|settings| {
+        tokio::spawn(ingress::serve(
+            settings,
+            router.clone(),
+            certificates.clone(),
+            shutdown.clone(),
+        ))
+    });
     let uplink = uplink::Uplink::new(uplink::DEFAULT_CAPACITY);
     let identity = identity::Shared::default();
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
 
-    let executor = executor::Executor::new(
+    let mut executor = executor::Executor::new(
         config.clone(),
         journal.clone(),
         uplink.clone(),
         identity.clone(),
     );
+    if let Some(settings) = &config.ingress {
+        executor = executor.with_front(cutover::Front {
+            router: router.clone(),
+            drain: settings.drain,
+            http_port: settings.http.port(),
+            extra_hosts: settings.extra_hosts.clone(),
+        });
+    }
     let executor_task = tokio::spawn(executor.run(missions_rx, shutdown.clone()));
     let sessions = session::Sessions {
         config: config.clone(),
@@ -81,5 +109,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     executor_task
         .await
         .context("the mission executor panicked")?;
+    if let Some(task) = ingress_task {
+        task.await.context("the front door panicked")?;
+    }
     session_result
 }

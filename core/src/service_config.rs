@@ -12,6 +12,8 @@
 //! settle = "5s"         # how long every container must stay up (default 5s)
 //! [env]                 # non-secret variables for compose interpolation (.env)
 //! LOG_LEVEL = "info"
+//! [http]                  # what the front door routes (see `http`)
+//! hosts = ["hello.example.com"]
 //! ```
 
 use std::path::Path;
@@ -21,6 +23,9 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::names::ServiceName;
+
+mod http;
+pub use http::{Http, compose_services, is_host_name};
 
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the gate looks again: often, since every poll is cheap and a
@@ -36,6 +41,8 @@ pub struct ServiceConfig {
     pub health: Health,
     /// `[env]`: variables written to the release's `.env` for compose.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The `[http]` table: what the front door routes (`None`: no table).
+    pub http: Option<Http>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +85,7 @@ struct Raw {
     health: RawHealth,
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
+    http: Option<http::RawHttp>,
 }
 
 #[derive(Default, Deserialize)]
@@ -154,7 +162,8 @@ impl ServiceConfig {
                     "health.path = {path:?} must start with '/' and contain no spaces, e.g. \"/healthz\""
                 )));
             }
-            if health.port.or(raw.port).is_none() {
+            // With [http] the front door probes the container port itself.
+            if health.port.or(raw.port).is_none() && raw.http.is_none() {
                 return Err(fail(
                     "health.path is set but no port is known: set `port` (or `health.port`) to the host port the service publishes".to_owned(),
                 ));
@@ -167,11 +176,17 @@ impl ServiceConfig {
                 )));
             }
         }
+        let http = raw
+            .http
+            .map(http::RawHttp::check)
+            .transpose()
+            .map_err(fail)?;
         Ok(ServiceConfig {
             name,
             port: raw.port,
             health,
             env: raw.env,
+            http,
         })
     }
 }
@@ -210,6 +225,21 @@ mod tests {
     }
 
     #[test]
+    fn the_http_table_is_typed() {
+        let config =
+            parse("[http]\nservice = \"web\"\nport = 8080\nhosts = [\"Hello.Test\"]\n").unwrap();
+        assert_eq!(
+            config.http,
+            Some(Http {
+                service: Some("web".into()),
+                port: Some(8080),
+                hosts: vec!["hello.test".into()],
+            })
+        );
+        assert_eq!(parse("").unwrap().http, None);
+    }
+
+    #[test]
     fn bad_files_say_what_to_fix() {
         let cases = [
             ("nmae = \"x\"", "unknown field `nmae`"),
@@ -231,6 +261,15 @@ mod tests {
             ("port = 70000", "launch.toml"),
             ("[env]\n\"1X\" = \"a\"", "env.1X"),
             ("[health]\nsettle = \"2h\"", "health.settle"),
+            ("[http]\nport = 70000", "http.port = 70000 is out of range"),
+            ("[http]\nport = 0", "http.port = 0 is out of range"),
+            (
+                "[http]\nhosts = [\"https://hello.test\"]",
+                "http.hosts: \"https://hello.test\" is not a valid host name",
+            ),
+            ("[http]\nservice = \"\"", "http.service"),
+            ("[http]\nsevrice = \"web\"", "unknown field `sevrice`"),
+            ("[health]\npath = \"/\"\n[http]\nport = 0", "http.port = 0"),
         ];
         for (input, expected) in cases {
             let message = parse(input).unwrap_err();

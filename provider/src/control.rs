@@ -123,9 +123,12 @@ impl ControlPlane {
         }
     }
 
-    pub async fn ensure_service(&self, labels: &Labels) -> Result<(), ControlError> {
+    /// Registers the service; `fqdn` is its public name ("" when not public),
+    /// which the agent's front door routes.
+    pub async fn ensure_service(&self, labels: &Labels, fqdn: &str) -> Result<(), ControlError> {
         let request = EnsureServiceRequest {
             target: target(labels),
+            fqdn: fqdn.to_owned(),
         };
         self.client
             .clone()

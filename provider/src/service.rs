@@ -846,8 +846,12 @@ impl ServiceResource {
         create_timeout: Duration,
     ) -> Result<JoinToken, String> {
         let control = &clients.control;
+        let fqdn = match &planned.fqdn {
+            Value::Value(fqdn) => fqdn.as_str(),
+            _ => "",
+        };
         control
-            .ensure_service(labels)
+            .ensure_service(labels, fqdn)
             .await
             .map_err(|e| e.to_string())?;
         let ttl = create_timeout.max(Duration::from_secs(3600));

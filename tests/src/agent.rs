@@ -28,6 +28,8 @@ pub struct Agent {
     /// Set once the agent printed its connected line.
     pub agent_id: Option<String>,
     data_dir: PathBuf,
+    /// Extra environment, kept for restarts.
+    env: Vec<(String, String)>,
     _temp: TempDir,
 }
 
@@ -75,6 +77,7 @@ impl Agent {
             control_url: control_url.to_owned(),
             agent_id: None,
             data_dir,
+            env: Vec::new(),
             _temp: temp,
         }
     }
@@ -110,6 +113,10 @@ impl Agent {
             control_url,
             agent_id: None,
             data_dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _temp: temp,
         }
     }
@@ -141,16 +148,27 @@ impl Agent {
     /// Starts the agent again with the same flags and data dir (as systemd
     /// would) and waits until it is connected; returns the agent id.
     pub fn restart(&mut self) -> String {
+        self.respawn();
+        self.wait_connected()
+    }
+
+    /// kill -9 and start again with the same flags, env and data dir,
+    /// without waiting for a connection (the control plane may be down).
+    pub fn respawn(&mut self) {
         self.process.kill_hard();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         self.process = spawn_process(
             &self.control_url,
             &self.service,
             &self.environment,
             &self.join_token,
             &self.data_dir,
-            &[],
+            &env,
         );
-        self.wait_connected()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -203,6 +221,9 @@ fn spawn_process(
     for var in SCRUBBED_ENV {
         command.env_remove(var);
     }
+    // The front door binds 80/443 by default; tests that want it pass
+    // LAUNCH_AGENT_INGRESS=on with free ports.
+    command.env("LAUNCH_AGENT_INGRESS", "off");
     command.envs(env.iter().copied());
     command
         .env("RUST_LOG", "info")

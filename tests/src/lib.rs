@@ -19,6 +19,7 @@
 //! - [`tcp_proxy`]: a TCP proxy that can partition an agent from the control plane.
 //! - [`host`]: a systemd + cloud-init container booted from user-data, as a real host would.
 //! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
+//! - [`front_door`]: an agent's front door on free ports, routed services, a request loop, a container watch.
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
 //! - [`cloudflare`]: a fake Cloudflare DNS records API, with out-of-band edits and injected 429/503s.
 //! - [`terraform`]: every terraform version available, and workspaces using the built provider.
@@ -33,6 +34,7 @@ pub mod cloudflare;
 pub mod docker;
 pub mod fakepve;
 pub mod fault_proxy;
+pub mod front_door;
 pub mod grpc;
 pub mod host;
 pub mod http;

@@ -19,7 +19,11 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variables of the developer's shell that must not leak into the
 /// processes under test.
-pub const SCRUBBED_ENV: [&str; 21] = [
+pub const SCRUBBED_ENV: [&str; 25] = [
+    "LAUNCH_AGENT_INGRESS",
+    "LAUNCH_AGENT_HTTP_LISTEN",
+    "LAUNCH_AGENT_HTTPS_LISTEN",
+    "LAUNCH_AGENT_INGRESS_HOSTS",
     "LAUNCH_AGENT_BINARY",
     "LAUNCH_CLI_BINARY",
     "LAUNCH_TLS_CERT",

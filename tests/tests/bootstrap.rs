@@ -178,6 +178,8 @@ fn the_static_agent_has_no_dynamic_dependency_and_registers_from_a_scratch_conta
             &image,
             "/launch-agent",
             "run",
+            "--ingress",
+            "off",
             "--control-url",
             &url,
             "--join-token",

@@ -194,6 +194,8 @@ fn spawn_agent_logging(
         .env("LAUNCH_LOG", log_level)
         .args([
             "run",
+            "--ingress",
+            "off",
             "--control-url",
             control_url,
             "--join-token",

@@ -5,6 +5,7 @@
 //! ports, so nextest can run them all in parallel.
 //!
 //! # Layout
+//! - `front_door`: the agent's proxy: routing by host, cutovers under load, drains, restarts.
 //! - `faults`: no Docker daemon, no compose, a taken port, a crash loop: clear failures and rollbacks.
 //! - `bootstrap`: user-data schema, unit verify, the static agent, and real boots of a systemd + cloud-init host.
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
@@ -32,6 +33,7 @@ mod control_plane;
 mod deploy;
 mod dns;
 mod faults;
+mod front_door;
 mod isolation;
 mod kit;
 mod logs;

@@ -155,6 +155,7 @@ fn prepare_bundle(args: &DeployArgs) -> Result<Bundle, CliError> {
             COMPOSE_FILES[1..].join(", ")
         )));
     }
+    check_http_service(&args.dir)?;
     let temp = tempfile::Builder::new()
         .prefix("launch-bundle-")
         .suffix(".tar.gz")
@@ -173,6 +174,28 @@ fn prepare_bundle(args: &DeployArgs) -> Result<Bundle, CliError> {
         sha256,
         size,
     })
+}
+
+/// `[http] service` must name a service of the compose file (exit 2 before
+/// anything is uploaded).
+fn check_http_service(dir: &Path) -> Result<(), CliError> {
+    let Some(config) = read_service_config(dir)? else {
+        return Ok(());
+    };
+    let Some(service) = config.http.and_then(|http| http.service) else {
+        return Ok(());
+    };
+    let Some(file) = COMPOSE_FILES.iter().find(|f| dir.join(f).is_file()) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+    match launch_core::service_config::compose_services(&text) {
+        Some(services) if !services.contains(&service) => Err(CliError::usage(format!(
+            "{SERVICE_CONFIG_FILE}: http.service = {service:?} is not a service of {file} (it has {}): name the service that receives the traffic",
+            services.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn hash_file(path: &Path) -> Result<(String, u64), CliError> {

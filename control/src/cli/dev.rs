@@ -2,7 +2,8 @@
 //! control plane in this process, starts the `launch-agent` binary that sits
 //! beside this executable as a child (a real separate process, as on a host),
 //! deploys DIR through the same client code as `launch deploy --wait`, prints
-//! the URL and follows the service's logs until Ctrl-C. State lives under the
+//! the URL (`http://<service>.localhost:<port>/`, through the agent's front
+//! door on a free loopback port) and follows the service's logs until Ctrl-C. State lives under the
 //! data dir, so a second `launch dev` redeploys onto the warm agent.
 
 use std::net::SocketAddr;
@@ -227,10 +228,19 @@ fn start_agent(
     let log_err = log
         .try_clone()
         .map_err(|e| CliError::failed(format!("cannot open {}: {e}", log_path.display())))?;
+    let (http, https) = (free_loopback_port()?, free_loopback_port()?);
     Command::new(agent_bin)
         .arg("run")
         .arg("--control-url")
         .arg(url)
+        // The front door on unprivileged loopback ports, answering
+        // <service>.localhost (browsers and curl resolve *.localhost to loopback).
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--https-listen")
+        .arg(format!("127.0.0.1:{https}"))
+        .arg("--ingress-hosts")
+        .arg(format!("{service}.localhost"))
         .arg("--labels")
         .arg(format!("service-name={service},environment={environment}"))
         .arg("--data-dir")
@@ -245,6 +255,14 @@ fn start_agent(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| CliError::failed(format!("cannot start {}: {e}", agent_bin.display())))
+}
+
+/// A loopback port nothing listens on right now.
+fn free_loopback_port() -> Result<u16, CliError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| CliError::failed(format!("cannot find a free loopback port: {e}")))
 }
 
 async fn stop_agent(agent: &mut Child) {

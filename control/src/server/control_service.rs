@@ -671,11 +671,26 @@ impl ControlService for Control {
         &self,
         request: Request<EnsureServiceRequest>,
     ) -> Result<Response<ServiceInfo>, Status> {
-        let (service, environment) = target(request.into_inner().target.as_ref())?;
-        let row = self
-            .state
-            .store
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
+        let fqdn = request
+            .fqdn
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if !fqdn.is_empty() && !launch_core::service_config::is_host_name(&fqdn) {
+            return Err(Status::invalid_argument(format!(
+                "fqdn {:?} is not a DNS name: give the service's public name, e.g. hello.example.com",
+                request.fqdn
+            )));
+        }
+        let store = &self.state.store;
+        let row = store
             .ensure_service(&service, &environment)
+            .await
+            .map_err(internal)?;
+        store
+            .set_fqdn(&service, &environment, &fqdn)
             .await
             .map_err(internal)?;
         Ok(Response::new(self.service_info(&row).await?))

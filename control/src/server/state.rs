@@ -131,6 +131,14 @@ impl State {
                     .into_iter()
                     .map(|row| row.allowance)
                     .collect(),
+                host_names: self
+                    .store
+                    .fqdn(&mission.service, &mission.environment)
+                    .await
+                    .map_err(internal)?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             })),
         })
     }

@@ -270,6 +270,27 @@ impl Store {
             .map(|rows| rows.iter().map(service_row).collect())
     }
 
+    /// Records the service's public name (empty: none).
+    pub async fn set_fqdn(&self, service: &str, environment: &str, fqdn: &str) -> Result<()> {
+        sqlx::query("UPDATE services SET fqdn = ? WHERE service = ? AND environment = ?")
+            .bind(fqdn)
+            .bind(service)
+            .bind(environment)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// The service's public name, `""` when it has none.
+    pub async fn fqdn(&self, service: &str, environment: &str) -> Result<String> {
+        sqlx::query_scalar("SELECT fqdn FROM services WHERE service = ? AND environment = ?")
+            .bind(service)
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::unwrap_or_default)
+    }
+
     pub async fn set_note(&self, service: &str, environment: &str, note: &str) -> Result<()> {
         sqlx::query("UPDATE services SET note = ? WHERE service = ? AND environment = ?")
             .bind(note)

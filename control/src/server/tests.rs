@@ -583,7 +583,13 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
             (
                 "EnsureService",
                 control
-                    .ensure_service(req(EnsureServiceRequest { target: t() }, token))
+                    .ensure_service(req(
+                        EnsureServiceRequest {
+                            target: t(),
+                            ..Default::default()
+                        },
+                        token,
+                    ))
                     .await
                     .unwrap_err()
                     .code(),

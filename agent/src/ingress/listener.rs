@@ -1,0 +1,141 @@
+//! The accept loops of the two listeners. Each connection gets a deadline for
+//! its TLS handshake and for every request head (which is also how long an
+//! idle HTTP/1 keep-alive connection lives), HTTP/2 pings to find dead
+//! peers, and is served by hyper's auto builder (HTTP/1.1 with upgrades, or
+//! HTTP/2 when ALPN chose it). On shutdown the listeners stop accepting and
+//! open connections are asked to finish, within a grace period.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::Timeouts;
+use super::proxy::{Peer, Proxy};
+
+/// How long open connections get to finish when the agent stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("the front door cannot listen on {addr}: free the port, choose another with {flag}, or pass --ingress off")
+    })
+}
+
+/// The HTTPS listener's rustls config: certificates from `resolver`, ALPN
+/// `h2` then `http/1.1`, ring only.
+pub fn tls_config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Accepts connections on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    proxy: Arc<Proxy>,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    let acceptor = tls.map(TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(cause = %err, "the front door cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let proxy = proxy.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        connections.spawn(async move {
+            let Some(acceptor) = acceptor else {
+                let peer = Peer {
+                    addr,
+                    tls_name: None,
+                    tls: false,
+                };
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    let peer = peer.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(err) = watcher.watch(conn.into_owned()).await {
+                    debug!(cause = %err, %addr, "a connection ended with an error");
+                }
+                return;
+            };
+            let stream =
+                match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        debug!(cause = %err, %addr, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%addr, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let peer = Peer {
+                addr,
+                tls_name: stream.get_ref().1.server_name().map(str::to_owned),
+                tls: true,
+            };
+            let service = service_fn(move |req| {
+                let proxy = proxy.clone();
+                let peer = peer.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(conn.into_owned()).await {
+                debug!(cause = %err, %addr, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    connections.abort_all();
+}

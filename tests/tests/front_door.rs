@@ -1,0 +1,352 @@
+//! The agent's front door with the real Docker engine: a deployed service
+//! answers by host name through the proxy (404 for other names); redeploys
+//! under a steady request loop fail no request and end serving the new
+//! content; a release failing health never gets traffic; a stateful service
+//! beside the routed one is never run twice and keeps its volume; an
+//! upgraded connection lives until the old container's drain; and a
+//! restarted agent serves its routes while the control plane is down.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use launch_e2e::agent::create_join_token;
+use launch_e2e::front_door::{self, ContainerWatch, Ports, RequestLoop, env_refs};
+use launch_e2e::poll::eventually;
+use launch_e2e::{Agent, Server, Service, cli};
+
+/// A server, a routed quickstart copy and an agent with its front door on
+/// free loopback ports.
+struct Setup {
+    service: Service,
+    server: Server,
+    agent: Agent,
+    ports: Ports,
+    host: String,
+}
+
+fn setup() -> Setup {
+    let service = Service::quickstart();
+    let host = front_door::host_name(&service);
+    front_door::make_routed(&service, &host);
+    let ports = Ports::free();
+    let server = Server::start();
+    let token = create_join_token(&server, &service.name, &service.environment);
+    let env = ports.agent_env();
+    let mut agent = Agent::spawn_with_env(
+        &server,
+        &service.name,
+        &service.environment,
+        &token,
+        &env_refs(&env),
+    );
+    agent.wait_connected();
+    Setup {
+        service,
+        server,
+        agent,
+        ports,
+        host,
+    }
+}
+
+impl Setup {
+    /// `deploy --wait --output json`: exit code, final object, whole output.
+    fn deploy(&self) -> (Option<i32>, serde_json::Value, String) {
+        let dir = self.service.dir_arg();
+        let out = self.server.cli(
+            &self
+                .service
+                .deploy_args(&dir, &["--wait", "--output", "json", "--timeout", "3m"]),
+        );
+        (out.code, out.json(), out.to_string())
+    }
+
+    fn deploy_healthy(&self) -> serde_json::Value {
+        let (code, value, out) = self.deploy();
+        assert_eq!(code, Some(0), "{out}\nagent:\n{}", self.agent.stderr());
+        assert_eq!(cli::field(&value, "state"), "healthy", "{out}");
+        value
+    }
+
+    fn page(&self) -> String {
+        let (code, body) = front_door::get(self.ports.http, &self.host, "/")
+            .unwrap_or_else(|e| panic!("the front door does not answer: {e}"));
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+}
+
+#[test]
+fn the_front_door_serves_a_deployed_service_by_its_host_name() {
+    let setup = setup();
+    setup.service.set_index("hello through the front door\n");
+    let deployed = setup.deploy_healthy();
+    assert_eq!(
+        cli::field(&deployed, "url"),
+        format!("http://{}:{}/", setup.host, setup.ports.http),
+        "the deploy reports the routed URL"
+    );
+    assert!(setup.page().contains("hello through the front door"));
+
+    let (code, body) = front_door::get(setup.ports.http, "nobody.test", "/").unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("nobody.test"), "{body}");
+}
+
+#[test]
+fn ten_redeploys_under_a_request_loop_fail_no_request() {
+    let setup = setup();
+    setup.service.set_index("release 0\n");
+    setup.deploy_healthy();
+    let requests = RequestLoop::start(setup.ports.http, &setup.host);
+    let mut logs = String::new();
+    for release in 1..=10 {
+        setup.service.set_index(&format!("release {release}\n"));
+        let before = requests.requests();
+        let (code, _, out) = setup.deploy();
+        assert_eq!(code, Some(0), "redeploy {release}: {out}");
+        logs.push_str(&out);
+        let body = setup.page();
+        assert!(
+            body.contains(&format!("release {release}")),
+            "redeploy {release} ended serving {body:?}"
+        );
+        assert!(
+            requests.requests() > before,
+            "the request loop made no request during redeploy {release}"
+        );
+    }
+    let report = requests.stop();
+    eprintln!(
+        "{} requests in {:.1}s ({:.0} req/s) through the front door",
+        report.requests,
+        report.seconds,
+        report.rate()
+    );
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed during the redeploys: {:?}\n{logs}",
+        report.failures.len(),
+        report.requests,
+        &report.failures[..report.failures.len().min(10)]
+    );
+    assert!(
+        logs.contains("route switched"),
+        "the cutover says when it switches\n{logs}"
+    );
+    assert!(!logs.contains("switched in place"), "{logs}");
+}
+
+#[test]
+fn a_release_that_fails_health_gets_no_traffic_and_the_old_one_keeps_serving() {
+    let setup = setup();
+    setup.service.set_index("the good release\n");
+    setup.deploy_healthy();
+    let requests = RequestLoop::start(setup.ports.http, &setup.host);
+
+    setup.service.set_index("the broken release\n");
+    let compose = std::fs::read_to_string(setup.service.dir().join("compose.yaml")).unwrap();
+    setup.service.write(
+        "compose.yaml",
+        &compose.replace("8080/healthz", "8080/no-such-page"),
+    );
+    let (code, value, out) = setup.deploy();
+    let report = requests.stop();
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(cli::field(&value, "state"), "rolled_back", "{out}");
+    assert!(setup.page().contains("the good release"));
+    assert!(report.requests > 0);
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.requests,
+        &report.failures[..report.failures.len().min(10)]
+    );
+    let broken_served = front_door::get(setup.ports.http, &setup.host, "/")
+        .map(|(_, body)| body.contains("broken"))
+        .unwrap_or(false);
+    assert!(!broken_served, "the failed release must never be served");
+}
+
+#[test]
+fn a_stateful_service_beside_the_routed_one_is_never_run_twice_and_keeps_its_data() {
+    let setup = setup();
+    let compose = std::fs::read_to_string(setup.service.dir().join("compose.yaml")).unwrap();
+    setup.service.write(
+        "compose.yaml",
+        &format!(
+            r#"{compose}  db:
+    build: .
+    init: true
+    entrypoint: ["/bin/busybox", "sh", "-c"]
+    command: ["[ -f /data/first ] || /bin/busybox cat /proc/sys/kernel/random/uuid > /data/first; echo started >> /data/starts; exec /bin/busybox sleep 100000"]
+    volumes: ["data:/data"]
+volumes:
+  data: {{}}
+"#
+        ),
+    );
+    setup.service.set_index("release 0\n");
+    setup.deploy_healthy();
+    let db_file = |name: &str| {
+        let ids = setup.service.project.containers(true);
+        let db = ids
+            .iter()
+            .find(|id| {
+                launch_e2e::docker::docker_lines(&[
+                    "inspect",
+                    "--format",
+                    "{{index .Config.Labels \"com.docker.compose.service\"}}",
+                    id,
+                ]) == ["db"]
+            })
+            .unwrap_or_else(|| panic!("no running db container among {ids:?}"))
+            .clone();
+        launch_e2e::docker::docker_lines(&["exec", &db, "/bin/busybox", "cat", name])
+    };
+    let first = db_file("/data/first");
+    assert_eq!(first.len(), 1, "the db wrote its marker: {first:?}");
+
+    let watch = ContainerWatch::start(&setup.service.project.name, "db");
+    let web_watch = ContainerWatch::start(&setup.service.project.name, "web");
+    let requests = RequestLoop::start(setup.ports.http, &setup.host);
+    for release in 1..=5 {
+        setup.service.set_index(&format!("release {release}\n"));
+        let (code, _, out) = setup.deploy();
+        assert_eq!(code, Some(0), "redeploy {release}: {out}");
+        assert!(setup.page().contains(&format!("release {release}")));
+    }
+    let report = requests.stop();
+    let (most_db, samples) = watch.stop();
+    let (most_web, _) = web_watch.stop();
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.requests,
+        &report.failures[..report.failures.len().min(10)]
+    );
+    assert!(samples > 10, "the watch took {samples} samples");
+    // Positive control: the same watch sees the routed service doubled.
+    assert_eq!(
+        most_web, 2,
+        "the routed web service runs twice during a cutover"
+    );
+    assert_eq!(most_db, 1, "two db containers ran at once");
+    assert_eq!(db_file("/data/first"), first, "the volume's data survived");
+    assert_eq!(
+        db_file("/data/starts").len(),
+        6,
+        "the db was recreated by each redeploy (its image changed), one at a time"
+    );
+}
+
+#[test]
+fn an_upgraded_connection_stays_open_until_the_old_container_drains() {
+    let setup = setup();
+    // busybox nc answers an Upgrade with 101 and then echoes; anything else
+    // gets a small page.
+    setup.service.write(
+        "www/upgrade.sh",
+        r#"up=""
+while read -r line; do
+  line=$(echo "$line" | /bin/busybox tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in [Uu]pgrade:*) up=1 ;; esac
+done
+if [ -n "$up" ]; then
+  printf 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n'
+  exec /bin/busybox cat
+fi
+printf 'HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\n'
+/bin/busybox cat /www/index.html
+"#,
+    );
+    let compose = std::fs::read_to_string(setup.service.dir().join("compose.yaml")).unwrap();
+    setup.service.write(
+        "compose.yaml",
+        &compose.replace(
+            "    init: true\n",
+            "    init: true\n    command: [\"nc\", \"-ll\", \"-p\", \"8080\", \"-e\", \"/bin/busybox\", \"sh\", \"/www/upgrade.sh\"]\n    healthcheck:\n      disable: true\n",
+        ).replace(
+            "    healthcheck:\n      test: [\"CMD\", \"/bin/busybox\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:8080/healthz\"]\n      interval: 1s\n      timeout: 2s\n      retries: 3\n",
+            "",
+        ),
+    );
+    setup.service.set_index("one....\n");
+    setup.deploy_healthy();
+    assert!(setup.page().starts_with("one"));
+
+    let mut tunnel = TcpStream::connect(("127.0.0.1", setup.ports.http)).unwrap();
+    tunnel
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    write!(
+        tunnel,
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        setup.host
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(tunnel.read(&mut byte).unwrap(), 1, "closed during the 101");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let echo = |tunnel: &mut TcpStream, text: &str| {
+        tunnel.write_all(text.as_bytes()).unwrap();
+        let mut back = vec![0u8; text.len()];
+        tunnel.read_exact(&mut back).unwrap();
+        assert_eq!(String::from_utf8_lossy(&back), text);
+    };
+    echo(&mut tunnel, "before the redeploy\n");
+
+    setup.service.set_index("two....\n");
+    let dir = setup.service.dir_arg();
+    let mut deploy = cli::spawn(
+        &setup.server,
+        &setup
+            .service
+            .deploy_args(&dir, &["--wait", "--timeout", "3m"]),
+    );
+    let status = deploy.wait_exit(cli::TIMEOUT).unwrap();
+    let out = deploy.stdout.text();
+    assert_eq!(status.code(), Some(0), "{out}");
+    // The tunnel was still open when the route switched: the drain counted it.
+    assert!(out.contains("1 upgraded connections in flight"), "{out}");
+    // The drain closed it at the end, cleanly (EOF, not a reset).
+    let mut rest = Vec::new();
+    let read = tunnel.read_to_end(&mut rest);
+    assert!(
+        matches!(read, Ok(0)),
+        "the tunnel ended with {read:?} {rest:?}"
+    );
+    assert!(setup.page().starts_with("two"));
+}
+
+#[test]
+fn a_restarted_agent_serves_its_routes_while_the_control_plane_is_down() {
+    let mut setup = setup();
+    setup.service.set_index("still here\n");
+    setup.deploy_healthy();
+    setup.server.kill_hard();
+    setup.agent.respawn();
+    let body = eventually(
+        Duration::from_secs(30),
+        "the restarted agent to serve the route",
+        || match front_door::get(setup.ports.http, &setup.host, "/") {
+            Ok((200, body)) => Ok(body),
+            Ok((code, body)) => Err(format!("{code}: {body}")),
+            Err(err) => Err(err),
+        },
+    );
+    assert!(body.contains("still here"), "{body}");
+    assert!(
+        setup.agent.process.try_status().is_none(),
+        "the agent keeps running without its control plane"
+    );
+}
