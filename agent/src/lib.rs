@@ -18,6 +18,8 @@
 //! - `executor`: what each mission kind does.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
+//! - [`ingress`]: the front door; `ingress::certs` keeps its TLS certificates
+//!   (ACME HTTP-01, renewal, user-given pairs), `ingress::acme` talks ACME.
 
 mod compose;
 pub mod config;
@@ -25,6 +27,7 @@ mod executor;
 mod follow;
 mod health;
 mod identity;
+pub mod ingress;
 pub mod install;
 mod journal;
 mod release;
@@ -55,6 +58,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let uplink = uplink::Uplink::new(uplink::DEFAULT_CAPACITY);
     let identity = identity::Shared::default();
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Certificates load from disk now; nothing is ordered until the front
+    // door names its hosts (`ingress::Certificates::set_names`).
+    let certificates = ingress::certs::AcmeCertificates::start(
+        ingress::certs::AcmeSettings::from_config(&config),
+        &config.data_dir,
+        shutdown.clone(),
+    );
 
     let executor = executor::Executor::new(
         config.clone(),
@@ -75,5 +85,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     executor_task
         .await
         .context("the mission executor panicked")?;
+    certificates.stopped().await;
     session_result
 }
