@@ -59,6 +59,16 @@ pub struct RunArgs {
     /// `<service>.localhost`), besides `[http] hosts` and the public name
     #[arg(long, env = "LAUNCH_AGENT_INGRESS_HOSTS")]
     pub ingress_hosts: Option<String>,
+    /// ACME directory URL for the front door's certificates
+    /// [default: Let's Encrypt production]
+    #[arg(long, env = "LAUNCH_AGENT_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// PEM root to trust for a private ACME server (e.g. pebble) instead of the system's roots
+    #[arg(long, env = "LAUNCH_AGENT_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// Contact email for the ACME account (expiry notices)
+    #[arg(long, env = "LAUNCH_AGENT_ACME_EMAIL")]
+    pub acme_email: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +85,9 @@ struct FileConfig {
     http_listen: Option<String>,
     https_listen: Option<String>,
     ingress_hosts: Option<String>,
+    acme_directory: Option<String>,
+    acme_ca_root: Option<PathBuf>,
+    acme_email: Option<String>,
 }
 
 #[derive(Clone)]
@@ -94,6 +107,11 @@ pub struct Config {
     pub max_bundle_bytes: u64,
     /// The front door's listeners (`None`: `--ingress off`).
     pub ingress: Option<crate::ingress::Settings>,
+    /// The ACME directory the front door's certificates are ordered from.
+    pub acme_directory: String,
+    /// The PEM root of a private ACME server (`None`: the system's roots).
+    pub acme_ca_root: Option<Vec<u8>>,
+    pub acme_email: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +124,9 @@ impl std::fmt::Debug for Config {
             .field("advertise_host", &self.advertise_host)
             .field("ca_cert", &self.ca_pem.is_some())
             .field("ingress", &self.ingress)
+            .field("acme_directory", &self.acme_directory)
+            .field("acme_ca_root", &self.acme_ca_root.is_some())
+            .field("acme_email", &self.acme_email)
             .finish()
     }
 }
@@ -132,6 +153,7 @@ impl Config {
             https_listen: file.https_listen.clone(),
             ingress_hosts: file.ingress_hosts.clone(),
         };
+        let acme = acme(args, &file, &mut errors);
         let control_url = args.control_url.clone().or(file.control_url);
         let control_url = match control_url {
             None => {
@@ -230,6 +252,11 @@ impl Config {
                 command_timeout: Duration::from_secs(600),
                 max_bundle_bytes,
                 ingress,
+}
+
+                acme_directory: acme.0,
+                acme_ca_root: acme.1,
+                acme_email: acme.2,
             }),
             _ => Err(errors),
         }
@@ -310,6 +337,61 @@ fn ingress_settings(
         }),
         _ => None,
     }
+    }
+
+    #[test]
+/// The ACME settings: an https:// directory, a readable PEM root, an email.
+fn acme(
+    args: &RunArgs,
+    file: &FileConfig,
+    errors: &mut Vec<String>,
+) -> (String, Option<Vec<u8>>, Option<String>) {
+    let directory = args
+        .acme_directory
+        .clone()
+        .or(file.acme_directory.clone())
+        .unwrap_or_else(|| crate::ingress::acme::LETS_ENCRYPT.to_owned());
+    if !directory.starts_with("https://") {
+        errors.push(format!(
+            "acme directory {directory:?} must be an https:// URL, e.g. https://acme-staging-v02.api.letsencrypt.org/directory (--acme-directory)"
+        ));
+    }
+    let root = match args.acme_ca_root.clone().or(file.acme_ca_root.clone()) {
+        None => None,
+        Some(path) => match std::fs::read(&path) {
+            Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                Some(pem)
+            }
+            Ok(_) => {
+                errors.push(format!(
+                    "the ACME CA root {} holds no PEM CERTIFICATE block: give the root of your ACME server's TLS certificate (--acme-ca-root)",
+                    path.display()
+                ));
+                None
+            }
+            Err(e) => {
+                errors.push(format!(
+                    "cannot read the ACME CA root {}: {e}; fix --acme-ca-root (LAUNCH_AGENT_ACME_CA_ROOT, acme_ca_root in the config)",
+                    path.display()
+                ));
+                None
+            }
+        },
+    };
+    let email = args
+        .acme_email
+        .clone()
+        .or(file.acme_email.clone())
+        .filter(|e| !e.trim().is_empty());
+    if let Some(email) = &email {
+        let (user, domain) = email.split_once('@').unwrap_or(("", ""));
+        if user.is_empty() || !domain.contains('.') || email.contains(char::is_whitespace) {
+            errors.push(format!(
+                "acme email {email:?} is not an email address, e.g. ops@example.com (--acme-email)"
+            ));
+        }
+    }
+    (directory, root, email)
 }
 
 fn read_file(path: &Path, required: bool) -> Result<FileConfig, String> {
@@ -463,6 +545,41 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].contains("--http-listen \"80\""), "{errors:?}");
+    fn acme_settings_default_to_lets_encrypt_and_bad_ones_are_named() {
+        let config = Config::layer(&args(), FileConfig::default(), Path::new("a.toml")).unwrap();
+        assert_eq!(
+            config.acme_directory,
+            "https://acme-v02.api.letsencrypt.org/directory"
+        );
+        assert!(config.acme_ca_root.is_none() && config.acme_email.is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pebble.pem");
+        std::fs::write(
+            &root,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let file = FileConfig {
+            acme_directory: Some("https://127.0.0.1:14000/dir".into()),
+            acme_ca_root: Some(root),
+            acme_email: Some("ops@example.com".into()),
+            ..FileConfig::default()
+        };
+        let config = Config::layer(&args(), file, Path::new("a.toml")).unwrap();
+        assert_eq!(config.acme_directory, "https://127.0.0.1:14000/dir");
+        assert!(config.acme_ca_root.is_some());
+        assert_eq!(config.acme_email.as_deref(), Some("ops@example.com"));
+
+        let mut bad = args();
+        bad.acme_directory = Some("http://acme.test/dir".into());
+        bad.acme_ca_root = Some(dir.path().join("missing.pem"));
+        bad.acme_email = Some("nobody".into());
+        let errors = Config::layer(&bad, FileConfig::default(), Path::new("a.toml")).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("--acme-directory"), "{errors:?}");
+        assert!(errors[1].contains("--acme-ca-root"), "{errors:?}");
+        assert!(errors[2].contains("--acme-email"), "{errors:?}");
     }
 
     #[test]

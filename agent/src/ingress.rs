@@ -14,11 +14,15 @@
 //! - `listener`: the accept loops, TLS and the slowloris timeouts.
 //! - `pages`: the plain error pages.
 //!
-//! Certificates come from behind the [`Certificates`] seam (ACME lives in
-//! `ingress::certs`); until it is wired, [`NoCertificates`] serves plain HTTP
-//! only and the HTTPS listener completes no handshake.
+//! - `certs`, `acme`: the certificates behind the [`Certificates`] seam
+//!   (ACME HTTP-01 for the routed names, renewal, user-given pairs).
+//!
+//! With ACME off, [`NoCertificates`] serves plain HTTP only and the HTTPS
+//! listener completes no handshake.
 
+pub mod acme;
 mod body;
+pub mod certs;
 mod listener;
 mod pages;
 mod proxy;

@@ -24,7 +24,9 @@
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
 //! - [`ingress`]: the front door, routing HTTP(S) by host name to the
-//!   services; its route table is restored before the session opens.
+//!   services; its route table and certificates are restored before the
+//!   session opens. `ingress::certs` keeps the TLS certificates (ACME
+//!   HTTP-01, renewal, user-given pairs), `ingress::acme` talks ACME.
 
 mod compose;
 pub mod config;
@@ -65,7 +67,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .context("open the mission journal")?,
     );
     // The front door first: a host whose control plane is down still serves.
-    let certificates: Arc<dyn ingress::Certificates> = Arc::new(ingress::NoCertificates);
+    // Certificates load from disk now; nothing is ordered until the front
+    // door names its hosts (`ingress::Certificates::set_names`).
+    let acme = ingress::certs::AcmeCertificates::start(
+        ingress::certs::AcmeSettings::from_config(&config),
+        &config.data_dir,
+        shutdown.clone(),
+    );
+    let certificates: Arc<dyn ingress::Certificates> = acme.clone();
     let router = Arc::new(
         ingress::Router::restore(ingress::table_path(&config.data_dir), certificates.clone())
             .context("restore the front door's route table")?,
@@ -112,5 +121,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(task) = ingress_task {
         task.await.context("the front door panicked")?;
     }
+    acme.stopped().await;
     session_result
 }

@@ -49,7 +49,7 @@ pub async fn endpoint(control_url: &str) -> Result<Endpoint, ResolveError> {
         .map_err(|e| bad(e.to_string()))
 }
 
-async fn lookup(host: &str) -> Result<IpAddr, ResolveError> {
+pub(crate) async fn lookup(host: &str) -> Result<IpAddr, ResolveError> {
     let failed = |reason: String| ResolveError::Lookup {
         host: host.to_owned(),
         reason,
