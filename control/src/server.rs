@@ -33,6 +33,7 @@ use launch_proto::control_service_server::ControlServiceServer;
 
 mod agent_service;
 mod control_service;
+pub mod github;
 mod http;
 pub mod hub;
 pub mod rotate;
@@ -84,6 +85,8 @@ pub struct ServerFlags {
     /// PEM private key of --tls-cert
     #[arg(long, env = "LAUNCH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub github: github::GithubFlags,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -109,6 +112,8 @@ pub struct ServerConfig {
     pub secret_key: Option<[u8; 32]>,
     /// Serve TLS with this rustls config (from `--tls-cert`/`--tls-key`).
     pub tls: Option<Arc<tls::ServerTlsConfig>>,
+    /// Webhook secret and reporting token (both off by default).
+    pub github: github::GithubConfig,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -125,6 +130,7 @@ impl std::fmt::Debug for ServerConfig {
                 &self.secret_key.map(|_| "<from LAUNCH_SECRET_KEY>"),
             )
             .field("tls", &self.tls.is_some())
+            .field("github", &self.github)
             .finish()
     }
 }
@@ -143,6 +149,7 @@ impl ServerConfig {
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
             secret_key: None,
             tls: None,
+            github: github::GithubConfig::default(),
         }
     }
 
@@ -232,6 +239,7 @@ impl ServerConfig {
                 None
             }
         };
+        let github = github::GithubConfig::from_flags(&flags.github, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -247,6 +255,7 @@ impl ServerConfig {
             max_bundle_bytes: flags.max_bundle_bytes,
             secret_key,
             tls,
+            github,
         })
     }
 }
@@ -361,6 +370,8 @@ pub async fn run(
     let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
     rotate::check_key(&store, &secret_box).await?;
     let admin_hash = ensure_admin_token(&store, &config.data_dir).await?;
+    let (reporter, _reporting) =
+        github::Reporter::start(&config.github, store.clone(), shutdown.clone())?;
 
     let state = Arc::new(state::State {
         store: store.clone(),
@@ -373,6 +384,7 @@ pub async fn run(
         agent_binary: config.agent_binary.clone(),
         cli_binary: config.cli_binary.clone(),
         shutdown: shutdown.clone(),
+        github: reporter.clone(),
     });
 
     let mut routes = tonic::service::Routes::builder();
@@ -391,6 +403,13 @@ pub async fn run(
         .routes()
         .into_axum_router()
         .merge(http::router(state.clone()))
+        .merge(github::webhook::router(Arc::new(
+            github::webhook::Webhook {
+                store: store.clone(),
+                secret: config.github.webhook_secret.clone(),
+                reporter,
+            },
+        )))
         .fallback(http::fallback);
 
     let listener = tokio::net::TcpListener::bind(config.listen)

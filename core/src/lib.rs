@@ -13,6 +13,7 @@
 //! - [`bundle`]: packing a service directory into a tar.gz and unpacking it safely.
 //! - [`redact`]: replacing secret values in text with `[REDACTED]`.
 //! - [`service_config`]: the typed `launch.toml`.
+//! - [`repo`]: GitHub repository names (`owner/name`) recorded on releases.
 
 pub mod bootstrap;
 pub mod bundle;
@@ -20,6 +21,7 @@ pub mod labels;
 pub mod names;
 pub mod private_file;
 pub mod redact;
+pub mod repo;
 pub mod service_config;
 
 mod error;

@@ -20,7 +20,9 @@
 //! - [`host`]: a systemd + cloud-init container booted from user-data, as a real host would.
 //! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
+//! - [`fake_http`]: the small HTTP/1.1 server the hand-written API fakes answer through.
 //! - [`cloudflare`]: a fake Cloudflare DNS records API, with out-of-band edits and injected 429/503s.
+//! - [`github`]: a fake GitHub REST API (comments, statuses, deployments), with injected 5xx and rate limits.
 //! - [`terraform`]: every terraform version available, and workspaces using the built provider.
 //! - [`fakepve`]: a `fakepve` (Proxmox VE) per test with the test's API token, and out-of-band changes.
 //! - [`ssh_host`]: a systemd host with sshd on a loopback port, standing in for a Proxmox container.
@@ -31,8 +33,10 @@ pub mod bundle;
 pub mod cli;
 pub mod cloudflare;
 pub mod docker;
+pub mod fake_http;
 pub mod fakepve;
 pub mod fault_proxy;
+pub mod github;
 pub mod grpc;
 pub mod host;
 pub mod http;

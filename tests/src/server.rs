@@ -19,7 +19,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variables of the developer's shell that must not leak into the
 /// processes under test.
-pub const SCRUBBED_ENV: [&str; 21] = [
+pub const SCRUBBED_ENV: [&str; 25] = [
     "LAUNCH_AGENT_BINARY",
     "LAUNCH_CLI_BINARY",
     "LAUNCH_TLS_CERT",
@@ -41,6 +41,10 @@ pub const SCRUBBED_ENV: [&str; 21] = [
     "LAUNCH_AGENT_ADVERTISE_HOST",
     "LAUNCH_OUTPUT",
     "RUST_LOG",
+    "LAUNCH_GITHUB_WEBHOOK_SECRET_FILE",
+    "LAUNCH_GITHUB_TOKEN_FILE",
+    "LAUNCH_GITHUB_API_URL",
+    "GITHUB_REPOSITORY",
 ];
 
 pub struct Server {

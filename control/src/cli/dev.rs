@@ -172,6 +172,8 @@ async fn session(
         wait: true,
         timeout: args.timeout,
         bundle: None,
+        repo: None,
+        pr: None,
     };
     let outcome = tokio::select! {
         outcome = deploy::deploy_with(&mut client, url, global.output, &deploy_args) => outcome,

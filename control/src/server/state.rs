@@ -30,6 +30,8 @@ pub struct State {
     pub agent_binary: Option<PathBuf>,
     pub cli_binary: Option<PathBuf>,
     pub shutdown: CancellationToken,
+    /// Reports deploys from `--repo`/`--pr` to GitHub; a no-op when off.
+    pub github: super::github::Reporter,
 }
 
 /// A store failure as the caller sees it: generic, with the details logged.

@@ -13,6 +13,8 @@ use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
 
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
+pub mod github;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Unix milliseconds now.
@@ -118,6 +120,8 @@ pub struct NewDeploy {
     pub secrets: Vec<(String, Vec<u8>, Vec<u8>)>,
     pub release_id: String,
     pub mission_id: String,
+    /// Where the release came from on GitHub (`--repo`/`--pr`), if said.
+    pub source: Option<github::ReleaseSource>,
 }
 
 fn service_row(row: &sqlx::sqlite::SqliteRow) -> ServiceRow {
@@ -620,6 +624,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        if let Some(source) = &deploy.source {
+            github::insert_release_source(&mut tx, &deploy.release_id, source).await?;
+        }
         tx.commit().await
     }
 
