@@ -41,6 +41,7 @@ pub mod authz;
 mod allowances;
 mod bundle_check;
 mod control_service;
+pub mod github;
 mod http;
 mod provider_mirror;
 pub mod hub;
@@ -98,6 +99,8 @@ pub struct ServerFlags {
     /// [default: beside this executable]
     #[arg(long, env = "LAUNCH_PROVIDER_DIR")]
     pub provider_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub github: github::GithubFlags,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -125,6 +128,8 @@ pub struct ServerConfig {
     pub tls: Option<Arc<tls::ServerTlsConfig>>,
     /// Where `terraform-provider-launch` is; `None` means beside this executable.
     pub provider_dir: Option<PathBuf>,
+    /// Webhook secret and reporting token (both off by default).
+    pub github: github::GithubConfig,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -142,6 +147,7 @@ impl std::fmt::Debug for ServerConfig {
             )
             .field("tls", &self.tls.is_some())
             .field("provider_dir", &self.provider_dir)
+            .field("github", &self.github)
             .finish()
     }
 }
@@ -161,6 +167,7 @@ impl ServerConfig {
             secret_key: None,
             tls: None,
             provider_dir: None,
+            github: github::GithubConfig::default(),
         }
     }
 
@@ -259,6 +266,7 @@ impl ServerConfig {
                 None
             }
         };
+        let github = github::GithubConfig::from_flags(&flags.github, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -275,6 +283,7 @@ impl ServerConfig {
             secret_key,
             tls,
             provider_dir: flags.provider_dir.clone(),
+            github,
         })
     }
 }
@@ -389,6 +398,8 @@ pub async fn run(
     let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
     rotate::check_key(&store, &secret_box).await?;
     let admin_hash = ensure_admin_token(&store, &config.data_dir).await?;
+    let (reporter, _reporting) =
+        github::Reporter::start(&config.github, store.clone(), shutdown.clone())?;
 
     let state = Arc::new(state::State {
         store: store.clone(),
@@ -402,6 +413,7 @@ pub async fn run(
         cli_binary: config.cli_binary.clone(),
         shutdown: shutdown.clone(),
         revocations: authz::Revocations::default(),
+        github: reporter.clone(),
     });
 
     let mut routes = tonic::service::Routes::builder();
@@ -423,6 +435,13 @@ pub async fn run(
         .merge(http::router(state.clone()))
         .merge(provider_mirror::router(Arc::new(
             provider_mirror::Mirror::new(config.provider_dir.clone()),
+        )))
+        .merge(github::webhook::router(Arc::new(
+            github::webhook::Webhook {
+                store: store.clone(),
+                secret: config.github.webhook_secret.clone(),
+                reporter,
+            },
         )))
         .fallback(http::fallback);
 

@@ -15,6 +15,7 @@
 //! - [`service_config`]: the typed `launch.toml`.
 //! - [`compose`]: the compose file as one typed model, interpolated and checked.
 //! - [`policy`]: what a deploy may ask of its host, and the allowances an admin grants.
+//! - [`repo`]: GitHub repository names (`owner/name`) recorded on releases.
 
 pub mod bootstrap;
 pub mod bundle;
@@ -24,6 +25,7 @@ pub mod names;
 pub mod policy;
 pub mod private_file;
 pub mod redact;
+pub mod repo;
 pub mod service_config;
 
 mod error;

@@ -9,17 +9,17 @@
 //!
 //! Tests look at and change records out of band (as someone in the
 //! dashboard would) and inject throttling (429 with `Retry-After`) or 5xx
-//! answers. One std thread accepts connections; each request is answered on
-//! its own thread and the connection closed.
+//! answers. The wire is `fake_http`'s.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::fake_http::{self, FakeServer, Request, Response};
 
 /// One DNS record as the fake stores it.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,42 +91,38 @@ pub struct CloudflareFake {
     pub zone_id: String,
     pub domain: String,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
+    _server: FakeServer,
 }
 
 impl CloudflareFake {
     /// A fake serving one zone `zone_id` for `domain`, accepting `token`.
     pub fn start(token: &str, zone_id: &str, domain: &str) -> CloudflareFake {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the Cloudflare fake");
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
-        let stop = Arc::new(AtomicBool::new(false));
         let zone = Zone {
             token: token.to_owned(),
             zone_id: zone_id.to_owned(),
             domain: domain.to_owned(),
         };
-        let (sh, st) = (shared.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let zone = Arc::new(zone);
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let (sh, zone) = (sh.clone(), zone.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(conn, &zone, &sh);
-                });
+        let sh = shared.clone();
+        let server = FakeServer::start(move |request| {
+            sh.requests.lock().unwrap().push((
+                Instant::now(),
+                format!("{} {}", request.method, request.target),
+            ));
+            let reply = answer(&request, &zone, &sh);
+            let response = Response::json(reply.status, &reply.body);
+            match reply.retry_after {
+                Some(secs) => response.with_header("Retry-After", secs.to_string()),
+                None => response,
             }
         });
         CloudflareFake {
-            port,
+            port: server.port,
             token: token.to_owned(),
             zone_id: zone_id.to_owned(),
             domain: domain.to_owned(),
             shared,
-            stop,
+            _server: server,
         }
     }
 
@@ -246,13 +242,6 @@ impl CloudflareFake {
     }
 }
 
-impl Drop for CloudflareFake {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
 struct Zone {
     token: String,
     zone_id: String,
@@ -291,109 +280,12 @@ fn error(status: u16, errors: &[(u64, &str)]) -> Reply {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-fn decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// One request per connection: read it, answer it, close.
-fn serve(conn: TcpStream, zone: &Zone, shared: &Shared) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
-        return Ok(());
-    }
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-        }
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let target = parts.next().unwrap_or_default().to_owned();
-    shared
-        .requests
-        .lock()
-        .unwrap()
-        .push((Instant::now(), format!("{method} {target}")));
-
-    let reply = answer(&method, &target, &headers, &body, zone, shared);
-    let text = reply.body.to_string();
-    let mut conn = conn;
-    let retry_after = reply
-        .retry_after
-        .map(|s| format!("Retry-After: {s}\r\n"))
-        .unwrap_or_default();
-    write!(
-        conn,
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry_after}Connection: close\r\n\r\n{text}",
-        reply.status,
-        reason(reply.status),
-        text.len()
-    )?;
-    conn.flush()
-}
-
-fn answer(
-    method: &str,
-    target: &str,
-    headers: &BTreeMap<String, String>,
-    body: &[u8],
-    zone: &Zone,
-    shared: &Shared,
-) -> Reply {
+fn answer(request: &Request, zone: &Zone, shared: &Shared) -> Reply {
+    let (method, headers, body) = (
+        request.method.as_str(),
+        &request.headers,
+        request.body.as_slice(),
+    );
     let take = |counter: &AtomicU32| {
         counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -425,12 +317,7 @@ fn answer(
         return error(403, &[(10000, "Authentication error")]);
     }
 
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query: BTreeMap<String, String> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.split_once('=').map(|(k, v)| (decode(k), decode(v))))
-        .collect();
+    let (path, query) = (request.path(), request.query());
     let Some(rest) = path.strip_prefix("/client/v4/zones/") else {
         return error(404, &[(7000, "No route for that URI")]);
     };
@@ -448,7 +335,7 @@ fn answer(
             )],
         );
     }
-    let record_id = segments.next().map(decode);
+    let record_id = segments.next().map(fake_http::decode);
     let body: Value = if body.is_empty() {
         Value::Null
     } else {

@@ -21,7 +21,9 @@
 //! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
 //! - [`front_door`]: an agent's front door on free ports, routed services, a request loop, a container watch.
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
+//! - [`fake_http`]: the small HTTP/1.1 server the hand-written API fakes answer through.
 //! - [`cloudflare`]: a fake Cloudflare DNS records API, with out-of-band edits and injected 429/503s.
+//! - [`github`]: a fake GitHub REST API (comments, statuses, deployments), with injected 5xx and rate limits.
 //! - [`terraform`]: every terraform version available, and workspaces using the built provider.
 //! - [`fakepve`]: a `fakepve` (Proxmox VE) per test with the test's API token, and out-of-band changes.
 //! - [`ssh_host`]: a systemd host with sshd on a loopback port, standing in for a Proxmox container.
@@ -32,9 +34,11 @@ pub mod bundle;
 pub mod cli;
 pub mod cloudflare;
 pub mod docker;
+pub mod fake_http;
 pub mod fakepve;
 pub mod fault_proxy;
 pub mod front_door;
+pub mod github;
 pub mod grpc;
 pub mod host;
 pub mod http;

@@ -19,7 +19,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variables of the developer's shell that must not leak into the
 /// processes under test.
-pub const SCRUBBED_ENV: [&str; 25] = [
+pub const SCRUBBED_ENV: &[&str] = &[
     "LAUNCH_AGENT_INGRESS",
     "LAUNCH_AGENT_HTTP_LISTEN",
     "LAUNCH_AGENT_HTTPS_LISTEN",
@@ -45,6 +45,15 @@ pub const SCRUBBED_ENV: [&str; 25] = [
     "LAUNCH_AGENT_ADVERTISE_HOST",
     "LAUNCH_OUTPUT",
     "RUST_LOG",
+    "LAUNCH_GITHUB_WEBHOOK_SECRET_FILE",
+    "LAUNCH_GITHUB_TOKEN_FILE",
+    "LAUNCH_GITHUB_API_URL",
+    "GITHUB_REPOSITORY",
+    "LAUNCH_AGENT_ACME_DIRECTORY",
+    "LAUNCH_AGENT_ACME_CA_ROOT",
+    "LAUNCH_AGENT_ACME_EMAIL",
+    "LAUNCH_AGENT_MAX_BUNDLE_BYTES",
+    "LAUNCH_PROVIDER_DIR",
 ];
 
 pub struct Server {

@@ -23,6 +23,7 @@
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
+//! - `github`: PR comments, commit statuses and deployments against the GitHub fake; the webhook.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 
 mod api_tokens;
@@ -34,6 +35,7 @@ mod deploy;
 mod dns;
 mod faults;
 mod front_door;
+mod github;
 mod isolation;
 mod kit;
 mod logs;

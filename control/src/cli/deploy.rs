@@ -56,6 +56,14 @@ pub struct DeployArgs {
     /// Upload DIR/.env too (it is left out by default: it often holds secrets)
     #[arg(long)]
     pub include_env: bool,
+    /// The GitHub repository (owner/name) the release comes from; with a
+    /// token the control plane posts commit statuses and deployments there
+    #[arg(long, env = "GITHUB_REPOSITORY", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// The pull request the release belongs to (needs --repo); the control
+    /// plane keeps one comment on it up to date
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pr: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +78,21 @@ pub struct RollbackArgs {
     pub wait: bool,
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+/// `--repo`/`--pr` checked before anything is packed or uploaded.
+fn release_source(repo: Option<&str>, pr: Option<u64>) -> Result<(String, u64), CliError> {
+    match (repo.filter(|r| !r.is_empty()), pr) {
+        (None, Some(_)) => Err(CliError::usage(
+            "--pr needs --repo owner/name (GitHub Actions sets GITHUB_REPOSITORY)",
+        )),
+        (None, None) => Ok((String::new(), 0)),
+        (Some(repo), pr) => {
+            launch_core::repo::validate_repo(repo)
+                .map_err(|e| CliError::usage(format!("--repo: {e}")))?;
+            Ok((repo.to_owned(), pr.unwrap_or(0)))
+        }
+    }
 }
 
 /// The service name for DIR: `--service`, else launch.toml's `name`, else the directory name.
@@ -260,6 +283,7 @@ pub async fn deploy_with(
     let environment = EnvironmentName::parse(&args.environment)
         .map_err(|e| CliError::usage(format!("--env: {e}")))?;
     let secrets = secrets_from_env(&args.secret_env, |name| std::env::var(name).ok())?;
+    let (repo, pr) = release_source(args.repo.as_deref(), args.pr)?;
     if args.bundle.is_none() {
         check_before_upload(client, args, &service, &environment, &secrets, output).await?;
     }
@@ -280,6 +304,8 @@ pub async fn deploy_with(
         git_ref: args.git_ref.clone().unwrap_or_default(),
         secrets,
         bundle_sha256: bundle.sha256.clone(),
+        repo,
+        pr,
     };
     let path = bundle.path.clone();
     let requests = async_stream::stream! {
@@ -637,6 +663,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             bundle: None,
             include_env: false,
+            repo: None,
+            pr: None,
         };
         let err = prepare_bundle(&args).err().unwrap();
         assert_eq!(err.code, exit::USAGE);

@@ -174,6 +174,8 @@ async fn session(
         timeout: args.timeout,
         bundle: None,
         include_env: false,
+        repo: None,
+        pr: None,
     };
     let outcome = tokio::select! {
         outcome = deploy::deploy_with(&mut client, url, global.output, &deploy_args) => outcome,

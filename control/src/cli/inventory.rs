@@ -210,12 +210,20 @@ pub async fn releases(global: &Global, args: ReleasesArgs) -> Result<u8, CliErro
                                 .to_owned()
                         },
                         or_dash(&r.git_ref),
+                        match (r.repo.as_str(), r.pr) {
+                            ("", _) => "-".to_owned(),
+                            (repo, 0) => repo.to_owned(),
+                            (repo, pr) => format!("{repo}#{pr}"),
+                        },
                         r.bundle_sha256.chars().take(12).collect(),
                         r.mission_id.clone(),
                     ]
                 })
                 .collect();
-            table(&["  RELEASE", "STATE", "REF", "SHA256", "MISSION"], &rows);
+            table(
+                &["  RELEASE", "STATE", "REF", "SOURCE", "SHA256", "MISSION"],
+                &rows,
+            );
         }
     }
     Ok(exit::OK)

@@ -46,6 +46,8 @@ pub fn release_json(release: &ReleaseInfo) -> Value {
         "state": ReleaseState::try_from(release.state).unwrap_or_default().label(),
         "current": release.current,
         "git_ref": release.git_ref,
+        "repo": release.repo,
+        "pr": release.pr,
         "bundle_sha256": release.bundle_sha256,
         "bundle_size": release.bundle_size,
         "mission_id": release.mission_id,

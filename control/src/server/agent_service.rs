@@ -491,6 +491,9 @@ async fn handle_agent_message(
                     event: Some(mission_event::Event::Update(update)),
                 },
             );
+            state
+                .github
+                .send(super::github::ReportEvent::Mission(mission.id.clone()));
             Ok(None)
         }
         agent_message::Msg::Logs(batch) => ingest_logs(state, agent, ingest, batch).await,

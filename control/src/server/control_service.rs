@@ -21,8 +21,10 @@ use launch_core::service_config::ServiceConfig;
 use launch_proto::control_service_server::ControlService;
 use launch_proto::*;
 
+use super::github::ReportEvent;
 use super::secrets;
 use super::state::{State, internal};
+use super::store::github::ReleaseSource;
 use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceRow};
 use super::tokens;
 
@@ -44,6 +46,24 @@ impl Control {
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Validated `(service, environment)` of a request.
+/// Where the deploy says its release came from: `repo` checked, `pr` only with a repo.
+fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status> {
+    if header.repo.is_empty() {
+        if header.pr != 0 {
+            return Err(Status::invalid_argument(
+                "a pull request number needs its repository: pass --repo owner/name with --pr",
+            ));
+        }
+        return Ok(None);
+    }
+    launch_core::repo::validate_repo(&header.repo)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(Some(ReleaseSource {
+        repo: header.repo.clone(),
+        pr: header.pr,
+    }))
+}
+
 fn target(target: Option<&ServiceRef>) -> Result<(String, String), Status> {
     let target = target.ok_or_else(|| {
         Status::invalid_argument("the request has no target: give a service and an environment")
@@ -268,6 +288,7 @@ impl ControlService for Control {
             }
         };
         let (service, environment) = target(header.target.as_ref())?;
+        let source = release_source(&header)?;
         for key in header.secrets.keys() {
             if !secrets::valid_key(key) {
                 return Err(Status::invalid_argument(format!(
@@ -329,6 +350,7 @@ impl ControlService for Control {
             secrets: sealed,
             release_id: tokens::new_id("r"),
             mission_id: tokens::new_id("m"),
+            source,
         };
         self.state
             .store
@@ -345,6 +367,9 @@ impl ControlService for Control {
             .map_err(internal)?
             .ok_or_else(|| internal("mission vanished after insert"))?;
         self.state.dispatch(&mission).await?;
+        self.state
+            .github
+            .send(ReportEvent::Mission(deploy.mission_id.clone()));
         Ok(Response::new(DeployResponse {
             mission_id: deploy.mission_id,
             release_id: deploy.release_id,
@@ -775,8 +800,20 @@ impl ControlService for Control {
                 mission_id: r.mission_id,
                 created_unix_ms: r.created,
                 release_id: r.id,
+                ..ReleaseInfo::default()
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut releases = releases;
+        for release in &mut releases {
+            if let Some(source) = store
+                .release_source(&release.release_id)
+                .await
+                .map_err(internal)?
+            {
+                release.repo = source.repo;
+                release.pr = source.pr;
+            }
+        }
         Ok(Response::new(ListReleasesResponse { releases }))
     }
 

@@ -32,6 +32,8 @@ pub struct State {
     pub shutdown: CancellationToken,
     /// Open streams of scoped API tokens, ended when a token is revoked.
     pub revocations: super::authz::Revocations,
+    /// Reports deploys from `--repo`/`--pr` to GitHub; a no-op when off.
+    pub github: super::github::Reporter,
 }
 
 /// A store failure as the caller sees it: generic, with the details logged.

@@ -19,6 +19,7 @@ mod allowances;
 mod health;
 pub use allowances::AllowanceRow;
 pub use health::HealthRow;
+pub mod github;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -125,6 +126,8 @@ pub struct NewDeploy {
     pub secrets: Vec<(String, Vec<u8>, Vec<u8>)>,
     pub release_id: String,
     pub mission_id: String,
+    /// Where the release came from on GitHub (`--repo`/`--pr`), if said.
+    pub source: Option<github::ReleaseSource>,
 }
 
 fn service_row(row: &sqlx::sqlite::SqliteRow) -> ServiceRow {
@@ -646,6 +649,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        if let Some(source) = &deploy.source {
+            github::insert_release_source(&mut tx, &deploy.release_id, source).await?;
+        }
         tx.commit().await
     }
 

@@ -79,13 +79,20 @@ else
 fi
 
 # --- the deploy ----------------------------------------------------------------
+# The release records where it came from: `launch deploy` reads the repository
+# from GITHUB_REPOSITORY; on a pull_request run GITHUB_REF is
+# refs/pull/<N>/merge, which names the pull request the control plane comments on.
+source_args=()
+if [[ "${GITHUB_REF:-}" =~ ^refs/pull/([0-9]+)/ ]]; then
+    source_args=(--pr "${BASH_REMATCH[1]}")
+fi
 # With --output json, launch prints each log line on stderr as it arrives
 # (so it streams into the job log) and one JSON object on stdout at the end.
 echo "Deploying $service_dir to $environment (waiting up to $timeout)"
 set +e
 LAUNCH_ADDR="$control_url" LAUNCH_TOKEN="$token" \
     "$cli" deploy "$service_dir" --env "$environment" --wait --timeout "$timeout" --output json \
-    >"$work/result.json"
+    "${source_args[@]}" >"$work/result.json"
 code=$?
 set -e
 
