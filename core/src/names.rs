@@ -181,7 +181,11 @@ mod tests {
         ];
         for (input, expected) in cases {
             let message = ServiceName::parse(input).unwrap_err().to_string();
-            assert_eq!(hint_of(&message).as_deref(), expected, "{input:?}: {message}");
+            assert_eq!(
+                hint_of(&message).as_deref(),
+                expected,
+                "{input:?}: {message}"
+            );
         }
     }
 
