@@ -193,10 +193,10 @@ mod tests {
         /// For any input, a hint, when given, passes validation.
         #[test]
         fn every_hint_is_a_valid_name(value in "\\PC{0,80}") {
-            if let Err(err) = ServiceName::parse(&value) {
-                if let Some(hint) = hint_of(&err.to_string()) {
-                    proptest::prop_assert!(ServiceName::parse(&hint).is_ok(), "{value:?} -> {hint:?}");
-                }
+            if let Err(err) = ServiceName::parse(&value)
+                && let Some(hint) = hint_of(&err.to_string())
+            {
+                proptest::prop_assert!(ServiceName::parse(&hint).is_ok(), "{value:?} -> {hint:?}");
             }
         }
 
