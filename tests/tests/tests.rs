@@ -10,11 +10,13 @@
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
 //! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
 //! - `tokens`: join tokens — registration, reuse refused.
+//! - `docs`: every command block of the docs runs, is a checked synopsis, or says why not.
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
+//! - `provider_mirror`: `terraform init` with no registry: the control plane's network mirror (TLS) and `launch provider install`.
 //! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
@@ -23,14 +25,17 @@
 
 mod bad_input;
 mod bootstrap;
+mod certs;
 mod control_plane;
 mod deploy;
 mod dns;
+mod docs;
 mod faults;
 mod isolation;
 mod kit;
 mod logs;
 mod provider;
+mod provider_mirror;
 mod proxmox;
 mod restarts;
 mod security;
