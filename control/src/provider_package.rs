@@ -228,15 +228,17 @@ mod tests {
         assert_eq!(a, b);
         let lines = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  b.txt\n\
                      e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a.txt\n";
-        let expected = base64::engine::general_purpose::STANDARD
-            .encode(Sha256::digest(lines.as_bytes()));
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(lines.as_bytes()));
         assert_eq!(a, format!("h1:{expected}"));
     }
 
     #[test]
     fn the_zip_unpacks_to_the_executable_binary() {
         let dir = tempfile::tempdir().unwrap();
-        let body: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let body: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let package = Package::from_binary(&body, "1.2.3", "linux_amd64");
         assert_eq!(
             package.file_name(),

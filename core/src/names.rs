@@ -181,7 +181,11 @@ mod tests {
         ];
         for (input, expected) in cases {
             let message = ServiceName::parse(input).unwrap_err().to_string();
-            assert_eq!(hint_of(&message).as_deref(), expected, "{input:?}: {message}");
+            assert_eq!(
+                hint_of(&message).as_deref(),
+                expected,
+                "{input:?}: {message}"
+            );
         }
     }
 
@@ -189,10 +193,10 @@ mod tests {
         /// For any input, a hint, when given, passes validation.
         #[test]
         fn every_hint_is_a_valid_name(value in "\\PC{0,80}") {
-            if let Err(err) = ServiceName::parse(&value) {
-                if let Some(hint) = hint_of(&err.to_string()) {
-                    proptest::prop_assert!(ServiceName::parse(&hint).is_ok(), "{value:?} -> {hint:?}");
-                }
+            if let Err(err) = ServiceName::parse(&value)
+                && let Some(hint) = hint_of(&err.to_string())
+            {
+                proptest::prop_assert!(ServiceName::parse(&hint).is_ok(), "{value:?} -> {hint:?}");
             }
         }
 

@@ -74,3 +74,8 @@ output "instance_id" {
 output "agent_id" {
   value = module.api.agent_id
 }
+
+output "url" {
+  description = "https://<fqdn> when the service is public; null here (public = false)."
+  value       = module.api.url
+}

@@ -39,3 +39,8 @@ module "wiki" {
 output "agent_id" {
   value = module.wiki.agent_id
 }
+
+output "url" {
+  description = "https://<fqdn> when the service is public, else null."
+  value       = module.wiki.url
+}

@@ -1336,3 +1336,5 @@ fn prd_example_applies_with_its_dns_record_and_the_deploy_action_takes_a_service
     );
     agent.kill_hard();
 }
+
+mod runner;

@@ -21,53 +21,10 @@ use launch_proto::control_service_client::ControlServiceClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
+use crate::certs::Certs;
+
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A test CA, a server certificate it signed, and an unrelated CA.
-struct Certs {
-    dir: TempDir,
-}
-
-impl Certs {
-    fn new() -> Certs {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-        let dir = tempfile::Builder::new()
-            .prefix("launch-e2e-certs-")
-            .tempdir()
-            .unwrap();
-        let ca = |name: &str| {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(DnType::CommonName, name);
-            let key = KeyPair::generate().unwrap();
-            let cert = params.self_signed(&key).unwrap();
-            (cert, key)
-        };
-        let (ca_cert, ca_key) = ca("Launch test CA");
-        let (other_cert, _) = ca("Some other CA");
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-        write("ca.pem", ca_cert.pem());
-        write("other-ca.pem", other_cert.pem());
-        write("server.pem", cert.pem());
-        write("server.key", key.serialize_pem());
-        Certs { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-}
 
 /// A `launch server` this module starts itself, in its own data dir: with
 /// `--tls-cert --tls-key`, or plain at another log level than the harness's.
@@ -494,7 +451,13 @@ async fn every_control_rpc_is_refused(
     );
     assert_unauthenticated!(
         format!("ListReleases with {label}"),
-        client.list_releases(with(token, ListReleasesRequest { target: target(), ..Default::default() }))
+        client.list_releases(with(
+            token,
+            ListReleasesRequest {
+                target: target(),
+                ..Default::default()
+            }
+        ))
     );
     assert_unauthenticated!(
         format!("ListAgents with {label}"),

@@ -13,12 +13,14 @@
 //! - `tokens`: join tokens — registration, reuse refused.
 //! - `api_tokens`: scoped API tokens through the CLI: create, list, refusals naming the scope, revoke.
 //! - `compose`: the corpus of compose apps, broken files refused, the host policy, the settle gate, degraded.
+//! - `docs`: every command block of the docs runs, is a checked synopsis, or says why not.
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
 //! - `provider_identity`: the provider agrees with the control plane by ids, not clocks (a runner 10 s ahead, create_before_destroy).
+//! - `provider_mirror`: `terraform init` with no registry: the control plane's network mirror (TLS) and `launch provider install`.
 //! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
@@ -30,9 +32,11 @@ mod api_tokens;
 mod bad_input;
 mod bootstrap;
 mod compose;
+mod certs;
 mod control_plane;
 mod deploy;
 mod dns;
+mod docs;
 mod faults;
 mod front_door;
 mod github;
@@ -41,6 +45,7 @@ mod kit;
 mod logs;
 mod provider;
 mod provider_identity;
+mod provider_mirror;
 mod proxmox;
 mod restarts;
 mod security;

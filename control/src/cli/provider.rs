@@ -103,7 +103,12 @@ fn install(global: &Global, args: InstallArgs) -> Result<u8, CliError> {
             })
         ),
         Output::Text => {
-            println!("installed {HOSTNAME}/{NAMESPACE}/{TYPE} {} ({}) into {}", package.version, package.platform, dir.display());
+            println!(
+                "installed {HOSTNAME}/{NAMESPACE}/{TYPE} {} ({}) into {}",
+                package.version,
+                package.platform,
+                dir.display()
+            );
             println!("hash {}", package.h1);
         }
     }
@@ -131,10 +136,13 @@ fn package(global: &Global, args: PackageArgs) -> Result<u8, CliError> {
     }))
     .expect("a JSON literal serializes");
     write(&manifest_name, &manifest)?;
-    let sums: String = [(&zip_name, &package.zip[..]), (&manifest_name, &manifest[..])]
-        .iter()
-        .map(|(name, bytes)| format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))))
-        .collect();
+    let sums: String = [
+        (&zip_name, &package.zip[..]),
+        (&manifest_name, &manifest[..]),
+    ]
+    .iter()
+    .map(|(name, bytes)| format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))))
+    .collect();
     let sums_name = format!("{BINARY}_{}_SHA256SUMS", package.version);
     write(&sums_name, sums.as_bytes())?;
     match global.output {

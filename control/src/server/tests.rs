@@ -605,7 +605,13 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
             (
                 "ListReleases",
                 control
-                    .list_releases(req(ListReleasesRequest { target: t(), ..Default::default() }, token))
+                    .list_releases(req(
+                        ListReleasesRequest {
+                            target: t(),
+                            ..Default::default()
+                        },
+                        token,
+                    ))
                     .await
                     .unwrap_err()
                     .code(),

@@ -16,13 +16,20 @@ async fn healthy_deploy(server: &TestServer) -> String {
     session.logs(&deploy.mission_id, 1..=3).await;
     assert_eq!(session.next_log_ack(&deploy.mission_id).await, 3);
     session
-        .update(&deploy.mission_id, MissionState::Healthy, &deploy.release_id)
+        .update(
+            &deploy.mission_id,
+            MissionState::Healthy,
+            &deploy.release_id,
+        )
         .await;
     wait_for_state(server, &deploy.mission_id, MissionState::Healthy).await;
     deploy.mission_id
 }
 
-async fn only_service(control: &mut ControlServiceClient<Channel>, server: &TestServer) -> ServiceInfo {
+async fn only_service(
+    control: &mut ControlServiceClient<Channel>,
+    server: &TestServer,
+) -> ServiceInfo {
     let mut services = control
         .list_services(server.admin(ListServicesRequest::default()))
         .await
@@ -63,7 +70,10 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one() {
         (old_mission.as_str(), MissionState::Healthy)
     );
     assert_eq!(before.url, "http://127.0.0.1:8080/");
-    assert_eq!(stored_logs(&mut control, &server, "").await.unwrap().len(), 3);
+    assert_eq!(
+        stored_logs(&mut control, &server, "").await.unwrap().len(),
+        3
+    );
 
     control
         .retire_service(server.admin(RetireServiceRequest {
@@ -108,7 +118,10 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one() {
     // The retired mission and its lines are still there when asked by id.
     assert_eq!(server.mission(&old_mission).await.mission_id, old_mission);
     assert_eq!(
-        stored_logs(&mut control, &server, &old_mission).await.unwrap().len(),
+        stored_logs(&mut control, &server, &old_mission)
+            .await
+            .unwrap()
+            .len(),
         3
     );
     server.stop().await;
@@ -153,7 +166,10 @@ async fn retired_releases_are_listed_only_when_asked_for_and_a_new_deploy_starts
     let new_mission = healthy_deploy(&server).await;
     let service = only_service(&mut control, &server).await;
     assert_eq!(
-        (service.last_mission_id.as_str(), service.last_mission_state()),
+        (
+            service.last_mission_id.as_str(),
+            service.last_mission_state()
+        ),
         (new_mission.as_str(), MissionState::Healthy)
     );
     let listed = releases(&server, false).await;

@@ -38,6 +38,12 @@ if [ ! -d "$service_dir" ]; then
     error "service-dir '$service_dir' is not a directory in $(pwd): check out the repository first (actions/checkout) and pass a path such as services/hello"
     exit 2
 fi
+# Without jq the outcome cannot be read and the job would pass with an empty
+# url and state: refuse before deploying anything.
+if ! command -v jq >/dev/null 2>&1; then
+    error "jq is not installed on this runner: install it (apt-get install jq); a self-hosted runner needs git, curl, jq and unzip"
+    exit 2
+fi
 # Belt and braces: a token from a secret is masked already, one from
 # elsewhere is not.
 printf '::add-mask::%s\n' "$token"
@@ -102,6 +108,11 @@ url="$(field url)"
 release_id="$(field release_id)"
 running_release_id="$(field running_release_id)"
 message="$(field message)"
+# action.yml promises an empty url when the deploy failed: a rolled-back
+# deploy still reports the URL of the release that kept running.
+if [ "$code" -ne 0 ]; then
+    url=""
+fi
 
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
     {
