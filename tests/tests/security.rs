@@ -443,7 +443,13 @@ async fn every_control_rpc_is_refused(
     );
     assert_unauthenticated!(
         format!("EnsureService with {label}"),
-        client.ensure_service(with(token, EnsureServiceRequest { target: target() }))
+        client.ensure_service(with(
+            token,
+            EnsureServiceRequest {
+                target: target(),
+                ..Default::default()
+            }
+        ))
     );
     assert_unauthenticated!(
         format!("RetireService with {label}"),
