@@ -14,6 +14,7 @@
 //! - [`authz`]: who may call which control RPC (the one authorization layer);
 //!   `api_tokens`: minting, listing and revoking scoped API tokens.
 //! - `http`: the plain HTTP endpoints.
+//! - `log_cursor`: one reader's position in a mission's log (lines, gaps), shared by WatchMission and StreamLogs.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
 //! - [`rotate`]: `launch server rotate-key`, re-encrypting every secret.
@@ -39,6 +40,7 @@ pub mod authz;
 mod control_service;
 mod http;
 pub mod hub;
+mod log_cursor;
 pub mod rotate;
 pub mod secrets;
 mod state;

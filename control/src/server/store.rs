@@ -14,7 +14,9 @@ use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
 mod api_tokens;
+mod provisioning;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
+pub use provisioning::HostRetired;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
