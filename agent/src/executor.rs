@@ -135,12 +135,16 @@ impl Executor {
             follower.stop().await;
         }
         let dir = self.service_dir();
-        let (Some(_current), Some(record)) = (dir.current(), self.journal.latest_finished()) else {
+        let (Some(current), Some(record)) = (dir.current(), self.journal.latest_finished()) else {
             return;
         };
-        let sink = self
-            .uplink
-            .sink(&record.mission_id, redactor(&record.secrets));
+        // A finished mission's journal entry keeps no secrets: the running
+        // release's `.env` says what to redact.
+        let secrets = release::secret_values(&dir.release(&current));
+        let sink = self.uplink.sink(
+            &record.mission_id,
+            Arc::new(Redactor::new(secrets.iter().map(String::as_str))),
+        );
         self.follower = Some(Follower::start(
             self.project(),
             follow::Start::Now,

@@ -1,8 +1,10 @@
 //! Missions on disk. A mission is written here before it is acknowledged, and
 //! its final update when it ends, so a restarted agent resumes what it had
 //! accepted, never runs a mission id twice, and can tell the control plane an
-//! outcome it may have missed. One 0600 JSON file per mission (it holds the
-//! mission's secrets, as `.env` does); finished ones beyond the newest
+//! outcome it may have missed. One 0600 JSON file per mission; it holds the
+//! mission's secrets only while the mission may still run (a resumed deploy
+//! writes `.env` from them) and drops them when the mission finishes, so no
+//! secret outlives its use here. Finished ones beyond the newest
 //! [`KEEP_FINISHED`] are pruned.
 
 use std::collections::BTreeMap;
@@ -133,13 +135,16 @@ impl Journal {
         Ok(true)
     }
 
-    /// Stores the final outcome of a mission and prunes old finished ones.
+    /// Stores the final outcome of a mission, drops its secret values (the
+    /// release's `.env` has them, and nothing runs the mission again) and
+    /// prunes old finished ones.
     pub fn finish(&self, mission_id: &str, outcome: Outcome) -> io::Result<()> {
         let _guard = self.lock.lock().expect("journal lock");
         let Some(mut record) = self.get(mission_id) else {
             return Ok(());
         };
         record.outcome = Some(outcome);
+        record.secrets.clear();
         self.write(&record)?;
         self.prune()
     }

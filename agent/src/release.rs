@@ -158,6 +158,45 @@ pub fn quote(value: &str) -> String {
     out
 }
 
+/// The variables the agent adds to every `.env` beside the secrets.
+const LAUNCH_VARIABLES: [&str; 3] = ["LAUNCH_SERVICE", "LAUNCH_ENVIRONMENT", "LAUNCH_RELEASE"];
+
+/// The secret values of the `.env` in `dir` (what [`env_file`] wrote, without
+/// the LAUNCH_* variables), for redacting a running release's output once its
+/// mission's journal entry no longer holds them. Empty when there is no file.
+pub fn secret_values(dir: &Path) -> Vec<String> {
+    let Ok(text) = fs::read_to_string(dir.join(".env")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| !LAUNCH_VARIABLES.contains(key))
+        .filter_map(|(_, quoted)| unquote(quoted))
+        .collect()
+}
+
+/// The inverse of [`quote`].
+fn unquote(quoted: &str) -> Option<String> {
+    if let Some(inner) = quoted.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')) {
+        return Some(inner.to_owned());
+    }
+    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => out.push('\n'),
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
 /// Writes `.env` into `dir` (0600, atomically).
 pub fn write_env(dir: &Path, text: &str) -> io::Result<()> {
     private_file::write_private(&dir.join(".env"), text.as_bytes())
@@ -254,5 +293,24 @@ mod tests {
         assert_eq!(vars["LEVEL"], "info");
         assert_eq!(vars["TOKEN"], "new");
         keep_bundle_env(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn secret_values_read_back_what_env_file_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = BTreeMap::from([
+            ("A".to_owned(), "plain".to_owned()),
+            ("B".to_owned(), "it's \"x\" \\ a\nb".to_owned()),
+        ]);
+        write_env(dir.path(), &env_file(&secrets, "hello", "prod", "r-1")).unwrap();
+        let mut values = secret_values(dir.path());
+        values.sort();
+        let mut expected: Vec<String> = secrets.into_values().collect();
+        expected.sort();
+        assert_eq!(
+            values, expected,
+            "the service name and release id are not secrets"
+        );
+        assert!(secret_values(&dir.path().join("missing")).is_empty());
     }
 }

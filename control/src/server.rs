@@ -16,6 +16,7 @@
 //! - `allowances`: host-policy allowances an admin grants a service.
 //! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
 //! - `http`: the plain HTTP endpoints.
+//! - `log_cursor`: one reader's position in a mission's log (lines, gaps), shared by WatchMission and StreamLogs.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
 //! - [`rotate`]: `launch server rotate-key`, re-encrypting every secret.
@@ -45,6 +46,7 @@ pub mod github;
 mod http;
 pub mod hub;
 mod provider_mirror;
+mod log_cursor;
 pub mod rotate;
 pub mod secrets;
 mod state;

@@ -2,15 +2,23 @@
 //! calls a `launch_service` needs (register the service, mint a join token,
 //! sync secrets, see its agent, retire it). Errors say which call failed and
 //! what to check; they never carry the token, a join token or a secret value.
+//!
+//! The provider and the control plane agree by ids, never by comparing the
+//! Terraform runner's clock with the control plane's: `EnsureService` says
+//! whether it created the service (remembered here, so a failed create undoes
+//! only what it made), a create waits for the agent that registered with its
+//! own join token, and destroying a host retires that host's agent and join
+//! token (the service goes only when nothing else holds it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use launch_core::labels::Labels;
 use launch_proto::control_service_client::ControlServiceClient;
 use launch_proto::{
     Bearer, CreateJoinTokenRequest, DeleteSecretRequest, EnsureServiceRequest, ListAgentsRequest,
-    ListSecretsRequest, ListServicesRequest, RetireServiceRequest, ServiceRef, SetSecretRequest,
+    ListSecretsRequest, RetireServiceRequest, RevokeJoinTokenRequest, ServiceRef, SetSecretRequest,
 };
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
@@ -31,9 +39,13 @@ pub enum ControlError {
         detail: String,
     },
     #[error(
-        "the control plane at {url} refused the provider's token during {call}: set `token` in the provider block or LAUNCH_TOKEN to an admin token (see <data-dir>/admin.token)"
+        "the control plane at {url} refused the provider's token during {call} ({message}): set `token` in the provider block or LAUNCH_TOKEN to an admin token (see <data-dir>/admin.token)"
     )]
-    Unauthorized { url: String, call: &'static str },
+    Unauthorized {
+        url: String,
+        call: &'static str,
+        message: String,
+    },
     #[error("the control plane at {url} rejected {call}: {message}")]
     Rejected {
         url: String,
@@ -60,6 +72,24 @@ pub struct JoinToken {
 pub struct ControlPlane {
     url: String,
     client: ControlServiceClient<InterceptedService<Channel, Bearer>>,
+    /// What this provider process made for each `(service, environment)`
+    /// during creates that have not finished: what a failed create undoes.
+    made: Arc<Mutex<HashMap<(String, String), Made>>>,
+}
+
+/// What creates of one service made in the control plane.
+#[derive(Debug, Default)]
+struct Made {
+    /// `EnsureService` created the service (or brought back a retired one).
+    service: bool,
+    join_token_ids: Vec<String>,
+}
+
+fn key(labels: &Labels) -> (String, String) {
+    (
+        labels.service.as_str().to_owned(),
+        labels.environment.as_str().to_owned(),
+    )
 }
 
 fn target(labels: &Labels) -> Option<ServiceRef> {
@@ -95,7 +125,11 @@ impl ControlPlane {
         })?;
         let client = ControlServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES);
-        Ok(ControlPlane { url, client })
+        Ok(ControlPlane {
+            url,
+            client,
+            made: Default::default(),
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -113,7 +147,11 @@ impl ControlPlane {
                 }
             }
             tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-                ControlError::Unauthorized { url, call }
+                ControlError::Unauthorized {
+                    url,
+                    call,
+                    message: status.message().to_owned(),
+                }
             }
             _ => ControlError::Rejected {
                 url,
@@ -123,18 +161,29 @@ impl ControlPlane {
         }
     }
 
-    /// Registers the service; `fqdn` is its public name ("" when not public),
-    /// which the agent's front door routes.
+    /// Registers the service (idempotent), remembering whether this call
+    /// created it; `fqdn` is its public name ("" when not public), which the
+    /// agent's front door routes.
     pub async fn ensure_service(&self, labels: &Labels, fqdn: &str) -> Result<(), ControlError> {
         let request = EnsureServiceRequest {
             target: target(labels),
             fqdn: fqdn.to_owned(),
         };
-        self.client
+        let reply = self
+            .client
             .clone()
             .ensure_service(request)
             .await
-            .map_err(|s| self.error("EnsureService", s))?;
+            .map_err(|s| self.error("EnsureService", s))?
+            .into_inner();
+        if reply.created {
+            self.made
+                .lock()
+                .expect("made lock")
+                .entry(key(labels))
+                .or_default()
+                .service = true;
+        }
         Ok(())
     }
 
@@ -154,6 +203,13 @@ impl ControlPlane {
             .await
             .map_err(|s| self.error("CreateJoinToken", s))?
             .into_inner();
+        self.made
+            .lock()
+            .expect("made lock")
+            .entry(key(labels))
+            .or_default()
+            .join_token_ids
+            .push(reply.join_token_id.clone());
         Ok(JoinToken {
             id: reply.join_token_id,
             token: reply.join_token,
@@ -212,42 +268,45 @@ impl ControlPlane {
         Ok(reply.secrets.into_iter().map(|s| s.key).collect())
     }
 
-    /// The newest unrevoked agent with these labels registered at or after
-    /// `since_unix_ms`, if there is one.
-    pub async fn agent(
-        &self,
-        labels: &Labels,
-        since_unix_ms: i64,
-    ) -> Result<Option<String>, ControlError> {
-        let wanted = labels.to_map();
-        let reply = self
+    async fn agents(&self) -> Result<Vec<launch_proto::AgentInfo>, ControlError> {
+        Ok(self
             .client
             .clone()
             .list_agents(ListAgentsRequest {})
             .await
             .map_err(|s| self.error("ListAgents", s))?
-            .into_inner();
-        let newest = reply
-            .agents
+            .into_inner()
+            .agents)
+    }
+
+    /// The newest unrevoked agent with these labels, if there is one (import).
+    pub async fn newest_agent(&self, labels: &Labels) -> Result<Option<String>, ControlError> {
+        let wanted = labels.to_map();
+        let newest = self
+            .agents()
+            .await?
             .into_iter()
-            .filter(|a| !a.revoked && a.registered_unix_ms >= since_unix_ms)
+            .filter(|a| !a.revoked)
             .filter(|a| wanted.iter().all(|(k, v)| a.labels.get(k) == Some(v)))
             .max_by_key(|a| a.registered_unix_ms);
         Ok(newest.map(|a| a.agent_id))
     }
 
-    /// Polls until an agent with these labels has registered (since
-    /// `since_unix_ms`), or `deadline` passes.
+    /// Polls until the agent that registered with `join_token_id` (the host
+    /// this create booted) is there, or `deadline` passes.
     pub async fn wait_for_agent(
         &self,
         labels: &Labels,
-        since_unix_ms: i64,
+        join_token_id: &str,
         deadline: Instant,
         waited_from: Instant,
     ) -> Result<String, ControlError> {
         loop {
-            if let Some(agent_id) = self.agent(labels, since_unix_ms).await? {
-                return Ok(agent_id);
+            let agent = self.agents().await?.into_iter().find(|a| {
+                !a.revoked && !join_token_id.is_empty() && a.join_token_id == join_token_id
+            });
+            if let Some(agent) = agent {
+                return Ok(agent.agent_id);
             }
             if Instant::now() >= deadline {
                 return Err(ControlError::NoAgent {
@@ -260,30 +319,46 @@ impl ControlPlane {
         }
     }
 
-    /// Retires the service if it was registered at or after `since_unix_ms`
-    /// (i.e. by the caller); leaves an older one alone.
-    pub async fn retire_if_created_since(
+    /// Forgets what creates of the service made (the create succeeded).
+    pub fn keep_made(&self, labels: &Labels) {
+        self.made.lock().expect("made lock").remove(&key(labels));
+    }
+
+    /// Undoes what creates of this service made in this process: retires
+    /// the service if `EnsureService` created it, otherwise revokes the join
+    /// tokens they minted. A service that was there before is left alone.
+    pub async fn undo_create(&self, labels: &Labels) -> Result<(), ControlError> {
+        let made = self.made.lock().expect("made lock").remove(&key(labels));
+        let Some(made) = made else { return Ok(()) };
+        if made.service {
+            return self.retire(labels).await;
+        }
+        for join_token_id in made.join_token_ids {
+            let request = RevokeJoinTokenRequest { join_token_id };
+            match self.client.clone().revoke_join_token(request).await {
+                Ok(_) => {}
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                Err(status) => return Err(self.error("RevokeJoinToken", status)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Retires one host: its own agent and join token are revoked, and the
+    /// service is retired only when nothing else holds it (a replacement's
+    /// agent or join token keeps it, as with `create_before_destroy`).
+    pub async fn retire_host(
         &self,
         labels: &Labels,
-        since_unix_ms: i64,
+        agent_id: Option<&str>,
+        join_token_id: Option<&str>,
     ) -> Result<(), ControlError> {
-        let reply = self
-            .client
-            .clone()
-            .list_services(ListServicesRequest {})
-            .await
-            .map_err(|s| self.error("ListServices", s))?
-            .into_inner();
-        let ours = reply.services.iter().any(|s| {
-            s.target.as_ref().is_some_and(|t| {
-                t.service == labels.service.as_str() && t.environment == labels.environment.as_str()
-            }) && s.created_unix_ms >= since_unix_ms
-        });
-        if ours {
-            self.retire(labels).await
-        } else {
-            Ok(())
-        }
+        let request = RetireServiceRequest {
+            target: target(labels),
+            agent_id: agent_id.unwrap_or_default().to_owned(),
+            join_token_id: join_token_id.unwrap_or_default().to_owned(),
+        };
+        self.send_retire(labels, request).await
     }
 
     /// Revokes the service's agents and join tokens and forgets the service.
@@ -291,7 +366,16 @@ impl ControlPlane {
     pub async fn retire(&self, labels: &Labels) -> Result<(), ControlError> {
         let request = RetireServiceRequest {
             target: target(labels),
+            ..Default::default()
         };
+        self.send_retire(labels, request).await
+    }
+
+    async fn send_retire(
+        &self,
+        labels: &Labels,
+        request: RetireServiceRequest,
+    ) -> Result<(), ControlError> {
         let reply = match self.client.clone().retire_service(request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) if status.code() == tonic::Code::NotFound => return Ok(()),
@@ -302,6 +386,7 @@ impl ControlPlane {
             environment = %labels.environment.as_str(),
             agents_revoked = reply.agents_revoked,
             join_tokens_revoked = reply.join_tokens_revoked,
+            service_retired = reply.service_retired,
             "retired in the control plane"
         );
         Ok(())

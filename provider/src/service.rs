@@ -19,7 +19,7 @@
 mod state;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use launch_core::labels::Labels;
@@ -149,13 +149,6 @@ fn copy_dns(to: &mut State, from: &State) {
     to.url = from.url.clone();
     to.dns_record_id = from.dns_record_id.clone();
     to.dns_content = from.dns_content.clone();
-}
-
-fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn deadline(value: &Value<String>, default: Duration) -> (Instant, Duration) {
@@ -519,7 +512,13 @@ impl Resource for ServiceResource {
                 }
                 info!(%instance_id, "instance terminated");
             }
-            if let Err(e) = clients.control.retire(&labels).await {
+            let own_agent = prior.agent_id.as_ref_option().map(String::as_str);
+            let own_join_token = prior.join_token_id.as_ref_option().map(String::as_str);
+            if let Err(e) = clients
+                .control
+                .retire_host(&labels, own_agent, own_join_token)
+                .await
+            {
                 diags.root_error(
                     "the instance is terminated, but the service could not be retired in the control plane",
                     format!("{e}. Run destroy again, or `launch` to revoke the service's tokens."),
@@ -682,7 +681,7 @@ async fn import_rest(
                 }
             }
         }
-        state.agent_id = match clients.control.agent(labels, 0).await {
+        state.agent_id = match clients.control.newest_agent(labels).await {
             Ok(agent) => text(agent),
             Err(e) => {
                 diags.root_warning("cannot look up the service's agent", e.to_string());
@@ -723,7 +722,6 @@ impl ServiceResource {
         labels: &Labels,
         planned: State,
     ) -> Option<State> {
-        let started_ms = now_unix_ms();
         let (deadline, create_timeout) =
             deadline(&planned.timeouts().create, timeouts::DEFAULT_CREATE);
         let waited_from = Instant::now();
@@ -735,7 +733,7 @@ impl ServiceResource {
                     clients,
                     labels,
                     planned,
-                    (started_ms, deadline, waited_from),
+                    (deadline, waited_from),
                     create_timeout,
                 )
                 .await;
@@ -758,7 +756,7 @@ impl ServiceResource {
             Ok(ok) => ok,
             Err(e) => {
                 diags.root_error("cannot create launch_service", e);
-                self.undo_control_plane(labels, started_ms, clients).await;
+                self.undo_control_plane(labels, clients).await;
                 return None;
             }
         };
@@ -804,7 +802,7 @@ impl ServiceResource {
                     "cannot create launch_service: the instance was not launched",
                     e.to_string(),
                 );
-                self.undo_control_plane(labels, started_ms, clients).await;
+                self.undo_control_plane(labels, clients).await;
                 return None;
             }
         };
@@ -828,7 +826,7 @@ impl ServiceResource {
             }
         }
         let what = format!("Instance {}", view.id);
-        let timing = (started_ms, deadline, waited_from);
+        let timing = (deadline, waited_from);
         self.finish_create(diags, clients, labels, state, planned_fqdn, timing, &what)
             .await
     }
@@ -887,9 +885,11 @@ impl ServiceResource {
         labels: &Labels,
         mut state: State,
         planned_fqdn: Value<String>,
-        timing: (i64, Instant, Instant),
+        timing: (Instant, Instant),
         what: &str,
     ) -> Option<State> {
+        // The host exists: a later failure taints it, nothing is undone.
+        clients.control.keep_made(labels);
         if self
             .create_dns(diags, clients, &mut state, planned_fqdn, what)
             .await
@@ -940,23 +940,28 @@ impl ServiceResource {
         }
     }
 
-    /// With `wait_for_agent`, waits for an agent registered since
-    /// `started_ms` (with leeway for clock skew).
+    /// With `wait_for_agent`, waits for the agent that registered with this
+    /// create's join token.
     async fn await_agent(
         &self,
         diags: &mut Diagnostics,
         clients: &Clients,
         labels: &Labels,
         state: &mut State,
-        (started_ms, deadline, waited_from): (i64, Instant, Instant),
+        (deadline, waited_from): (Instant, Instant),
         what: &str,
     ) {
         if state.wait_for_agent == Value::Value(false) {
             return;
         }
+        let join_token_id = state
+            .join_token_id
+            .as_ref_option()
+            .cloned()
+            .unwrap_or_default();
         match clients
             .control
-            .wait_for_agent(labels, started_ms - 5_000, deadline, waited_from)
+            .wait_for_agent(labels, &join_token_id, deadline, waited_from)
             .await
         {
             Ok(agent_id) => {
@@ -975,12 +980,8 @@ impl ServiceResource {
     /// Before an instance exists, a failed create leaves the control plane as
     /// it found it: a service this create registered is retired (which also
     /// revokes the join token); an existing one is left alone.
-    async fn undo_control_plane(&self, labels: &Labels, started_ms: i64, clients: &Clients) {
-        if let Err(e) = clients
-            .control
-            .retire_if_created_since(labels, started_ms)
-            .await
-        {
+    async fn undo_control_plane(&self, labels: &Labels, clients: &Clients) {
+        if let Err(e) = clients.control.undo_create(labels).await {
             tracing::warn!(error = %e, "could not undo the control-plane side of a failed create");
         }
     }
@@ -1422,7 +1423,7 @@ impl ServiceResource {
         clients: &Clients,
         labels: &Labels,
         planned: State,
-        (started_ms, deadline, waited_from): (i64, Instant, Instant),
+        (deadline, waited_from): (Instant, Instant),
         create_timeout: Duration,
     ) -> Option<State> {
         let control = &clients.control;
@@ -1463,7 +1464,7 @@ impl ServiceResource {
             Ok(ok) => ok,
             Err(e) => {
                 diags.root_error("cannot create launch_service", e);
-                self.undo_control_plane(labels, started_ms, clients).await;
+                self.undo_control_plane(labels, clients).await;
                 return None;
             }
         };
@@ -1524,7 +1525,7 @@ impl ServiceResource {
                     ),
                     e.to_string(),
                 );
-                self.undo_control_plane(labels, started_ms, clients).await;
+                self.undo_control_plane(labels, clients).await;
                 return None;
             }
         };
@@ -1550,7 +1551,7 @@ impl ServiceResource {
                     format!("cannot create launch_service: the Proxmox task creating container {instance_id} failed"),
                     e.to_string(),
                 );
-                self.undo_control_plane(labels, started_ms, clients).await;
+                self.undo_control_plane(labels, clients).await;
                 return None;
             }
             diags.root_error(
@@ -1605,7 +1606,7 @@ impl ServiceResource {
         }
         drop(keys);
         let what = format!("Container {instance_id}");
-        let timing = (started_ms, deadline, waited_from);
+        let timing = (deadline, waited_from);
         self.finish_create(diags, clients, labels, state, planned_fqdn, timing, &what)
             .await
     }

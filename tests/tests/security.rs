@@ -453,7 +453,13 @@ async fn every_control_rpc_is_refused(
     );
     assert_unauthenticated!(
         format!("RetireService with {label}"),
-        client.retire_service(with(token, RetireServiceRequest { target: target() }))
+        client.retire_service(with(
+            token,
+            RetireServiceRequest {
+                target: target(),
+                ..Default::default()
+            }
+        ))
     );
     assert_unauthenticated!(
         format!("ListReleases with {label}"),

@@ -54,6 +54,22 @@ pub async fn follow(
         .await
         .map_err(|s| CliError::from_status(&s, addr))?
     {
+        if let Some(gap) = &event.gap {
+            // The same words `deploy --wait` uses: nothing is skipped silently.
+            match output {
+                Output::Text => {
+                    eprintln!("(log lines {} to {} are missing)", gap.from_seq, gap.to_seq)
+                }
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "mission_id": event.mission_id,
+                        "gap": { "from_seq": gap.from_seq, "to_seq": gap.to_seq },
+                    })
+                ),
+            }
+            continue;
+        }
         let Some(line) = event.line else { continue };
         if output == Output::Text && event.mission_id != mission {
             if !mission.is_empty() {

@@ -22,6 +22,7 @@ use launch_proto::control_service_server::ControlService;
 use launch_proto::*;
 
 use super::github::ReportEvent;
+use super::log_cursor::LogCursor;
 use super::secrets;
 use super::state::{State, internal};
 use super::store::github::ReleaseSource;
@@ -30,8 +31,6 @@ use super::tokens;
 
 /// Default join token lifetime.
 const DEFAULT_JOIN_TTL_SECS: u64 = 3600;
-/// Lines read from the store per page when replaying.
-const PAGE: i64 = 1000;
 
 pub struct Control {
     state: Arc<State>,
@@ -114,42 +113,23 @@ fn final_update(m: &MissionRow) -> MissionEvent {
     }
 }
 
-fn line_event(line: LogLine) -> MissionEvent {
-    MissionEvent {
-        event: Some(mission_event::Event::Line(line)),
-    }
-}
-
-/// Stored lines after `sent` as events, with a gap event wherever seqs jump.
-async fn replay(
-    state: &State,
-    mission_id: &str,
-    sent: &mut u64,
-) -> Result<Vec<MissionEvent>, Status> {
-    let mut events = Vec::new();
-    loop {
-        let lines = state
-            .store
-            .lines_after(mission_id, *sent, PAGE)
-            .await
-            .map_err(internal)?;
-        let done = (lines.len() as i64) < PAGE;
-        for line in lines {
-            if line.seq > *sent + 1 {
-                events.push(MissionEvent {
-                    event: Some(mission_event::Event::Gap(LogGap {
-                        from_seq: *sent + 1,
-                        to_seq: line.seq - 1,
-                    })),
-                });
-            }
-            *sent = line.seq;
-            events.push(line_event(line));
-        }
-        if done {
-            return Ok(events);
-        }
-    }
+/// The lines and gaps among `events` as StreamLogs events of the cursor's mission.
+fn log_events(cursor: &LogCursor, events: Vec<MissionEvent>) -> Vec<LogEvent> {
+    events
+        .into_iter()
+        .filter_map(|event| {
+            let (line, gap) = match event.event? {
+                mission_event::Event::Line(line) => (Some(line), None),
+                mission_event::Event::Gap(gap) => (None, Some(gap)),
+                mission_event::Event::Update(_) => return None,
+            };
+            Some(LogEvent {
+                mission_id: cursor.mission_id().to_owned(),
+                line,
+                gap,
+            })
+        })
+        .collect()
 }
 
 impl Control {
@@ -185,6 +165,7 @@ impl Control {
             agents_connected,
             note: row.note.clone(),
             created_unix_ms: row.created,
+            created: false,
         })
     }
 
@@ -199,9 +180,16 @@ impl Control {
 
     async fn all_agents(&self) -> Result<Vec<AgentInfo>, Status> {
         let rows = self.state.store.agents().await.map_err(internal)?;
+        let join_tokens = self
+            .state
+            .store
+            .join_token_ids_by_agent()
+            .await
+            .map_err(internal)?;
         Ok(rows
             .into_iter()
             .map(|a| AgentInfo {
+                join_token_id: join_tokens.get(&a.id).cloned().unwrap_or_default(),
                 connected: self.state.hub.is_connected(&a.id),
                 labels: serde_json::from_str(&a.labels).unwrap_or_default(),
                 agent_id: a.id,
@@ -481,14 +469,14 @@ impl ControlService for Control {
         }
         let mut live = state.hub.subscribe_mission(&mission_id);
         let stream = async_stream::try_stream! {
-            let mut sent = request.since_seq;
-            for event in replay(&state, &mission_id, &mut sent).await? {
+            let mut cursor = LogCursor::new(mission_id.clone(), request.since_seq);
+            for event in cursor.replay(&state).await? {
                 yield event;
             }
             let mission = state.store.mission(&mission_id).await.map_err(internal)?
                 .ok_or_else(|| Status::not_found(format!("no mission {mission_id}")))?;
             if mission.state.is_final() {
-                for event in replay(&state, &mission_id, &mut sent).await? {
+                for event in cursor.replay(&state).await? {
                     yield event;
                 }
                 yield final_update(&mission);
@@ -503,41 +491,20 @@ impl ControlService for Control {
                         break;
                     };
                     match received {
-                        Ok(MissionEvent { event: Some(mission_event::Event::Line(line)) }) => {
-                            if line.seq <= sent {
-                                continue;
+                        Ok(event) => {
+                            let mut done = false;
+                            for event in cursor.live(&state, event).await? {
+                                done |= matches!(&event.event, Some(mission_event::Event::Update(update))
+                                    if MissionState::try_from(update.state).is_ok_and(MissionState::is_final));
+                                yield event;
                             }
-                            if line.seq > sent + 1 {
-                                for event in replay(&state, &mission_id, &mut sent).await? {
-                                    yield event;
-                                }
-                                continue;
-                            }
-                            sent = line.seq;
-                            yield line_event(line);
-                        }
-                        Ok(MissionEvent { event: Some(mission_event::Event::Gap(gap)) }) => {
-                            if gap.to_seq > sent {
-                                sent = gap.to_seq;
-                                yield MissionEvent { event: Some(mission_event::Event::Gap(gap)) };
-                            }
-                        }
-                        Ok(MissionEvent { event: Some(mission_event::Event::Update(update)) }) => {
-                            let done = MissionState::try_from(update.state).is_ok_and(MissionState::is_final);
-                            if done {
-                                for event in replay(&state, &mission_id, &mut sent).await? {
-                                    yield event;
-                                }
-                            }
-                            yield MissionEvent { event: Some(mission_event::Event::Update(update)) };
                             if done {
                                 break;
                             }
                         }
-                        Ok(MissionEvent { event: None }) => {}
                         Err(broadcast::error::RecvError::Lagged(skipped)) => {
                             warn!(mission_id = %mission_id, skipped, "watcher lagged: re-reading from the store");
-                            for event in replay(&state, &mission_id, &mut sent).await? {
+                            for event in cursor.replay(&state).await? {
                                 yield event;
                             }
                             let mission = state.store.mission(&mission_id).await.map_err(internal)?
@@ -565,7 +532,7 @@ impl ControlService for Control {
         let (service, environment) = target(request.target.as_ref())?;
         let state = self.state.clone();
         let mut newer = state.hub.subscribe_service(&service, &environment);
-        let mut mission_id = if request.mission_id.is_empty() {
+        let mission_id = if request.mission_id.is_empty() {
             state
                 .store
                 .newest_mission(&service, &environment)
@@ -594,13 +561,12 @@ impl ControlService for Control {
         };
         let follow = request.follow;
         let stream = async_stream::try_stream! {
-            let mut sent = request.since_seq;
+            let mut cursor = LogCursor::new(mission_id, request.since_seq);
             'missions: loop {
-                let mut live = state.hub.subscribe_mission(&mission_id);
-                for event in replay(&state, &mission_id, &mut sent).await? {
-                    if let Some(mission_event::Event::Line(line)) = event.event {
-                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
-                    }
+                let mut live = state.hub.subscribe_mission(cursor.mission_id());
+                let events = cursor.replay(&state).await?;
+                for event in log_events(&cursor, events) {
+                    yield event;
                 }
                 if !follow {
                     break;
@@ -620,47 +586,33 @@ impl ControlService for Control {
                         Next::Shutdown => {
                             Err(Status::unavailable("the control plane is shutting down: follow again to resume"))?;
                         }
-                        Next::Live(Ok(MissionEvent { event: Some(mission_event::Event::Line(line)) })) => {
-                            if line.seq <= sent {
-                                continue;
+                        Next::Live(Ok(event)) => {
+                            let events = cursor.live(&state, event).await?;
+                for event in log_events(&cursor, events) {
+                                yield event;
                             }
-                            if line.seq > sent + 1 {
-                                for event in replay(&state, &mission_id, &mut sent).await? {
-                                    if let Some(mission_event::Event::Line(line)) = event.event {
-                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
-                                    }
-                                }
-                                continue;
-                            }
-                            sent = line.seq;
-                            yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
                         }
-                        Next::Live(Ok(_)) => {}
                         Next::Live(Err(broadcast::error::RecvError::Lagged(_))) => {
-                            for event in replay(&state, &mission_id, &mut sent).await? {
-                                if let Some(mission_event::Event::Line(line)) = event.event {
-                                    yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
-                                }
+                            let events = cursor.replay(&state).await?;
+                for event in log_events(&cursor, events) {
+                                yield event;
                             }
                         }
                         Next::Live(Err(broadcast::error::RecvError::Closed)) => break 'missions,
                         Next::Newer(Ok(newest)) => {
-                            if newest != mission_id {
-                                for event in replay(&state, &mission_id, &mut sent).await? {
-                                    if let Some(mission_event::Event::Line(line)) = event.event {
-                                        yield LogEvent { mission_id: mission_id.clone(), line: Some(line), gap: None };
-                                    }
+                            if newest != cursor.mission_id() {
+                                let events = cursor.replay(&state).await?;
+                for event in log_events(&cursor, events) {
+                                    yield event;
                                 }
-                                mission_id = newest;
-                                sent = 0;
+                                cursor = LogCursor::new(newest, 0);
                                 continue 'missions;
                             }
                         }
                         Next::Newer(Err(broadcast::error::RecvError::Lagged(_))) => {
                             let newest = state.store.newest_mission(&service, &environment).await.map_err(internal)?;
-                            if let Some(newest) = newest.filter(|m| m.id != mission_id) {
-                                mission_id = newest.id;
-                                sent = 0;
+                            if let Some(newest) = newest.filter(|m| m.id != cursor.mission_id()) {
+                                cursor = LogCursor::new(newest.id, 0);
                                 continue 'missions;
                             }
                         }
@@ -710,22 +662,26 @@ impl ControlService for Control {
             )));
         }
         let store = &self.state.store;
-        let row = store
-            .ensure_service(&service, &environment)
+        let (row, created) = store
+            .ensure_service_created(&service, &environment)
             .await
             .map_err(internal)?;
         store
             .set_fqdn(&service, &environment, &fqdn)
             .await
             .map_err(internal)?;
-        Ok(Response::new(self.service_info(&row).await?))
+        Ok(Response::new(ServiceInfo {
+            created,
+            ..self.service_info(&row).await?
+        }))
     }
 
     async fn retire_service(
         &self,
         request: Request<RetireServiceRequest>,
     ) -> Result<Response<RetireServiceResponse>, Status> {
-        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        let request = request.into_inner();
+        let (service, environment) = target(request.target.as_ref())?;
         let store = &self.state.store;
         if store
             .service(&service, &environment)
@@ -736,6 +692,28 @@ impl ControlService for Control {
             return Err(Status::not_found(format!(
                 "no service {service} in {environment}: see `launch services`"
             )));
+        }
+        if !request.agent_id.is_empty() || !request.join_token_id.is_empty() {
+            let host = store
+                .retire_host(
+                    &service,
+                    &environment,
+                    &request.agent_id,
+                    &request.join_token_id,
+                )
+                .await
+                .map_err(internal)?;
+            if host.agent_revoked {
+                self.state.hub.close(&request.agent_id);
+            }
+            if host.others_remain {
+                info!(service = %service, environment = %environment, agent_id = %request.agent_id, "host retired; another host keeps the service");
+                return Ok(Response::new(RetireServiceResponse {
+                    agents_revoked: host.agent_revoked as u32,
+                    join_tokens_revoked: 0,
+                    service_retired: false,
+                }));
+            }
         }
         let retired = store
             .retire_service(&service, &environment)
@@ -762,6 +740,7 @@ impl ControlService for Control {
         Ok(Response::new(RetireServiceResponse {
             agents_revoked: retired.agents.len() as u32,
             join_tokens_revoked: retired.join_tokens as u32,
+            service_retired: true,
         }))
     }
 

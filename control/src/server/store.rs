@@ -14,12 +14,14 @@ use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
 mod api_tokens;
+mod provisioning;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
 mod allowances;
 mod health;
 pub use allowances::AllowanceRow;
 pub use health::HealthRow;
 pub mod github;
+pub use provisioning::HostRetired;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

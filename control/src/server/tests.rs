@@ -597,7 +597,13 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
             (
                 "RetireService",
                 control
-                    .retire_service(req(RetireServiceRequest { target: t() }, token))
+                    .retire_service(req(
+                        RetireServiceRequest {
+                            target: t(),
+                            ..Default::default()
+                        },
+                        token,
+                    ))
                     .await
                     .unwrap_err()
                     .code(),
@@ -1430,6 +1436,7 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
     let retired = control
         .retire_service(server.admin(RetireServiceRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap()

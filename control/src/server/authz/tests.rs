@@ -386,6 +386,7 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
                 service: "other".into(),
                 environment: "prod".into(),
             }),
+            ..Default::default()
         }
         .encode_to_vec(),
         "ListReleasesRequest" => ListReleasesRequest { target }.encode_to_vec(),
