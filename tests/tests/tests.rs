@@ -16,6 +16,7 @@
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
 //! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
+//! - `docker_target`: `target = "docker"` on the real engine: a systemd host container, deploy, resize, import, destroy.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
@@ -26,6 +27,7 @@ mod bootstrap;
 mod control_plane;
 mod deploy;
 mod dns;
+mod docker_target;
 mod faults;
 mod isolation;
 mod kit;
