@@ -161,7 +161,10 @@ impl Docker {
     /// `docker inspect` of a container, `None` when there is none.
     pub async fn inspect(&self, container: &str) -> Result<Option<Json>, DockerError> {
         let out = self
-            .call(&["container", "inspect", "--format", "{{json .}}", container], None)
+            .call(
+                &["container", "inspect", "--format", "{{json .}}", container],
+                None,
+            )
             .await?;
         if !out.ok {
             if out.stderr.contains("No such container") || out.stderr.contains("No such object") {

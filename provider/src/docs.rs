@@ -25,7 +25,11 @@ fn type_name(t: &AttributeType) -> String {
 }
 
 fn line(out: &mut String, name: &str, attribute: &Attribute) {
-    let sensitive = if attribute.sensitive { ", Sensitive" } else { "" };
+    let sensitive = if attribute.sensitive {
+        ", Sensitive"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
         "- `{name}` ({}{sensitive}) {}",
@@ -135,8 +139,14 @@ mod tests {
     fn docs_of_launch_service_match_its_schema() {
         let schema = crate::service::schema();
         let generated = render(&schema.block, Some("## Attribute Reference"));
-        assert!(generated.contains("- `name` (String) Service name"), "{generated}");
-        assert!(generated.contains("### Nested Schema for `docker`"), "{generated}");
+        assert!(
+            generated.contains("- `name` (String) Service name"),
+            "{generated}"
+        );
+        assert!(
+            generated.contains("### Nested Schema for `docker`"),
+            "{generated}"
+        );
         check("docs/resources/launch_service.md", &generated);
     }
 

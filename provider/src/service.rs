@@ -194,7 +194,11 @@ impl Resource for ServiceResource {
         if let (Some(target), Some(clients)) = (target::of(&planned), &clients)
             && let Some(missing) = target.missing_settings(clients).await
         {
-            diags.error(missing.summary, missing.detail, AttributePath::new("target"));
+            diags.error(
+                missing.summary,
+                missing.detail,
+                AttributePath::new("target"),
+            );
             return None;
         }
         planned.id = planned.computed_id();
@@ -277,10 +281,12 @@ impl Resource for ServiceResource {
             deadline,
             waited_from: Instant::now(),
         };
-        create::run(diags, &control, target, &clients, &labels, planned, deadline)
-            .instrument(span(&labels, "create"))
-            .await
-            .map(|s| (s, Value::Null))
+        create::run(
+            diags, &control, target, &clients, &labels, planned, deadline,
+        )
+        .instrument(span(&labels, "create"))
+        .await
+        .map(|s| (s, Value::Null))
     }
 
     async fn update<'a>(

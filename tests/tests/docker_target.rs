@@ -27,7 +27,10 @@ fn served_agent() -> String {
 }
 
 fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("run docker");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
     (
         out.status.success(),
         format!(
@@ -226,7 +229,11 @@ fn a_bad_docker_host_or_an_engine_that_does_not_answer_fails_the_plan_saying_wha
         ));
         let plan = tf.plan();
         assert_eq!(plan.code, 1, "{host}: {}", plan.text());
-        assert!(plan.text().contains(wanted), "{host}: expected {wanted:?} in\n{}", plan.text());
+        assert!(
+            plan.text().contains(wanted),
+            "{host}: expected {wanted:?} in\n{}",
+            plan.text()
+        );
     }
     // The positive control: the machine's engine answers, and the same plan
     // goes through.

@@ -23,7 +23,8 @@ use crate::control::JoinToken;
 use crate::provider::Clients;
 
 /// What every failure after the host exists says about it.
-pub const KEPT: &str = "It is kept in state (tainted): the next apply replaces it, destroy removes it.";
+pub const KEPT: &str =
+    "It is kept in state (tainted): the next apply replaces it, destroy removes it.";
 
 /// The steps of a create that are not the target's.
 #[async_trait]

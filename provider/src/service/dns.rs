@@ -173,7 +173,10 @@ pub async fn delete(diags: &mut Diagnostics, clients: &Clients, prior: &State) -
         return true;
     };
     let deleted = match clients.cloudflare().await {
-        Ok(cloudflare) => cloudflare.delete(record_id).await.map_err(|e| e.to_string()),
+        Ok(cloudflare) => cloudflare
+            .delete(record_id)
+            .await
+            .map_err(|e| e.to_string()),
         Err(missing) => Err(missing),
     };
     match deleted {

@@ -72,7 +72,7 @@ pub struct DnsSettings {
 
 pub fn schema() -> Schema {
     use AttributeConstraint::{Computed, Optional, OptionalComputed, Required};
-    use AttributeType::{Bool, List, Map, String};
+    use AttributeType::{Bool, Map, String};
     let s = || String;
     let attr = attribute;
     let mut secrets = attr(
@@ -134,14 +134,19 @@ pub fn schema() -> Schema {
             attributes,
             blocks: Kind::ALL
                 .iter()
-                .map(|k| (k.target().name().to_owned(), NestedBlock::Optional(k.target().block())))
+                .map(|k| {
+                    (
+                        k.target().name().to_owned(),
+                        NestedBlock::Optional(k.target().block()),
+                    )
+                })
                 .chain([
                     ("timeouts".to_owned(), NestedBlock::Optional(timeouts)),
                     ("dns".to_owned(), NestedBlock::Optional(dns)),
                 ])
                 .collect(),
             description: Description::markdown(
-                "A host for one compose service in one environment: an EC2 instance that boots, installs Docker and `launch-agent`, and registers with the control plane with labels `service-name` and `environment`, ready for `launch deploy`.",
+                "A host for one compose service in one environment (an EC2 instance, a Proxmox LXC or a container on a Docker engine) that installs `launch-agent` and registers with the control plane with labels `service-name` and `environment`, ready for `launch deploy`.",
             ),
             ..Default::default()
         },
@@ -158,11 +163,6 @@ impl State {
         let service = ServiceName::parse(self.name.as_ref_option()?).ok()?;
         let environment = EnvironmentName::parse(self.environment.as_ref_option()?).ok()?;
         Some(Labels::new(service, environment))
-    }
-
-    /// Known user tags, without nulls.
-    pub fn user_tags(&self) -> BTreeMap<String, String> {
-        known_map(&self.tags)
     }
 
     pub fn secret_values(&self) -> BTreeMap<String, String> {
@@ -183,7 +183,11 @@ impl State {
             &config.environment,
             DEFAULT_ENVIRONMENT.to_owned(),
         );
-        default_to(&mut self.size, &config.size, Size::DEFAULT.name().to_owned());
+        default_to(
+            &mut self.size,
+            &config.size,
+            Size::DEFAULT.name().to_owned(),
+        );
         default_to(&mut self.public, &config.public, false);
         default_to(&mut self.wait_for_agent, &config.wait_for_agent, true);
         self.fill_empty_blocks();
@@ -255,6 +259,7 @@ impl State {
             _ => Value::Unknown,
         }
     }
+}
 
 /// A target block, `[]` when absent.
 trait EmptyBlock {
@@ -478,7 +483,8 @@ mod tests {
             s.aws = Value::Value(vec![AwsArgs::default()]);
         });
         assert!(
-            aws.iter().any(|e| e.starts_with("an aws block needs target = \"aws\"")),
+            aws.iter()
+                .any(|e| e.starts_with("an aws block needs target = \"aws\"")),
             "{aws:?}"
         );
     }

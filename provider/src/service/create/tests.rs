@@ -99,7 +99,10 @@ impl ControlSide for Fake {
 
     async fn wait_for_agent(&self, diags: &mut Diagnostics, state: &mut State, what: &str) {
         if self.fails(Step::Agent) {
-            diags.root_error("the host's agent did not register in time", format!("{what} is kept"));
+            diags.root_error(
+                "the host's agent did not register in time",
+                format!("{what} is kept"),
+            );
             return;
         }
         state.agent_id = Value::Value("agent-1".into());
@@ -218,7 +221,10 @@ async fn a_create_that_fails_before_a_host_exists_undoes_the_control_plane_and_k
             continue;
         }
         walked.push(step);
-        assert!(state.is_none(), "{step:?}: nothing exists, nothing is returned");
+        assert!(
+            state.is_none(),
+            "{step:?}: nothing exists, nothing is returned"
+        );
         assert_eq!(seen.undone, 1, "{step:?}: the control plane is undone once");
         assert_eq!(diags.errors.len(), 1, "{step:?}");
         assert_eq!(seen.prepared, step != Step::Connect, "{step:?}");
@@ -242,7 +248,10 @@ async fn a_create_that_fails_once_the_host_exists_returns_it_for_terraform_to_ta
             "{step:?}"
         );
         assert_eq!(state.join_token_id, Value::Value("jt-1".into()), "{step:?}");
-        assert_eq!(seen.undone, 0, "{step:?}: a host exists, so nothing is undone");
+        assert_eq!(
+            seen.undone, 0,
+            "{step:?}: a host exists, so nothing is undone"
+        );
         assert_eq!(diags.errors.len(), 1, "{step:?}: the error taints it");
         let text: String = diags
             .errors

@@ -279,7 +279,10 @@ impl Target for Aws {
                 info!(%instance_id, "instance is gone: removing it from state so the plan re-creates it");
                 Ok(None)
             }
-            Err(e) => Err(Failure::new(format!("cannot read instance {instance_id}"), e)),
+            Err(e) => Err(Failure::new(
+                format!("cannot read instance {instance_id}"),
+                e,
+            )),
         }
     }
 
@@ -339,10 +342,7 @@ impl Target for Aws {
                 .sync_tags(instance_id, &instance.tags, &wanted_tags)
                 .await
             {
-                return Err(plain(Failure::new(
-                    "cannot update the instance's tags",
-                    e,
-                )));
+                return Err(plain(Failure::new("cannot update the instance's tags", e)));
             }
             instance.tags = wanted_tags;
         }
@@ -462,12 +462,18 @@ mod tests {
             size: Value::Value("medium".into()),
             ..Default::default()
         };
-        assert_eq!(wanted_instance_type(&state), Value::Value("t3.medium".into()));
+        assert_eq!(
+            wanted_instance_type(&state),
+            Value::Value("t3.medium".into())
+        );
         state.aws = Value::Value(vec![AwsArgs {
             instance_type: Value::Value("m7i.large".into()),
             ..Default::default()
         }]);
-        assert_eq!(wanted_instance_type(&state), Value::Value("m7i.large".into()));
+        assert_eq!(
+            wanted_instance_type(&state),
+            Value::Value("m7i.large".into())
+        );
         assert_eq!(size_for("t3.large"), Some(Size::Large));
         assert_eq!(size_for("m7i.large"), None);
     }

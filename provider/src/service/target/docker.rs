@@ -185,7 +185,7 @@ impl Target for DockerTarget {
         }
         let blocks = match &config.docker {
             Value::Value(blocks) => blocks.as_slice(),
-            Value::Null => &[],
+            Value::Null => &[][..],
             Value::Unknown => return,
         };
         let image = blocks.first().map(|b| b.image.clone()).unwrap_or_default();
@@ -200,9 +200,11 @@ impl Target for DockerTarget {
 
     /// A missing engine or a bad `docker.host` is said at plan time.
     async fn missing_settings(&self, clients: &Clients) -> Option<Failure> {
-        clients.docker().await.err().map(|e| {
-            Failure::new("target = \"docker\" needs a Docker engine that answers", e)
-        })
+        clients
+            .docker()
+            .await
+            .err()
+            .map(|e| Failure::new("target = \"docker\" needs a Docker engine that answers", e))
     }
 
     fn plan(&self, planned: &mut State, prior: Option<&State>) {
@@ -234,7 +236,9 @@ impl Target for DockerTarget {
     }
 
     async fn connect(&self, clients: &Clients) -> Result<(), Failure> {
-        engine(clients, "cannot create launch_service").await.map(drop)
+        engine(clients, "cannot create launch_service")
+            .await
+            .map(drop)
     }
 
     async fn create(&self, clients: &Clients, spec: &HostSpec<'_>, planned: &State) -> Created {
@@ -253,8 +257,12 @@ impl Target for DockerTarget {
             Ok(None) => {}
             Ok(Some(_)) => {
                 return Created::Nothing(Failure::new(
-                    format!("cannot create launch_service: a container named {name} already exists"),
-                    format!("Import it (terraform import <address> {environment}/{service}) or remove it (docker rm -f {name}), then apply again."),
+                    format!(
+                        "cannot create launch_service: a container named {name} already exists"
+                    ),
+                    format!(
+                        "Import it (terraform import <address> {environment}/{service}) or remove it (docker rm -f {name}), then apply again."
+                    ),
                 ));
             }
             Err(e) => return Created::Nothing(Failure::new("cannot create launch_service", e)),
@@ -342,7 +350,10 @@ impl Target for DockerTarget {
         };
         if inspect["State"]["Running"] != Json::Bool(true) {
             let now = inspect["State"]["Status"].as_str().unwrap_or("unknown");
-            let name = inspect["Name"].as_str().unwrap_or(instance_id).trim_start_matches('/');
+            let name = inspect["Name"]
+                .as_str()
+                .unwrap_or(instance_id)
+                .trim_start_matches('/');
             diags.root_warning(
                 format!("container {name} is {now}"),
                 format!("Its service is down until it runs again: docker start {name}. Terraform does not start it."),
@@ -499,7 +510,11 @@ mod tests {
             image: Value::Value("launch-host:1".into()),
             network: Value::Null,
         };
-        let labels = [("launch.service", "web"), ("launch.environment", "prod"), ("launch.managed-by", "x")];
+        let labels = [
+            ("launch.service", "web"),
+            ("launch.environment", "prod"),
+            ("launch.managed-by", "x"),
+        ];
         let run = run_args("launch-web-prod", labels, &args, Size::Medium).join(" ");
         assert!(run.contains("--name launch-web-prod"), "{run}");
         assert!(run.contains("--network host"), "{run}");
@@ -519,7 +534,11 @@ mod tests {
         let mut diags = Diagnostics::default();
         DockerTarget.validate(&state, &mut diags);
         assert_eq!(diags.errors.len(), 1);
-        assert!(diags.errors[0].summary.starts_with("docker.image is required"));
+        assert!(
+            diags.errors[0]
+                .summary
+                .starts_with("docker.image is required")
+        );
         state.docker = Value::Value(vec![DockerArgs {
             image: Value::Value("launch-host:1".into()),
             network: Value::Null,

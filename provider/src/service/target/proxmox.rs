@@ -59,7 +59,10 @@ fn view_of(instance_id: &str, config: &config::Config, state: &State) -> HostVie
 }
 
 async fn client<'a>(clients: &'a Clients, summary: &str) -> Result<&'a Proxmox, Failure> {
-    clients.proxmox().await.map_err(|e| Failure::new(summary, e))
+    clients
+        .proxmox()
+        .await
+        .map_err(|e| Failure::new(summary, e))
 }
 
 /// The containers an import ID names, as `(node, vmid)`.
@@ -237,7 +240,9 @@ impl Target for ProxmoxTarget {
     }
 
     async fn connect(&self, clients: &Clients) -> Result<(), Failure> {
-        client(clients, "cannot create launch_service").await.map(drop)
+        client(clients, "cannot create launch_service")
+            .await
+            .map(drop)
     }
 
     async fn create(&self, clients: &Clients, spec: &HostSpec<'_>, planned: &State) -> Created {
@@ -345,7 +350,9 @@ impl Target for ProxmoxTarget {
             // PVE removes a container whose create task failed.
             if let Ok(None) = proxmox.status(&node, vmid).await {
                 return Created::Nothing(Failure::new(
-                    format!("cannot create launch_service: the Proxmox task creating container {instance_id} failed"),
+                    format!(
+                        "cannot create launch_service: the Proxmox task creating container {instance_id} failed"
+                    ),
                     e,
                 ));
             }
@@ -411,7 +418,8 @@ impl Target for ProxmoxTarget {
     ) -> Result<Option<HostView>, Failure> {
         let (node, vmid) = parse_container_id(instance_id).ok_or_else(|| bad_id(instance_id))?;
         let proxmox = client(clients, "cannot read launch_service").await?;
-        let cannot_read = |e: ProxmoxError| Failure::new(format!("cannot read container {instance_id}"), e);
+        let cannot_read =
+            |e: ProxmoxError| Failure::new(format!("cannot read container {instance_id}"), e);
         let status = match proxmox.status(&node, vmid).await.map_err(cannot_read)? {
             Some(status) => status,
             None => {
@@ -447,12 +455,13 @@ impl Target for ProxmoxTarget {
         deadline: Instant,
     ) -> Result<HostView, (Failure, Option<HostView>)> {
         let plain = |f: Failure| (f, None);
-        let (node, vmid) = parse_container_id(instance_id)
-            .ok_or_else(|| plain(bad_id(instance_id)))?;
+        let (node, vmid) =
+            parse_container_id(instance_id).ok_or_else(|| plain(bad_id(instance_id)))?;
         let proxmox = client(clients, "cannot update launch_service")
             .await
             .map_err(plain)?;
-        let cannot_read = |e: ProxmoxError| Failure::new(format!("cannot read container {instance_id}"), e);
+        let cannot_read =
+            |e: ProxmoxError| Failure::new(format!("cannot read container {instance_id}"), e);
         let current = match proxmox.config(&node, vmid).await {
             Ok(config) => Shape::of(&config),
             Err(e) => return Err(plain(cannot_read(e))),

@@ -169,7 +169,7 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
     }
     let blocks = match &config.proxmox {
         Value::Value(blocks) => blocks.as_slice(),
-        Value::Null => &[],
+        Value::Null => &[][..],
         Value::Unknown => return,
     };
     let Some(args) = blocks.first() else {
@@ -283,7 +283,10 @@ mod tests {
         );
         let empty = errors(|s| s.proxmox = Value::Value(vec![ProxmoxArgs::default()]));
         assert_eq!(empty.len(), 2, "{empty:?}");
-        assert!(empty[0].starts_with("proxmox.node is required"), "{empty:?}");
+        assert!(
+            empty[0].starts_with("proxmox.node is required"),
+            "{empty:?}"
+        );
         assert!(
             empty[1].starts_with("proxmox.template is required"),
             "{empty:?}"
@@ -313,7 +316,10 @@ mod tests {
     #[test]
     fn sizes_map_to_container_shapes() {
         let small = Shape::for_size(Size::Small);
-        assert_eq!((small.cores, small.memory_mib, small.disk_gib), (1, 1024, 8));
+        assert_eq!(
+            (small.cores, small.memory_mib, small.disk_gib),
+            (1, 1024, 8)
+        );
         assert_eq!(Shape::for_size(Size::Large).size(), Some(Size::Large));
         assert_eq!(small.label(), "1 cores, 1024 MiB, 8 GiB");
         assert_eq!(Shape::parse_label(&small.label()), Some(small));
