@@ -9,6 +9,9 @@
 mod bootstrap;
 mod cloudflare;
 mod control;
+mod docker;
+#[cfg(test)]
+mod docs;
 mod ec2;
 mod http;
 mod provider;

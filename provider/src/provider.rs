@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 
 use crate::cloudflare::{self, Cloudflare};
 use crate::control::ControlPlane;
+use crate::docker::{self, Docker};
 use crate::ec2::{Ec2, Ec2Settings};
 use crate::proxmox::{self, Proxmox};
 use crate::service::ServiceResource;
@@ -31,6 +32,12 @@ pub struct Config {
     pub aws: Value<Vec<AwsConfig>>,
     pub cloudflare: Value<Vec<CloudflareConfig>>,
     pub proxmox: Value<Vec<ProxmoxConfig>>,
+    pub docker: Value<Vec<DockerConfig>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct DockerConfig {
+    pub host: Value<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -66,6 +73,8 @@ pub struct Clients {
     /// Resolved Proxmox settings, or what is missing from them.
     proxmox_settings: Result<proxmox::Settings, String>,
     proxmox: OnceCell<Proxmox>,
+    docker_settings: docker::Settings,
+    docker: OnceCell<Docker>,
 }
 
 impl Clients {
@@ -101,10 +110,44 @@ impl Clients {
             .await
     }
 
+    /// The Docker engine, checked to answer on first use.
+    pub async fn docker(&self) -> Result<&Docker, docker::DockerError> {
+        self.docker
+            .get_or_try_init(|| Docker::connect(&self.docker_settings))
+            .await
+    }
+
+    /// Whether `docker { host }` or `DOCKER_HOST` names an engine, or the
+    /// local socket exists: only then does import look for containers.
+    pub fn docker_configured(&self) -> bool {
+        self.docker_settings.host.is_some()
+            || std::env::var_os("DOCKER_HOST").is_some()
+            || std::path::Path::new("/var/run/docker.sock").exists()
+    }
+
     pub async fn ec2(&self) -> Result<&Ec2, crate::ec2::Ec2Error> {
         self.ec2
             .get_or_try_init(|| Ec2::connect(&self.ec2_settings))
             .await
+    }
+}
+
+#[cfg(test)]
+impl Clients {
+    /// Clients that reach nothing: a lazily dialled control plane and no
+    /// target or DNS settings, for tests that never call out.
+    pub fn offline() -> Clients {
+        Clients {
+            control: ControlPlane::new("http://127.0.0.1:9", "test").expect("a valid URL"),
+            ec2_settings: Ec2Settings::default(),
+            ec2: OnceCell::new(),
+            cloudflare_settings: Err("not configured".to_owned()),
+            cloudflare: OnceCell::new(),
+            proxmox_settings: Err("not configured".to_owned()),
+            proxmox: OnceCell::new(),
+            docker_settings: docker::Settings::default(),
+            docker: OnceCell::new(),
+        }
     }
 }
 
@@ -177,6 +220,15 @@ fn cloudflare_settings(cf: &CloudflareConfig) -> Result<cloudflare::Settings, St
             missing.join(", ")
         )),
     }
+}
+
+fn docker_block(config: &Config) -> DockerConfig {
+    config
+        .docker
+        .as_ref_option()
+        .and_then(|b| b.first())
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn proxmox_block(config: &Config) -> ProxmoxConfig {
@@ -299,6 +351,15 @@ impl Provider for LaunchProvider {
             description: Description::markdown("Proxmox VE for `target = \"proxmox\"` services. `endpoint` and `api_token` are needed (here or in the environment) only when a service uses Proxmox. The machine running terraform needs the OpenSSH client (`ssh`, `ssh-keygen`) and must reach the containers' addresses on port 22."),
             ..Default::default()
         };
+        let docker = Block {
+            attributes: [(
+                "host".to_owned(),
+                attribute(AttributeType::String, Optional, "The Docker engine `target = \"docker\"` hosts run on: `unix:///path/to/docker.sock`, `tcp://host:2375` or `ssh://user@host`. Default: `DOCKER_HOST`, then the local socket. The machine running terraform needs the `docker` CLI."),
+            )]
+            .into(),
+            description: Description::markdown("The Docker engine for `target = \"docker\"` services: each host is a container on it running systemd and `launch-agent`, which runs the service's containers beside it through the engine's socket."),
+            ..Default::default()
+        };
         let mut token = attribute(
             AttributeType::String,
             Optional,
@@ -320,6 +381,7 @@ impl Provider for LaunchProvider {
                     ("aws".to_owned(), NestedBlock::Optional(aws)),
                     ("cloudflare".to_owned(), NestedBlock::Optional(cloudflare)),
                     ("proxmox".to_owned(), NestedBlock::Optional(proxmox)),
+                    ("docker".to_owned(), NestedBlock::Optional(docker)),
                 ]
                 .into(),
                 description: Description::markdown("Launch: hosts for compose services, registered with a Launch control plane."),
@@ -376,6 +438,15 @@ impl Provider for LaunchProvider {
                 "proxmox.api_token must be user@realm!tokenid=secret",
                 "Create a token under Datacenter / Permissions / API Tokens and write its full ID, =, and the secret, e.g. \"terraform@pve!launch=01234567-89ab-…\".",
                 AttributePath::new("proxmox").index(0).attribute("api_token"),
+            );
+        }
+        if let Some(host) = docker_block(&config).host.as_ref_option()
+            && !docker::valid_host(host.trim())
+        {
+            diags.error(
+                "docker.host must be a Docker engine address",
+                format!("{host:?} is not; write unix:///var/run/docker.sock, tcp://10.0.0.5:2375 or ssh://user@host, or remove host for DOCKER_HOST or the local socket."),
+                AttributePath::new("docker").index(0).attribute("host"),
             );
         }
         Some(())
@@ -463,6 +534,13 @@ impl Provider for LaunchProvider {
             );
             return None;
         }
+        if docker_block(&config).host.is_unknown() {
+            diags.root_error(
+                "provider \"launch\" has a docker setting known only after apply",
+                "docker.host must be known at plan time: set it from a variable or DOCKER_HOST.",
+            );
+            return None;
+        }
         let clients = Arc::new(Clients {
             control,
             ec2_settings,
@@ -471,6 +549,14 @@ impl Provider for LaunchProvider {
             cloudflare: OnceCell::new(),
             proxmox_settings: proxmox_settings(&pve),
             proxmox: OnceCell::new(),
+            docker_settings: docker::Settings {
+                host: docker_block(&config)
+                    .host
+                    .as_ref_option()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty()),
+            },
+            docker: OnceCell::new(),
         });
         *self.clients.write().expect("provider clients lock") = Some(clients);
         Some(())

@@ -102,6 +102,8 @@ pub enum ProxmoxError {
         upid: String,
         waited_secs: u64,
     },
+    #[error("VMID {vmid} is already taken on the cluster: {message}")]
+    VmidTaken { vmid: String, message: String },
     #[error("cannot set up HTTPS for Proxmox: {0}")]
     Tls(String),
     #[error(
@@ -434,7 +436,19 @@ impl Proxmox {
                 &format!("/nodes/{}/lxc", encode(node)),
                 params,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // PVE says so only in words: "CT 105 already exists on node …".
+                ProxmoxError::Api { message, .. } if message.contains("already exists") => {
+                    let vmid = params
+                        .iter()
+                        .find(|(k, _)| *k == "vmid")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    ProxmoxError::VmidTaken { vmid, message }
+                }
+                other => other,
+            })?;
         Self::upid(&op, data)
     }
 

@@ -27,22 +27,24 @@ use launch_e2e::terraform::{self, Terraform};
 use launch_e2e::{Agent, Server, cli, unique};
 
 /// The directories of the kit that hold Terraform, relative to the workspace.
-const HCL_DIRS: [&str; 5] = [
+const HCL_DIRS: [&str; 6] = [
     "modules",
     "infrastructure",
     "examples/aws",
     "examples/proxmox",
+    "examples/docker",
     "examples/monorepo",
 ];
 
 /// Every Terraform root (or module) that `terraform validate` must accept.
 /// `examples/proxmox` validates too: the provider refuses `target =
 /// "proxmox"` only at plan, once the module's inputs are known.
-const VALIDATED_ROOTS: [&str; 5] = [
+const VALIDATED_ROOTS: [&str; 6] = [
     "modules/launch-service",
     "infrastructure",
     "examples/aws",
     "examples/proxmox",
+    "examples/docker",
     "examples/monorepo/infrastructure",
 ];
 
@@ -350,7 +352,7 @@ fn module_refuses_an_unknown_target_at_plan_with_its_own_message() {
     assert_eq!(plan.code, Some(1), "{}", plan.text());
     assert!(
         plan.stderr
-            .contains("target must be \"aws\" or \"proxmox\""),
+            .contains("target must be \"aws\", \"proxmox\" or \"docker\""),
         "{}",
         plan.text()
     );

@@ -392,12 +392,11 @@ fn invalid_size_name_and_target_fail_at_plan_naming_the_attribute_on_every_terra
                 plan.text()
             );
         }
-        tf.write(
-            "resource \"launch_service\" \"svc\" {\n  name = \"ok\"\n  target = \"docker\"\n}\n",
-        );
+        tf.write("resource \"launch_service\" \"svc\" {\n  name = \"ok\"\n  target = \"gcp\"\n}\n");
         let plan = tf.plan();
         assert!(
-            plan.text().contains("target must be one of aws"),
+            plan.text()
+                .contains("target must be one of aws, docker, proxmox"),
             "terraform {v}:\n{}",
             plan.text()
         );

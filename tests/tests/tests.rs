@@ -22,6 +22,7 @@
 //! - `provider_identity`: the provider agrees with the control plane by ids, not clocks (a runner 10 s ahead, create_before_destroy).
 //! - `provider_mirror`: `terraform init` with no registry: the control plane's network mirror (TLS) and `launch provider install`.
 //! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
+//! - `docker_target`: `target = "docker"` on the real engine: a systemd host container, deploy, resize, import, destroy.
 //! - `dns`: `public = true` services and their Cloudflare records, against the Cloudflare fake.
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
@@ -37,6 +38,7 @@ mod control_plane;
 mod deploy;
 mod dns;
 mod docs;
+mod docker_target;
 mod faults;
 mod front_door;
 mod github;

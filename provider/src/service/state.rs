@@ -1,7 +1,8 @@
 //! The `launch_service` schema and its state, and everything decided from
-//! configuration alone: defaults, plan-time validation, the instance type a
-//! size means, the tags every instance carries and the DNS record a public
-//! service wants. No I/O here.
+//! configuration alone that is the same for every target: defaults,
+//! plan-time validation, the DNS record a public service wants. Each
+//! target's block, checks and shapes live in its module under `target`.
+//! No I/O here.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use tf_provider::schema::{
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 
+use super::target::{AwsArgs, DockerArgs, Kind, ProxmoxArgs, Size};
 use crate::provider::attribute;
 use crate::timeouts::{self, Timeouts};
 
@@ -21,30 +23,6 @@ pub type Text = Value<String>;
 pub type TextMap = Value<BTreeMap<String, Value<String>>>;
 
 pub const DEFAULT_ENVIRONMENT: &str = "prod";
-pub const DEFAULT_SIZE: &str = "small";
-/// Targets this provider version can create. `docker` is in the design but
-/// not built yet, so the validator refuses it.
-pub const TARGETS: &[&str] = &["aws", "proxmox"];
-pub const SIZES: &[(&str, &str)] = &[
-    ("small", "t3.small"),
-    ("medium", "t3.medium"),
-    ("large", "t3.large"),
-];
-/// What a size means on Proxmox: (size, cores, memory MiB, rootfs GiB).
-pub const PROXMOX_SIZES: &[(&str, i64, i64, u64)] = &[
-    ("small", 1, 1024, 8),
-    ("medium", 2, 2048, 16),
-    ("large", 4, 4096, 32),
-];
-pub const DEFAULT_PROXMOX_STORAGE: &str = "local-lvm";
-pub const DEFAULT_PROXMOX_BRIDGE: &str = "vmbr0";
-pub const DEFAULT_PROXMOX_IP: &str = "dhcp";
-/// Tags the provider owns on every instance; users cannot set these.
-pub const TAG_SERVICE: &str = "launch:service";
-pub const TAG_ENVIRONMENT: &str = "launch:environment";
-pub const TAG_MANAGED_BY: &str = "launch:managed-by";
-pub const MANAGED_BY: &str = "terraform-provider-launch";
-
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct State {
     pub id: Text,
@@ -61,6 +39,7 @@ pub struct State {
     // cannot decode a whole block sent as unknown otherwise.
     pub aws: Value<Vec<AwsArgs>>,
     pub proxmox: Value<Vec<ProxmoxArgs>>,
+    pub docker: Value<Vec<DockerArgs>>,
     pub timeouts: Value<Vec<Timeouts>>,
     pub dns: Value<Vec<DnsArgs>>,
     pub instance_id: Text,
@@ -91,78 +70,9 @@ pub struct DnsSettings {
     pub ttl: u32,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct AwsArgs {
-    pub ami: Text,
-    pub subnet_id: Text,
-    pub security_group_ids: Value<Vec<Value<String>>>,
-    pub key_name: Text,
-    pub instance_type: Text,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-pub struct ProxmoxArgs {
-    pub node: Text,
-    pub template: Text,
-    pub storage: Text,
-    pub bridge: Text,
-    pub vmid: Value<i64>,
-    pub ip: Text,
-    pub gateway: Text,
-}
-
-/// Cores, memory and rootfs size of a Proxmox container.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shape {
-    pub cores: i64,
-    pub memory_mib: i64,
-    pub disk_gib: u64,
-}
-
-impl Shape {
-    pub fn for_size(size: &str) -> Option<Shape> {
-        PROXMOX_SIZES
-            .iter()
-            .find(|(s, ..)| *s == size)
-            .map(|&(_, cores, memory_mib, disk_gib)| Shape {
-                cores,
-                memory_mib,
-                disk_gib,
-            })
-    }
-
-    /// The size whose cores and memory these are, if any.
-    pub fn size(&self) -> Option<&'static str> {
-        PROXMOX_SIZES
-            .iter()
-            .find(|(_, c, m, _)| *c == self.cores && *m == self.memory_mib)
-            .map(|(s, ..)| *s)
-    }
-
-    /// Reads back what [`Shape::label`] wrote.
-    pub fn parse_label(label: &str) -> Option<Shape> {
-        let mut numbers = label
-            .split(',')
-            .map(|part| part.split_whitespace().next().unwrap_or_default());
-        Some(Shape {
-            cores: numbers.next()?.parse().ok()?,
-            memory_mib: numbers.next()?.parse().ok()?,
-            disk_gib: numbers.next()?.parse().ok()?,
-        })
-    }
-
-    /// How `instance_type` spells it for a container, e.g. `1 cores, 1024 MiB, 8 GiB`.
-    pub fn label(&self) -> String {
-        format!(
-            "{} cores, {} MiB, {} GiB",
-            self.cores, self.memory_mib, self.disk_gib
-        )
-    }
-}
-
 pub fn schema() -> Schema {
     use AttributeConstraint::{Computed, Optional, OptionalComputed, Required};
-    use AttributeType::{Bool, List, Map, String};
+    use AttributeType::{Bool, Map, String};
     let s = || String;
     let attr = attribute;
     let mut secrets = attr(
@@ -171,34 +81,6 @@ pub fn schema() -> Schema {
         "Environment variables for the service's containers, stored encrypted by the control plane and written to the release's `.env` (0600) on the host. Sensitive: shown as `(sensitive value)` in plans. Keys must be valid environment variable names. Changing them updates the control plane only; the next deploy picks them up.",
     );
     secrets.sensitive = true;
-    let aws = Block {
-        attributes: [
-            ("ami", attr(s(), Optional, "AMI to boot. Default: the newest official Debian 12 AMI, else the newest Ubuntu LTS, for x86_64. Changing it replaces the instance.")),
-            ("subnet_id", attr(s(), Optional, "Subnet to launch into. Default: the default VPC's default subnet. Changing it replaces the instance.")),
-            ("security_group_ids", attr(List(Box::new(s())), Optional, "Security groups. Default: the VPC's default group. Updated in place.")),
-            ("key_name", attr(s(), Optional, "EC2 key pair for SSH. Changing it replaces the instance (EC2 cannot change the key of a running instance).")),
-            ("instance_type", attr(s(), Optional, "Instance type, overriding what `size` means (`t3.small`, `t3.medium`, `t3.large`). Updated in place (stop, modify, start).")),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-        .into(),
-        description: Description::markdown("Overrides for `target = \"aws\"`."),
-        ..Default::default()
-    };
-    let proxmox = Block {
-        attributes: [
-            ("node", attr(s(), Optional, "Proxmox node to create the container on, e.g. `pve1`. Required with `target = \"proxmox\"`. Changing it replaces the container.")),
-            ("template", attr(s(), Optional, "OS template volume, e.g. `local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst`: a Debian or Ubuntu template with sshd (the standard ones have it). Required with `target = \"proxmox\"`. Changing it replaces the container.")),
-            ("storage", attr(s(), Optional, "Storage for the root filesystem. Default `local-lvm`. Changing it replaces the container.")),
-            ("bridge", attr(s(), Optional, "Bridge for `eth0`. Default `vmbr0`. Changing it replaces the container.")),
-            ("vmid", attr(AttributeType::Number, Optional, "VMID to use. Default: the cluster's next free one (`/cluster/nextid`). Changing it replaces the container.")),
-            ("ip", attr(s(), Optional, "`dhcp` (the default) or a static IPv4 address with prefix, e.g. `192.168.1.50/24`. Changing it replaces the container.")),
-            ("gateway", attr(s(), Optional, "IPv4 gateway for a static `ip`. Changing it replaces the container.")),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-        .into(),
-        description: Description::markdown("Where and how to create the LXC for `target = \"proxmox\"`."),
-        ..Default::default()
-    };
     let timeouts = Block {
         attributes: [
             ("create", "How long create may take, including waiting for the agent: a duration such as `\"20m\"` or `\"1h30m\"`. Default `20m`."),
@@ -225,16 +107,16 @@ pub fn schema() -> Schema {
         ("id", attr(s(), Computed, "`<environment>/<name>`: also the import ID.")),
         ("name", attr(s(), Required, "Service name: a DNS label (lower-case letters, digits and `-`, at most 63, starting with a letter). The agent's `service-name` label. Changing it replaces the service.")),
         ("environment", attr(s(), OptionalComputed, "Environment, a DNS label like `name`. The agent's `environment` label. Default `prod`. Changing it replaces the service.")),
-        ("target", attr(s(), Required, "Where the host runs: `aws` (an EC2 instance) or `proxmox` (an unprivileged LXC with nesting, bootstrapped over SSH). Changing it replaces the service.")),
-        ("size", attr(s(), OptionalComputed, "`small`, `medium` or `large`. On AWS `t3.small`, `t3.medium`, `t3.large`; on Proxmox 1 core / 1024 MiB / 8 GiB, 2 / 2048 MiB / 16 GiB, 4 / 4096 MiB / 32 GiB. Default `small`. Updated in place: an EC2 instance is stopped, resized and started; a container gets its cores and memory changed live and its disk grown (never shrunk).")),
+        ("target", attr(s(), Required, "Where the host runs: `aws` (an EC2 instance), `proxmox` (an unprivileged LXC with nesting, bootstrapped over SSH) or `docker` (a container running systemd on a Docker engine, bootstrapped through `docker exec`). Changing it replaces the service.")),
+        ("size", attr(s(), OptionalComputed, "`small`, `medium` or `large`. On AWS `t3.small`, `t3.medium`, `t3.large`; on Proxmox 1 core / 1024 MiB / 8 GiB, 2 / 2048 MiB / 16 GiB, 4 / 4096 MiB / 32 GiB; on Docker limits of 1 CPU / 1024 MiB, 2 / 2048 MiB, 4 / 4096 MiB. Default `small`. Updated in place: an EC2 instance is stopped, resized and started; a Proxmox container gets its cores and memory changed live and its disk grown (never shrunk); a Docker host gets new limits live.")),
         ("public", attr(Bool, OptionalComputed, "Whether the service gets a DNS record in Cloudflare: an A record `<name>.<domain>` (environment `prod`) or `<name>-<environment>.<domain>`, pointing at `public_ip`, or at `private_ip` when the host has no public address (e.g. a homelab). Needs the provider's `cloudflare` block. Default `false`; switching it off deletes the record in place.")),
         ("secrets", secrets),
         ("tags", attr(Map(Box::new(s())), Optional, "Extra tags for the instance. Keys `Name`, `launch:*` and `aws:*` are reserved.")),
         ("tags_all", attr(Map(Box::new(s())), Computed, "Every tag on the instance: `tags` plus `Name`, `launch:service`, `launch:environment` and `launch:managed-by`.")),
         ("wait_for_agent", attr(Bool, OptionalComputed, "Default `true`: create returns once the host's agent has registered with the control plane, within `timeouts.create`.")),
-        ("instance_id", attr(s(), Computed, "EC2 instance ID, or `<node>/<vmid>` of a Proxmox container.")),
-        ("instance_type", attr(s(), Computed, "The instance type in use; for a container its cores, memory and disk, e.g. `1 cores, 1024 MiB, 8 GiB`.")),
-        ("image_id", attr(s(), Computed, "The AMI the instance booted from, or the container's template.")),
+        ("instance_id", attr(s(), Computed, "EC2 instance ID, `<node>/<vmid>` of a Proxmox container, or the ID of a Docker host container.")),
+        ("instance_type", attr(s(), Computed, "The instance type in use; for a Proxmox container its cores, memory and disk, e.g. `1 cores, 1024 MiB, 8 GiB`; for a Docker host its limits, e.g. `1 cpus, 1024 MiB`.")),
+        ("image_id", attr(s(), Computed, "The AMI the instance booted from, the Proxmox container's template, or the Docker host's image.")),
         ("private_ip", attr(s(), Computed, "Private IPv4 address.")),
         ("public_ip", attr(s(), Computed, "Public IPv4 address, if the subnet gives one.")),
         ("fqdn", attr(s(), Computed, "The DNS record's name, when `public`, e.g. `hello.example.com`.")),
@@ -250,15 +132,21 @@ pub fn schema() -> Schema {
         version: 1,
         block: Block {
             attributes,
-            blocks: [
-                ("aws".to_owned(), NestedBlock::Optional(aws)),
-                ("proxmox".to_owned(), NestedBlock::Optional(proxmox)),
-                ("timeouts".to_owned(), NestedBlock::Optional(timeouts)),
-                ("dns".to_owned(), NestedBlock::Optional(dns)),
-            ]
-            .into(),
+            blocks: Kind::ALL
+                .iter()
+                .map(|k| {
+                    (
+                        k.target().name().to_owned(),
+                        NestedBlock::Optional(k.target().block()),
+                    )
+                })
+                .chain([
+                    ("timeouts".to_owned(), NestedBlock::Optional(timeouts)),
+                    ("dns".to_owned(), NestedBlock::Optional(dns)),
+                ])
+                .collect(),
             description: Description::markdown(
-                "A host for one compose service in one environment: an EC2 instance that boots, installs Docker and `launch-agent`, and registers with the control plane with labels `service-name` and `environment`, ready for `launch deploy`.",
+                "A host for one compose service in one environment (an EC2 instance, a Proxmox LXC or a container on a Docker engine) that installs `launch-agent` and registers with the control plane with labels `service-name` and `environment`, ready for `launch deploy`.",
             ),
             ..Default::default()
         },
@@ -266,35 +154,6 @@ pub fn schema() -> Schema {
 }
 
 impl State {
-    pub fn aws_args(&self) -> AwsArgs {
-        self.aws
-            .as_ref_option()
-            .and_then(|b| b.first())
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    pub fn proxmox_args(&self) -> ProxmoxArgs {
-        self.proxmox
-            .as_ref_option()
-            .and_then(|b| b.first())
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    pub fn is_proxmox(&self) -> bool {
-        self.target.as_ref_option().map(String::as_str) == Some("proxmox")
-    }
-
-    /// The container shape `size` asks for.
-    pub fn wanted_shape(&self) -> Option<Shape> {
-        match &self.size {
-            Value::Value(size) => Shape::for_size(size),
-            Value::Null => Shape::for_size(DEFAULT_SIZE),
-            Value::Unknown => None,
-        }
-    }
-
     pub fn timeouts(&self) -> Timeouts {
         timeouts::block(&self.timeouts)
     }
@@ -304,11 +163,6 @@ impl State {
         let service = ServiceName::parse(self.name.as_ref_option()?).ok()?;
         let environment = EnvironmentName::parse(self.environment.as_ref_option()?).ok()?;
         Some(Labels::new(service, environment))
-    }
-
-    /// Known user tags, without nulls.
-    pub fn user_tags(&self) -> BTreeMap<String, String> {
-        known_map(&self.tags)
     }
 
     pub fn secret_values(&self) -> BTreeMap<String, String> {
@@ -329,14 +183,25 @@ impl State {
             &config.environment,
             DEFAULT_ENVIRONMENT.to_owned(),
         );
-        default_to(&mut self.size, &config.size, DEFAULT_SIZE.to_owned());
+        default_to(
+            &mut self.size,
+            &config.size,
+            Size::DEFAULT.name().to_owned(),
+        );
         default_to(&mut self.public, &config.public, false);
         default_to(&mut self.wait_for_agent, &config.wait_for_agent, true);
-        if self.aws.is_null() {
-            self.aws = Value::Value(Vec::new());
-        }
-        if self.proxmox.is_null() {
-            self.proxmox = Value::Value(Vec::new());
+        self.fill_empty_blocks();
+    }
+
+    /// An absent block is an empty list to terraform (state written before
+    /// a block existed has it null).
+    pub fn fill_empty_blocks(&mut self) {
+        for block in [
+            &mut self.aws as &mut dyn EmptyBlock,
+            &mut self.proxmox,
+            &mut self.docker,
+        ] {
+            block.fill_empty();
         }
         if self.timeouts.is_null() {
             self.timeouts = Value::Value(Vec::new());
@@ -394,57 +259,19 @@ impl State {
             _ => Value::Unknown,
         }
     }
-
-    /// The instance type the configuration asks for.
-    pub fn wanted_instance_type(&self) -> Text {
-        let args = self.aws_args();
-        match (&args.instance_type, &self.size) {
-            (Value::Value(t), _) => Value::Value(t.clone()),
-            (Value::Unknown, _) | (_, Value::Unknown) => Value::Unknown,
-            (Value::Null, Value::Value(size)) => {
-                Value::Value(instance_type_for(size).unwrap_or(size).to_owned())
-            }
-            (Value::Null, Value::Null) => Value::Value(
-                instance_type_for(DEFAULT_SIZE)
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-        }
-    }
-
-    /// The tags the instance should carry: the user's plus the managed ones.
-    pub fn wanted_tags(&self) -> TextMap {
-        if self.tags.is_unknown()
-            || self
-                .tags
-                .as_ref_option()
-                .is_some_and(|t| t.values().any(Value::is_unknown))
-        {
-            return Value::Unknown;
-        }
-        let (Value::Value(name), Value::Value(env)) = (&self.name, &self.environment) else {
-            return Value::Unknown;
-        };
-        let mut all: BTreeMap<String, Value<String>> = self
-            .user_tags()
-            .into_iter()
-            .map(|(k, v)| (k, Value::Value(v)))
-            .collect();
-        for (k, v) in managed_tags(name, env) {
-            all.insert(k, Value::Value(v));
-        }
-        Value::Value(all)
-    }
 }
 
-pub fn managed_tags(service: &str, environment: &str) -> BTreeMap<String, String> {
-    [
-        ("Name".to_owned(), format!("{service}-{environment}")),
-        (TAG_SERVICE.to_owned(), service.to_owned()),
-        (TAG_ENVIRONMENT.to_owned(), environment.to_owned()),
-        (TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-    ]
-    .into()
+/// A target block, `[]` when absent.
+trait EmptyBlock {
+    fn fill_empty(&mut self);
+}
+
+impl<T> EmptyBlock for Value<Vec<T>> {
+    fn fill_empty(&mut self) {
+        if self.is_null() {
+            *self = Value::Value(Vec::new());
+        }
+    }
 }
 
 pub fn known_map(map: &TextMap) -> BTreeMap<String, String> {
@@ -459,17 +286,6 @@ pub fn known_map(map: &TextMap) -> BTreeMap<String, String> {
 
 pub fn to_text_map(map: BTreeMap<String, String>) -> TextMap {
     Value::Value(map.into_iter().map(|(k, v)| (k, Value::Value(v))).collect())
-}
-
-pub fn instance_type_for(size: &str) -> Option<&'static str> {
-    SIZES.iter().find(|(s, _)| *s == size).map(|(_, t)| *t)
-}
-
-pub fn size_for(instance_type: &str) -> Option<&'static str> {
-    SIZES
-        .iter()
-        .find(|(_, t)| *t == instance_type)
-        .map(|(s, _)| *s)
 }
 
 /// Plan-time checks: each error names the attribute and says what to write.
@@ -492,28 +308,16 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
             AttributePath::new("environment"),
         );
     }
-    if let Value::Value(target) = &config.target
-        && !TARGETS.contains(&target.as_str())
-    {
-        diags.error(
-            format!("target must be one of {}", TARGETS.join(", ")),
-            format!(
-                "{target:?} is not available in this provider version{}. Use target = \"aws\" or \"proxmox\".",
-                if target == "docker" { " yet" } else { "" }
-            ),
-            AttributePath::new("target"),
-        );
-    }
-    validate_proxmox(config, diags);
+    validate_target(config, diags);
     if let Value::Value(size) = &config.size
-        && instance_type_for(size).is_none()
+        && Size::parse(size).is_none()
     {
-        let names: Vec<&str> = SIZES.iter().map(|(s, _)| *s).collect();
+        let names: Vec<&str> = Size::ALL.iter().map(|s| s.name()).collect();
         diags.error(
-                format!("size must be one of {}", names.join(", ")),
-                format!("{size:?} is not a size. For another instance type, keep a size and set aws {{ instance_type = \"…\" }}."),
-                AttributePath::new("size"),
-            );
+            format!("size must be one of {}", names.join(", ")),
+            format!("{size:?} is not a size. For another instance type, keep a size and set aws {{ instance_type = \"…\" }}."),
+            AttributePath::new("size"),
+        );
     }
     if let Value::Value(blocks) = &config.dns
         && let Some(dns) = blocks.first()
@@ -558,17 +362,6 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
             }
         }
     }
-    if let Value::Value(tags) = &config.tags {
-        for key in tags.keys() {
-            if key == "Name" || key.starts_with("launch:") || key.starts_with("aws:") {
-                diags.error(
-                    "reserved tag in tags",
-                    format!("{key:?} is set by the provider (Name, launch:*) or by AWS (aws:*): remove it from tags."),
-                    AttributePath::new("tags").key(key.clone()),
-                );
-            }
-        }
-    }
     let t = config.timeouts();
     for (field, value) in [
         ("create", &t.create),
@@ -585,123 +378,44 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
     }
 }
 
-/// The `proxmox` block: required (node, template) with `target = "proxmox"`,
-/// refused with another target; `aws` and `tags` are refused on Proxmox.
-fn validate_proxmox(config: &State, diags: &mut Diagnostics) {
-    let blocks = match &config.proxmox {
-        Value::Value(blocks) => Some(blocks.as_slice()),
-        Value::Null => Some(&[][..]),
-        Value::Unknown => None,
-    };
-    let target = match &config.target {
-        Value::Value(t) => t.as_str(),
-        _ => return,
-    };
-    if target != "proxmox" {
-        if blocks.is_some_and(|b| !b.is_empty()) {
-            diags.error(
-                "a proxmox block needs target = \"proxmox\"",
-                format!("This service has target = {target:?}: remove the proxmox block or set target = \"proxmox\"."),
-                AttributePath::new("proxmox"),
-            );
-        }
+/// `target` names a known target, whose own checks run; the blocks of
+/// other targets are refused.
+fn validate_target(config: &State, diags: &mut Diagnostics) {
+    let Value::Value(target) = &config.target else {
         return;
-    }
-    if config.aws.as_ref_option().is_some_and(|b| !b.is_empty()) {
+    };
+    let Some(kind) = Kind::parse(target) else {
+        let names = Kind::names();
         diags.error(
-            "an aws block needs target = \"aws\"",
-            "This service has target = \"proxmox\": remove the aws block.",
-            AttributePath::new("aws"),
-        );
-    }
-    if config.tags.as_ref_option().is_some_and(|t| !t.is_empty()) {
-        diags.error(
-            "tags are not supported with target = \"proxmox\"",
-            "Proxmox tags are plain words, not key = value pairs; the container is tagged launch, <name> and <environment>. Remove tags.",
-            AttributePath::new("tags"),
-        );
-    }
-    let Some(blocks) = blocks else { return };
-    let Some(args) = blocks.first() else {
-        diags.error(
-            "target = \"proxmox\" needs a proxmox block",
-            "Add proxmox { node = \"pve1\" template = \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\" } to the resource.",
-            AttributePath::new("proxmox"),
+            format!("target must be one of {}", names.join(", ")),
+            format!(
+                "{target:?} is not a kind of host this provider knows. Use target = {}.",
+                names
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            AttributePath::new("target"),
         );
         return;
     };
-    let path = |field: &'static str| AttributePath::new("proxmox").index(0).attribute(field);
-    for (field, value, example) in [
-        ("node", &args.node, "\"pve1\""),
-        (
-            "template",
-            &args.template,
-            "\"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\"",
-        ),
-    ] {
-        if value.is_null() || value.as_ref_option().is_some_and(|v| v.trim().is_empty()) {
+    for other in Kind::ALL.into_iter().filter(|k| *k != kind) {
+        let name = other.target().name();
+        if other.target().block_in_use(config) {
+            let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             diags.error(
-                format!("proxmox.{field} is required with target = \"proxmox\""),
-                format!("Set {field} in the proxmox block, e.g. {field} = {example}."),
-                path(field),
+                format!("{article} {name} block needs target = \"{name}\""),
+                format!("This service has target = {target:?}: remove the {name} block or set target = \"{name}\"."),
+                AttributePath::new(name),
             );
         }
     }
-    if let Value::Value(template) = &args.template
-        && !template.trim().is_empty()
-        && !template.contains(":vztmpl/")
-    {
-        diags.error(
-            "proxmox.template must be a container template volume",
-            format!("{template:?} is not; write <storage>:vztmpl/<file>, e.g. \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\" (pveam list local shows them)."),
-            path("template"),
-        );
-    }
-    if let Value::Value(vmid) = args.vmid
-        && !(100..=999_999_999).contains(&vmid)
-    {
-        diags.error(
-            "proxmox.vmid must be between 100 and 999999999",
-            format!("{vmid} is not; remove vmid to take the next free one."),
-            path("vmid"),
-        );
-    }
-    if let Value::Value(ip) = &args.ip
-        && ip != "dhcp"
-        && !is_ipv4_cidr(ip)
-    {
-        diags.error(
-            "proxmox.ip must be \"dhcp\" or an IPv4 address with prefix",
-            format!("{ip:?} is not; write e.g. \"192.168.1.50/24\", or remove ip for DHCP."),
-            path("ip"),
-        );
-    }
-    if let Value::Value(gateway) = &args.gateway {
-        if gateway.parse::<std::net::Ipv4Addr>().is_err() {
-            diags.error(
-                "proxmox.gateway must be an IPv4 address",
-                format!("{gateway:?} is not; write e.g. \"192.168.1.1\"."),
-                path("gateway"),
-            );
-        }
-        if args.ip.is_null() || args.ip == Value::Value("dhcp".to_owned()) {
-            diags.error(
-                "proxmox.gateway needs a static ip",
-                "With DHCP the gateway comes from the DHCP server: remove gateway, or set ip = \"192.168.1.50/24\".",
-                path("gateway"),
-            );
-        }
-    }
-}
-
-fn is_ipv4_cidr(text: &str) -> bool {
-    match text.split_once('/') {
-        Some((ip, prefix)) => {
-            ip.parse::<std::net::Ipv4Addr>().is_ok()
-                && prefix.parse::<u8>().is_ok_and(|p| (1..=32).contains(&p))
-        }
-        None => false,
-    }
+    kind.target().validate(config, diags);
 }
 
 fn is_env_name(key: &str) -> bool {
@@ -747,75 +461,32 @@ mod tests {
             name[0].starts_with("name is not a valid service name"),
             "{name:?}"
         );
-        let target = config(|s| s.target = Value::Value("docker".into()));
+        let target = config(|s| s.target = Value::Value("gcp".into()));
         assert!(
-            target[0].starts_with("target must be one of aws, proxmox")
-                && target[0].contains("not available in this provider version yet"),
+            target[0].starts_with("target must be one of aws, docker, proxmox")
+                && target[0].contains("Use target = \"aws\" or \"docker\" or \"proxmox\""),
             "{target:?}"
         );
     }
 
     #[test]
-    fn proxmox_needs_its_block_with_node_and_template_and_names_each_attribute() {
-        let none = config(|s| s.target = Value::Value("proxmox".into()));
-        assert!(
-            none[0].starts_with("target = \"proxmox\" needs a proxmox block"),
-            "{none:?}"
-        );
-        let empty = config(|s| {
-            s.target = Value::Value("proxmox".into());
-            s.proxmox = Value::Value(vec![ProxmoxArgs::default()]);
-        });
-        assert_eq!(empty.len(), 2, "{empty:?}");
-        assert!(
-            empty[0].starts_with("proxmox.node is required"),
-            "{empty:?}"
-        );
-        assert!(
-            empty[1].starts_with("proxmox.template is required"),
-            "{empty:?}"
-        );
-        let bad = config(|s| {
-            s.target = Value::Value("proxmox".into());
-            s.proxmox = Value::Value(vec![ProxmoxArgs {
-                node: Value::Value("pve1".into()),
-                template: Value::Value("debian.tar.zst".into()),
-                ip: Value::Value("10.0.0.5".into()),
-                vmid: Value::Value(5),
-                ..Default::default()
-            }]);
-        });
-        assert_eq!(bad.len(), 3, "{bad:?}");
-        let good = config(|s| {
-            s.target = Value::Value("proxmox".into());
-            s.proxmox = Value::Value(vec![ProxmoxArgs {
-                node: Value::Value("pve1".into()),
-                template: Value::Value("local:vztmpl/debian-12.tar.zst".into()),
-                ip: Value::Value("10.0.0.5/24".into()),
-                gateway: Value::Value("10.0.0.1".into()),
-                ..Default::default()
-            }]);
-        });
-        assert!(good.is_empty(), "{good:?}");
+    fn a_block_of_another_target_is_refused() {
         let stray = config(|s| {
             s.proxmox = Value::Value(vec![ProxmoxArgs::default()]);
         });
         assert!(
-            stray[0].starts_with("a proxmox block needs target"),
+            stray[0].starts_with("a proxmox block needs target = \"proxmox\""),
             "{stray:?}"
         );
-    }
-
-    #[test]
-    fn sizes_map_to_container_shapes() {
-        let small = Shape::for_size("small").unwrap();
-        assert_eq!(
-            (small.cores, small.memory_mib, small.disk_gib),
-            (1, 1024, 8)
+        let aws = config(|s| {
+            s.target = Value::Value("proxmox".into());
+            s.aws = Value::Value(vec![AwsArgs::default()]);
+        });
+        assert!(
+            aws.iter()
+                .any(|e| e.starts_with("an aws block needs target = \"aws\"")),
+            "{aws:?}"
         );
-        assert_eq!(Shape::for_size("large").unwrap().size(), Some("large"));
-        assert_eq!(small.label(), "1 cores, 1024 MiB, 8 GiB");
-        assert_eq!(Shape::parse_label(&small.label()), Some(small));
     }
 
     #[test]
@@ -825,6 +496,7 @@ mod tests {
             s.secrets = to_text_map([("1BAD".into(), "x".into())].into());
         });
         assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("reserved tag"), "{errors:?}");
         assert!(
             !errors.iter().any(|e| e.contains("\"x\"")),
             "a secret value leaked into {errors:?}"
@@ -875,26 +547,6 @@ mod tests {
                 allow_overwrite: false,
                 ttl: 1
             })
-        );
-    }
-
-    #[test]
-    fn size_maps_to_an_instance_type_unless_overridden() {
-        let mut state = State {
-            size: Value::Value("medium".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            state.wanted_instance_type(),
-            Value::Value("t3.medium".into())
-        );
-        state.aws = Value::Value(vec![AwsArgs {
-            instance_type: Value::Value("m7i.large".into()),
-            ..Default::default()
-        }]);
-        assert_eq!(
-            state.wanted_instance_type(),
-            Value::Value("m7i.large".into())
         );
     }
 }

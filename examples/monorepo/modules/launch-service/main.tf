@@ -51,9 +51,21 @@ resource "launch_service" "this" {
       gateway  = proxmox.value.gateway
     }
   }
+
+  dynamic "docker" {
+    for_each = var.target == "docker" ? [var.docker == null ? local.docker_defaults : var.docker] : []
+    content {
+      image   = docker.value.image
+      network = docker.value.network
+    }
+  }
 }
 
 locals {
+  docker_defaults = {
+    image   = null
+    network = null
+  }
   proxmox_defaults = {
     node     = null
     template = null

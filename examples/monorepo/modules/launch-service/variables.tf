@@ -9,12 +9,12 @@ variable "service_name" {
 }
 
 variable "target" {
-  description = "Where the host runs: aws (an EC2 instance) or proxmox (an LXC container on Proxmox VE, bootstrapped over SSH)."
+  description = "Where the host runs: aws (an EC2 instance), proxmox (an LXC container on Proxmox VE, bootstrapped over SSH) or docker (a systemd container on a Docker engine, bootstrapped through docker exec)."
   type        = string
 
   validation {
-    condition     = contains(["aws", "proxmox"], var.target)
-    error_message = "target must be \"aws\" or \"proxmox\"."
+    condition     = contains(["aws", "proxmox", "docker"], var.target)
+    error_message = "target must be \"aws\", \"proxmox\" or \"docker\"."
   }
 }
 
@@ -98,6 +98,15 @@ variable "proxmox" {
     vmid     = optional(number)
     ip       = optional(string)
     gateway  = optional(string)
+  })
+  default = null
+}
+
+variable "docker" {
+  description = "Settings for target = \"docker\": image (required by the provider) is a host image already on the engine (systemd, curl, a docker CLI with compose); network defaults to host. size sets CPU and memory limits."
+  type = object({
+    image   = optional(string)
+    network = optional(string)
   })
   default = null
 }
