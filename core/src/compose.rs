@@ -362,7 +362,7 @@ fn read_volume(spec: &Value, at: &str, problems: &mut Problems) -> Volume {
 fn cross_check(project: &Project, problems: &mut Problems) {
     for (name, service) in &project.services {
         let at = join("services", name);
-        for (dependency, _) in &service.depends_on {
+        for dependency in service.depends_on.keys() {
             if !project.services.contains_key(dependency) {
                 problems.push(
                     format!("{at}.depends_on"),

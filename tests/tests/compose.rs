@@ -466,7 +466,7 @@ fn a_healthy_release_whose_service_dies_later_shows_degraded_in_status() {
     let _agent = Agent::start(&server, &app.name, "prod");
     scripted(
         &app,
-        "httpd -p 8080 -h /www; while [ ! -e /tmp/die ]; do sleep 0.2; done; echo dying on purpose; exit 3",
+        "httpd -p 8080 -h /www; while [ ! -e /www/die ]; do sleep 0.2; done; echo dying on purpose; exit 3",
         "1s",
     );
     app.deploy(&server, &["--wait"]).success();
@@ -482,7 +482,7 @@ fn a_healthy_release_whose_service_dies_later_shows_degraded_in_status() {
     let label = format!("label=com.docker.compose.project={}-prod", app.name);
     let ids = docker_lines(&["ps", "-q", "--filter", &label]);
     assert_eq!(ids.len(), 1, "{ids:?}");
-    docker_lines(&["exec", &ids[0], "touch", "/tmp/die"]);
+    docker_lines(&["exec", &ids[0], "touch", "/www/die"]);
     let health =
         poll::eventually(
             Duration::from_secs(60),
