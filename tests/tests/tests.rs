@@ -20,7 +20,9 @@
 //! - `bad_input`: refused directories, names and bundles exit 2 and change nothing.
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
+//! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
+mod acme;
 mod bad_input;
 mod bootstrap;
 mod control_plane;
