@@ -27,10 +27,13 @@
 //! - [`terraform`]: every terraform version available, and workspaces using the built provider.
 //! - [`fakepve`]: a `fakepve` (Proxmox VE) per test with the test's API token, and out-of-band changes.
 //! - [`ssh_host`]: a systemd host with sshd on a loopback port, standing in for a Proxmox container.
+//! - [`pebble`]: an ACME server (pebble + challtestsrv) per test, validating HTTP-01 for real.
+//! - [`cert_door`]: the agent's certificate manager behind an HTTP-01 and a TLS listener.
 
 pub mod agent;
 pub mod binaries;
 pub mod bundle;
+pub mod cert_door;
 pub mod cli;
 pub mod cloudflare;
 pub mod docker;
@@ -43,6 +46,7 @@ pub mod grpc;
 pub mod host;
 pub mod http;
 pub mod moto;
+pub mod pebble;
 pub mod poll;
 pub mod process;
 pub mod server;

@@ -28,8 +28,10 @@
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
 //! - `github`: PR comments, commit statuses and deployments against the GitHub fake; the webhook.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
+//! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
 mod api_tokens;
+mod acme;
 mod bad_input;
 mod bootstrap;
 mod compose;
