@@ -154,6 +154,33 @@ pub struct AcmeCertificates {
     challenges: Challenges,
     store: Store,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The ACME server is a private one (`--acme-ca-root`): it may issue for
+    /// names no public CA can (`*.test`, `*.localhost`, …).
+    private_ca: bool,
+}
+
+/// Special-use names (RFC 6761, 6762, 8375, 9476 and ICANN's `.internal`)
+/// that can never be in public DNS: a public CA refuses them, so asking one
+/// only spends its rate limit (and, offline, a connection that cannot work).
+const SPECIAL_USE_SUFFIXES: [&str; 9] = [
+    "localhost",
+    "test",
+    "invalid",
+    "example",
+    "local",
+    "internal",
+    "home.arpa",
+    "onion",
+    "alt",
+];
+
+/// Whether a public CA could ever issue for `host`: it has a dot and is not
+/// a special-use name.
+pub fn publicly_issuable(host: &str) -> bool {
+    host.contains('.')
+        && !SPECIAL_USE_SUFFIXES
+            .iter()
+            .any(|suffix| host == *suffix || host.ends_with(&format!(".{suffix}")))
 }
 
 /// What the manager task and the TLS resolver share.
@@ -244,6 +271,7 @@ impl AcmeCertificates {
         issuer: impl Issuer,
         shutdown: CancellationToken,
     ) -> Arc<AcmeCertificates> {
+        let private_ca = settings.server.ca_root_pem.is_some();
         let mut state = State::default();
         let (found, broken) = store.load_all();
         for (path, error) in broken {
@@ -272,6 +300,7 @@ impl AcmeCertificates {
             challenges,
             store,
             task: Mutex::new(Some(task)),
+            private_ca,
         })
     }
 
@@ -335,6 +364,10 @@ impl Certificates for AcmeCertificates {
         for name in names {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             match store::check_name(&name) {
+                Ok(()) if !self.private_ca && !publicly_issuable(&name) => tracing::info!(
+                    host = %name,
+                    "no certificate ordered: a public CA cannot issue for a special-use name (give --acme-ca-root for a private ACME server, or route a public DNS name)"
+                ),
                 Ok(()) => {
                     wanted.insert(name);
                 }

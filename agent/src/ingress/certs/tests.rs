@@ -68,10 +68,11 @@ impl Issuer for LocalIssuer {
     }
 }
 
+/// A private ACME server (its own root, as pebble): it may issue for `*.test`.
 fn settings(clock: &Clock) -> AcmeSettings {
     let mut settings = AcmeSettings::new(AcmeServer {
         directory: "https://acme.test/dir".into(),
-        ca_root_pem: None,
+        ca_root_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
         email: None,
     });
     settings.clock = clock.clone();
@@ -204,6 +205,41 @@ async fn a_failed_renewal_is_retried_with_backoff_while_the_old_certificate_serv
     .await;
     shutdown.cancel();
     certs.stopped().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_public_ca_is_never_asked_for_a_special_use_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::following_tokio();
+    let issuer = LocalIssuer::new(&clock, 90 * DAY);
+    let shutdown = CancellationToken::new();
+    let mut public = settings(&clock);
+    public.server.ca_root_pem = None;
+    let certs =
+        AcmeCertificates::start_with(public, Store::new(dir.path()), issuer.clone(), shutdown.clone());
+    certs.set_names(&names(&["hello.test", "web.localhost", "intranet", "hello.example.com"]));
+    // The positive control: the public name is ordered and served.
+    until("the public name's certificate", || {
+        certs.has_certificate("hello.example.com")
+    })
+    .await;
+    tokio::time::sleep(DAY).await;
+    assert_eq!(issuer.orders(), ["hello.example.com"]);
+    shutdown.cancel();
+    certs.stopped().await;
+}
+
+#[test]
+fn special_use_names_are_not_publicly_issuable() {
+    for name in ["hello.example.com", "a.b.co", "testing.com", "localhost.example.org"] {
+        assert!(publicly_issuable(name), "{name}");
+    }
+    for name in [
+        "hello.test", "web.localhost", "localhost", "x.invalid", "printer.local",
+        "db.internal", "nas.home.arpa", "intranet", "x.onion", "a.example", "b.alt",
+    ] {
+        assert!(!publicly_issuable(name), "{name}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
