@@ -16,6 +16,9 @@ use super::validity::validity;
 
 /// Who provided a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What [`Store::load_all`] found: certificates by host, and the files it could not read.
+pub type Loaded = (Vec<(String, Stored)>, Vec<(PathBuf, StoreError)>);
+
 pub enum Source {
     Acme,
     User,
@@ -94,7 +97,7 @@ impl Store {
     }
 
     /// Every certificate on disk by host, and what could not be read.
-    pub fn load_all(&self) -> (Vec<(String, Stored)>, Vec<(PathBuf, StoreError)>) {
+    pub fn load_all(&self) -> Loaded {
         let mut found = Vec::new();
         let mut broken = Vec::new();
         for source in [Source::Acme, Source::User] {
