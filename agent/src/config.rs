@@ -252,8 +252,6 @@ impl Config {
                 command_timeout: Duration::from_secs(600),
                 max_bundle_bytes,
                 ingress,
-}
-
                 acme_directory: acme.0,
                 acme_ca_root: acme.1,
                 acme_email: acme.2,
@@ -337,9 +335,8 @@ fn ingress_settings(
         }),
         _ => None,
     }
-    }
+}
 
-    #[test]
 /// The ACME settings: an https:// directory, a readable PEM root, an email.
 fn acme(
     args: &RunArgs,
@@ -545,6 +542,9 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[1].contains("--http-listen \"80\""), "{errors:?}");
+    }
+
+    #[test]
     fn acme_settings_default_to_lets_encrypt_and_bad_ones_are_named() {
         let config = Config::layer(&args(), FileConfig::default(), Path::new("a.toml")).unwrap();
         assert_eq!(

@@ -32,9 +32,9 @@ pub mod error;
 mod inventory;
 mod logs;
 mod output;
-mod tokens;
-mod provider;
 mod policy;
+mod provider;
+mod tokens;
 
 pub use error::{CliError, exit};
 

@@ -37,16 +37,16 @@ use launch_proto::agent_service_server::AgentServiceServer;
 use launch_proto::control_service_server::ControlServiceServer;
 
 mod agent_service;
+mod allowances;
 mod api_tokens;
 pub mod authz;
-mod allowances;
 mod bundle_check;
 mod control_service;
 pub mod github;
 mod http;
 pub mod hub;
-mod provider_mirror;
 mod log_cursor;
+mod provider_mirror;
 pub mod rotate;
 pub mod secrets;
 mod state;

@@ -30,17 +30,17 @@
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 //! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
-mod api_tokens;
 mod acme;
+mod api_tokens;
 mod bad_input;
 mod bootstrap;
-mod compose;
 mod certs;
+mod compose;
 mod control_plane;
 mod deploy;
 mod dns;
-mod docs;
 mod docker_target;
+mod docs;
 mod faults;
 mod front_door;
 mod github;

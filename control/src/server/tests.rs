@@ -130,6 +130,7 @@ impl TestServer {
                 git_ref: "main".into(),
                 secrets,
                 bundle_sha256: launch_core::bundle::sha256_hex(&bundle),
+                ..Default::default()
             })),
         }];
         for chunk in bundle.chunks(4096) {
@@ -1225,6 +1226,7 @@ async fn oversized_bundle_is_refused_with_its_size_and_the_limit() {
                 git_ref: String::new(),
                 secrets: Default::default(),
                 bundle_sha256: "00".repeat(32),
+                ..Default::default()
             })),
         }];
         request.push(DeployRequest {
@@ -1657,6 +1659,7 @@ fn bad_config_is_reported_all_at_once() {
         tls_cert: Some("/nonexistent/cert.pem".into()),
         tls_key: Some("/nonexistent/key.pem".into()),
         provider_dir: Some("/nonexistent/providers".into()),
+        github: Default::default(),
         command: None,
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
@@ -1690,6 +1693,7 @@ fn bad_config_is_reported_all_at_once() {
         tls_cert: None,
         tls_key: None,
         provider_dir: None,
+        github: Default::default(),
         command: None,
     };
     let config = ServerConfig::from_flags_with(&ok, None, Some("/home/u".into())).unwrap();

@@ -168,12 +168,7 @@ impl ControlSide for Live<'_> {
     /// A service this create registered (`EnsureService` said `created`) is
     /// retired; otherwise only the join tokens it minted are revoked.
     async fn undo(&self) {
-        if let Err(e) = self
-            .clients
-            .control
-            .undo_create(self.labels)
-            .await
-        {
+        if let Err(e) = self.clients.control.undo_create(self.labels).await {
             tracing::warn!(error = %e, "could not undo the control-plane side of a failed create");
         }
     }

@@ -36,7 +36,7 @@ fn inputs<'a>(url: &'a str, service: &'a Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn as_refs(given: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn as_refs<'a>(given: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     given.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 

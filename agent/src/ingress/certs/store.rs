@@ -16,9 +16,6 @@ use super::validity::validity;
 
 /// Who provided a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-/// What [`Store::load_all`] found: certificates by host, and the files it could not read.
-pub type Loaded = (Vec<(String, Stored)>, Vec<(PathBuf, StoreError)>);
-
 pub enum Source {
     Acme,
     User,
@@ -70,6 +67,9 @@ pub enum StoreError {
 pub struct Store {
     dir: PathBuf,
 }
+
+/// What [`Store::load_all`] found: certificates by host, and the files it could not read.
+pub type Loaded = (Vec<(String, Stored)>, Vec<(PathBuf, StoreError)>);
 
 impl Store {
     pub fn new(data_dir: &Path) -> Store {

@@ -215,9 +215,18 @@ async fn a_public_ca_is_never_asked_for_a_special_use_name() {
     let shutdown = CancellationToken::new();
     let mut public = settings(&clock);
     public.server.ca_root_pem = None;
-    let certs =
-        AcmeCertificates::start_with(public, Store::new(dir.path()), issuer.clone(), shutdown.clone());
-    certs.set_names(&names(&["hello.test", "web.localhost", "intranet", "hello.example.com"]));
+    let certs = AcmeCertificates::start_with(
+        public,
+        Store::new(dir.path()),
+        issuer.clone(),
+        shutdown.clone(),
+    );
+    certs.set_names(&names(&[
+        "hello.test",
+        "web.localhost",
+        "intranet",
+        "hello.example.com",
+    ]));
     // The positive control: the public name is ordered and served.
     until("the public name's certificate", || {
         certs.has_certificate("hello.example.com")
@@ -231,12 +240,26 @@ async fn a_public_ca_is_never_asked_for_a_special_use_name() {
 
 #[test]
 fn special_use_names_are_not_publicly_issuable() {
-    for name in ["hello.example.com", "a.b.co", "testing.com", "localhost.example.org"] {
+    for name in [
+        "hello.example.com",
+        "a.b.co",
+        "testing.com",
+        "localhost.example.org",
+    ] {
         assert!(publicly_issuable(name), "{name}");
     }
     for name in [
-        "hello.test", "web.localhost", "localhost", "x.invalid", "printer.local",
-        "db.internal", "nas.home.arpa", "intranet", "x.onion", "a.example", "b.alt",
+        "hello.test",
+        "web.localhost",
+        "localhost",
+        "x.invalid",
+        "printer.local",
+        "db.internal",
+        "nas.home.arpa",
+        "intranet",
+        "x.onion",
+        "a.example",
+        "b.alt",
     ] {
         assert!(!publicly_issuable(name), "{name}");
     }

@@ -299,6 +299,7 @@ impl Server {
                     git_ref: "main".into(),
                     secrets: Default::default(),
                     bundle_sha256: launch_core::bundle::sha256_hex(&bundle),
+                    ..Default::default()
                 })),
             },
             DeployRequest {
@@ -379,7 +380,11 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         "StatusRequest" | "ListServicesRequest" | "ListAgentsRequest" | "ListApiTokensRequest" => {
             Vec::new()
         }
-        "EnsureServiceRequest" => EnsureServiceRequest { target }.encode_to_vec(),
+        "EnsureServiceRequest" => EnsureServiceRequest {
+            target,
+            ..Default::default()
+        }
+        .encode_to_vec(),
         // Another service: retiring hello/prod would cancel the mission.
         "RetireServiceRequest" => RetireServiceRequest {
             target: Some(ServiceRef {
@@ -389,7 +394,11 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
             ..Default::default()
         }
         .encode_to_vec(),
-        "ListReleasesRequest" => ListReleasesRequest { target }.encode_to_vec(),
+        "ListReleasesRequest" => ListReleasesRequest {
+            target,
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "RevokeAgentRequest" => RevokeAgentRequest {
             agent_id: "a-none".into(),
         }
@@ -574,6 +583,7 @@ async fn a_deploy_token_for_hello_prod_cannot_touch_staging_secrets_or_tokens() 
         .list_releases(with_token(
             ListReleasesRequest {
                 target: Some(hello_prod()),
+                ..Default::default()
             },
             &token,
         ))
@@ -704,6 +714,7 @@ async fn a_revoked_token_is_refused_and_its_open_log_stream_ends() {
         .list_releases(with_token(
             ListReleasesRequest {
                 target: Some(hello_prod()),
+                ..Default::default()
             },
             &token,
         ))

@@ -78,6 +78,7 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one() {
     control
         .retire_service(server.admin(RetireServiceRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap();
@@ -85,6 +86,7 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one() {
     control
         .ensure_service(server.admin(EnsureServiceRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap();
@@ -149,6 +151,7 @@ async fn retired_releases_are_listed_only_when_asked_for_and_a_new_deploy_starts
     control
         .retire_service(server.admin(RetireServiceRequest {
             target: Some(target("hello", "prod")),
+            ..Default::default()
         }))
         .await
         .unwrap();
