@@ -146,6 +146,7 @@ async fn run(server: &Server) {
                         git_ref: "load".to_owned(),
                         secrets: HashMap::new(),
                         bundle_sha256: sha,
+                        ..Default::default()
                     })),
                 },
                 DeployRequest {

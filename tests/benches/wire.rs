@@ -88,6 +88,7 @@ async fn run(server: &Server) {
                     git_ref: "bench".to_owned(),
                     secrets: HashMap::new(),
                     bundle_sha256: sha.clone(),
+                    ..Default::default()
                 })),
             },
             DeployRequest {

@@ -71,7 +71,7 @@ impl CertDoor {
         let answers = certs.clone();
         let threads = vec![
             serve(http, stop.clone(), move |stream| {
-                answer_http01(stream, &*answers)
+                answer_http01(stream, &answers)
             }),
             serve(https, stop.clone(), move |stream| {
                 answer_tls(stream, tls.clone())

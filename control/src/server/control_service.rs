@@ -970,38 +970,16 @@ impl ControlService for Control {
         &self,
         request: Request<AllowServiceRequest>,
     ) -> Result<Response<AllowancesResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        let (service, environment) = target(request.target.as_ref())?;
-        let change = super::allowances::Change::Allow;
-        super::allowances::change(
-            &self.state,
-            &metadata,
-            &service,
-            &environment,
-            &request,
-            change,
-        )
-        .await
-        .map(Response::new)
+        self.change_allowances(request, super::allowances::Change::Allow)
+            .await
     }
 
     async fn disallow_service(
         &self,
         request: Request<AllowServiceRequest>,
     ) -> Result<Response<AllowancesResponse>, Status> {
-        let (metadata, _, request) = request.into_parts();
-        let (service, environment) = target(request.target.as_ref())?;
-        let change = super::allowances::Change::Disallow;
-        super::allowances::change(
-            &self.state,
-            &metadata,
-            &service,
-            &environment,
-            &request,
-            change,
-        )
-        .await
-        .map(Response::new)
+        self.change_allowances(request, super::allowances::Change::Disallow)
+            .await
     }
 
     async fn list_allowances(
@@ -1012,5 +990,28 @@ impl ControlService for Control {
         super::allowances::list(&self.state, &service, &environment)
             .await
             .map(Response::new)
+    }
+}
+
+impl Control {
+    /// Grants or revokes host-policy allowances (the `authz` layer has
+    /// already checked the caller is an admin).
+    async fn change_allowances(
+        &self,
+        request: Request<AllowServiceRequest>,
+        change: super::allowances::Change,
+    ) -> Result<Response<AllowancesResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let (service, environment) = target(request.target.as_ref())?;
+        super::allowances::change(
+            &self.state,
+            &metadata,
+            &service,
+            &environment,
+            &request,
+            change,
+        )
+        .await
+        .map(Response::new)
     }
 }

@@ -1659,7 +1659,10 @@ fn bad_config_is_reported_all_at_once() {
         tls_cert: Some("/nonexistent/cert.pem".into()),
         tls_key: Some("/nonexistent/key.pem".into()),
         provider_dir: Some("/nonexistent/providers".into()),
-        github: Default::default(),
+        github: crate::server::github::GithubFlags {
+            github_api_url: crate::server::github::DEFAULT_API_URL.into(),
+            ..Default::default()
+        },
         command: None,
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
@@ -1693,7 +1696,10 @@ fn bad_config_is_reported_all_at_once() {
         tls_cert: None,
         tls_key: None,
         provider_dir: None,
-        github: Default::default(),
+        github: crate::server::github::GithubFlags {
+            github_api_url: crate::server::github::DEFAULT_API_URL.into(),
+            ..Default::default()
+        },
         command: None,
     };
     let config = ServerConfig::from_flags_with(&ok, None, Some("/home/u".into())).unwrap();

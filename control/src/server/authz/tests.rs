@@ -141,6 +141,9 @@ const SPEC: &[(&str, Need)] = &[
     ("CreateApiToken", Need::Admin),
     ("ListApiTokens", Need::Admin),
     ("RevokeApiToken", Need::Admin),
+    ("AllowService", Need::Admin),
+    ("DisallowService", Need::Admin),
+    ("ListAllowances", Need::Read),
 ];
 
 /// One token of the table: its scope and patterns.
@@ -433,6 +436,12 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
             token_id: "t-none".into(),
         }
         .encode_to_vec(),
+        "AllowServiceRequest" => AllowServiceRequest {
+            target,
+            allowances: vec!["host-network".into()],
+        }
+        .encode_to_vec(),
+        "ListAllowancesRequest" => ListAllowancesRequest { target }.encode_to_vec(),
         other => panic!(
             "no sample request for {other}: add one to `sample` in control/src/server/authz/tests.rs"
         ),

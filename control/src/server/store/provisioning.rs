@@ -70,8 +70,11 @@ impl Store {
     }
 
     /// Revokes one host's agent and join token (either may be empty) of the
-    /// service, in one transaction, and says whether anything else (a live
-    /// agent, an unused unexpired join token) still holds the service.
+    /// service, in one transaction, and says whether anything else still
+    /// holds the service: a live agent or an unused unexpired join token made
+    /// after this host's (ids are time-ordered ULIDs), i.e. a replacement as
+    /// `create_before_destroy` makes. Agents of hosts that vanished before
+    /// this one was made hold nothing.
     pub async fn retire_host(
         &self,
         service: &str,
@@ -99,19 +102,21 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let agents: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM agents WHERE service = ? AND environment = ? AND revoked = 0",
+            "SELECT COUNT(*) AS n FROM agents WHERE service = ? AND environment = ? AND revoked = 0 AND id > ?",
         )
         .bind(service)
         .bind(environment)
+        .bind(agent_id)
         .fetch_one(&mut *tx)
         .await?
         .get("n");
         let tokens: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM join_tokens WHERE service = ? AND environment = ? AND revoked = 0 AND used_at IS NULL AND expires > ?",
+            "SELECT COUNT(*) AS n FROM join_tokens WHERE service = ? AND environment = ? AND revoked = 0 AND used_at IS NULL AND expires > ? AND id > ?",
         )
         .bind(service)
         .bind(environment)
         .bind(now_ms())
+        .bind(join_token_id)
         .fetch_one(&mut *tx)
         .await?
         .get("n");
