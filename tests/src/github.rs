@@ -6,8 +6,8 @@
 //! credentials"), requires a `User-Agent` (403, as GitHub does), validates the
 //! states each endpoint accepts (422), and answers with GitHub's shapes.
 //!
-//! Tests read what was posted, delete a comment out of band, and inject 5xx
-//! storms or rate limits (403 with `Retry-After`, `x-ratelimit-remaining: 0`
+//! Tests read what was posted, delete a comment out of band, and inject a
+//! 5xx storm or rate limits (403 with `Retry-After`, `x-ratelimit-remaining: 0`
 //! and `x-ratelimit-reset`).
 
 use std::collections::BTreeMap;
@@ -56,7 +56,6 @@ struct Shared {
     statuses: Mutex<Vec<CommitStatus>>,
     deployments: Mutex<BTreeMap<u64, Deployment>>,
     requests: Mutex<Vec<String>>,
-    fail_next_5xx: AtomicU32,
     fail_all_5xx: AtomicBool,
     rate_limit_next: AtomicU32,
     answered_5xx: AtomicU32,
@@ -135,11 +134,6 @@ impl GithubFake {
         self.shared.requests.lock().unwrap().clone()
     }
 
-    /// Answers the next `n` requests with 502.
-    pub fn fail_next(&self, n: u32) {
-        self.shared.fail_next_5xx.store(n, Ordering::SeqCst);
-    }
-
     /// Answers every request with 503 until turned off.
     pub fn fail_all(&self, on: bool) {
         self.shared.fail_all_5xx.store(on, Ordering::SeqCst);
@@ -184,10 +178,6 @@ fn answer(request: &Request, token: &str, shared: &Shared) -> Response {
     if shared.fail_all_5xx.load(Ordering::SeqCst) {
         shared.answered_5xx.fetch_add(1, Ordering::SeqCst);
         return message(503, "Service Unavailable");
-    }
-    if take(&shared.fail_next_5xx) {
-        shared.answered_5xx.fetch_add(1, Ordering::SeqCst);
-        return message(502, "Server Error");
     }
     if take(&shared.rate_limit_next) {
         shared.answered_rate_limited.fetch_add(1, Ordering::SeqCst);

@@ -246,17 +246,12 @@ impl Store {
 
     // ---- services ----
 
-    /// Creates the service if missing and un-retires it; returns the row.
+    /// Creates the service if missing and un-retires it; returns the row
+    /// ([`Store::ensure_service_created`] without whether it was created).
     pub async fn ensure_service(&self, service: &str, environment: &str) -> Result<ServiceRow> {
-        sqlx::query("INSERT INTO services (service, environment, created) VALUES (?, ?, ?) ON CONFLICT (service, environment) DO UPDATE SET retired = 0")
-            .bind(service)
-            .bind(environment)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        self.service(service, environment)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)
+        self.ensure_service_created(service, environment)
+            .await
+            .map(|(row, _)| row)
     }
 
     pub async fn service(&self, service: &str, environment: &str) -> Result<Option<ServiceRow>> {

@@ -68,17 +68,6 @@ impl Store {
             })
     }
 
-    /// Records a webhook delivery id; false when it was recorded before.
-    pub async fn record_delivery(&self, id: &str, event: &str) -> Result<bool> {
-        sqlx::query("INSERT INTO github_deliveries (id, event, received) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(event)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await
-            .map(|r| r.rows_affected() > 0)
-    }
-
     /// Records a delivery and marks a pull request closed, in one
     /// transaction; false (and nothing changed) when the delivery was seen.
     pub async fn close_pull_request(&self, delivery: &str, repo: &str, pr: u64) -> Result<bool> {
