@@ -115,6 +115,15 @@ pub enum Command {
     Provider(provider::ProviderCommand),
 }
 
+/// Parses the command line (`main` and the tests go through here).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args)
+}
+
 /// Parses a duration such as `10m`, `90s` or `1h`.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let duration =
@@ -170,6 +179,42 @@ mod tests {
                 .contains("longer than zero")
         );
         assert!(parse_duration("soon").unwrap_err().contains("write e.g."));
+    }
+
+    /// `launch ARGS --help`, as printed.
+    fn help(args: &[&str]) -> String {
+        let mut argv = vec!["launch"];
+        argv.extend_from_slice(args);
+        argv.push("--help");
+        match parse_from(argv) {
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.to_string(),
+            other => panic!("{args:?} --help did not print help: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_help_shows_only_server_flags() {
+        let server = help(&["server"]);
+        assert!(server.contains("--listen"), "{server}");
+        assert!(server.contains("--data-dir"), "{server}");
+        for client_only in ["--addr", "--token", "--token-file", "--output", "--ca-cert"] {
+            assert!(
+                !server.contains(client_only),
+                "`launch server --help` lists the client flag {client_only}:\n{server}"
+            );
+        }
+        // Client commands still take them, before or after their name.
+        for args in [&["deploy"][..], &["status"], &["services", "allow"]] {
+            let text = help(args);
+            assert!(text.contains("--addr") && text.contains("--ca-cert"), "{text}");
+        }
+        let err = parse_from(["launch", "server", "--addr", "http://x:1"]).unwrap_err();
+        assert!(
+            err.to_string().contains("--addr") && err.to_string().contains("client"),
+            "{err}"
+        );
+        parse_from(["launch", "--addr", "http://x:1", "status"]).unwrap();
+        parse_from(["launch", "status", "--addr", "http://x:1", "--output", "json"]).unwrap();
     }
 
     #[test]
@@ -249,13 +294,12 @@ mod tests {
                 "t",
                 "--ca-cert",
                 "ca.pem",
-                "server",
-                "--listen",
-                "127.0.0.1:0",
+                "services",
             ],
+            &["launch", "server", "--listen", "127.0.0.1:0"],
         ];
         for args in cases {
-            Cli::try_parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
     }
 }

@@ -72,6 +72,19 @@ pub async fn simulate_agent(
     target: &ServiceRef,
     hostname: &str,
 ) -> SimulatedAgent {
+    simulate_agent_with_compose(control, agents, admin_token, target, hostname, "").await
+}
+
+/// [`simulate_agent`] on a host whose Hello reports `compose`, e.g.
+/// "docker-compose 1.29.2".
+pub async fn simulate_agent_with_compose(
+    control: &mut ControlServiceClient<Channel>,
+    agents: &mut AgentServiceClient<Channel>,
+    admin_token: &str,
+    target: &ServiceRef,
+    hostname: &str,
+    compose: &str,
+) -> SimulatedAgent {
     let join = control
         .create_join_token(request(
             CreateJoinTokenRequest {
@@ -103,7 +116,7 @@ pub async fn simulate_agent(
             hostname: hostname.to_owned(),
             advertise_host: "127.0.0.1".to_owned(),
             current_release_id: String::new(),
-            compose: String::new(),
+            compose: compose.to_owned(),
         })),
     })
     .await

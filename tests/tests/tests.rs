@@ -15,6 +15,7 @@
 //! - `compose`: the corpus of compose apps, broken files refused, the host policy, the settle gate, degraded.
 //! - `docs`: every command block of the docs runs, is a checked synopsis, or says why not.
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
+//! - `dev`: `launch dev` deploys and follows the log from the last line it printed.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
@@ -38,6 +39,7 @@ mod certs;
 mod compose;
 mod control_plane;
 mod deploy;
+mod dev;
 mod dns;
 mod docker_target;
 mod docs;
