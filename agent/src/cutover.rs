@@ -37,8 +37,12 @@ pub struct Front {
     pub router: Arc<Router>,
     /// How long an old container may finish its requests.
     pub drain: Duration,
-    /// The HTTP listener's port (for the URL a deploy reports).
+    /// The listeners' ports (for the URL a deploy reports).
     pub http_port: u16,
+    pub https_port: u16,
+    /// The ACME server is a private one (`--acme-ca-root`), which may
+    /// certify any name; a public one only public names.
+    pub private_ca: bool,
     /// Names this agent's service answers besides `[http] hosts` and the
     /// mission's (`launch dev`: `<service>.localhost`).
     pub extra_hosts: Vec<String>,
@@ -323,11 +327,10 @@ impl Plan {
             }
             remove(old, sink).await;
         }
-        let port = match front.http_port {
-            80 => String::new(),
-            port => format!(":{port}"),
-        };
-        Ok(hosts.first().map(|host| format!("http://{host}{port}/")))
+        Ok(hosts.first().map(|host| {
+            let tls = front.private_ca || crate::ingress::certs::publicly_issuable(host);
+            crate::service_url::routed(host, tls, front.http_port, front.https_port)
+        }))
     }
 
     /// A release that failed: a doubled service's new containers go, so

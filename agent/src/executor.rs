@@ -399,9 +399,13 @@ impl Executor {
         };
         let url = routed
             .or_else(|| {
-                config
-                    .port
-                    .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+                config.port.map(|port| {
+                    crate::service_url::direct(
+                        &record.host_address,
+                        &self.config.advertise_host,
+                        port,
+                    )
+                })
             })
             .unwrap_or_default();
         Ok((url, follower))
@@ -597,9 +601,13 @@ impl Executor {
                 };
                 let url = routed
                     .or_else(|| {
-                        config
-                            .port
-                            .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
+                        config.port.map(|port| {
+                            crate::service_url::direct(
+                                &record.host_address,
+                                &self.config.advertise_host,
+                                port,
+                            )
+                        })
                     })
                     .unwrap_or_default();
                 end(MissionState::Healthy, format!("{current} restarted"), url)

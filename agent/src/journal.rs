@@ -41,6 +41,9 @@ pub struct Record {
     /// Names the front door routes to the service (from the control plane).
     #[serde(default)]
     pub host_names: Vec<String>,
+    /// The address the provider registered for this host (from the control plane).
+    #[serde(default)]
+    pub host_address: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +70,7 @@ impl Record {
             allowances: mission.allowances.clone(),
             max_bundle_bytes: mission.max_bundle_bytes,
             host_names: mission.host_names.clone(),
+            host_address: mission.host_address.clone(),
         }
     }
 

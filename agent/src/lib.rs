@@ -42,6 +42,7 @@ mod limits;
 mod policy;
 mod release;
 mod resolve;
+mod service_url;
 mod session;
 mod uplink;
 mod watch;
@@ -102,6 +103,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             router: router.clone(),
             drain: settings.drain,
             http_port: settings.http.port(),
+            https_port: settings.https.port(),
+            private_ca: config.acme_ca_root.is_some(),
             extra_hosts: settings.extra_hosts.clone(),
         });
     }

@@ -121,7 +121,38 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Cli::try_parse_from(args)
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The client flags of [`Global`]: clap id and flag.
+const CLIENT_FLAGS: [(&str, &str); 5] = [
+    ("addr", "addr"),
+    ("token", "token"),
+    ("token_file", "token-file"),
+    ("output", "output"),
+    ("ca_cert", "ca-cert"),
+];
+
+/// The `launch` command: [`Global`]'s flags reach every client command
+/// (before or after its name) but not `launch server`, whose help lists only
+/// its own flags. Clap propagates a global flag to every subcommand that has
+/// no argument of that id, so `server` gets a hidden one of each that
+/// refuses with what to do instead.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("server", |server| {
+        CLIENT_FLAGS.iter().fold(server, |server, &(id, flag)| {
+            server.arg(clap::Arg::new(id).long(flag).hide(true).value_parser(
+                move |_: &str| -> Result<String, String> {
+                    Err(format!(
+                        "--{flag} is a client flag (launch deploy, status, …): `launch server --help` lists the server's flags"
+                    ))
+                },
+            ))
+        })
+    })
 }
 
 /// Parses a duration such as `10m`, `90s` or `1h`.
@@ -206,7 +237,10 @@ mod tests {
         // Client commands still take them, before or after their name.
         for args in [&["deploy"][..], &["status"], &["services", "allow"]] {
             let text = help(args);
-            assert!(text.contains("--addr") && text.contains("--ca-cert"), "{text}");
+            assert!(
+                text.contains("--addr") && text.contains("--ca-cert"),
+                "{text}"
+            );
         }
         let err = parse_from(["launch", "server", "--addr", "http://x:1"]).unwrap_err();
         assert!(
@@ -214,7 +248,15 @@ mod tests {
             "{err}"
         );
         parse_from(["launch", "--addr", "http://x:1", "status"]).unwrap();
-        parse_from(["launch", "status", "--addr", "http://x:1", "--output", "json"]).unwrap();
+        parse_from([
+            "launch",
+            "status",
+            "--addr",
+            "http://x:1",
+            "--output",
+            "json",
+        ])
+        .unwrap();
     }
 
     #[test]

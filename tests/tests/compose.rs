@@ -1,7 +1,9 @@
 //! Foreign compose files end to end: the corpus of multi-service apps in
 //! `tests/corpus` deploys healthy on the real engine; broken files are
 //! refused by `launch deploy` (exit 2, the key named, nothing uploaded) and
-//! by the control plane for hand-made bundles; the host policy refuses each
+//! by the control plane for hand-made bundles; a key the host's compose
+//! lacks is refused by `launch deploy` before the upload (the host's
+//! compose from `GetService`); the host policy refuses each
 //! rule until an admin allows it; the health gate fails a service that
 //! crashes after it started and watches a live release until it dies.
 
@@ -277,7 +279,11 @@ fn the_control_plane_checks_hand_made_bundles_and_the_hosts_compose() {
 
 /// An agent on the wire whose Hello reports `compose`, connected once
 /// `launch agents` says so.
-fn agent_running(server: &Server, service: &str, compose: &str) -> launch_e2e::grpc::SimulatedAgent {
+fn agent_running(
+    server: &Server,
+    service: &str,
+    compose: &str,
+) -> launch_e2e::grpc::SimulatedAgent {
     let runtime = launch_e2e::grpc::runtime();
     let agent = runtime.block_on(async {
         let mut control = launch_e2e::grpc::control_client(server).await;
@@ -296,15 +302,20 @@ fn agent_running(server: &Server, service: &str, compose: &str) -> launch_e2e::g
         )
         .await
     });
-    poll::eventually(Duration::from_secs(20), "the simulated agent connects", || {
-        cli::agents(server)
-            .into_iter()
-            .find(|a| {
-                a["labels"]["service-name"] == service && a["connected"] == serde_json::json!(true)
-            })
-            .map(|_| ())
-            .ok_or_else(|| format!("{:?}", cli::agents(server)))
-    });
+    poll::eventually(
+        Duration::from_secs(20),
+        "the simulated agent connects",
+        || {
+            cli::agents(server)
+                .into_iter()
+                .find(|a| {
+                    a["labels"]["service-name"] == service
+                        && a["connected"] == serde_json::json!(true)
+                })
+                .map(|_| ())
+                .ok_or_else(|| format!("{:?}", cli::agents(server)))
+        },
+    );
     agent
 }
 
@@ -317,12 +328,16 @@ fn deploy_refuses_a_key_the_hosts_compose_lacks_before_uploading() {
     let out = old.deploy(&server, &[]);
     out.expect_code(2);
     assert!(
-        out.stderr.contains("name: the host runs docker-compose 1.29.2")
+        out.stderr
+            .contains("name: the host runs docker-compose 1.29.2")
             && out.stderr.contains("install the compose v2 plugin")
             && out.stderr.contains("drop the key"),
         "{out}"
     );
-    assert!(!out.stderr.contains("uploading"), "nothing may be uploaded\n{out}");
+    assert!(
+        !out.stderr.contains("uploading"),
+        "nothing may be uploaded\n{out}"
+    );
     assert_eq!(bundles(&server), 0);
     // The control plane still checks what skips the CLI.
     let out = old.deploy_bundle(&server, &[]);

@@ -195,10 +195,11 @@ async fn session(
             };
             println!("ready: {shown}");
             eprintln!("following logs; Ctrl-C to stop");
+            // From the last line `deploy` printed: nothing twice.
             let request = StreamLogsRequest {
                 target,
-                mission_id: String::new(),
-                since_seq: 0,
+                mission_id: outcome.mission_id.clone(),
+                since_seq: outcome.last_seq,
                 follow: true,
             };
             tokio::select! {

@@ -279,6 +279,13 @@ pub const RULES: &[(&str, Rule)] = &[
             Some(|b| Ok(service_of(ListAllowancesRequest::decode(b)?.target))),
         ),
     ),
+    (
+        "GetService",
+        rule(
+            Scope::Read,
+            Some(|b| Ok(service_of(GetServiceRequest::decode(b)?.target))),
+        ),
+    ),
 ];
 
 /// The rule of a gRPC path `/launch.v1.ControlService/<Method>`.

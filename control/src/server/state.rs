@@ -141,6 +141,11 @@ impl State {
                     .split_whitespace()
                     .map(str::to_owned)
                     .collect(),
+                host_address: self
+                    .store
+                    .host_address(&mission.service, &mission.environment)
+                    .await
+                    .map_err(internal)?,
             })),
         })
     }

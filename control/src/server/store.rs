@@ -18,6 +18,7 @@ mod provisioning;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
 mod allowances;
 mod health;
+mod host_address;
 pub use allowances::AllowanceRow;
 pub use health::HealthRow;
 pub mod github;

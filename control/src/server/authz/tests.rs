@@ -144,6 +144,7 @@ const SPEC: &[(&str, Need)] = &[
     ("AllowService", Need::Admin),
     ("DisallowService", Need::Admin),
     ("ListAllowances", Need::Read),
+    ("GetService", Need::Read),
 ];
 
 /// One token of the table: its scope and patterns.
@@ -442,6 +443,7 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         }
         .encode_to_vec(),
         "ListAllowancesRequest" => ListAllowancesRequest { target }.encode_to_vec(),
+        "GetServiceRequest" => GetServiceRequest { target }.encode_to_vec(),
         other => panic!(
             "no sample request for {other}: add one to `sample` in control/src/server/authz/tests.rs"
         ),
