@@ -1337,7 +1337,13 @@ fn prd_example_applies_with_its_dns_record_and_the_deploy_action_takes_a_service
         Duration::from_secs(60),
         &format!("{live} to answer"),
         || {
-            let reply = tls_exchange(&pebble_root, "127.0.0.1", door.https, &fqdn, request.as_bytes())?;
+            let reply = tls_exchange(
+                &pebble_root,
+                "127.0.0.1",
+                door.https,
+                &fqdn,
+                request.as_bytes(),
+            )?;
             let reply = String::from_utf8_lossy(&reply).into_owned();
             if reply.starts_with("HTTP/1.1 200") {
                 Ok(reply)
