@@ -397,17 +397,12 @@ impl Executor {
                 return Err(reason);
             }
         };
-        let url = routed
-            .or_else(|| {
-                config.port.map(|port| {
-                    crate::service_url::direct(
-                        &record.host_address,
-                        &self.config.advertise_host,
-                        port,
-                    )
-                })
-            })
-            .unwrap_or_default();
+        let url = match routed {
+            Some(url) => url,
+            None => {
+                crate::service_url::unrouted(&self.config, &record.host_address, config.port).await
+            }
+        };
         Ok((url, follower))
     }
 
@@ -599,17 +594,17 @@ impl Executor {
                     Ok(routed) => routed,
                     Err(reason) => return end(MissionState::Failed, reason, String::new()),
                 };
-                let url = routed
-                    .or_else(|| {
-                        config.port.map(|port| {
-                            crate::service_url::direct(
-                                &record.host_address,
-                                &self.config.advertise_host,
-                                port,
-                            )
-                        })
-                    })
-                    .unwrap_or_default();
+                let url = match routed {
+                    Some(url) => url,
+                    None => {
+                        crate::service_url::unrouted(
+                            &self.config,
+                            &record.host_address,
+                            config.port,
+                        )
+                        .await
+                    }
+                };
                 end(MissionState::Healthy, format!("{current} restarted"), url)
             }
             Err(reason) => end(MissionState::Failed, reason, String::new()),
