@@ -87,6 +87,8 @@ locals {
     security_group_ids = null
     key_name           = null
     instance_type      = null
+    spot               = null
+    max_price          = null
   }
 }
 
