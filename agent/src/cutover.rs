@@ -54,6 +54,9 @@ pub struct Release<'a> {
     pub config: &'a ServiceConfig,
     /// Host names from the mission (the control plane's fqdn).
     pub mission_hosts: &'a [String],
+    /// A preview's name: its route is its own (`crate::preview`), at
+    /// `<preview>.<name>` for each of the service's names.
+    pub preview: Option<&'a str>,
 }
 
 /// A container of the project, as `docker inspect` shows it.
@@ -297,9 +300,13 @@ impl Plan {
                 "{service} was switched in place, not side by side: {reason}; requests during the switch may fail (publish no fixed host port, e.g. `expose:`, to get a zero-downtime cutover)"
             ));
         }
+        let key = match release.preview {
+            Some(preview) => crate::preview::route_key(&service, preview),
+            None => service.clone(),
+        };
         let previous = front
             .router
-            .switch(&service, hosts, Some((upstream, release.release_id)))
+            .switch(&key, hosts, Some((upstream, release.release_id)))
             .map_err(|e| format!("cannot switch the route: {e}"))?;
         sink.say(&format!(
             "route switched: {} → {service} at {upstream}",
@@ -377,7 +384,12 @@ fn routed_hosts(front: &Front, release: &Release<'_>) -> Option<Vec<String>> {
             hosts.push(host);
         }
     }
-    (release.config.http.is_some() || !hosts.is_empty()).then_some(hosts)
+    let routed = release.config.http.is_some() || !hosts.is_empty();
+    let hosts = match release.preview {
+        Some(preview) => crate::preview::host_names(preview, &hosts),
+        None => hosts,
+    };
+    routed.then_some(hosts)
 }
 
 /// `docker stop` then `docker rm` of `replicas`.

@@ -143,20 +143,30 @@ pub struct RequestLoop {
     started: Instant,
 }
 
+/// One request of a [`RequestLoop`]: status and body.
+pub type Fetch = Arc<dyn Fn() -> Result<(u16, String), String> + Send + Sync>;
+
 impl RequestLoop {
+    /// Plain-HTTP GETs of `/` with `Host: host` to `127.0.0.1:port`.
     pub fn start(port: u16, host: &str) -> RequestLoop {
+        let host = host.to_owned();
+        RequestLoop::start_with(Arc::new(move || get(port, &host, "/")))
+    }
+
+    /// The loop over any request (e.g. HTTPS with a given root).
+    pub fn start_with(fetch: Fetch) -> RequestLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..2)
             .map(|_| {
                 let (stop, requests, failures) = (stop.clone(), requests.clone(), failures.clone());
-                let host = host.to_owned();
+                let fetch = fetch.clone();
                 std::thread::spawn(move || {
                     let pace = Duration::from_millis(8);
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
-                        match get(port, &host, "/") {
+                        match fetch() {
                             Ok((200, _)) => {}
                             Ok((code, body)) => failures
                                 .lock()
