@@ -149,9 +149,8 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     assert_eq!(mission, "preview-key", "the override outlives one deploy");
 
     // A new session's Welcome names the live previews.
-    let other = AgentSession::open(&server, &agent_token).await.unwrap();
-    assert_eq!(other.welcome.previews, ["pr-1"]);
-    drop(other);
+    let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
+    assert_eq!(session.welcome.previews, ["pr-1"]);
 
     // Removal: one teardown mission, then nothing of it is listed.
     let mut control = server.control().await;
