@@ -84,7 +84,10 @@ impl Executor {
     }
 
     /// Sweeps the previews the control plane's lists (from `Welcome`) do not name.
-    pub fn with_previews(mut self, told: tokio::sync::watch::Receiver<crate::preview::Known>) -> Self {
+    pub fn with_previews(
+        mut self,
+        told: tokio::sync::watch::Receiver<crate::preview::Known>,
+    ) -> Self {
         self.previews_told = Some(told);
         self
     }
@@ -303,7 +306,12 @@ impl Executor {
     }
 
     /// Tears down one preview (see `crate::preview::Teardown`).
-    async fn remove_preview(&mut self, record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+    async fn remove_preview(
+        &mut self,
+        record: &Record,
+        sink: &Sink,
+        cancel: &CancellationToken,
+    ) -> End {
         let compose = self.compose().await.ok();
         let teardown = crate::preview::Teardown {
             data_dir: &self.config.data_dir,
@@ -350,7 +358,9 @@ impl Executor {
             };
             match teardown.run(&sink, shutdown).await {
                 Ok(message) => info!(%preview, %message, "preview swept"),
-                Err(message) => warn!(%preview, %message, "preview sweep failed; retrying at the next sweep"),
+                Err(message) => {
+                    warn!(%preview, %message, "preview sweep failed; retrying at the next sweep")
+                }
             }
         }
     }
@@ -496,14 +506,8 @@ impl Executor {
         // What the containers print from `up` on goes into the mission log;
         // once healthy this follower carries on as the runtime log.
         let follower = Follower::start(self.project(), started, sink.clone(), self.cursor_file());
-        let gated = crate::health::gate_with(
-            &project,
-            &gate_config,
-            &one_shots,
-            sink,
-            cancel,
-        )
-        .await;
+        let gated =
+            crate::health::gate_with(&project, &gate_config, &one_shots, sink, cancel).await;
         if let Err(reason) = gated {
             plan.abandon(&project, sink).await;
             follower.stop().await;

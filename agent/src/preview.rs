@@ -54,7 +54,10 @@ pub fn project(service: &str, environment: &str, preview: &str) -> String {
 
 /// The names a preview answers: `<preview>.<name>` for each of the service's.
 pub fn host_names(preview: &str, names: &[String]) -> Vec<String> {
-    names.iter().map(|name| format!("{preview}.{name}")).collect()
+    names
+        .iter()
+        .map(|name| format!("{preview}.{name}"))
+        .collect()
 }
 
 /// The preview's key in the route table (the routed compose service's
@@ -103,7 +106,11 @@ impl Limits {
             flags.push(format!("--memory-swap={}", self.memory_bytes));
         }
         if self.millicpus > 0 {
-            flags.push(format!("--cpus={}.{:03}", self.millicpus / 1000, self.millicpus % 1000));
+            flags.push(format!(
+                "--cpus={}.{:03}",
+                self.millicpus / 1000,
+                self.millicpus % 1000
+            ));
         }
         flags
     }
@@ -146,7 +153,15 @@ fn project_label(project: &str) -> String {
 }
 
 async fn containers(project: &str) -> Result<Vec<String>, String> {
-    listed(&["ps", "-a", "-q", "--no-trunc", "--filter", &project_label(project)]).await
+    listed(&[
+        "ps",
+        "-a",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &project_label(project),
+    ])
+    .await
 }
 
 /// What a teardown needs from the agent.
@@ -192,7 +207,10 @@ impl Teardown<'_> {
         // down, a release dir without its compose file).
         let label = project_label(&project);
         let removals: [(&[&str], &[&str]); 3] = [
-            (&["ps", "-a", "-q", "--no-trunc", "--filter"], &["rm", "-f", "-v"]),
+            (
+                &["ps", "-a", "-q", "--no-trunc", "--filter"],
+                &["rm", "-f", "-v"],
+            ),
             (&["network", "ls", "-q", "--filter"], &["network", "rm"]),
             (&["volume", "ls", "-q", "--filter"], &["volume", "rm", "-f"]),
         ];
@@ -241,10 +259,7 @@ impl Teardown<'_> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(format!(
-                    "cannot remove {}: {e}",
-                    dir.root().display()
-                ));
+                return Err(format!("cannot remove {}: {e}", dir.root().display()));
             }
         }
         Ok(format!("preview {} removed", self.preview))
@@ -275,7 +290,10 @@ mod tests {
     fn a_preview_is_its_own_project_dir_and_names() {
         assert_eq!(project("hello", "prod", "pr-7"), "hello-prod-pr-7");
         assert_eq!(
-            host_names("pr-7", &["hello.example.com".into(), "www.example.com".into()]),
+            host_names(
+                "pr-7",
+                &["hello.example.com".into(), "www.example.com".into()]
+            ),
             ["pr-7.hello.example.com", "pr-7.www.example.com"]
         );
         assert_eq!(route_key("web", "pr-7"), "web@pr-7");
@@ -309,7 +327,11 @@ mod tests {
         };
         assert_eq!(
             limits.flags(),
-            ["--memory=67108864", "--memory-swap=67108864", "--cpus=0.500"]
+            [
+                "--memory=67108864",
+                "--memory-swap=67108864",
+                "--cpus=0.500"
+            ]
         );
         let two = Limits {
             memory_bytes: 0,

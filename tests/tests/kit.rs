@@ -585,8 +585,7 @@ fn preview_workflow_previews_changed_services_per_pull_request_and_removes_them_
     for (job, remove) in [("preview", false), ("remove", true)] {
         let job = &preview["jobs"][job];
         assert_eq!(
-            job["strategy"]["matrix"]["service"],
-            "${{ fromJSON(needs.changes.outputs.services) }}",
+            job["strategy"]["matrix"]["service"], "${{ fromJSON(needs.changes.outputs.services) }}",
             "{job}"
         );
         let step = job["steps"]
@@ -597,7 +596,10 @@ fn preview_workflow_previews_changed_services_per_pull_request_and_removes_them_
             .unwrap_or_else(|| panic!("no launch-deploy step: {job}"));
         let with = &step["with"];
         assert_eq!(with["preview"], number, "{with}");
-        assert_eq!(with["token"], "${{ secrets.LAUNCH_DEPLOY_TOKEN }}", "{with}");
+        assert_eq!(
+            with["token"], "${{ secrets.LAUNCH_DEPLOY_TOKEN }}",
+            "{with}"
+        );
         assert_eq!(
             with["remove-preview"] == "true",
             remove,

@@ -97,8 +97,8 @@ impl Leftovers {
     fn of(project: &str, data_dir: &Path, preview: &str, host: &str) -> Leftovers {
         let label = format!("label=com.docker.compose.project={project}");
         let name = format!("{preview}.{host}");
-        let routes = std::fs::read_to_string(data_dir.join("ingress/routes.json"))
-            .unwrap_or_default();
+        let routes =
+            std::fs::read_to_string(data_dir.join("ingress/routes.json")).unwrap_or_default();
         Leftovers {
             containers: docker_lines(&["ps", "-a", "-q", "--filter", &label]),
             networks: docker_lines(&["network", "ls", "-q", "--filter", &label]),
@@ -183,10 +183,7 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     ];
     let mut server = Server::start_with(&server_args);
     let mut env = ports.agent_env();
-    env.push((
-        "LAUNCH_AGENT_ACME_DIRECTORY".into(),
-        pebble.directory_url(),
-    ));
+    env.push(("LAUNCH_AGENT_ACME_DIRECTORY".into(), pebble.directory_url()));
     env.push((
         "LAUNCH_AGENT_ACME_CA_ROOT".into(),
         pebble.listener_root_file().display().to_string(),
@@ -222,7 +219,16 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     deploy("prod", &[]).success();
     deploy(
         "preview one",
-        &["--preview", "pr-1", "--repo", REPO, "--pr", "1", "--ref", "abc1"],
+        &[
+            "--preview",
+            "pr-1",
+            "--repo",
+            REPO,
+            "--pr",
+            "1",
+            "--ref",
+            "abc1",
+        ],
     )
     .success();
     deploy("preview two", &["--preview", "pr-2", "--ref", "abc2"]).success();
@@ -231,7 +237,10 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     let refused = deploy("preview three", &["--preview", "pr-3"]);
     refused.expect_code(2);
     let text = refused.to_string();
-    assert!(text.contains("the cap (2)") && text.contains("pr-1"), "{text}");
+    assert!(
+        text.contains("the cap (2)") && text.contains("pr-1"),
+        "{text}"
+    );
 
     // Each name answers with its own content and its own certificate.
     let root = pebble.issuing_root_pem();
@@ -255,7 +264,10 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     assert!(leaves[0] != leaves[1] && leaves[1] != leaves[2] && leaves[0] != leaves[2]);
 
     // Limits on every preview container, none on prod's.
-    assert_eq!(memory_limit(&project("pr-1")), (64 * 1024 * 1024).to_string());
+    assert_eq!(
+        memory_limit(&project("pr-1")),
+        (64 * 1024 * 1024).to_string()
+    );
     assert_eq!(memory_limit(&service.project.name), "0");
 
     let listed = previews_json(&server, &service);
@@ -271,7 +283,10 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     // The webhook closes PR 1 while prod and pr-2 serve.
     let data = agent.data_dir().to_owned();
     let before = Leftovers::of(&project("pr-1"), &data, "pr-1", &host);
-    assert!(before.all_present(), "the listing finds a live preview: {before:?}");
+    assert!(
+        before.all_present(),
+        "the listing finds a live preview: {before:?}"
+    );
     let loops: Vec<RequestLoop> = [host.clone(), format!("pr-2.{host}")]
         .into_iter()
         .map(|name| {
@@ -282,12 +297,14 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
         .collect();
     let (code, text) = closed(&server, "d-1", 1);
     assert_eq!(code, 200, "{text}");
-    eventually(Duration::from_secs(60), "pr-1 torn down", || {
-        match Leftovers::of(&project("pr-1"), &data, "pr-1", &host) {
+    eventually(
+        Duration::from_secs(60),
+        "pr-1 torn down",
+        || match Leftovers::of(&project("pr-1"), &data, "pr-1", &host) {
             left if left == Leftovers::none() => Ok(()),
             left => Err(format!("{left:?}")),
-        }
-    });
+        },
+    );
     for report in loops.into_iter().map(RequestLoop::stop) {
         assert!(report.requests > 10, "{report:?}");
         assert!(report.failures.is_empty(), "{report:?}");
@@ -298,14 +315,20 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     );
     assert_eq!(memory_limit(&service.project.name), "0");
     let (code, text) = closed(&server, "d-1", 1);
-    assert_eq!((code, text.contains("handled before")), (200, true), "{text}");
+    assert_eq!(
+        (code, text.contains("handled before")),
+        (200, true),
+        "{text}"
+    );
     assert_eq!(previews_json(&server, &service).len(), 1);
 
     // Kill the agent in the middle of pr-2's teardown: the restarted agent finishes it.
     let removed = server.cli(&["previews", "rm", "pr-2", "--service", &service.name]);
     removed.success();
-    eventually(Duration::from_secs(60), "pr-2's container to stop", || {
-        match docker_lines(&[
+    eventually(
+        Duration::from_secs(60),
+        "pr-2's container to stop",
+        || match docker_lines(&[
             "ps",
             "-q",
             "--filter",
@@ -315,21 +338,25 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
         {
             [] => Ok(()),
             running => Err(format!("{running:?}")),
-        }
-    });
+        },
+    );
     agent.kill_hard();
     assert!(
         Leftovers::of(&project("pr-2"), &data, "pr-2", &host).dir,
         "killed before the teardown ended"
     );
     agent.restart();
-    eventually(Duration::from_secs(60), "pr-2 torn down after the restart", || {
-        match Leftovers::of(&project("pr-2"), &data, "pr-2", &host) {
+    eventually(
+        Duration::from_secs(60),
+        "pr-2 torn down after the restart",
+        || match Leftovers::of(&project("pr-2"), &data, "pr-2", &host) {
             left if left == Leftovers::none() => Ok(()),
             left => Err(format!("{left:?}")),
-        }
+        },
+    );
+    let (code, body) = eventually(ISSUE, "prod over HTTPS", || {
+        https_get(ports.https, &root, &host)
     });
-    let (code, body) = eventually(ISSUE, "prod over HTTPS", || https_get(ports.https, &root, &host));
     assert_eq!((code, body.trim()), (200, "prod"));
 
     // An idle preview goes at the TTL.
@@ -338,12 +365,14 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     let mut short_ttl = server_args.to_vec();
     short_ttl.extend(["--preview-ttl", "2s"]);
     server.restart_with(&short_ttl);
-    eventually(Duration::from_secs(60), "pr-3 torn down at its TTL", || {
-        match Leftovers::of(&project("pr-3"), &data, "pr-3", &host) {
+    eventually(
+        Duration::from_secs(60),
+        "pr-3 torn down at its TTL",
+        || match Leftovers::of(&project("pr-3"), &data, "pr-3", &host) {
             left if left == Leftovers::none() => Ok(()),
             left => Err(format!("{left:?}")),
-        }
-    });
+        },
+    );
     assert!(previews_json(&server, &service).is_empty());
     let (code, body) = https_get(ports.https, &root, &host).unwrap();
     assert_eq!((code, body.trim()), (200, "prod"), "prod never touched");

@@ -328,10 +328,10 @@ impl ControlService for Control {
             .secrets
             .iter()
             .map(|(key, value)| {
-                let (nonce, ciphertext) = self
-                    .state
-                    .secrets
-                    .seal(&secrets::address(&service, &secrets_environment, key), value);
+                let (nonce, ciphertext) = self.state.secrets.seal(
+                    &secrets::address(&service, &secrets_environment, key),
+                    value,
+                );
                 (key.clone(), nonce, ciphertext)
             })
             .collect();

@@ -91,7 +91,8 @@ impl PreviewFlags {
             cap: self.preview_cap,
             ttl: self.preview_ttl,
             // A short TTL (tests) is looked at as often as it needs.
-            sweep_every: (self.preview_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            sweep_every: (self.preview_ttl / 4)
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             memory_bytes: self.preview_memory_mib * 1024 * 1024,
             millicpus: self.preview_millicpus,
         }

@@ -105,15 +105,16 @@ impl State {
 
     /// The secrets a mission's agent gets: the environment's, and for a
     /// preview, its own overrides on top.
-    async fn mission_secrets(&self, mission: &MissionRow) -> Result<HashMap<String, String>, Status> {
+    async fn mission_secrets(
+        &self,
+        mission: &MissionRow,
+    ) -> Result<HashMap<String, String>, Status> {
         let mut values = self
             .open_secrets(&mission.service, &mission.environment)
             .await?;
         if !mission.preview.is_empty() {
-            let overrides = super::store::previews::secrets_environment(
-                &mission.environment,
-                &mission.preview,
-            );
+            let overrides =
+                super::store::previews::secrets_environment(&mission.environment, &mission.preview);
             values.extend(self.open_secrets(&mission.service, &overrides).await?);
         }
         Ok(values)

@@ -621,7 +621,8 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let secrets_environment = previews::secrets_environment(&deploy.environment, &deploy.preview);
+        let secrets_environment =
+            previews::secrets_environment(&deploy.environment, &deploy.preview);
         for (key, nonce, ciphertext) in &deploy.secrets {
             sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
                 .bind(&deploy.service)

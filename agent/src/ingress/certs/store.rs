@@ -238,13 +238,19 @@ mod tests {
         let store = Store::new(dir.path());
         for host in ["pr-1.hello.test", "hello.test"] {
             let (cert, key) = pair(host);
-            store.save(Source::Acme, host, &format!("{key}{cert}")).unwrap();
+            store
+                .save(Source::Acme, host, &format!("{key}{cert}"))
+                .unwrap();
         }
         store.forget(Source::Acme, "pr-1.hello.test").unwrap();
         store.forget(Source::Acme, "pr-1.hello.test").unwrap();
         let (found, _) = store.load_all();
         let hosts: Vec<&str> = found.iter().map(|(host, _)| host.as_str()).collect();
-        assert_eq!(hosts, ["hello.test"], "only the other name's certificate is left");
+        assert_eq!(
+            hosts,
+            ["hello.test"],
+            "only the other name's certificate is left"
+        );
         assert!(store.forget(Source::Acme, "../escape").is_err());
     }
 

@@ -137,8 +137,12 @@ async fn pull_request(webhook: &Webhook, delivery: &str, payload: &serde_json::V
         Ok(true) => {
             info!(%delivery, %repo, pr = number, "pull request closed");
             match crate::server::previews::close_pull_request(&webhook.state, repo, number).await {
-                Ok(removed) => info!(%repo, pr = number, removed, "the pull request's previews are being torn down"),
-                Err(status) => warn!(cause = %status.message(), %repo, pr = number, "cannot tear down the pull request's previews"),
+                Ok(removed) => {
+                    info!(%repo, pr = number, removed, "the pull request's previews are being torn down")
+                }
+                Err(status) => {
+                    warn!(cause = %status.message(), %repo, pr = number, "cannot tear down the pull request's previews")
+                }
             }
             webhook.reporter.send(ReportEvent::PullRequestClosed {
                 repo: repo.to_owned(),

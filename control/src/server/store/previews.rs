@@ -135,9 +135,7 @@ impl Store {
         preview: &str,
         mission_id: &str,
     ) -> Result<Option<PreviewRow>> {
-        let query = format!(
-            "{SELECT} WHERE p.service = ? AND p.environment = ? AND p.preview = ?"
-        );
+        let query = format!("{SELECT} WHERE p.service = ? AND p.environment = ? AND p.preview = ?");
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query(&query)
             .bind(service)

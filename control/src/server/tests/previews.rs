@@ -75,7 +75,9 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
     assert!(session.welcome.previews.is_empty());
 
-    let early = deploy_preview(&server, "pr-1", secrets("x")).await.unwrap_err();
+    let early = deploy_preview(&server, "pr-1", secrets("x"))
+        .await
+        .unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
     assert!(early.message().contains("deploy it first"), "{early:?}");
 
@@ -86,7 +88,9 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     session.next_mission().await;
     healthy(&session, &server, &prod, "http://hello.test/").await;
 
-    let bad = deploy_preview(&server, "PR_1", secrets("x")).await.unwrap_err();
+    let bad = deploy_preview(&server, "PR_1", secrets("x"))
+        .await
+        .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
 
     let preview = deploy_preview(&server, "pr-1", secrets("preview-key"))
@@ -95,7 +99,10 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     let mission = session.next_mission().await;
     assert_eq!(mission.preview, "pr-1");
     assert_eq!(mission.preview_memory_bytes, 64 * 1024 * 1024);
-    assert_eq!(mission.secrets["API_KEY"], "preview-key", "the preview's override");
+    assert_eq!(
+        mission.secrets["API_KEY"], "preview-key",
+        "the preview's override"
+    );
     healthy(&session, &server, &preview, "http://pr-1.hello.test/").await;
 
     // The environment is untouched: its release, URL, history and secrets.
@@ -125,18 +132,28 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     assert_eq!(releases.len(), 1, "{releases:?}");
     let again = server.deploy("hello", "prod", good_bundle("prod-2")).await;
     let mission = session.next_mission().await;
-    assert_eq!((mission.preview.as_str(), mission.secrets["API_KEY"].as_str()), ("", "prod-key"));
+    assert_eq!(
+        (
+            mission.preview.as_str(),
+            mission.secrets["API_KEY"].as_str()
+        ),
+        ("", "prod-key")
+    );
     healthy(&session, &server, &again, "http://hello.test/").await;
 
     // The cap: a second preview is refused naming it and the oldest; the
     // same preview deploys again.
-    let capped = deploy_preview(&server, "pr-2", secrets("x")).await.unwrap_err();
+    let capped = deploy_preview(&server, "pr-2", secrets("x"))
+        .await
+        .unwrap_err();
     assert_eq!(capped.code(), Code::FailedPrecondition, "{capped:?}");
     assert!(
         capped.message().contains("the cap (1)") && capped.message().contains("pr-1"),
         "{capped:?}"
     );
-    let redeploy = deploy_preview(&server, "pr-1", Default::default()).await.unwrap();
+    let redeploy = deploy_preview(&server, "pr-1", Default::default())
+        .await
+        .unwrap();
     session.next_mission().await;
     healthy(&session, &server, &redeploy, "http://pr-1.hello.test/").await;
     let listed = previews(&server).await;
@@ -180,13 +197,21 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     assert!(twice.removed.is_empty() && twice.mission_ids.is_empty());
     // The overrides went with it.
     let store = server.store().await;
-    assert!(store.secrets("hello", "prod@pr-1").await.unwrap().is_empty());
+    assert!(
+        store
+            .secrets("hello", "prod@pr-1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.secrets("hello", "prod").await.unwrap().len(), 1);
 }
 
 /// Deploys pr-1 again without secrets; the API_KEY its mission carries.
 async fn redeploy_secrets(server: &TestServer, session: &mut AgentSession) -> String {
-    let deploy = deploy_preview(server, "pr-1", Default::default()).await.unwrap();
+    let deploy = deploy_preview(server, "pr-1", Default::default())
+        .await
+        .unwrap();
     let mission = session.next_mission().await;
     healthy(session, server, &deploy, "http://pr-1.hello.test/").await;
     mission.secrets["API_KEY"].clone()
