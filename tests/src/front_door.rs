@@ -46,6 +46,33 @@ impl Ports {
     }
 }
 
+/// A connected agent for `service` whose front door listens on `ports`
+/// and orders certificates from `pebble` (its HTTP-01 port is `ports.http`).
+pub fn acme_agent(
+    server: &crate::Server,
+    service: &Service,
+    ports: &Ports,
+    pebble: &crate::pebble::Pebble,
+) -> crate::Agent {
+    let mut env = ports.agent_env();
+    env.push(("LAUNCH_AGENT_ACME_DIRECTORY".into(), pebble.directory_url()));
+    env.push((
+        "LAUNCH_AGENT_ACME_CA_ROOT".into(),
+        pebble.listener_root_file().display().to_string(),
+    ));
+    env.push(("LAUNCH_AGENT_ACME_EMAIL".into(), "ops@example.com".into()));
+    let token = crate::agent::create_join_token(server, &service.name, &service.environment);
+    let mut agent = crate::Agent::spawn_with_env(
+        server,
+        &service.name,
+        &service.environment,
+        &token,
+        &env_refs(&env),
+    );
+    agent.wait_connected();
+    agent
+}
+
 /// Borrows `env` as the `&[(&str, &str)]` the agent harness takes.
 pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use launch_e2e::agent::create_join_token;
 use launch_e2e::docker::{ComposeProject, docker_lines};
-use launch_e2e::front_door::{self, Ports, RequestLoop, env_refs};
+use launch_e2e::front_door::{self, Ports, RequestLoop};
 use launch_e2e::pebble::{Pebble, PebbleOptions, client_config, tls_exchange};
 use launch_e2e::poll::eventually;
-use launch_e2e::{Agent, Server, Service, cli, http};
+use launch_e2e::{Server, Service, cli, http};
 
 const REPO: &str = "octo-org/monorepo";
 const WEBHOOK_SECRET: &str = "a webhook secret";
@@ -136,6 +135,16 @@ impl Leftovers {
     }
 }
 
+/// Waits until nothing of `preview` is left.
+fn torn_down(what: &str, project: &str, data: &Path, preview: &str, host: &str) {
+    eventually(Duration::from_secs(60), what, || {
+        match Leftovers::of(project, data, preview, host) {
+            left if left == Leftovers::none() => Ok(()),
+            left => Err(format!("{left:?}")),
+        }
+    });
+}
+
 fn previews_json(server: &Server, service: &Service) -> Vec<serde_json::Value> {
     let out = server.cli(&["previews", "--service", &service.name, "--output", "json"]);
     out.success();
@@ -182,22 +191,7 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
         secret_file.to_str().unwrap(),
     ];
     let mut server = Server::start_with(&server_args);
-    let mut env = ports.agent_env();
-    env.push(("LAUNCH_AGENT_ACME_DIRECTORY".into(), pebble.directory_url()));
-    env.push((
-        "LAUNCH_AGENT_ACME_CA_ROOT".into(),
-        pebble.listener_root_file().display().to_string(),
-    ));
-    env.push(("LAUNCH_AGENT_ACME_EMAIL".into(), "ops@example.com".into()));
-    let token = create_join_token(&server, &service.name, &service.environment);
-    let mut agent = Agent::spawn_with_env(
-        &server,
-        &service.name,
-        &service.environment,
-        &token,
-        &env_refs(&env),
-    );
-    agent.wait_connected();
+    let mut agent = front_door::acme_agent(&server, &service, &ports, &pebble);
     let project = |preview: &str| format!("{}-{}-{preview}", service.name, service.environment);
     let _guards: Vec<ComposeProject> = ["pr-1", "pr-2", "pr-3"]
         .iter()
@@ -297,14 +291,7 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
         .collect();
     let (code, text) = closed(&server, "d-1", 1);
     assert_eq!(code, 200, "{text}");
-    eventually(
-        Duration::from_secs(60),
-        "pr-1 torn down",
-        || match Leftovers::of(&project("pr-1"), &data, "pr-1", &host) {
-            left if left == Leftovers::none() => Ok(()),
-            left => Err(format!("{left:?}")),
-        },
-    );
+    torn_down("pr-1 torn down", &project("pr-1"), &data, "pr-1", &host);
     for report in loops.into_iter().map(RequestLoop::stop) {
         assert!(report.requests > 10, "{report:?}");
         assert!(report.failures.is_empty(), "{report:?}");
@@ -346,13 +333,12 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
         "killed before the teardown ended"
     );
     agent.restart();
-    eventually(
-        Duration::from_secs(60),
+    torn_down(
         "pr-2 torn down after the restart",
-        || match Leftovers::of(&project("pr-2"), &data, "pr-2", &host) {
-            left if left == Leftovers::none() => Ok(()),
-            left => Err(format!("{left:?}")),
-        },
+        &project("pr-2"),
+        &data,
+        "pr-2",
+        &host,
     );
     let (code, body) = eventually(ISSUE, "prod over HTTPS", || {
         https_get(ports.https, &root, &host)
@@ -365,13 +351,12 @@ fn previews_serve_beside_prod_on_their_own_names_and_leave_nothing_behind() {
     let mut short_ttl = server_args.to_vec();
     short_ttl.extend(["--preview-ttl", "2s"]);
     server.restart_with(&short_ttl);
-    eventually(
-        Duration::from_secs(60),
+    torn_down(
         "pr-3 torn down at its TTL",
-        || match Leftovers::of(&project("pr-3"), &data, "pr-3", &host) {
-            left if left == Leftovers::none() => Ok(()),
-            left => Err(format!("{left:?}")),
-        },
+        &project("pr-3"),
+        &data,
+        "pr-3",
+        &host,
     );
     assert!(previews_json(&server, &service).is_empty());
     let (code, body) = https_get(ports.https, &root, &host).unwrap();
