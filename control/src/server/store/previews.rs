@@ -54,6 +54,28 @@ pub(super) async fn record_deploy(
         .map(drop)
 }
 
+/// A retired service's previews go with its host: their rows and secret
+/// overrides, so a service created again under the name starts clean.
+#[allow(dead_code)]
+pub(super) async fn forget_all(
+    tx: &mut Transaction<'_, Sqlite>,
+    service: &str,
+    environment: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM previews WHERE service = ? AND environment = ?")
+        .bind(service)
+        .bind(environment)
+        .execute(&mut **tx)
+        .await?;
+    // Environments are DNS labels: no LIKE wildcard can be in one.
+    sqlx::query("DELETE FROM secrets WHERE service = ? AND environment LIKE ?")
+        .bind(service)
+        .bind(format!("{environment}@%"))
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
 const SELECT: &str = "SELECT p.service, p.environment, p.preview, p.created, p.last_deploy, p.release_id, \
      COALESCE(r.git_ref, '') AS git_ref, COALESCE(m.state, 'queued') AS state, COALESCE(m.url, '') AS url, \
      COALESCE(s.repo, '') AS repo, COALESCE(s.pr, 0) AS pr \

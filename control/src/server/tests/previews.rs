@@ -205,6 +205,20 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
             .is_empty()
     );
     assert_eq!(store.secrets("hello", "prod").await.unwrap().len(), 1);
+
+    // Retiring the service forgets its previews and their overrides too.
+    deploy_preview(&server, "pr-2", secrets("two")).await.unwrap();
+    assert_eq!(previews(&server).await.len(), 1);
+    assert_eq!(store.secrets("hello", "prod@pr-2").await.unwrap().len(), 1);
+    control
+        .retire_service(server.admin(RetireServiceRequest {
+            target: Some(target("hello", "prod")),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(previews(&server).await.is_empty());
+    assert!(store.secrets("hello", "prod@pr-2").await.unwrap().is_empty());
 }
 
 /// Deploys pr-1 again without secrets; the API_KEY its mission carries.
