@@ -305,6 +305,21 @@ impl Executor {
         }
     }
 
+    fn teardown<'a>(
+        &'a self,
+        preview: &'a str,
+        compose: Option<&'a Compose>,
+    ) -> crate::preview::Teardown<'a> {
+        crate::preview::Teardown {
+            data_dir: &self.config.data_dir,
+            service: self.config.labels.service.as_str(),
+            environment: self.config.labels.environment.as_str(),
+            preview,
+            compose,
+            front: self.front.as_ref(),
+        }
+    }
+
     /// Tears down one preview (see `crate::preview::Teardown`).
     async fn remove_preview(
         &mut self,
@@ -313,14 +328,7 @@ impl Executor {
         cancel: &CancellationToken,
     ) -> End {
         let compose = self.compose().await.ok();
-        let teardown = crate::preview::Teardown {
-            data_dir: &self.config.data_dir,
-            service: self.config.labels.service.as_str(),
-            environment: self.config.labels.environment.as_str(),
-            preview: &record.preview,
-            compose: compose.as_ref(),
-            front: self.front.as_ref(),
-        };
+        let teardown = self.teardown(&record.preview, compose.as_ref());
         let (state, message) = match teardown.run(sink, cancel).await {
             Ok(message) => (MissionState::Healthy, message),
             Err(message) => (MissionState::Failed, message),
@@ -348,14 +356,7 @@ impl Executor {
             // No mission to log to: the sweep's compose output goes to a
             // queue nobody sends (bounded), its outcome to the agent's log.
             let sink = Uplink::new(64).sink("sweep", redactor(&BTreeMap::new()));
-            let teardown = crate::preview::Teardown {
-                data_dir: &self.config.data_dir,
-                service: self.config.labels.service.as_str(),
-                environment: self.config.labels.environment.as_str(),
-                preview: &preview,
-                compose: compose.as_ref(),
-                front: self.front.as_ref(),
-            };
+            let teardown = self.teardown(&preview, compose.as_ref());
             match teardown.run(&sink, shutdown).await {
                 Ok(message) => info!(%preview, %message, "preview swept"),
                 Err(message) => {
@@ -751,6 +752,14 @@ impl Executor {
             };
             if let Err(err) = self.take_down(&compose, &current, sink, cancel).await {
                 return done(MissionState::Failed, err.to_string());
+            }
+        }
+        // The service's previews go with it.
+        let compose = self.compose().await.ok();
+        for preview in crate::preview::on_disk(&self.config.data_dir) {
+            let teardown = self.teardown(&preview, compose.as_ref());
+            if let Err(err) = teardown.run(sink, cancel).await {
+                return done(MissionState::Failed, err);
             }
         }
         if let Some(front) = &self.front

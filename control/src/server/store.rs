@@ -354,7 +354,7 @@ impl Store {
             .bind(environment)
             .execute(&mut *tx)
             .await?;
-        // RED previews::forget_all(&mut tx, service, environment).await?;
+        previews::forget_all(&mut tx, service, environment).await?;
         tx.commit().await?;
         Ok(Retired {
             agents,

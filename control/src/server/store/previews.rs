@@ -56,7 +56,6 @@ pub(super) async fn record_deploy(
 
 /// A retired service's previews go with its host: their rows and secret
 /// overrides, so a service created again under the name starts clean.
-#[allow(dead_code)]
 pub(super) async fn forget_all(
     tx: &mut Transaction<'_, Sqlite>,
     service: &str,
