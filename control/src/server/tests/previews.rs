@@ -207,7 +207,9 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     assert_eq!(store.secrets("hello", "prod").await.unwrap().len(), 1);
 
     // Retiring the service forgets its previews and their overrides too.
-    deploy_preview(&server, "pr-2", secrets("two")).await.unwrap();
+    deploy_preview(&server, "pr-2", secrets("two"))
+        .await
+        .unwrap();
     assert_eq!(previews(&server).await.len(), 1);
     assert_eq!(store.secrets("hello", "prod@pr-2").await.unwrap().len(), 1);
     control
@@ -218,7 +220,13 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
         .await
         .unwrap();
     assert!(previews(&server).await.is_empty());
-    assert!(store.secrets("hello", "prod@pr-2").await.unwrap().is_empty());
+    assert!(
+        store
+            .secrets("hello", "prod@pr-2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Deploys pr-1 again without secrets; the API_KEY its mission carries.
