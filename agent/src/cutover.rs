@@ -99,6 +99,9 @@ impl Plan {
         cancel: &CancellationToken,
     ) -> Result<Plan, String> {
         let plan = Self::decide(front, release).await?;
+        if let (Some(front), Some(hosts)) = (front, plan.hosts()) {
+            announce(front, release, hosts);
+        }
         let compose = release.compose;
         let run = |args: Vec<String>| async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -364,6 +367,27 @@ impl Plan {
             Plan::Unrouted => None,
             Plan::InPlace { hosts, .. } | Plan::Doubled { hosts, .. } => Some(hosts),
         }
+    }
+}
+
+/// A new preview's names enter the route table (with no upstream yet:
+/// 503) before `compose up`, so its certificate is ordered while compose
+/// builds instead of after the health gate. Only for a preview whose routed
+/// service `[http] service` names, and only when it has no route yet; a
+/// preview whose first deploy fails keeps answering 503 until it is removed.
+fn announce(front: &Front, release: &Release<'_>, hosts: &[String]) {
+    let (Some(preview), Some(service)) = (
+        release.preview,
+        release.config.http.as_ref().and_then(|h| h.service.as_ref()),
+    ) else {
+        return;
+    };
+    let key = crate::preview::route_key(service, preview);
+    if front.router.snapshot().routes.contains_key(&key) {
+        return;
+    }
+    if let Err(err) = front.router.switch(&key, hosts, None) {
+        tracing::warn!(cause = %err, %preview, "cannot announce the preview's names before it is up");
     }
 }
 
