@@ -378,7 +378,11 @@ impl Plan {
 fn announce(front: &Front, release: &Release<'_>, hosts: &[String]) {
     let (Some(preview), Some(service)) = (
         release.preview,
-        release.config.http.as_ref().and_then(|h| h.service.as_ref()),
+        release
+            .config
+            .http
+            .as_ref()
+            .and_then(|h| h.service.as_ref()),
     ) else {
         return;
     };
