@@ -19,6 +19,8 @@
 //! - `watch`: the current release between missions, reported degraded when a service dies.
 //! - `limits`: the bundle size a mission may have (the control plane's, under the agent's ceiling).
 //! - `policy`: the host policy, held against a release's interpolated compose file.
+//! - `preview`: pull-request previews beside the service: their project,
+//!   directory, names, limits, teardown and the sweep.
 //! - `cutover`: a routed service's new container next to the old one,
 //!   health first, then the switch and the drain.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
@@ -40,6 +42,7 @@ pub mod install;
 mod journal;
 mod limits;
 mod policy;
+mod preview;
 mod release;
 mod resolve;
 mod service_url;
@@ -91,13 +94,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let uplink = uplink::Uplink::new(uplink::DEFAULT_CAPACITY);
     let identity = identity::Shared::default();
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (previews_tx, previews_rx) = tokio::sync::watch::channel(None);
 
     let mut executor = executor::Executor::new(
         config.clone(),
         journal.clone(),
         uplink.clone(),
         identity.clone(),
-    );
+    )
+    .with_previews(previews_rx);
     if let Some(settings) = &config.ingress {
         executor = executor.with_front(cutover::Front {
             router: router.clone(),
@@ -115,6 +120,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         uplink,
         identity,
         missions: missions_tx,
+        previews: previews_tx,
     };
     let session_result = sessions.run(shutdown.clone()).await;
     shutdown.cancel();

@@ -16,6 +16,7 @@
 //! - `dev`: `launch dev`, an embedded server plus a local agent.
 //! - `output`: text and JSON rendering shared by the commands.
 //! - `policy`: `services allow|disallow|allowances`, host-policy allowances.
+//! - `previews`: `previews [--service S]`, `previews rm NAME`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ mod inventory;
 mod logs;
 mod output;
 mod policy;
+mod previews;
 mod provider;
 mod tokens;
 
@@ -104,6 +106,8 @@ pub enum Command {
     Agents(inventory::AgentsArgs),
     /// List a service's releases, newest first
     Releases(inventory::ReleasesArgs),
+    /// List pull-request previews, or remove one
+    Previews(previews::PreviewsArgs),
     /// Join tokens for new hosts, and scoped API tokens
     #[command(subcommand)]
     Token(access::TokenCommand),
@@ -190,6 +194,7 @@ async fn run(global: Global, command: Command) -> Result<u8, CliError> {
         },
         Command::Agents(args) => inventory::agents(&global, args).await,
         Command::Releases(args) => inventory::releases(&global, args).await,
+        Command::Previews(args) => previews::run(&global, args).await,
         Command::Token(command) => access::token(&global, command).await,
         Command::Secrets(command) => access::secrets(&global, command).await,
         Command::Provider(command) => provider::run(&global, command).await,
@@ -295,6 +300,27 @@ mod tests {
             &["launch", "agents"],
             &["launch", "agents", "revoke", "a-1"],
             &["launch", "releases", "s", "--env", "e"],
+            &["launch", "deploy", "dir", "--preview", "pr-1", "--wait"],
+            &["launch", "previews", "--service", "s", "--output", "json"],
+            &[
+                "launch",
+                "previews",
+                "rm",
+                "pr-1",
+                "--service",
+                "s",
+                "--env",
+                "e",
+            ],
+            &["launch", "previews", "rm", "pr-1", "--dir", "services/s"],
+            &[
+                "launch",
+                "server",
+                "--preview-cap",
+                "3",
+                "--preview-ttl",
+                "2d",
+            ],
             &["launch", "rollback", "s", "--to", "r-1", "--wait"],
             &[
                 "launch",

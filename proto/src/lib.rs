@@ -67,6 +67,7 @@ impl MissionKind {
             MissionKind::Rollback => "rollback",
             MissionKind::Restart => "restart",
             MissionKind::Retire => "retire",
+            MissionKind::PreviewRemove => "preview_remove",
         }
     }
 
@@ -76,6 +77,7 @@ impl MissionKind {
             "rollback" => MissionKind::Rollback,
             "restart" => MissionKind::Restart,
             "retire" => MissionKind::Retire,
+            "preview_remove" => MissionKind::PreviewRemove,
             _ => return None,
         })
     }

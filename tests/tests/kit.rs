@@ -51,9 +51,10 @@ const VALIDATED_ROOTS: [&str; 6] = [
     "examples/monorepo/infrastructure",
 ];
 
-const WORKFLOWS: [&str; 2] = [
+const WORKFLOWS: [&str; 3] = [
     "examples/monorepo/.github/workflows/infra.yml",
     "examples/monorepo/.github/workflows/deploy.yml",
+    "examples/monorepo/.github/workflows/preview.yml",
 ];
 
 const ACTIONS: [&str; 2] = [
@@ -568,6 +569,46 @@ fn deploy_workflow_runs_the_action_once_per_changed_service() {
         with["service-dir"], "services/${{ matrix.service }}",
         "{with}"
     );
+}
+
+#[test]
+fn preview_workflow_previews_changed_services_per_pull_request_and_removes_them_on_close() {
+    let preview = workflow(WORKFLOWS[2]);
+    assert_eq!(
+        preview["on"]["pull_request"]["types"],
+        serde_json::json!(["opened", "synchronize", "reopened", "closed"]),
+        "{preview}"
+    );
+    let changes = &preview["jobs"]["changes"];
+    assert_eq!(
+        changes["if"], "github.event.pull_request.head.repo.full_name == github.repository",
+        "pull requests from forks get no secrets, so no preview jobs: {changes}"
+    );
+    let number = "pr-${{ github.event.pull_request.number }}";
+    for (job, remove) in [("preview", false), ("remove", true)] {
+        let job = &preview["jobs"][job];
+        assert_eq!(
+            job["strategy"]["matrix"]["service"], "${{ fromJSON(needs.changes.outputs.services) }}",
+            "{job}"
+        );
+        let step = job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["uses"] == "./.github/actions/launch-deploy")
+            .unwrap_or_else(|| panic!("no launch-deploy step: {job}"));
+        let with = &step["with"];
+        assert_eq!(with["preview"], number, "{with}");
+        assert_eq!(
+            with["token"], "${{ secrets.LAUNCH_DEPLOY_TOKEN }}",
+            "{with}"
+        );
+        assert_eq!(
+            with["remove-preview"] == "true",
+            remove,
+            "only the closed job removes: {with}"
+        );
+    }
 }
 
 #[test]

@@ -29,6 +29,7 @@
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
 //! - `github`: PR comments, commit statuses and deployments against the GitHub fake; the webhook.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
+//! - `previews`: pull-request previews beside prod on one agent: own names and certificates, cap, limits, teardown (webhook, CLI, kill mid-way, TTL) leaving nothing.
 //! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
 mod acme;
@@ -49,6 +50,7 @@ mod github;
 mod isolation;
 mod kit;
 mod logs;
+mod previews;
 mod provider;
 mod provider_identity;
 mod provider_mirror;

@@ -65,6 +65,12 @@ pub struct DeployArgs {
     /// plane keeps one comment on it up to date
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pr: Option<u64>,
+    /// Deploy an ephemeral preview under this name (e.g. pr-123) beside the
+    /// environment, on its host, at `<name>.<host>` for each of its host
+    /// names; --secret-env values then override the environment's secrets
+    /// for this preview only
+    #[arg(long, value_name = "NAME")]
+    pub preview: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -288,6 +294,10 @@ pub async fn deploy_with(
         .map_err(|e| CliError::usage(format!("--env: {e}")))?;
     let secrets = secrets_from_env(&args.secret_env, |name| std::env::var(name).ok())?;
     let (repo, pr) = release_source(args.repo.as_deref(), args.pr)?;
+    if let Some(preview) = &args.preview {
+        launch_core::names::PreviewName::parse(preview)
+            .map_err(|e| CliError::usage(format!("--preview: {e}")))?;
+    }
     if args.bundle.is_none() {
         check_before_upload(client, args, &service, &environment, &secrets, output).await?;
     }
@@ -310,6 +320,7 @@ pub async fn deploy_with(
         bundle_sha256: bundle.sha256.clone(),
         repo,
         pr,
+        preview: args.preview.clone().unwrap_or_default(),
     };
     let path = bundle.path.clone();
     let requests = async_stream::stream! {
@@ -694,6 +705,7 @@ mod tests {
             include_env: false,
             repo: None,
             pr: None,
+            preview: None,
         };
         let err = prepare_bundle(&args).err().unwrap();
         assert_eq!(err.code, exit::USAGE);

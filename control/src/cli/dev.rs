@@ -176,6 +176,7 @@ async fn session(
         include_env: false,
         repo: None,
         pr: None,
+        preview: None,
     };
     let outcome = tokio::select! {
         outcome = deploy::deploy_with(&mut client, url, global.output, &deploy_args) => outcome,

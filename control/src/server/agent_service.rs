@@ -258,6 +258,11 @@ fn session_stream(
             agent_id: agent.id.clone(),
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
             log_cursors,
+            previews: state
+                .store
+                .preview_names(&agent.service, &agent.environment)
+                .await
+                .map_err(internal)?,
         }));
         enum First {
             Shutdown,

@@ -286,6 +286,22 @@ pub const RULES: &[(&str, Rule)] = &[
             Some(|b| Ok(service_of(GetServiceRequest::decode(b)?.target))),
         ),
     ),
+    // An empty service means every service's previews: only a token for
+    // `*`/`*` covers it.
+    (
+        "ListPreviews",
+        rule(
+            Scope::Read,
+            Some(|b| Ok(service_of(ListPreviewsRequest::decode(b)?.target))),
+        ),
+    ),
+    (
+        "RemovePreview",
+        rule(
+            Scope::Deploy,
+            Some(|b| Ok(service_of(RemovePreviewRequest::decode(b)?.target))),
+        ),
+    ),
 ];
 
 /// The rule of a gRPC path `/launch.v1.ControlService/<Method>`.

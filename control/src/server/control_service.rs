@@ -305,6 +305,10 @@ impl ControlService for Control {
         };
         let (service, environment) = target(header.target.as_ref())?;
         let source = release_source(&header)?;
+        if !header.preview.is_empty() {
+            super::previews::check_deploy(&self.state, &service, &environment, &header.preview)
+                .await?;
+        }
         for key in header.secrets.keys() {
             if !secrets::valid_key(key) {
                 return Err(Status::invalid_argument(format!(
@@ -346,14 +350,16 @@ impl ControlService for Control {
         let final_path = self.state.bundles_dir.join(format!("{sha256}.tar.gz"));
         temp.persist(&final_path).map_err(internal)?;
 
+        let secrets_environment =
+            super::store::previews::secrets_environment(&environment, &header.preview);
         let sealed = header
             .secrets
             .iter()
             .map(|(key, value)| {
-                let (nonce, ciphertext) = self
-                    .state
-                    .secrets
-                    .seal(&secrets::address(&service, &environment, key), value);
+                let (nonce, ciphertext) = self.state.secrets.seal(
+                    &secrets::address(&service, &secrets_environment, key),
+                    value,
+                );
                 (key.clone(), nonce, ciphertext)
             })
             .collect();
@@ -367,6 +373,7 @@ impl ControlService for Control {
             release_id: tokens::new_id("r"),
             mission_id: tokens::new_id("m"),
             source,
+            preview: header.preview.clone(),
         };
         self.state
             .store
@@ -1044,6 +1051,24 @@ impl ControlService for Control {
                 ))
             })?;
         self.service_info(&row).await.map(Response::new)
+    }
+
+    async fn list_previews(
+        &self,
+        request: Request<ListPreviewsRequest>,
+    ) -> Result<Response<ListPreviewsResponse>, Status> {
+        super::previews::list(&self.state, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_preview(
+        &self,
+        request: Request<RemovePreviewRequest>,
+    ) -> Result<Response<RemovePreviewResponse>, Status> {
+        super::previews::remove(&self.state, request.get_ref())
+            .await
+            .map(Response::new)
     }
 }
 

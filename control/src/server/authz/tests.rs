@@ -145,6 +145,8 @@ const SPEC: &[(&str, Need)] = &[
     ("DisallowService", Need::Admin),
     ("ListAllowances", Need::Read),
     ("GetService", Need::Read),
+    ("ListPreviews", Need::Read),
+    ("RemovePreview", Need::Deploy),
 ];
 
 /// One token of the table: its scope and patterns.
@@ -444,6 +446,12 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         .encode_to_vec(),
         "ListAllowancesRequest" => ListAllowancesRequest { target }.encode_to_vec(),
         "GetServiceRequest" => GetServiceRequest { target }.encode_to_vec(),
+        "ListPreviewsRequest" => ListPreviewsRequest { target }.encode_to_vec(),
+        "RemovePreviewRequest" => RemovePreviewRequest {
+            target,
+            preview: "pr-1".into(),
+        }
+        .encode_to_vec(),
         other => panic!(
             "no sample request for {other}: add one to `sample` in control/src/server/authz/tests.rs"
         ),
