@@ -15,6 +15,7 @@
 //! - `provider`: `provider install|package`, the Terraform provider without a registry.
 //! - `dev`: `launch dev`, an embedded server plus a local agent.
 //! - `output`: text and JSON rendering shared by the commands.
+//! - `routes`: a service's front door (routes, release, certificates) in `status`.
 //! - `policy`: `services allow|disallow|allowances`, host-policy allowances.
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ mod logs;
 mod output;
 mod policy;
 mod provider;
+mod routes;
 mod tokens;
 
 pub use error::{CliError, exit};

@@ -1787,3 +1787,5 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
     );
 }
 mod recreate;
+
+mod front_door;
