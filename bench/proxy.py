@@ -259,7 +259,8 @@ def main():
     print(f"agent_rss_100_routes_mb: {loaded:.1f}")
     print(f"agent_rss_growth_100_routes_mb: {loaded - base:.1f}")
     print(f"agent_binary_mb: {os.path.getsize(STATIC_AGENT) / 1e6:.1f}")
-    print(f"wrk: {subprocess.run(['wrk', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
+    version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    print("wrk: wrk " + re.search(r"(\d+\.\d+\.\d+)", version).group(1))
     print(f"caddy: {subprocess.run(['caddy', 'version'], capture_output=True, text=True).stdout.split()[0]}")
 
 
