@@ -15,6 +15,8 @@
 //!   `api_tokens`: minting, listing and revoking scoped API tokens.
 //! - `allowances`: host-policy allowances an admin grants a service.
 //! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
+//! - [`front_door`]: the agents' front-door reports: routes and certificates
+//!   for `status`, proxy counters added up once for `/metrics`.
 //! - `http`: the plain HTTP endpoints.
 //! - [`previews`]: pull-request previews: the cap, listing, teardown, the idle sweep.
 //! - `log_cursor`: one reader's position in a mission's log (lines, gaps), shared by WatchMission and StreamLogs.
@@ -43,6 +45,7 @@ mod api_tokens;
 pub mod authz;
 mod bundle_check;
 mod control_service;
+pub mod front_door;
 pub mod github;
 mod http;
 pub mod hub;
