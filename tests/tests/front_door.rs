@@ -6,7 +6,8 @@
 //! content; a release failing health never gets traffic; a stateful service
 //! beside the routed one is never run twice and keeps its volume; an
 //! upgraded connection lives until the old container's drain; and a
-//! restarted agent serves its routes while the control plane is down.
+//! restarted agent serves its routes while the control plane is down; a
+//! retired service's names stop routing (its route is gone from disk).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,7 +17,7 @@ use launch_e2e::agent::create_join_token;
 use launch_e2e::front_door::{self, ContainerWatch, Ports, RequestLoop, env_refs};
 use launch_e2e::poll::eventually;
 use launch_e2e::unique::free_port;
-use launch_e2e::{Agent, Server, Service, cli, http};
+use launch_e2e::{Agent, Server, Service, cli, grpc, http};
 
 /// A server, a routed quickstart copy and an agent with its front door on
 /// free loopback ports.
@@ -247,6 +248,49 @@ fn ten_redeploys_under_a_request_loop_fail_no_request() {
         "the cutover says when it switches\n{logs}"
     );
     assert!(!logs.contains("switched in place"), "{logs}");
+}
+
+#[test]
+fn a_retired_service_stops_routing_its_names_even_when_its_compose_service_has_another_name() {
+    let setup = setup();
+    setup.deploy_healthy();
+    assert!(setup.page().contains("Launch"), "positive control: it serves");
+    let routes = setup.agent.data_dir().join("ingress").join("routes.json");
+    let on_disk = || std::fs::read_to_string(&routes).unwrap_or_default();
+    assert!(on_disk().contains(&setup.host), "{}", on_disk());
+    assert_ne!(
+        setup.service.name, "web",
+        "the bug needs a compose service named otherwise than the service"
+    );
+
+    let runtime = grpc::runtime();
+    runtime.block_on(async {
+        grpc::control_client(&setup.server)
+            .await
+            .retire_service(grpc::request(
+                launch_proto::RetireServiceRequest {
+                    target: Some(launch_proto::ServiceRef {
+                        service: setup.service.name.clone(),
+                        environment: setup.service.environment.clone(),
+                    }),
+                    ..Default::default()
+                },
+                &setup.server.admin_token,
+            ))
+            .await
+            .expect("RetireService")
+    });
+    eventually(Duration::from_secs(60), "the retired service's name to stop routing", || {
+        match front_door::get(setup.ports.http, &setup.host, "/") {
+            Ok((404, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert!(
+        !on_disk().contains(&setup.host),
+        "the route must be gone from disk: {}",
+        on_disk()
+    );
 }
 
 #[test]
