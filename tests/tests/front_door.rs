@@ -17,7 +17,7 @@ use launch_e2e::agent::create_join_token;
 use launch_e2e::front_door::{self, ContainerWatch, Ports, RequestLoop, env_refs};
 use launch_e2e::poll::eventually;
 use launch_e2e::unique::free_port;
-use launch_e2e::{Agent, Server, Service, cli, grpc, http};
+use launch_e2e::{Agent, Server, Service, cli, http};
 
 /// A server, a routed quickstart copy and an agent with its front door on
 /// free loopback ports.
@@ -254,7 +254,10 @@ fn ten_redeploys_under_a_request_loop_fail_no_request() {
 fn a_retired_service_stops_routing_its_names_even_when_its_compose_service_has_another_name() {
     let setup = setup();
     setup.deploy_healthy();
-    assert!(setup.page().contains("Launch"), "positive control: it serves");
+    assert!(
+        setup.page().contains("Launch"),
+        "positive control: it serves"
+    );
     let routes = setup.agent.data_dir().join("ingress").join("routes.json");
     let on_disk = || std::fs::read_to_string(&routes).unwrap_or_default();
     assert!(on_disk().contains(&setup.host), "{}", on_disk());
@@ -263,29 +266,24 @@ fn a_retired_service_stops_routing_its_names_even_when_its_compose_service_has_a
         "the bug needs a compose service named otherwise than the service"
     );
 
-    let runtime = grpc::runtime();
-    runtime.block_on(async {
-        grpc::control_client(&setup.server)
-            .await
-            .retire_service(grpc::request(
-                launch_proto::RetireServiceRequest {
-                    target: Some(launch_proto::ServiceRef {
-                        service: setup.service.name.clone(),
-                        environment: setup.service.environment.clone(),
-                    }),
-                    ..Default::default()
-                },
-                &setup.server.admin_token,
-            ))
-            .await
-            .expect("RetireService")
-    });
-    eventually(Duration::from_secs(60), "the retired service's name to stop routing", || {
-        match front_door::get(setup.ports.http, &setup.host, "/") {
+    setup
+        .server
+        .cli(&[
+            "retire",
+            &setup.service.name,
+            "--env",
+            &setup.service.environment,
+            "--wait",
+        ])
+        .success();
+    eventually(
+        Duration::from_secs(60),
+        "the retired service's name to stop routing",
+        || match front_door::get(setup.ports.http, &setup.host, "/") {
             Ok((404, _)) => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
     assert!(
         !on_disk().contains(&setup.host),
         "the route must be gone from disk: {}",
