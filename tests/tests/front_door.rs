@@ -107,8 +107,8 @@ fn the_front_door_serves_by_host_name_and_reports_counters_routes_and_certificat
     let deployed = setup.deploy_healthy();
     assert_eq!(
         cli::field(&deployed, "url"),
-        format!("http://{}:{}/", setup.host, setup.ports.http),
-        "the deploy reports the routed URL"
+        format!("https://{}:{}/", setup.host, setup.ports.https),
+        "the deploy reports the routed URL: https, since a private CA may certify the name"
     );
     for _ in 0..5 {
         assert!(setup.page().contains("hello through the front door"));
