@@ -245,3 +245,60 @@ pub async fn import(diags: &mut Diagnostics, clients: &Clients, state: &mut Stat
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::state::Text;
+
+    fn state(public: bool, previews: Value<bool>, fqdn: &str, record: Text) -> State {
+        State {
+            public: Value::Value(public),
+            previews,
+            fqdn: Value::Value(fqdn.to_owned()),
+            preview_record_id: record,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_wildcard_is_planned_only_for_public_services_with_previews_and_kept_while_the_name_stays()
+     {
+        let id = || Value::Value("rec-1".to_owned());
+        let on = Value::Value(true);
+        let mut planned = state(true, on.clone(), "a.example", Value::Null);
+        plan(&mut planned, None);
+        assert_eq!(
+            planned.preview_record_id,
+            Value::Unknown,
+            "a new one is made"
+        );
+
+        let prior = state(true, on.clone(), "a.example", id());
+        let mut planned = state(true, on.clone(), "a.example", Value::Null);
+        plan(&mut planned, Some(&prior));
+        assert_eq!(
+            planned.preview_record_id,
+            id(),
+            "an unchanged plan keeps it"
+        );
+
+        let mut renamed = state(true, on.clone(), "b.example", Value::Null);
+        plan(&mut renamed, Some(&prior));
+        assert_eq!(
+            renamed.preview_record_id,
+            Value::Unknown,
+            "a new name, a new record"
+        );
+
+        for (public, previews) in [
+            (false, on),
+            (true, Value::Value(false)),
+            (true, Value::Null),
+        ] {
+            let mut planned = state(public, previews, "a.example", id());
+            plan(&mut planned, Some(&prior));
+            assert_eq!(planned.preview_record_id, Value::Null, "public {public}");
+        }
+    }
+}
