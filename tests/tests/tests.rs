@@ -14,6 +14,7 @@
 //! - `api_tokens`: scoped API tokens through the CLI: create, list, refusals naming the scope, revoke.
 //! - `compose`: the corpus of compose apps, broken files refused, the host policy, the settle gate, degraded.
 //! - `docs`: every command block of the docs runs, is a checked synopsis, or says why not.
+//! - `env_values`: a secret holding every dotenv special character reaches the container unchanged (compose v1).
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
@@ -41,6 +42,7 @@ mod deploy;
 mod dns;
 mod docker_target;
 mod docs;
+mod env_values;
 mod faults;
 mod front_door;
 mod github;
