@@ -347,14 +347,17 @@ impl Executor {
             )
         })?;
         let config = service_config(&release_dir)?;
+        let vars = release::env_vars(&release_dir, &config.env, &record.secrets);
         let env = release::env_file(
-            &release::env_vars(&release_dir, &config.env, &record.secrets),
+            &vars,
+            compose.flavor,
             &record.service,
             &record.environment,
             release_id,
         );
         release::write_env(&release_dir, &env).map_err(|e| format!("cannot write .env: {e}"))?;
-        let one_shots = crate::policy::enforce(&release_dir, &file, &env, &record.allowances)?;
+        let vars = release::read_env(&release_dir);
+        let one_shots = crate::policy::enforce(&release_dir, &file, &vars, &record.allowances)?;
         sink.say(&format!(
             "starting {} release {release_id}",
             if new { "new" } else { "previous" }

@@ -23,6 +23,7 @@
 //!   health first, then the switch and the drain.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
+//! - `dotenv`: the `.env` encoded for the compose (v1 or v2) that reads it.
 //! - [`ingress`]: the front door, routing HTTP(S) by host name to the
 //!   services; its route table and certificates are restored before the
 //!   session opens. `ingress::certs` keeps the TLS certificates (ACME
@@ -31,6 +32,7 @@
 mod compose;
 pub mod config;
 mod cutover;
+mod dotenv;
 mod executor;
 mod follow;
 mod health;
