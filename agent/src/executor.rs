@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::cancels::Cancels;
 use crate::compose::Compose;
 use crate::config::Config;
 use crate::follow::{self, Follower};
@@ -40,6 +41,10 @@ pub struct Executor {
     compose: Option<Compose>,
     /// The front door, when it runs (`--ingress on`).
     front: Option<crate::cutover::Front>,
+    /// Cancels the control plane asked for (`launch cancel`).
+    cancels: Cancels,
+    /// The agent's shutdown, for what runs after a cancelled mission.
+    shutdown: CancellationToken,
 }
 
 /// How a mission ended.
@@ -56,6 +61,7 @@ impl Executor {
         journal: Arc<Journal>,
         uplink: Uplink,
         identity: identity::Shared,
+        cancels: Cancels,
     ) -> Self {
         Executor {
             config,
@@ -66,6 +72,8 @@ impl Executor {
             follower: None,
             compose: None,
             front: None,
+            cancels,
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -100,6 +108,7 @@ impl Executor {
         mut missions: mpsc::UnboundedReceiver<Record>,
         shutdown: CancellationToken,
     ) {
+        self.shutdown = shutdown.clone();
         let unfinished = self.journal.unfinished();
         if unfinished.is_empty() {
             self.follow_current().await;
@@ -193,13 +202,20 @@ impl Executor {
             release_id: record.release_id.clone(),
             url: String::new(),
         });
+        let cancel = self.cancels.start(&record.mission_id, shutdown);
         let end = async {
             match record.kind() {
+                _ if self.cancels.requested(&record.mission_id) => End {
+                    state: MissionState::Cancelled,
+                    message: "cancelled before it started".to_owned(),
+                    release_id: self.service_dir().current().unwrap_or_default(),
+                    url: String::new(),
+                },
                 MissionKind::Deploy | MissionKind::Rollback => {
-                    self.deploy(&record, &sink, shutdown).await
+                    self.deploy(&record, &sink, &cancel).await
                 }
-                MissionKind::Restart => self.restart(&record, &sink, shutdown).await,
-                MissionKind::Retire => self.retire(&record, &sink, shutdown).await,
+                MissionKind::Restart => self.restart(&record, &sink, &cancel).await,
+                MissionKind::Retire => self.retire(&record, &sink, &cancel).await,
                 MissionKind::Unspecified => End {
                     state: MissionState::Failed,
                     message: format!(
@@ -213,6 +229,11 @@ impl Executor {
         }
         .instrument(span.clone())
         .await;
+        let mut end = end;
+        if self.cancels.requested(&record.mission_id) && end.state == MissionState::Failed {
+            end.state = MissionState::Cancelled;
+        }
+        self.cancels.finish(&record.mission_id);
         if shutdown.is_cancelled() && end.state != MissionState::Healthy {
             // Stopped mid-mission: leave it unfinished so the next start resumes it.
             return;
@@ -282,6 +303,10 @@ impl Executor {
                     url,
                 }
             }
+            Err(reason) if self.cancels.requested(&record.mission_id) => {
+                self.after_cancel(&compose, record, previous, &reason, sink)
+                    .await
+            }
             Err(reason) if cancel.is_cancelled() => failed(reason),
             Err(reason) => match previous {
                 Some(previous) => {
@@ -323,6 +348,58 @@ impl Executor {
                         .await;
                     failed(format!("release {} failed: {reason}", record.release_id))
                 }
+            },
+        }
+    }
+
+    /// A deploy cancelled by request: the release that ran before it is
+    /// brought back (the new one may have replaced its containers), or, with
+    /// none, the new one is taken down.
+    async fn after_cancel(
+        &mut self,
+        compose: &Compose,
+        record: &Record,
+        previous: Option<String>,
+        reason: &str,
+        sink: &Sink,
+    ) -> End {
+        let release_id = &record.release_id;
+        let Some(previous) = previous else {
+            sink.say(&format!("deploy of {release_id} cancelled ({reason}); nothing ran before it, taking it down"));
+            let _ = self
+                .take_down(compose, release_id, sink, &self.shutdown.child_token())
+                .await;
+            return End {
+                state: MissionState::Cancelled,
+                message: format!("deploy of {release_id} cancelled; nothing runs"),
+                release_id: String::new(),
+                url: String::new(),
+            };
+        };
+        sink.say(&format!(
+            "deploy of {release_id} cancelled ({reason}); bringing back {previous}"
+        ));
+        let cancel = self.shutdown.child_token();
+        match self
+            .bring_up(compose, record, &previous, sink, &cancel, false)
+            .await
+        {
+            Ok((url, follower)) => {
+                self.follower = Some(follower);
+                End {
+                    state: MissionState::Cancelled,
+                    message: format!("deploy of {release_id} cancelled; {previous} serves"),
+                    release_id: previous,
+                    url,
+                }
+            }
+            Err(again) => End {
+                state: MissionState::Failed,
+                message: format!(
+                    "deploy of {release_id} cancelled, and bringing back {previous} failed: {again}"
+                ),
+                release_id: String::new(),
+                url: String::new(),
             },
         }
     }

@@ -15,7 +15,7 @@
 //! - `session`: the Session stream, heartbeats, reconnects.
 //! - `uplink`: the ordered, acknowledged queue of log lines and updates.
 //! - `journal`: missions on disk, so a restart neither loses nor repeats one.
-//! - `executor`: what each mission kind does.
+//! - `executor`: what each mission kind does; `cancels`: the ones asked to stop.
 //! - `watch`: the current release between missions, reported degraded when a service dies.
 //! - `limits`: the bundle size a mission may have (the control plane's, under the agent's ceiling).
 //! - `policy`: the host policy, held against a release's interpolated compose file.
@@ -29,6 +29,7 @@
 //!   session opens. `ingress::certs` keeps the TLS certificates (ACME
 //!   HTTP-01, renewal, user-given pairs), `ingress::acme` talks ACME.
 
+mod cancels;
 mod compose;
 pub mod config;
 mod cutover;
@@ -92,12 +93,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let uplink = uplink::Uplink::new(uplink::DEFAULT_CAPACITY);
     let identity = identity::Shared::default();
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancels = cancels::Cancels::default();
 
     let mut executor = executor::Executor::new(
         config.clone(),
         journal.clone(),
         uplink.clone(),
         identity.clone(),
+        cancels.clone(),
     );
     if let Some(settings) = &config.ingress {
         executor = executor.with_front(cutover::Front {
@@ -114,6 +117,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         uplink,
         identity,
         missions: missions_tx,
+        cancels,
     };
     let session_result = sessions.run(shutdown.clone()).await;
     shutdown.cancel();

@@ -55,6 +55,7 @@ pub struct Sessions {
     pub uplink: Uplink,
     pub identity: identity::Shared,
     pub missions: mpsc::UnboundedSender<Record>,
+    pub cancels: crate::cancels::Cancels,
 }
 
 enum Ended {
@@ -231,7 +232,8 @@ impl Sessions {
                     }
                 }
                 Some(control_message::Msg::Cancel(cancel)) => {
-                    warn!(mission_id = %cancel.mission_id, "cancel requested; missions run to completion in this version");
+                    info!(mission_id = %cancel.mission_id, "cancel requested");
+                    self.cancels.request(&cancel.mission_id);
                 }
                 Some(control_message::Msg::Welcome(_)) | None => {}
             }

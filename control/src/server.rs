@@ -16,6 +16,7 @@
 //! - `allowances`: host-policy allowances an admin grants a service.
 //! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
 //! - `http`: the plain HTTP endpoints.
+//! - `missions`: the missions an operator queues or stops by hand (restart, retire, cancel).
 //! - `log_cursor`: one reader's position in a mission's log (lines, gaps), shared by WatchMission and StreamLogs.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
@@ -46,6 +47,7 @@ pub mod github;
 mod http;
 pub mod hub;
 mod log_cursor;
+mod missions;
 mod provider_mirror;
 pub mod rotate;
 pub mod secrets;

@@ -16,6 +16,7 @@
 //! - `docs`: every command block of the docs runs, is a checked synopsis, or says why not.
 //! - `env_values`: a secret holding every dotenv special character reaches the container unchanged (compose v1).
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
+//! - `missions`: `launch restart`, `cancel` (a slow deploy; the previous release serves again), `retire`.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
@@ -49,6 +50,7 @@ mod github;
 mod isolation;
 mod kit;
 mod logs;
+mod missions;
 mod provider;
 mod provider_identity;
 mod provider_mirror;

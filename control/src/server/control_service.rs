@@ -63,7 +63,7 @@ fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status
     }))
 }
 
-fn target(target: Option<&ServiceRef>) -> Result<(String, String), Status> {
+pub(super) fn target(target: Option<&ServiceRef>) -> Result<(String, String), Status> {
     let target = target.ok_or_else(|| {
         Status::invalid_argument("the request has no target: give a service and an environment")
     })?;
@@ -81,7 +81,7 @@ fn service_ref(service: &str, environment: &str) -> ServiceRef {
     }
 }
 
-fn mission_info(m: &MissionRow) -> MissionInfo {
+pub(super) fn mission_info(m: &MissionRow) -> MissionInfo {
     MissionInfo {
         mission_id: m.id.clone(),
         kind: m.kind as i32,
@@ -988,6 +988,32 @@ impl ControlService for Control {
     ) -> Result<Response<AllowancesResponse>, Status> {
         let (service, environment) = target(request.into_inner().target.as_ref())?;
         super::allowances::list(&self.state, &service, &environment)
+            .await
+            .map(Response::new)
+    }
+
+    async fn restart(
+        &self,
+        request: Request<RestartRequest>,
+    ) -> Result<Response<MissionRef>, Status> {
+        let target = request.into_inner().target;
+        super::missions::queue(&self.state, MissionKind::Restart, target.as_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn retire(&self, request: Request<RetireRequest>) -> Result<Response<MissionRef>, Status> {
+        let target = request.into_inner().target;
+        super::missions::queue(&self.state, MissionKind::Retire, target.as_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn cancel_mission(
+        &self,
+        request: Request<CancelMissionRequest>,
+    ) -> Result<Response<MissionInfo>, Status> {
+        super::missions::cancel(&self.state, &request.into_inner().mission_id)
             .await
             .map(Response::new)
     }

@@ -144,6 +144,9 @@ const SPEC: &[(&str, Need)] = &[
     ("AllowService", Need::Admin),
     ("DisallowService", Need::Admin),
     ("ListAllowances", Need::Read),
+    ("Restart", Need::Deploy),
+    ("Retire", Need::Admin),
+    ("CancelMission", Need::Deploy),
 ];
 
 /// One token of the table: its scope and patterns.
@@ -442,6 +445,19 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         }
         .encode_to_vec(),
         "ListAllowancesRequest" => ListAllowancesRequest { target }.encode_to_vec(),
+        "RestartRequest" => RestartRequest { target }.encode_to_vec(),
+        // Another service: taking hello/prod down would change what others see.
+        "RetireRequest" => RetireRequest {
+            target: Some(ServiceRef {
+                service: "other".into(),
+                environment: "prod".into(),
+            }),
+        }
+        .encode_to_vec(),
+        "CancelMissionRequest" => CancelMissionRequest {
+            mission_id: mission_id.into(),
+        }
+        .encode_to_vec(),
         other => panic!(
             "no sample request for {other}: add one to `sample` in control/src/server/authz/tests.rs"
         ),
