@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use launch_core::bundle::{self, COMPOSE_FILES, SERVICE_CONFIG_FILE};
 use launch_core::redact::Redactor;
@@ -45,6 +46,8 @@ pub struct Executor {
     cancels: Cancels,
     /// The agent's shutdown, for what runs after a cancelled mission.
     shutdown: CancellationToken,
+    /// Whether a session is open (a self-upgraded agent confirms then).
+    connected: crate::session::Connected,
 }
 
 /// How a mission ended.
@@ -62,6 +65,7 @@ impl Executor {
         uplink: Uplink,
         identity: identity::Shared,
         cancels: Cancels,
+        connected: crate::session::Connected,
     ) -> Self {
         Executor {
             config,
@@ -74,6 +78,7 @@ impl Executor {
             front: None,
             cancels,
             shutdown: CancellationToken::new(),
+            connected,
         }
     }
 
@@ -216,6 +221,7 @@ impl Executor {
                 }
                 MissionKind::Restart => self.restart(&record, &sink, &cancel).await,
                 MissionKind::Retire => self.retire(&record, &sink, &cancel).await,
+                MissionKind::Upgrade => self.upgrade(&record, &sink, &cancel).await,
                 MissionKind::Unspecified => End {
                     state: MissionState::Failed,
                     message: format!(
@@ -685,6 +691,63 @@ impl Executor {
                 end(MissionState::Healthy, format!("{current} restarted"), url)
             }
             Err(reason) => end(MissionState::Failed, reason, String::new()),
+        }
+    }
+
+    /// Self-upgrade (`upgrade`): the old binary installs the new one and
+    /// restarts into it (returning only on failure); the new one, resuming
+    /// the mission, confirms once a session is open; an old one restarted by
+    /// the watchdog reports the rollback.
+    async fn upgrade(&mut self, record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+        use crate::upgrade::{self, Phase};
+        let data_dir = self.config.data_dir.clone();
+        let end = |state, message: String| End {
+            state,
+            message,
+            release_id: self.service_dir().current().unwrap_or_default(),
+            url: String::new(),
+        };
+        let marker = match upgrade::marker(&data_dir, &record.mission_id) {
+            Ok(marker) => marker,
+            Err(err) => return end(MissionState::Failed, format!("cannot read the upgrade marker: {err}")),
+        };
+        let Some(marker) = marker else {
+            let message =
+                upgrade::begin(&self.config, &self.identity, record, sink, &self.uplink).await;
+            return end(MissionState::Failed, message);
+        };
+        let window = humantime::format_duration(Duration::from_millis(marker.window_ms));
+        let phase = if marker.phase == Phase::Pending {
+            tokio::select! {
+                _ = cancel.cancelled() => return end(MissionState::Failed, "stopped before the new agent could confirm".into()),
+                _ = self.connected.wait() => {}
+            }
+            upgrade::settle(&data_dir, &record.mission_id, Phase::Confirmed)
+        } else {
+            Ok(Some(marker.phase))
+        };
+        let _ = upgrade::clear(&data_dir);
+        match phase {
+            Ok(Some(Phase::Confirmed)) => end(
+                MissionState::Healthy,
+                format!(
+                    "launch-agent {} replaced {} and reconnected (sha256 {}…); the previous binary is kept as {}",
+                    if marker.to_version.is_empty() { "(version unknown)" } else { &marker.to_version },
+                    marker.from_version,
+                    &marker.to_sha256[..12.min(marker.to_sha256.len())],
+                    marker.old.display()
+                ),
+            ),
+            Ok(_) => end(
+                MissionState::Failed,
+                format!(
+                    "the new launch-agent did not reconnect within {window}: the watchdog put {} back ({}); see {}",
+                    marker.from_version,
+                    marker.old.display(),
+                    upgrade::log_path(&data_dir).display()
+                ),
+            ),
+            Err(err) => end(MissionState::Failed, format!("cannot settle the upgrade: {err}")),
         }
     }
 

@@ -41,6 +41,11 @@ pub struct Record {
     /// Names the front door routes to the service (from the control plane).
     #[serde(default)]
     pub host_names: Vec<String>,
+    /// Upgrade missions: the agent binary to fetch, and its version.
+    #[serde(default)]
+    pub agent_sha256: String,
+    #[serde(default)]
+    pub agent_version: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +72,8 @@ impl Record {
             allowances: mission.allowances.clone(),
             max_bundle_bytes: mission.max_bundle_bytes,
             host_names: mission.host_names.clone(),
+            agent_sha256: mission.agent_sha256.clone(),
+            agent_version: mission.agent_version.clone(),
         }
     }
 

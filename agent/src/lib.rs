@@ -16,6 +16,7 @@
 //! - `uplink`: the ordered, acknowledged queue of log lines and updates.
 //! - `journal`: missions on disk, so a restart neither loses nor repeats one.
 //! - `executor`: what each mission kind does; `cancels`: the ones asked to stop.
+//! - `upgrade`: self-upgrade: fetch, swap, restart, and the watchdog that rolls back.
 //! - `watch`: the current release between missions, reported degraded when a service dies.
 //! - `limits`: the bundle size a mission may have (the control plane's, under the agent's ceiling).
 //! - `policy`: the host policy, held against a release's interpolated compose file.
@@ -47,6 +48,7 @@ mod release;
 mod resolve;
 mod session;
 mod uplink;
+mod upgrade;
 mod watch;
 
 use std::sync::Arc;
@@ -59,6 +61,11 @@ pub use config::Config;
 
 /// The version agents report to the control plane.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The upgrade watchdog process (`launch-agent upgrade-watchdog`).
+pub fn upgrade_watchdog(data_dir: &std::path::Path) -> Result<String, String> {
+    upgrade::watchdog::run(data_dir)
+}
 
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -94,6 +101,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let identity = identity::Shared::default();
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
     let cancels = cancels::Cancels::default();
+    let connected = session::Connected::default();
 
     let mut executor = executor::Executor::new(
         config.clone(),
@@ -101,6 +109,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         uplink.clone(),
         identity.clone(),
         cancels.clone(),
+        connected.clone(),
     );
     if let Some(settings) = &config.ingress {
         executor = executor.with_front(cutover::Front {
@@ -118,6 +127,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         identity,
         missions: missions_tx,
         cancels,
+        connected,
     };
     let session_result = sessions.run(shutdown.clone()).await;
     shutdown.cancel();

@@ -206,6 +206,7 @@ mod tests {
             &["launch", "restart", "s", "--env", "e", "--wait"],
             &["launch", "retire", "s", "--env", "e"],
             &["launch", "cancel", "m-1", "--timeout", "1m"],
+            &["launch", "agents", "upgrade", "--service", "web-*", "--env", "prod", "--canary", "1"],
             &["launch", "services"],
             &[
                 "launch",

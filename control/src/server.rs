@@ -11,6 +11,7 @@
 //! - [`hub`]: live sessions, per-mission broadcasts, counters.
 //! - `state`: what every request handler shares (auth, dispatch, secrets).
 //! - `agent_service`, `control_service`: the two gRPC services.
+//! - `agent_upgrade`: the served agent binary, accepted agent versions, `agents upgrade`.
 //! - [`authz`]: who may call which control RPC (the one authorization layer);
 //!   `api_tokens`: minting, listing and revoking scoped API tokens.
 //! - `allowances`: host-policy allowances an admin grants a service.
@@ -38,6 +39,7 @@ use launch_proto::agent_service_server::AgentServiceServer;
 use launch_proto::control_service_server::ControlServiceServer;
 
 mod agent_service;
+mod agent_upgrade;
 mod allowances;
 mod api_tokens;
 pub mod authz;

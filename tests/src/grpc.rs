@@ -102,8 +102,7 @@ pub async fn simulate_agent(
             version: "bench".to_owned(),
             hostname: hostname.to_owned(),
             advertise_host: "127.0.0.1".to_owned(),
-            current_release_id: String::new(),
-            compose: String::new(),
+            ..Default::default()
         })),
     })
     .await

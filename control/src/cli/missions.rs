@@ -3,6 +3,7 @@
 //! with `--wait` as `rollback` does; cancel always waits for the mission to
 //! end and exits 0 only when it ended `cancelled` (1 when it finished some
 //! other way first, 2 when it is unknown or already over, 3 unreachable).
+//! `launch agents upgrade` queues upgrade missions and follows each.
 
 use std::time::{Duration, Instant};
 
@@ -140,4 +141,98 @@ async fn get(client: &mut Client, mission_id: &str) -> Result<MissionInfo, tonic
         })
         .await
         .map(tonic::Response::into_inner)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpgradeArgs {
+    /// Only agents of services matching this pattern (`*` wildcards)
+    #[arg(long, default_value = "*")]
+    pub service: String,
+    /// Only agents of environments matching this pattern
+    #[arg(long = "env", default_value = "*")]
+    pub environment: String,
+    /// Upgrade at most N agents now (run again for the rest)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub canary: u32,
+    /// How long to follow each upgrade
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `launch agents upgrade`: queue, then follow every upgrade to its end
+/// (exit 1 if any failed or was rolled back).
+pub async fn upgrade_agents(
+    global: &Global,
+    client: &mut Client,
+    args: UpgradeArgs,
+) -> Result<u8, CliError> {
+    let response = client
+        .upgrade_agents(UpgradeAgentsRequest {
+            service: args.service,
+            environment: args.environment,
+            canary: args.canary,
+        })
+        .await
+        .map_err(|s| CliError::from_status(&s, &global.addr))?
+        .into_inner();
+    let version = if response.version.is_empty() {
+        "(version unknown)".to_owned()
+    } else {
+        response.version.clone()
+    };
+    if global.output == Output::Text {
+        eprintln!(
+            "serving launch-agent {version} (sha256 {}…): {} to upgrade, {} already on it, {} deferred",
+            response.sha256.chars().take(12).collect::<String>(),
+            response.upgrades.len(),
+            response.current,
+            response.deferred
+        );
+    }
+    let mut code = exit::OK;
+    let mut results = Vec::new();
+    for upgrade in &response.upgrades {
+        if global.output == Output::Text {
+            eprintln!(
+                "upgrading {} ({}) from {}: mission {}",
+                upgrade.agent_id,
+                upgrade
+                    .target
+                    .as_ref()
+                    .map(|t| format!("{}/{}", t.service, t.environment))
+                    .unwrap_or_default(),
+                upgrade.from_version,
+                upgrade.mission_id
+            );
+        }
+        let outcome = deploy::wait(
+            client,
+            &global.addr,
+            global.output,
+            &upgrade.mission_id,
+            "",
+            args.timeout,
+        )
+        .await?;
+        code = code.max(outcome.exit_code());
+        results.push(json!({
+            "agent_id": upgrade.agent_id,
+            "mission_id": upgrade.mission_id,
+            "state": outcome.state.map(MissionState::label),
+            "message": outcome.message,
+        }));
+    }
+    if global.output == Output::Json {
+        println!(
+            "{}",
+            json!({
+                "version": response.version,
+                "sha256": response.sha256,
+                "upgrades": results,
+                "current": response.current,
+                "deferred": response.deferred,
+            })
+        );
+    }
+    Ok(code)
 }

@@ -289,6 +289,7 @@ pub const RULES: &[(&str, Rule)] = &[
         ),
     ),
     ("Retire", rule(Scope::Admin, None)),
+    ("UpgradeAgents", rule(Scope::Admin, None)),
     (
         "CancelMission",
         rule(

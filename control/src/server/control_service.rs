@@ -802,6 +802,10 @@ impl ControlService for Control {
     ) -> Result<Response<ListAgentsResponse>, Status> {
         Ok(Response::new(ListAgentsResponse {
             agents: self.all_agents().await?,
+            served_version: super::agent_upgrade::served(&self.state)
+                .await
+                .map(|served| served.version)
+                .unwrap_or_default(),
         }))
     }
 
@@ -1014,6 +1018,15 @@ impl ControlService for Control {
         request: Request<CancelMissionRequest>,
     ) -> Result<Response<MissionInfo>, Status> {
         super::missions::cancel(&self.state, &request.into_inner().mission_id)
+            .await
+            .map(Response::new)
+    }
+
+    async fn upgrade_agents(
+        &self,
+        request: Request<UpgradeAgentsRequest>,
+    ) -> Result<Response<UpgradeAgentsResponse>, Status> {
+        super::agent_upgrade::upgrade(&self.state, request.into_inner())
             .await
             .map(Response::new)
     }

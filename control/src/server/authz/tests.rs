@@ -146,6 +146,7 @@ const SPEC: &[(&str, Need)] = &[
     ("ListAllowances", Need::Read),
     ("Restart", Need::Deploy),
     ("Retire", Need::Admin),
+    ("UpgradeAgents", Need::Admin),
     ("CancelMission", Need::Deploy),
 ];
 
@@ -454,6 +455,7 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
             }),
         }
         .encode_to_vec(),
+        "UpgradeAgentsRequest" => UpgradeAgentsRequest::default().encode_to_vec(),
         "CancelMissionRequest" => CancelMissionRequest {
             mission_id: mission_id.into(),
         }
