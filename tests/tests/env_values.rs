@@ -21,7 +21,7 @@ fn a_secret_with_every_special_character_reaches_the_container_unchanged_through
     let service = Service::quickstart();
     // The container prints its variable into a file its httpd serves.
     service.set_compose_script(
-        "/bin/busybox printenv SPECIAL > /www/special.txt; \
+        "printf '%s\\n' \"$$SPECIAL\" > /www/special.txt; \
          exec /bin/busybox httpd -f -v -p 8080 -h /www",
     );
     let server = Server::start();
@@ -50,9 +50,15 @@ fn a_secret_with_every_special_character_reaches_the_container_unchanged_through
             other => Err(format!("{other:?}")),
         }
     });
+    let container = service.running_containers().pop().unwrap_or_default();
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{json .Config.Env}}", &container])
+        .output()
+        .expect("docker inspect");
     assert_eq!(
         body,
         format!("{SPECIAL}\n"),
-        "the container's variable differs from the secret (printenv adds the last newline)"
+        "the container's variable differs from the secret (printf adds the last newline); its environment: {}",
+        String::from_utf8_lossy(&inspect.stdout)
     );
 }
