@@ -70,6 +70,8 @@ pub fn upgrade_watchdog(data_dir: &std::path::Path) -> Result<String, String> {
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // Starts hashing the executable for the Hellos (see `upgrade`).
+    let _ = upgrade::own_sha256();
     private_file::create_private_dir(&config.data_dir)
         .with_context(|| format!("create the data dir {}", config.data_dir.display()))?;
     let journal = Arc::new(

@@ -149,7 +149,7 @@ impl Sessions {
             advertise_host: self.config.advertise_host.clone(),
             current_release_id: String::new(),
             compose: crate::compose::describe_host().await,
-            agent_sha256: crate::upgrade::own_sha256().await,
+            agent_sha256: crate::upgrade::own_sha256(),
         };
         let _ = outbound
             .send(message(agent_message::Msg::Hello(hello)))

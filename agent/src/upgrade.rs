@@ -144,20 +144,21 @@ pub fn clear(data_dir: &Path) -> io::Result<()> {
     with_marker(data_dir, |marker| (marker.take().is_some(), ()))
 }
 
-/// The sha256 of this agent's executable, computed once ("" when unreadable).
-pub async fn own_sha256() -> String {
-    static SHA: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    SHA.get_or_init(|| async {
-        tokio::task::spawn_blocking(|| {
-            std::env::current_exe()
+/// The sha256 of this agent's executable, or "" until a thread started by
+/// the first call has read it (a debug build is large, and a Hello must not
+/// wait for it: a self-upgraded agent has its window to reconnect in).
+pub fn own_sha256() -> String {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            let sha = std::env::current_exe()
                 .and_then(|exe| sha256_file(&exe))
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default()
-    })
-    .await
-    .clone()
+                .unwrap_or_default();
+            let _ = SHA.set(sha);
+        });
+    });
+    SHA.get().cloned().unwrap_or_default()
 }
 
 /// The sha256 of a file, hex.
