@@ -58,7 +58,11 @@ impl Cancels {
     pub fn finish(&self, mission_id: &str) {
         let mut inner = self.inner.lock().expect("cancels lock");
         inner.requested.remove(mission_id);
-        if inner.running.as_ref().is_some_and(|(id, _)| id == mission_id) {
+        if inner
+            .running
+            .as_ref()
+            .is_some_and(|(id, _)| id == mission_id)
+        {
             inner.running = None;
         }
     }

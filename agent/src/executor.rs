@@ -371,7 +371,9 @@ impl Executor {
     ) -> End {
         let release_id = &record.release_id;
         let Some(previous) = previous else {
-            sink.say(&format!("deploy of {release_id} cancelled ({reason}); nothing ran before it, taking it down"));
+            sink.say(&format!(
+                "deploy of {release_id} cancelled ({reason}); nothing ran before it, taking it down"
+            ));
             let _ = self
                 .take_down(compose, release_id, sink, &self.shutdown.child_token())
                 .await;
@@ -709,7 +711,12 @@ impl Executor {
         };
         let marker = match upgrade::marker(&data_dir, &record.mission_id) {
             Ok(marker) => marker,
-            Err(err) => return end(MissionState::Failed, format!("cannot read the upgrade marker: {err}")),
+            Err(err) => {
+                return end(
+                    MissionState::Failed,
+                    format!("cannot read the upgrade marker: {err}"),
+                );
+            }
         };
         let Some(marker) = marker else {
             let message =
@@ -732,7 +739,11 @@ impl Executor {
                 MissionState::Healthy,
                 format!(
                     "launch-agent {} replaced {} and reconnected (sha256 {}…); the previous binary is kept as {}",
-                    if marker.to_version.is_empty() { "(version unknown)" } else { &marker.to_version },
+                    if marker.to_version.is_empty() {
+                        "(version unknown)"
+                    } else {
+                        &marker.to_version
+                    },
                     marker.from_version,
                     &marker.to_sha256[..12.min(marker.to_sha256.len())],
                     marker.old.display()
@@ -747,7 +758,10 @@ impl Executor {
                     upgrade::log_path(&data_dir).display()
                 ),
             ),
-            Err(err) => end(MissionState::Failed, format!("cannot settle the upgrade: {err}")),
+            Err(err) => end(
+                MissionState::Failed,
+                format!("cannot settle the upgrade: {err}"),
+            ),
         }
     }
 

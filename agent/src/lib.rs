@@ -47,8 +47,8 @@ mod policy;
 mod release;
 mod resolve;
 mod session;
-mod uplink;
 mod upgrade;
+mod uplink;
 mod watch;
 
 use std::sync::Arc;

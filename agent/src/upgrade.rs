@@ -119,10 +119,7 @@ pub fn with_marker<T>(
 /// The marker of `mission_id`, if an upgrade of that mission is under way.
 pub fn marker(data_dir: &Path, mission_id: &str) -> io::Result<Option<Marker>> {
     with_marker(data_dir, |marker| {
-        (
-            false,
-            marker.clone().filter(|m| m.mission_id == mission_id),
-        )
+        (false, marker.clone().filter(|m| m.mission_id == mission_id))
     })
 }
 
@@ -204,8 +201,8 @@ pub async fn begin(
             exe.display()
         );
     }
-    let systemd_unit = std::env::var_os("INVOCATION_ID")
-        .map(|_| crate::install::UNIT_NAME.to_owned());
+    let systemd_unit =
+        std::env::var_os("INVOCATION_ID").map(|_| crate::install::UNIT_NAME.to_owned());
     let marker = Marker {
         mission_id: record.mission_id.clone(),
         from_version: crate::VERSION.to_owned(),
@@ -249,7 +246,13 @@ pub async fn begin(
         std::process::exit(0);
     }
     let err = Command::new(&exe)
-        .arg0(marker.argv.first().map(String::as_str).unwrap_or("launch-agent"))
+        .arg0(
+            marker
+                .argv
+                .first()
+                .map(String::as_str)
+                .unwrap_or("launch-agent"),
+        )
         .args(marker.argv.iter().skip(1))
         .exec();
     format!(
@@ -259,7 +262,11 @@ pub async fn begin(
 }
 
 fn shown(version: &str) -> &str {
-    if version.is_empty() { "(version unknown)" } else { version }
+    if version.is_empty() {
+        "(version unknown)"
+    } else {
+        version
+    }
 }
 
 /// `<exe><suffix>` in the same directory, so renames between them are atomic.

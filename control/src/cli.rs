@@ -206,7 +206,17 @@ mod tests {
             &["launch", "restart", "s", "--env", "e", "--wait"],
             &["launch", "retire", "s", "--env", "e"],
             &["launch", "cancel", "m-1", "--timeout", "1m"],
-            &["launch", "agents", "upgrade", "--service", "web-*", "--env", "prod", "--canary", "1"],
+            &[
+                "launch",
+                "agents",
+                "upgrade",
+                "--service",
+                "web-*",
+                "--env",
+                "prod",
+                "--canary",
+                "1",
+            ],
             &["launch", "services"],
             &[
                 "launch",

@@ -44,12 +44,14 @@ fn a_secret_with_every_special_character_reaches_the_container_unchanged_through
         .cli(&service.deploy_args(&dir, &["--wait"]))
         .success();
 
-    let body = eventually(Duration::from_secs(30), "GET /special.txt", || {
-        match service.get("/special.txt") {
+    let body = eventually(
+        Duration::from_secs(30),
+        "GET /special.txt",
+        || match service.get("/special.txt") {
             Ok((200, body)) => Ok(body),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
     let container = service.running_containers().pop().unwrap_or_default();
     let inspect = std::process::Command::new("docker")
         .args(["inspect", "-f", "{{json .Config.Env}}", &container])

@@ -37,8 +37,15 @@ fn restart_cancel_and_retire_through_the_cli() {
     server
         .cli(&["restart", &service.name, "--env", env, "--wait"])
         .success();
-    assert_eq!(service.running_containers(), [container.clone()]);
-    assert_ne!(started_at(&container), before, "the container was not restarted");
+    assert_eq!(
+        service.running_containers(),
+        std::slice::from_ref(&container)
+    );
+    assert_ne!(
+        started_at(&container),
+        before,
+        "the container was not restarted"
+    );
     assert_eq!(service.get("/").map(|(_, body)| body), Ok("one".to_owned()));
 
     // A deploy whose container never answers waits in its health gate (5 min).

@@ -84,7 +84,8 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
 
     let service = Service::quickstart();
     let server = Server::start_with(&["--agent-binary", &served.display().to_string()]);
-    let join_token = launch_e2e::agent::create_join_token(&server, &service.name, &service.environment);
+    let join_token =
+        launch_e2e::agent::create_join_token(&server, &service.name, &service.environment);
     let mut agent = Agent::spawn_binary(
         &exe,
         &server,
@@ -134,7 +135,11 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
     );
     let mut old = exe.clone().into_os_string();
     old.push(".old");
-    assert_eq!(std::fs::read(&old).unwrap(), built, "the old binary is kept");
+    assert_eq!(
+        std::fs::read(&old).unwrap(),
+        built,
+        "the old binary is kept"
+    );
     assert!(
         agent.process.try_status().is_none(),
         "the agent re-executed in place (same process)"
@@ -157,10 +162,16 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
     ]);
     broken.expect_code(1);
     assert!(
-        broken.to_string().contains(&format!("did not reconnect within {WINDOW}")),
+        broken
+            .to_string()
+            .contains(&format!("did not reconnect within {WINDOW}")),
         "the host reports the rollback\n{broken}"
     );
-    assert_eq!(std::fs::read(&exe).unwrap(), newer, "the previous binary is back");
+    assert_eq!(
+        std::fs::read(&exe).unwrap(),
+        newer,
+        "the previous binary is back"
+    );
     eventually(Duration::from_secs(30), "the agent connected again", || {
         let agents = connected_agents(&server, &service.name);
         (agents == [(agent_id.clone(), true)])
@@ -170,7 +181,14 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
 
     stop.store(true, Ordering::Relaxed);
     let (served_requests, failed) = requests.join().unwrap();
-    assert!(served_requests > 50, "only {served_requests} requests were made");
-    assert!(failed.is_empty(), "{} failed requests: {failed:?}", failed.len());
+    assert!(
+        served_requests > 50,
+        "only {served_requests} requests were made"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {failed:?}",
+        failed.len()
+    );
     drop(agent);
 }

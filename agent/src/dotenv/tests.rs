@@ -95,10 +95,8 @@ fn compose_v2_reads(quoted: &str) -> Option<String> {
     let mut out = String::new();
     let mut chars = unescaped.chars();
     while let Some(c) = chars.next() {
-        if c == '$' {
-            if chars.next() != Some('$') {
-                return None;
-            }
+        if c == '$' && chars.next() != Some('$') {
+            return None;
         }
         out.push(c);
     }
@@ -158,7 +156,10 @@ fn compose_v2_reads_every_special_value_unchanged() {
 #[test]
 fn the_v2_model_is_compose_gos_documented_rules() {
     // Positive controls, from the env-file syntax page.
-    assert_eq!(compose_v2_reads(r#""{\"hello\": \"json\"}""#).unwrap(), r#"{"hello": "json"}"#);
+    assert_eq!(
+        compose_v2_reads(r#""{\"hello\": \"json\"}""#).unwrap(),
+        r#"{"hello": "json"}"#
+    );
     assert_eq!(compose_v2_reads(r#""some\tvalue""#).unwrap(), "some\tvalue");
     assert_eq!(compose_v2_reads(r#""a\\b""#).unwrap(), "a\\b");
     assert_eq!(compose_v2_reads(r#""$$HOME""#).unwrap(), "$HOME");

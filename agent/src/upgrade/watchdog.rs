@@ -60,7 +60,9 @@ pub fn spawn(data_dir: &Path, old: &Path, systemd_unit: Option<&str>) -> io::Res
         if status.success() {
             Ok(())
         } else {
-            Err(io::Error::other(format!("systemd-run exited with {status}")))
+            Err(io::Error::other(format!(
+                "systemd-run exited with {status}"
+            )))
         }
     }
 }
@@ -109,7 +111,13 @@ pub fn run(data_dir: &Path) -> Result<String, String> {
     let (stdout, stderr) = log_stdio(data_dir).map_err(|e| e.to_string())?;
     let mut command = Command::new(&marker.exe);
     command
-        .arg0(marker.argv.first().map(String::as_str).unwrap_or("launch-agent"))
+        .arg0(
+            marker
+                .argv
+                .first()
+                .map(String::as_str)
+                .unwrap_or("launch-agent"),
+        )
         .args(marker.argv.iter().skip(1))
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -133,7 +141,9 @@ pub fn run(data_dir: &Path) -> Result<String, String> {
         None => (false, ()),
     })
     .map_err(|e| e.to_string())?;
-    Ok(format!("rolled back; the old agent runs again as pid {pid}"))
+    Ok(format!(
+        "rolled back; the old agent runs again as pid {pid}"
+    ))
 }
 
 /// Stops the new binary if it still runs (it may hang instead of exiting).
@@ -142,7 +152,10 @@ fn stop(pid: u32) {
     let zombie = || {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
             .unwrap_or(false)
     };
     let pid = pid as libc::pid_t;

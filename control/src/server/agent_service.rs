@@ -19,9 +19,8 @@ use launch_core::redact::Redactor;
 use launch_proto::agent_service_server::AgentService;
 use launch_proto::{
     AgentMessage, BundleChunk, ControlMessage, FetchAgentBinaryRequest, FetchBundleRequest, LogAck,
-    LogBatch, LogGap,
-    MissionEvent, MissionState, MissionUpdate, RegisterRequest, RegisterResponse, Welcome,
-    agent_message, control_message, mission_event,
+    LogBatch, LogGap, MissionEvent, MissionState, MissionUpdate, RegisterRequest, RegisterResponse,
+    Welcome, agent_message, control_message, mission_event,
 };
 
 use super::state::{State, internal};

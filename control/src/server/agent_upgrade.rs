@@ -69,7 +69,10 @@ pub async fn served(state: &State) -> Result<Served, Status> {
         version: probe_version(&path).await,
         path,
     };
-    cache.lock().expect("cache lock").insert(key, served.clone());
+    cache
+        .lock()
+        .expect("cache lock")
+        .insert(key, served.clone());
     Ok(served)
 }
 
@@ -147,7 +150,13 @@ pub async fn upgrade(
     request: UpgradeAgentsRequest,
 ) -> Result<UpgradeAgentsResponse, Status> {
     let served = served(state).await?;
-    let pattern = |p: &str| if p.is_empty() { "*".to_owned() } else { p.to_owned() };
+    let pattern = |p: &str| {
+        if p.is_empty() {
+            "*".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
     let (services, environments) = (pattern(&request.service), pattern(&request.environment));
     let mut agents = state.store.agents().await.map_err(internal)?;
     agents.sort_by(|a, b| a.id.cmp(&b.id));

@@ -294,7 +294,11 @@ pub const RULES: &[(&str, Rule)] = &[
         "CancelMission",
         rule(
             Scope::Deploy,
-            Some(|b| Ok(Subject::Mission(CancelMissionRequest::decode(b)?.mission_id))),
+            Some(|b| {
+                Ok(Subject::Mission(
+                    CancelMissionRequest::decode(b)?.mission_id,
+                ))
+            }),
         ),
     ),
 ];

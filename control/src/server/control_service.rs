@@ -1006,7 +1006,10 @@ impl ControlService for Control {
             .map(Response::new)
     }
 
-    async fn retire(&self, request: Request<RetireRequest>) -> Result<Response<MissionRef>, Status> {
+    async fn retire(
+        &self,
+        request: Request<RetireRequest>,
+    ) -> Result<Response<MissionRef>, Status> {
         let target = request.into_inner().target;
         super::missions::queue(&self.state, MissionKind::Retire, target.as_ref())
             .await

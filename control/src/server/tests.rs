@@ -283,12 +283,7 @@ impl AgentSession {
                 .metadata_mut()
                 .insert(AGENT_VERSION_HEADER, version.parse().unwrap());
         }
-        let inbound = server
-            .agents()
-            .await
-            .session(request)
-            .await?
-            .into_inner();
+        let inbound = server.agents().await.session(request).await?.into_inner();
         let mut session = AgentSession {
             outbound,
             inbound,

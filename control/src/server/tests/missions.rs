@@ -31,7 +31,10 @@ async fn a_queued_mission_is_cancelled_here_and_a_dispatched_one_by_its_agent() 
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
-    assert!(again.message().contains("already ended cancelled"), "{again:?}");
+    assert!(
+        again.message().contains("already ended cancelled"),
+        "{again:?}"
+    );
     let unknown = control
         .cancel_mission(server.admin(cancel("m-unknown")))
         .await
@@ -97,10 +100,7 @@ async fn restart_needs_a_running_release_and_is_dispatched_for_the_current_one()
     let restart = || RestartRequest {
         target: Some(target("hello", "prod")),
     };
-    let nothing = control
-        .restart(server.admin(restart()))
-        .await
-        .unwrap_err();
+    let nothing = control.restart(server.admin(restart())).await.unwrap_err();
     assert_eq!(nothing.code(), Code::FailedPrecondition);
     assert!(nothing.message().contains("deploy it"), "{nothing:?}");
 
@@ -109,7 +109,11 @@ async fn restart_needs_a_running_release_and_is_dispatched_for_the_current_one()
     session.next_mission().await;
     session.ack(&deploy.mission_id).await;
     session
-        .update(&deploy.mission_id, MissionState::Healthy, &deploy.release_id)
+        .update(
+            &deploy.mission_id,
+            MissionState::Healthy,
+            &deploy.release_id,
+        )
         .await;
     wait_for_state(&server, &deploy.mission_id, MissionState::Healthy).await;
     let queued = control
@@ -138,13 +142,19 @@ async fn an_agent_of_a_version_not_accepted_is_refused_at_session_open_saying_wh
         .expect("a newer agent is refused");
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(
-        refused.message().contains("9.9.9") && refused.message().contains("newer than the control plane"),
+        refused.message().contains("9.9.9")
+            && refused.message().contains("newer than the control plane"),
         "{refused:?}"
     );
     // Positive control: its own version is accepted.
-    AgentSession::open_with(&server, &agent_token, hello(), Some(env!("CARGO_PKG_VERSION")))
-        .await
-        .expect("the control plane's own version is accepted");
+    AgentSession::open_with(
+        &server,
+        &agent_token,
+        hello(),
+        Some(env!("CARGO_PKG_VERSION")),
+    )
+    .await
+    .expect("the control plane's own version is accepted");
     server.stop().await;
 }
 
@@ -192,7 +202,10 @@ async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one() {
             .ok_or_else(|| format!("{connected} connected"))
     })
     .await;
-    assert_eq!(response.served_version, "0.1.7", "from the binary's --version");
+    assert_eq!(
+        response.served_version, "0.1.7",
+        "from the binary's --version"
+    );
     let upgrade = control
         .upgrade_agents(server.admin(UpgradeAgentsRequest {
             canary: 1,
@@ -202,7 +215,10 @@ async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one() {
         .unwrap()
         .into_inner();
     assert_eq!(upgrade.sha256, served_sha);
-    assert_eq!(upgrade.current, 1, "the agent on the served binary is left alone");
+    assert_eq!(
+        upgrade.current, 1,
+        "the agent on the served binary is left alone"
+    );
     assert_eq!(upgrade.deferred, 1, "--canary 1 leaves the other for later");
     assert_eq!(upgrade.upgrades.len(), 1, "{upgrade:?}");
     assert_eq!(upgrade.upgrades[0].agent_id, old_agent);
@@ -236,8 +252,7 @@ async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one() {
             &old_token,
         ))
         .await
-        .err()
-        .expect("a sha256 that is not served is refused");
+        .expect_err("a sha256 that is not served is refused");
     assert_eq!(stale.code(), Code::FailedPrecondition);
 
     // Patterns choose the agents.
@@ -249,6 +264,9 @@ async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one() {
         .await
         .unwrap()
         .into_inner();
-    assert!(none.upgrades.is_empty() && none.current == 0 && none.deferred == 0, "{none:?}");
+    assert!(
+        none.upgrades.is_empty() && none.current == 0 && none.deferred == 0,
+        "{none:?}"
+    );
     server.stop().await;
 }
