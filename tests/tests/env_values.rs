@@ -19,6 +19,7 @@ const SPECIAL: &str = "it's \"quoted\" back\\slash \\\\ $ $HOME ${HOME} ${NOPE:-
 #[test]
 fn a_secret_with_every_special_character_reaches_the_container_unchanged_through_compose_v1() {
     let service = Service::quickstart();
+    service.set_settle("1s");
     // The container prints its variable into a file its httpd serves.
     service.set_compose_script(
         "printf '%s\\n' \"$$SPECIAL\" > /www/special.txt; \

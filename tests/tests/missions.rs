@@ -23,6 +23,7 @@ fn started_at(container: &str) -> String {
 fn restart_cancel_and_retire_through_the_cli() {
     let service = Service::quickstart();
     service.set_index("one");
+    service.set_settle("1s");
     let server = Server::start();
     let _agent = Agent::start(&server, &service.name, &service.environment);
     let dir = service.dir_arg();

@@ -15,7 +15,7 @@ use launch_e2e::{Agent, Server, Service, binaries, cli};
 
 /// How long a new agent has to reconnect before the watchdog rolls back
 /// (a debug build of 200 MB takes seconds to write, exec and start).
-const WINDOW: &str = "20s";
+const WINDOW: &str = "15s";
 
 fn write_executable(path: &Path, bytes: &[u8]) {
     use std::os::unix::fs::PermissionsExt;
@@ -83,6 +83,7 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
     write_executable(&served, &newer);
 
     let service = Service::quickstart();
+    service.set_settle("1s");
     let server = Server::start_with(&["--agent-binary", &served.display().to_string()]);
     let join_token =
         launch_e2e::agent::create_join_token(&server, &service.name, &service.environment);
