@@ -118,7 +118,8 @@ impl Service {
         let path = self.dir.join("launch.toml");
         let text = fs::read_to_string(&path).unwrap();
         assert!(
-            text.rsplit_once('[').is_some_and(|(_, last)| last.starts_with("health]")),
+            text.rsplit_once('[')
+                .is_some_and(|(_, last)| last.starts_with("health]")),
             "{} does not end in its [health] table; update the service fixture\n{text}",
             path.display()
         );
