@@ -1,7 +1,8 @@
-//! Agent self-upgrade on the real engine, through the re-exec path (the agent
-//! is not under systemd here): one server, one agent running from a copy of
-//! the built binary (it replaces its own executable), one service answering
-//! a request loop throughout. The control plane serves first a working
+//! Agent self-upgrade on the real engine: through the re-exec path (an agent
+//! running from a copy of the built binary, which it replaces), and under
+//! systemd on the booted test host (the bootstrap's `/usr/local/bin`
+//! binary, restarted by its unit). Each has one server, one agent and one
+//! service answering a request loop throughout. The control plane serves first a working
 //! binary that differs from the running one (the build plus a trailing
 //! comment, so another sha256), then a broken one (a script that exits 1).
 
@@ -10,7 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use launch_e2e::poll::eventually;
+use launch_core::bootstrap::Bootstrap;
+use launch_core::labels::Labels;
+use launch_e2e::host::{Host, static_agent};
+use launch_e2e::poll::{eventually, try_eventually};
 use launch_e2e::{Agent, Server, Service, binaries, cli};
 
 /// How long a new agent has to reconnect before the watchdog rolls back
@@ -45,6 +49,45 @@ impl Drop for KillByCommandLine {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
+    }
+}
+
+/// GET / every 20 ms on a thread, counting answers and failures.
+struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u32, Vec<String>)>,
+}
+
+impl RequestLoop {
+    fn start(port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let (mut served, mut failed) = (0u32, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match launch_e2e::http::get(port, "/") {
+                        Ok((200, _)) => served += 1,
+                        other => failed.push(format!("{other:?}")),
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                (served, failed)
+            }
+        });
+        RequestLoop { stop, thread }
+    }
+
+    /// Stops the loop; fails unless every request was answered (and there were many).
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (served, failed) = self.thread.join().unwrap();
+        assert!(served > 50, "only {served} requests were made");
+        assert!(
+            failed.is_empty(),
+            "{} failed requests: {failed:?}",
+            failed.len()
+        );
     }
 }
 
@@ -102,22 +145,7 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
         .success();
 
     // A request every 20 ms for as long as the agent upgrades, twice.
-    let stop = Arc::new(AtomicBool::new(false));
-    let port = service.port;
-    let requests = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            let (mut served, mut failed) = (0u32, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                match launch_e2e::http::get(port, "/") {
-                    Ok((200, _)) => served += 1,
-                    other => failed.push(format!("{other:?}")),
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (served, failed)
-        }
-    });
+    let requests = RequestLoop::start(service.port);
 
     let upgrade = server.cli(&[
         "agents",
@@ -180,16 +208,121 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
             .ok_or_else(|| format!("{agents:?}"))
     });
 
-    stop.store(true, Ordering::Relaxed);
-    let (served_requests, failed) = requests.join().unwrap();
-    assert!(
-        served_requests > 50,
-        "only {served_requests} requests were made"
-    );
-    assert!(
-        failed.is_empty(),
-        "{} failed requests: {failed:?}",
-        failed.len()
-    );
+    requests.finish();
     drop(agent);
+}
+
+/// The sha256 of a file inside the host.
+fn host_sha256(host: &Host, path: &str) -> String {
+    host.exec_text(&["sha256sum", path])
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn under_systemd_an_agent_upgrades_itself_and_a_broken_binary_is_rolled_back() {
+    let temp = tempfile::Builder::new()
+        .prefix("launch-e2e-upgrade-systemd-")
+        .tempdir()
+        .unwrap();
+    // What the bootstrap installs: the static build when there is one.
+    let agent = static_agent();
+    let agent = if agent.is_file() {
+        agent
+    } else {
+        binaries::launch_agent()
+    };
+    let built = std::fs::read(&agent).expect("read launch-agent");
+    let served = temp.path().join("served-launch-agent");
+    write_executable(&served, &built);
+    let service = Service::quickstart();
+    service.set_settle("1s");
+    let server = Server::start_with(&["--agent-binary", &served.display().to_string()]);
+    let token = launch_e2e::agent::create_join_token(&server, &service.name, &service.environment);
+    let labels = Labels::parse(&format!(
+        "service-name={},environment={}",
+        service.name, service.environment
+    ))
+    .unwrap();
+    let user_data = Bootstrap {
+        control_url: &server.url(),
+        join_token: &token,
+        labels: &labels,
+    }
+    .cloud_config();
+    let host = Host::boot(&user_data);
+    let connected = |what: &str, id: Option<&str>| {
+        try_eventually(Duration::from_secs(240), || {
+            match connected_agents(&server, &service.name).as_slice() {
+                [(agent_id, true)] if id.is_none_or(|id| id == agent_id) => Ok(agent_id.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .unwrap_or_else(|last| panic!("{what} ({last}):\n{}", host.diagnostics()))
+    };
+    let agent_id = connected("the host never registered", None);
+    // The upgrade window, for this test, through a drop-in.
+    let drop_in = format!(
+        "mkdir -p /etc/systemd/system/launch-agent.service.d && printf '[Service]\\nEnvironment=LAUNCH_AGENT_UPGRADE_WINDOW={WINDOW}\\n' > /etc/systemd/system/launch-agent.service.d/window.conf && systemctl daemon-reload && systemctl restart launch-agent"
+    );
+    let out = host.exec(&["sh", "-c", &drop_in]);
+    assert!(out.status.success(), "{}", host.diagnostics());
+    connected("the agent after the drop-in", Some(&agent_id));
+    let dir = service.dir_arg();
+    let deploy = server.cli(&service.deploy_args(&dir, &["--wait"]));
+    assert_eq!(deploy.code, Some(0), "{deploy}\n{}", host.diagnostics());
+    let requests = RequestLoop::start(service.port);
+
+    let mut newer = built.clone();
+    newer.extend_from_slice(b"\n# launch-e2e: another build\n");
+    write_executable(&served, &newer);
+    let upgrade = server.cli(&[
+        "agents",
+        "upgrade",
+        "--service",
+        &service.name,
+        "--env",
+        &service.environment,
+    ]);
+    assert_eq!(upgrade.code, Some(0), "{upgrade}\n{}", host.diagnostics());
+    let sha = launch_core::bundle::sha256_hex;
+    assert_eq!(
+        host_sha256(&host, "/usr/local/bin/launch-agent"),
+        sha(&newer)
+    );
+    assert_eq!(
+        host_sha256(&host, "/usr/local/bin/launch-agent.old"),
+        sha(&built)
+    );
+    connected("the upgraded agent", Some(&agent_id));
+
+    write_executable(&served, b"#!/bin/sh\nexit 1\n");
+    let broken = server.cli(&[
+        "agents",
+        "upgrade",
+        "--service",
+        &service.name,
+        "--env",
+        &service.environment,
+    ]);
+    assert_eq!(broken.code, Some(1), "{broken}\n{}", host.diagnostics());
+    assert!(
+        broken
+            .to_string()
+            .contains(&format!("did not reconnect within {WINDOW}")),
+        "the host reports the rollback\n{broken}"
+    );
+    assert_eq!(
+        host_sha256(&host, "/usr/local/bin/launch-agent"),
+        sha(&newer)
+    );
+    connected("the rolled-back agent", Some(&agent_id));
+    assert_eq!(
+        host.exec_text(&["systemctl", "is-active", "launch-agent"])
+            .trim(),
+        "active"
+    );
+    requests.finish();
 }
