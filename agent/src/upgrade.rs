@@ -255,10 +255,16 @@ pub async fn begin(
         )
         .args(marker.argv.iter().skip(1))
         .exec();
-    format!(
-        "cannot re-exec {}: {err}; the watchdog will put the old binary back",
-        exe.display()
-    )
+    // Still the old process: undo here rather than wait for the watchdog
+    // (which finds the marker settled and leaves).
+    let undone = match settle(&config.data_dir, &record.mission_id, Phase::RolledBack) {
+        Ok(Some(Phase::RolledBack)) => restore(&exe, &old)
+            .and_then(|()| clear(&config.data_dir))
+            .map(|()| "the old binary is back".to_owned())
+            .unwrap_or_else(|e| format!("putting the old binary back failed: {e}")),
+        _ => "the watchdog puts the old binary back".to_owned(),
+    };
+    format!("cannot re-exec {}: {err}; {undone}", exe.display())
 }
 
 fn shown(version: &str) -> &str {
