@@ -23,6 +23,7 @@
 pub mod acme;
 mod body;
 pub mod certs;
+pub(crate) mod handover;
 mod listener;
 mod pages;
 mod proxy;

@@ -62,6 +62,16 @@ pub use config::Config;
 /// The version agents report to the control plane.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Takes the front door's sockets a self-upgrading agent handed over out of
+/// the environment (see `ingress::handover`).
+///
+/// # Safety
+/// Call before any other thread runs.
+pub unsafe fn take_inherited_listeners() {
+    // SAFETY: forwarded from the caller.
+    unsafe { ingress::handover::take_env() }
+}
+
 /// The upgrade watchdog process (`launch-agent upgrade-watchdog`).
 pub fn upgrade_watchdog(data_dir: &std::path::Path) -> Result<String, String> {
     upgrade::watchdog::run(data_dir)

@@ -39,6 +39,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: no other thread runs yet.
+    unsafe { launch_agent::take_inherited_listeners() };
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Run(args) => args,

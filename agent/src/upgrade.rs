@@ -245,7 +245,10 @@ pub async fn begin(
         // Restart=always starts the new binary.
         std::process::exit(0);
     }
-    let err = Command::new(&exe)
+    // The front door's sockets go to the new process (see `ingress::handover`).
+    let inherited = crate::ingress::handover::hand_over(FLUSH).await;
+    let mut command = Command::new(&exe);
+    command
         .arg0(
             marker
                 .argv
@@ -253,8 +256,20 @@ pub async fn begin(
                 .map(String::as_str)
                 .unwrap_or("launch-agent"),
         )
-        .args(marker.argv.iter().skip(1))
-        .exec();
+        .args(marker.argv.iter().skip(1));
+    if let Some(inherited) = &inherited {
+        command.env(crate::ingress::handover::ENV, inherited);
+    }
+    let err = command.exec();
+    if inherited.is_some() {
+        // The front door stopped accepting here: leave it to the watchdog,
+        // which restarts the old binary after the window.
+        eprintln!(
+            "launch-agent: cannot re-exec {} ({err}) after handing the front door over; exiting for the upgrade watchdog",
+            exe.display()
+        );
+        std::process::exit(1);
+    }
     // Still the old process: undo here rather than wait for the watchdog
     // (which finds the marker settled and leaves).
     let undone = match settle(&config.data_dir, &record.mission_id, Phase::RolledBack) {

@@ -1,5 +1,6 @@
 //! Agent self-upgrade on the real engine: through the re-exec path (an agent
-//! running from a copy of the built binary, which it replaces), and under
+//! running from a copy of the built binary, which it replaces, its front
+//! door handing its listening sockets to the new process), and under
 //! systemd on the booted test host (the bootstrap's `/usr/local/bin`
 //! binary, restarted by its unit). Each has one server, one agent and one
 //! service answering a request loop throughout. The control plane serves first a working
@@ -15,7 +16,7 @@ use launch_core::bootstrap::Bootstrap;
 use launch_core::labels::Labels;
 use launch_e2e::host::{Host, static_agent};
 use launch_e2e::poll::{eventually, try_eventually};
-use launch_e2e::{Agent, Server, Service, binaries, cli};
+use launch_e2e::{Agent, Server, Service, binaries, cli, front_door};
 
 /// How long a new agent has to reconnect before the watchdog rolls back
 /// (a debug build of 200 MB takes seconds to write, exec and start).
@@ -125,8 +126,21 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
     newer.extend_from_slice(b"\n# launch-e2e: another build\n");
     write_executable(&served, &newer);
 
+    // Routed by the agent's front door (no host port): requests go through
+    // the agent's own listeners, which the re-exec hands over.
     let service = Service::quickstart();
-    service.set_settle("1s");
+    let host = front_door::host_name(&service);
+    front_door::make_routed(&service, &host);
+    service.write(
+        "launch.toml",
+        &format!(
+            "name = {:?}\n\n[health]\ntimeout = \"60s\"\nsettle = \"1s\"\n\n[http]\nservice = \"web\"\nport = 8080\nhosts = [{host:?}]\n",
+            service.name
+        ),
+    );
+    let ports = front_door::Ports::free();
+    let mut env = ports.agent_env();
+    env.push(("LAUNCH_AGENT_UPGRADE_WINDOW".into(), WINDOW.into()));
     let server = Server::start_with(&["--agent-binary", &served.display().to_string()]);
     let join_token =
         launch_e2e::agent::create_join_token(&server, &service.name, &service.environment);
@@ -136,7 +150,7 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
         &service.name,
         &service.environment,
         &join_token,
-        &[("LAUNCH_AGENT_UPGRADE_WINDOW", WINDOW)],
+        &front_door::env_refs(&env),
     );
     let agent_id = agent.wait_connected();
     let dir = service.dir_arg();
@@ -144,8 +158,9 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
         .cli(&service.deploy_args(&dir, &["--wait"]))
         .success();
 
-    // A request every 20 ms for as long as the agent upgrades, twice.
-    let requests = RequestLoop::start(service.port);
+    // Steady requests through the front door for as long as the agent
+    // upgrades.
+    let requests = front_door::RequestLoop::start(ports.http, &host);
 
     let upgrade = server.cli(&[
         "agents",
@@ -179,7 +194,22 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
         "the same agent, connected again"
     );
 
-    // A binary that cannot even start: rolled back by the watchdog.
+    let report = requests.stop();
+    assert!(
+        report.requests > 50,
+        "only {} requests were made",
+        report.requests
+    );
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests through the front door failed during the upgrade, first: {:?}",
+        report.failures.len(),
+        report.requests,
+        &report.failures[..report.failures.len().min(5)]
+    );
+
+    // A binary that cannot even start: rolled back by the watchdog. (Its
+    // front door is down until then: the broken process took the sockets.)
     write_executable(&served, b"#!/bin/sh\nexit 1\n");
     let broken = server.cli(&[
         "agents",
@@ -208,7 +238,14 @@ fn an_agent_upgrades_itself_without_stopping_its_service_and_a_broken_binary_is_
             .ok_or_else(|| format!("{agents:?}"))
     });
 
-    requests.finish();
+    eventually(
+        Duration::from_secs(30),
+        "the front door answering again",
+        || match front_door::get(ports.http, &host, "/") {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
     drop(agent);
 }
 

@@ -82,7 +82,9 @@ pub fn run(data_dir: &Path) -> Result<String, String> {
         match read("while waiting")? {
             Some(m) if m.mission_id == marker.mission_id && m.phase == Phase::Pending => {}
             _ => {
-                return Ok("the agent settled the upgrade (confirmed, or undone itself)".to_owned());
+                return Ok(
+                    "the agent settled the upgrade (confirmed, or undone itself)".to_owned(),
+                );
             }
         }
         if started.elapsed() >= window {
