@@ -37,8 +37,12 @@ pub struct Front {
     pub router: Arc<Router>,
     /// How long an old container may finish its requests.
     pub drain: Duration,
-    /// The HTTP listener's port (for the URL a deploy reports).
+    /// The listeners' ports (for the URL a deploy reports).
     pub http_port: u16,
+    pub https_port: u16,
+    /// The ACME server is a private one (`--acme-ca-root`), which may
+    /// certify any name; a public one only public names.
+    pub private_ca: bool,
     /// Names this agent's service answers besides `[http] hosts` and the
     /// mission's (`launch dev`: `<service>.localhost`).
     pub extra_hosts: Vec<String>,
@@ -54,6 +58,9 @@ pub struct Release<'a> {
     pub config: &'a ServiceConfig,
     /// Host names from the mission (the control plane's fqdn).
     pub mission_hosts: &'a [String],
+    /// A preview's name: its route is its own (`crate::preview`), at
+    /// `<preview>.<name>` for each of the service's names.
+    pub preview: Option<&'a str>,
 }
 
 /// A container of the project, as `docker inspect` shows it.
@@ -96,6 +103,9 @@ impl Plan {
         cancel: &CancellationToken,
     ) -> Result<Plan, String> {
         let plan = Self::decide(front, release).await?;
+        if let (Some(front), Some(hosts)) = (front, plan.hosts()) {
+            announce(front, release, hosts);
+        }
         let compose = release.compose;
         let run = |args: Vec<String>| async move {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -297,9 +307,13 @@ impl Plan {
                 "{service} was switched in place, not side by side: {reason}; requests during the switch may fail (publish no fixed host port, e.g. `expose:`, to get a zero-downtime cutover)"
             ));
         }
+        let key = match release.preview {
+            Some(preview) => crate::preview::route_key(&service, preview),
+            None => service.clone(),
+        };
         let previous = front
             .router
-            .switch(&service, hosts, Some((upstream, release.release_id)))
+            .switch(&key, hosts, Some((upstream, release.release_id)))
             .map_err(|e| format!("cannot switch the route: {e}"))?;
         sink.say(&format!(
             "route switched: {} → {service} at {upstream}",
@@ -323,11 +337,10 @@ impl Plan {
             }
             remove(old, sink).await;
         }
-        let port = match front.http_port {
-            80 => String::new(),
-            port => format!(":{port}"),
-        };
-        Ok(hosts.first().map(|host| format!("http://{host}{port}/")))
+        Ok(hosts.first().map(|host| {
+            let tls = front.private_ca || crate::ingress::certs::publicly_issuable(host);
+            crate::service_url::routed(host, tls, front.http_port, front.https_port)
+        }))
     }
 
     /// A release that failed: a doubled service's new containers go, so
@@ -360,6 +373,31 @@ impl Plan {
     }
 }
 
+/// A new preview's names enter the route table (with no upstream yet:
+/// 503) before `compose up`, so its certificate is ordered while compose
+/// builds instead of after the health gate. Only for a preview whose routed
+/// service `[http] service` names, and only when it has no route yet; a
+/// preview whose first deploy fails keeps answering 503 until it is removed.
+fn announce(front: &Front, release: &Release<'_>, hosts: &[String]) {
+    let (Some(preview), Some(service)) = (
+        release.preview,
+        release
+            .config
+            .http
+            .as_ref()
+            .and_then(|h| h.service.as_ref()),
+    ) else {
+        return;
+    };
+    let key = crate::preview::route_key(service, preview);
+    if front.router.snapshot().routes.contains_key(&key) {
+        return;
+    }
+    if let Err(err) = front.router.switch(&key, hosts, None) {
+        tracing::warn!(cause = %err, %preview, "cannot announce the preview's names before it is up");
+    }
+}
+
 /// The names routed to the release's service, first the mission's (the
 /// public fqdn), then `[http] hosts`, then the agent's own; `None` when the
 /// service is not routed (no `[http]` and no names).
@@ -377,7 +415,12 @@ fn routed_hosts(front: &Front, release: &Release<'_>) -> Option<Vec<String>> {
             hosts.push(host);
         }
     }
-    (release.config.http.is_some() || !hosts.is_empty()).then_some(hosts)
+    let routed = release.config.http.is_some() || !hosts.is_empty();
+    let hosts = match release.preview {
+        Some(preview) => crate::preview::host_names(preview, &hosts),
+        None => hosts,
+    };
+    routed.then_some(hosts)
 }
 
 /// `docker stop` then `docker rm` of `replicas`.

@@ -5,6 +5,11 @@
 //! replaced by the previous current one (`rolled_back`); with none to go back
 //! to, it is taken down (`failed`). Every step can run again after a crash,
 //! which is how journalled missions resume when the agent restarts.
+//!
+//! A mission about a preview (`crate::preview`) runs the same path on the
+//! preview's own project and directory, then hands back to the
+//! environment's log follower; between missions the executor sweeps the
+//! previews the control plane no longer knows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +53,12 @@ pub struct Executor {
     shutdown: CancellationToken,
     /// Whether a session is open (a self-upgraded agent confirms then).
     connected: crate::session::Connected,
+    /// The preview the current mission is about (`None`: the environment).
+    preview: Option<String>,
+    /// The previews the control plane knows (from `Welcome`, then kept up
+    /// by missions); `None` until told, and nothing is swept before.
+    known_previews: Option<std::collections::BTreeSet<String>>,
+    previews_told: Option<tokio::sync::watch::Receiver<crate::preview::Known>>,
 }
 
 /// How a mission ended.
@@ -79,7 +90,19 @@ impl Executor {
             cancels,
             shutdown: CancellationToken::new(),
             connected,
+            preview: None,
+            known_previews: None,
+            previews_told: None,
         }
+    }
+
+    /// Sweeps the previews the control plane's lists (from `Welcome`) do not name.
+    pub fn with_previews(
+        mut self,
+        told: tokio::sync::watch::Receiver<crate::preview::Known>,
+    ) -> Self {
+        self.previews_told = Some(told);
+        self
     }
 
     /// Routes deployed releases through the front door.
@@ -89,14 +112,24 @@ impl Executor {
     }
 
     fn project(&self) -> String {
-        format!(
-            "{}-{}",
-            self.config.labels.service, self.config.labels.environment
-        )
+        match &self.preview {
+            Some(preview) => crate::preview::project(
+                self.config.labels.service.as_str(),
+                self.config.labels.environment.as_str(),
+                preview,
+            ),
+            None => format!(
+                "{}-{}",
+                self.config.labels.service, self.config.labels.environment
+            ),
+        }
     }
 
     fn service_dir(&self) -> ServiceDir {
-        ServiceDir::new(&self.config.data_dir, self.config.labels.service.as_str())
+        match &self.preview {
+            Some(preview) => crate::preview::dir(&self.config.data_dir, preview),
+            None => ServiceDir::new(&self.config.data_dir, self.config.labels.service.as_str()),
+        }
     }
 
     async fn compose(&mut self) -> Result<Compose, crate::compose::Error> {
@@ -124,11 +157,27 @@ impl Executor {
         }
         let mut watch = crate::watch::Watch::default();
         let mut tick = tokio::time::interval(crate::watch::EVERY);
+        let mut sweep = tokio::time::interval(crate::preview::SWEEP_EVERY);
+        let mut told = self.previews_told.take();
         loop {
             let record = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     self.watch(&mut watch).await;
+                    continue;
+                }
+                _ = sweep.tick() => {
+                    self.sweep_previews(&shutdown).await;
+                    continue;
+                }
+                told_now = next_told(&mut told) => {
+                    match told_now {
+                        Some(Some(known)) => self.known_previews = Some(known),
+                        Some(None) => {}
+                        // The session is gone for good: stop listening.
+                        None => told = None,
+                    }
+                    self.sweep_previews(&shutdown).await;
                     continue;
                 }
                 record = missions.recv() => match record { Some(record) => record, None => break },
@@ -193,7 +242,8 @@ impl Executor {
         if let Some(follower) = self.follower.take() {
             follower.stop().await;
         }
-        let span = info_span!("mission", service = %record.service, environment = %record.environment, mission_id = %record.mission_id, release_id = %record.release_id);
+        self.preview = (!record.preview.is_empty()).then(|| record.preview.clone());
+        let span = info_span!("mission", service = %record.service, environment = %record.environment, preview = %record.preview, mission_id = %record.mission_id, release_id = %record.release_id);
         let sink = self
             .uplink
             .sink(&record.mission_id, redactor(&record.secrets));
@@ -222,6 +272,7 @@ impl Executor {
                 MissionKind::Restart => self.restart(&record, &sink, &cancel).await,
                 MissionKind::Retire => self.retire(&record, &sink, &cancel).await,
                 MissionKind::Upgrade => self.upgrade(&record, &sink, &cancel).await,
+                MissionKind::PreviewRemove => self.remove_preview(&record, &sink, &cancel).await,
                 MissionKind::Unspecified => End {
                     state: MissionState::Failed,
                     message: format!(
@@ -264,8 +315,81 @@ impl Executor {
             release_id: end.release_id,
             url: end.url,
         });
+        if self.preview.take().is_some() {
+            // Back to the environment: its follower, and the known previews.
+            if let Some(follower) = self.follower.take() {
+                follower.stop().await;
+            }
+            if let Some(known) = &mut self.known_previews {
+                match record.kind() {
+                    MissionKind::PreviewRemove => known.remove(&record.preview),
+                    _ => known.insert(record.preview.clone()),
+                };
+            }
+        }
         if record.kind() != MissionKind::Retire && self.follower.is_none() {
             self.follow_current().await;
+        }
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        preview: &'a str,
+        compose: Option<&'a Compose>,
+    ) -> crate::preview::Teardown<'a> {
+        crate::preview::Teardown {
+            data_dir: &self.config.data_dir,
+            service: self.config.labels.service.as_str(),
+            environment: self.config.labels.environment.as_str(),
+            preview,
+            compose,
+            front: self.front.as_ref(),
+        }
+    }
+
+    /// Tears down one preview (see `crate::preview::Teardown`).
+    async fn remove_preview(
+        &mut self,
+        record: &Record,
+        sink: &Sink,
+        cancel: &CancellationToken,
+    ) -> End {
+        let compose = self.compose().await.ok();
+        let teardown = self.teardown(&record.preview, compose.as_ref());
+        let (state, message) = match teardown.run(sink, cancel).await {
+            Ok(message) => (MissionState::Healthy, message),
+            Err(message) => (MissionState::Failed, message),
+        };
+        End {
+            state,
+            message,
+            release_id: String::new(),
+            url: String::new(),
+        }
+    }
+
+    /// Tears down every preview on disk the control plane does not know.
+    async fn sweep_previews(&mut self, shutdown: &CancellationToken) {
+        let Some(known) = &self.known_previews else {
+            return;
+        };
+        let strays = crate::preview::strays(&self.config.data_dir, known);
+        if strays.is_empty() {
+            return;
+        }
+        let compose = self.compose().await.ok();
+        for preview in strays {
+            info!(%preview, "sweeping a preview the control plane no longer knows");
+            // No mission to log to: the sweep's compose output goes to a
+            // queue nobody sends (bounded), its outcome to the agent's log.
+            let sink = Uplink::new(64).sink("sweep", redactor(&BTreeMap::new()));
+            let teardown = self.teardown(&preview, compose.as_ref());
+            match teardown.run(&sink, shutdown).await {
+                Ok(message) => info!(%preview, %message, "preview swept"),
+                Err(message) => {
+                    warn!(%preview, %message, "preview sweep failed; retrying at the next sweep")
+                }
+            }
         }
     }
 
@@ -457,20 +581,22 @@ impl Executor {
             release_id,
             config: &config,
             mission_hosts: &record.host_names,
+            preview: self.preview.as_deref(),
         };
         let front = self.front.as_ref();
         let plan = crate::cutover::Plan::up(front, &release, sink, cancel).await?;
+        let mut gate_config = plan.gate_config(&config);
+        if self.preview.is_some() {
+            crate::preview::limit(&project, record.preview_limits(), sink).await?;
+            // A preview publishes no host port of its own to probe: the
+            // front door's check of its container address is its probe.
+            gate_config.health.path = None;
+        }
         // What the containers print from `up` on goes into the mission log;
         // once healthy this follower carries on as the runtime log.
         let follower = Follower::start(self.project(), started, sink.clone(), self.cursor_file());
-        let gated = crate::health::gate_with(
-            &project,
-            &plan.gate_config(&config),
-            &one_shots,
-            sink,
-            cancel,
-        )
-        .await;
+        let gated =
+            crate::health::gate_with(&project, &gate_config, &one_shots, sink, cancel).await;
         if let Err(reason) = gated {
             plan.abandon(&project, sink).await;
             follower.stop().await;
@@ -485,13 +611,14 @@ impl Executor {
                 return Err(reason);
             }
         };
-        let url = routed
-            .or_else(|| {
-                config
-                    .port
-                    .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
-            })
-            .unwrap_or_default();
+        let url = match routed {
+            Some(url) => url,
+            // `port` is the environment's host port, never a preview's address.
+            None if self.preview.is_some() => String::new(),
+            None => {
+                crate::service_url::unrouted(&self.config, &record.host_address, config.port).await
+            }
+        };
         Ok((url, follower))
     }
 
@@ -675,6 +802,7 @@ impl Executor {
                     release_id: &current,
                     config: &config,
                     mission_hosts: &record.host_names,
+                    preview: None,
                 };
                 let routed =
                     crate::cutover::Plan::reroute(self.front.as_ref(), &release, sink, cancel)
@@ -683,13 +811,17 @@ impl Executor {
                     Ok(routed) => routed,
                     Err(reason) => return end(MissionState::Failed, reason, String::new()),
                 };
-                let url = routed
-                    .or_else(|| {
-                        config
-                            .port
-                            .map(|port| format!("http://{}:{port}/", self.config.advertise_host))
-                    })
-                    .unwrap_or_default();
+                let url = match routed {
+                    Some(url) => url,
+                    None => {
+                        crate::service_url::unrouted(
+                            &self.config,
+                            &record.host_address,
+                            config.port,
+                        )
+                        .await
+                    }
+                };
                 end(MissionState::Healthy, format!("{current} restarted"), url)
             }
             Err(reason) => end(MissionState::Failed, reason, String::new()),
@@ -782,6 +914,14 @@ impl Executor {
                 return done(MissionState::Failed, err.to_string());
             }
         }
+        // The service's previews go with it.
+        let compose = self.compose().await.ok();
+        for preview in crate::preview::on_disk(&self.config.data_dir) {
+            let teardown = self.teardown(&preview, compose.as_ref());
+            if let Err(err) = teardown.run(sink, cancel).await {
+                return done(MissionState::Failed, err);
+            }
+        }
         if let Some(front) = &self.front
             && let Err(err) = front.router.remove(self.config.labels.service.as_str())
         {
@@ -804,11 +944,23 @@ impl Executor {
     }
 }
 
+/// The next list of previews the session hears (`None`: the session's
+/// sender is gone); pends forever without a receiver.
+async fn next_told(
+    told: &mut Option<tokio::sync::watch::Receiver<crate::preview::Known>>,
+) -> Option<crate::preview::Known> {
+    let Some(rx) = told else {
+        return std::future::pending().await;
+    };
+    rx.changed().await.ok()?;
+    Some(rx.borrow_and_update().clone())
+}
+
 fn redactor(secrets: &BTreeMap<String, String>) -> Arc<Redactor> {
     Arc::new(Redactor::new(secrets.values().map(String::as_str)))
 }
 
-fn compose_file(release_dir: &Path) -> Option<String> {
+pub(crate) fn compose_file(release_dir: &Path) -> Option<String> {
     COMPOSE_FILES
         .iter()
         .find(|f| release_dir.join(f).is_file())

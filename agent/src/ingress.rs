@@ -57,6 +57,9 @@ pub trait Certificates: Send + Sync + 'static {
     fn http01_response(&self, token: &str) -> Option<String>;
     /// The names the route table holds now; certificates are ordered only for these.
     fn set_names(&self, names: &[String]);
+    /// Deletes the certificates of names that left the route table for good
+    /// (a preview's teardown), from memory and disk.
+    fn forget(&self, _names: &[String]) {}
 }
 
 /// No certificate for any name: plain HTTP serves, HTTPS handshakes fail

@@ -46,6 +46,16 @@ pub struct Record {
     pub agent_sha256: String,
     #[serde(default)]
     pub agent_version: String,
+    /// The address the provider registered for this host (from the control plane).
+    #[serde(default)]
+    pub host_address: String,
+    /// The preview the mission is about (empty: the environment itself).
+    #[serde(default)]
+    pub preview: String,
+    #[serde(default)]
+    pub preview_memory_bytes: u64,
+    #[serde(default)]
+    pub preview_millicpus: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +84,18 @@ impl Record {
             host_names: mission.host_names.clone(),
             agent_sha256: mission.agent_sha256.clone(),
             agent_version: mission.agent_version.clone(),
+            host_address: mission.host_address.clone(),
+            preview: mission.preview.clone(),
+            preview_memory_bytes: mission.preview_memory_bytes,
+            preview_millicpus: mission.preview_millicpus,
+        }
+    }
+
+    /// What each container of the mission's preview may use.
+    pub fn preview_limits(&self) -> crate::preview::Limits {
+        crate::preview::Limits {
+            memory_bytes: self.preview_memory_bytes,
+            millicpus: self.preview_millicpus,
         }
     }
 
@@ -180,9 +202,13 @@ impl Journal {
             .collect()
     }
 
-    /// The newest finished mission, whose logs the running release continues.
+    /// The newest finished mission of the environment (not of a preview),
+    /// whose logs the running release continues.
     pub fn latest_finished(&self) -> Option<Record> {
-        self.all().into_iter().rev().find(|r| r.outcome.is_some())
+        self.all()
+            .into_iter()
+            .rev()
+            .find(|r| r.outcome.is_some() && r.preview.is_empty())
     }
 
     fn prune(&self) -> io::Result<()> {
@@ -223,6 +249,20 @@ mod tests {
             release_id: "r-1".into(),
             url: String::new(),
         }
+    }
+
+    #[test]
+    fn the_environment_log_continues_its_own_newest_mission_not_a_previews() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let prod = mission("m-1", 1);
+        let mut preview = mission("m-2", 2);
+        preview.preview = "pr-1".into();
+        for record in [&prod, &preview] {
+            journal.record(record).unwrap();
+            journal.finish(&record.mission_id, healthy()).unwrap();
+        }
+        assert_eq!(journal.latest_finished().unwrap().mission_id, "m-1");
     }
 
     #[test]

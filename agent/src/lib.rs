@@ -20,6 +20,8 @@
 //! - `watch`: the current release between missions, reported degraded when a service dies.
 //! - `limits`: the bundle size a mission may have (the control plane's, under the agent's ceiling).
 //! - `policy`: the host policy, held against a release's interpolated compose file.
+//! - `preview`: pull-request previews beside the service: their project,
+//!   directory, names, limits, teardown and the sweep.
 //! - `cutover`: a routed service's new container next to the old one,
 //!   health first, then the switch and the drain.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
@@ -44,8 +46,10 @@ pub mod install;
 mod journal;
 mod limits;
 mod policy;
+mod preview;
 mod release;
 mod resolve;
+mod service_url;
 mod session;
 mod upgrade;
 mod uplink;
@@ -114,6 +118,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
     let cancels = cancels::Cancels::default();
     let connected = session::Connected::default();
+    let (previews_tx, previews_rx) = tokio::sync::watch::channel(None);
 
     let mut executor = executor::Executor::new(
         config.clone(),
@@ -122,12 +127,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         identity.clone(),
         cancels.clone(),
         connected.clone(),
-    );
+    )
+    .with_previews(previews_rx);
     if let Some(settings) = &config.ingress {
         executor = executor.with_front(cutover::Front {
             router: router.clone(),
             drain: settings.drain,
             http_port: settings.http.port(),
+            https_port: settings.https.port(),
+            private_ca: config.acme_ca_root.is_some(),
             extra_hosts: settings.extra_hosts.clone(),
         });
     }
@@ -140,6 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         missions: missions_tx,
         cancels,
         connected,
+        previews: previews_tx,
     };
     let session_result = sessions.run(shutdown.clone()).await;
     shutdown.cancel();

@@ -66,6 +66,11 @@ impl ServiceDir {
         }
     }
 
+    /// The same layout at `root` (a preview's directory).
+    pub fn at(root: PathBuf) -> Self {
+        ServiceDir { root }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -55,6 +55,8 @@ pub struct Sessions {
     pub uplink: Uplink,
     pub identity: identity::Shared,
     pub missions: mpsc::UnboundedSender<Record>,
+    /// The live previews each `Welcome` names, for the executor's sweep.
+    pub previews: tokio::sync::watch::Sender<crate::preview::Known>,
     pub cancels: crate::cancels::Cancels,
     pub connected: Connected,
 }
@@ -189,6 +191,8 @@ impl Sessions {
             Err(status) => return Ended::Failed(status.message().to_owned()),
         };
         self.uplink.begin_session(&welcome.log_cursors);
+        self.previews
+            .send_replace(Some(welcome.previews.iter().cloned().collect()));
         if !*announced {
             println!("launch-agent connected as {}", welcome.agent_id);
             let _ = std::io::stdout().flush();

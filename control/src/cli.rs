@@ -17,6 +17,7 @@
 //! - `dev`: `launch dev`, an embedded server plus a local agent.
 //! - `output`: text and JSON rendering shared by the commands.
 //! - `policy`: `services allow|disallow|allowances`, host-policy allowances.
+//! - `previews`: `previews [--service S]`, `previews rm NAME`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ mod logs;
 mod missions;
 mod output;
 mod policy;
+mod previews;
 mod provider;
 mod tokens;
 
@@ -112,6 +114,8 @@ pub enum Command {
     Agents(inventory::AgentsArgs),
     /// List a service's releases, newest first
     Releases(inventory::ReleasesArgs),
+    /// List pull-request previews, or remove one
+    Previews(previews::PreviewsArgs),
     /// Join tokens for new hosts, and scoped API tokens
     #[command(subcommand)]
     Token(access::TokenCommand),
@@ -121,6 +125,46 @@ pub enum Command {
     /// The Terraform provider without a registry: a filesystem mirror or release artifacts
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
+}
+
+/// Parses the command line (`main` and the tests go through here).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The client flags of [`Global`]: clap id and flag.
+const CLIENT_FLAGS: [(&str, &str); 5] = [
+    ("addr", "addr"),
+    ("token", "token"),
+    ("token_file", "token-file"),
+    ("output", "output"),
+    ("ca_cert", "ca-cert"),
+];
+
+/// The `launch` command: [`Global`]'s flags reach every client command
+/// (before or after its name) but not `launch server`, whose help lists only
+/// its own flags. Clap propagates a global flag to every subcommand that has
+/// no argument of that id, so `server` gets a hidden one of each that
+/// refuses with what to do instead.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("server", |server| {
+        CLIENT_FLAGS.iter().fold(server, |server, &(id, flag)| {
+            server.arg(clap::Arg::new(id).long(flag).hide(true).value_parser(
+                move |_: &str| -> Result<String, String> {
+                    Err(format!(
+                        "--{flag} is a client flag (launch deploy, status, …): `launch server --help` lists the server's flags"
+                    ))
+                },
+            ))
+        })
+    })
 }
 
 /// Parses a duration such as `10m`, `90s` or `1h`.
@@ -161,6 +205,7 @@ async fn run(global: Global, command: Command) -> Result<u8, CliError> {
         },
         Command::Agents(args) => inventory::agents(&global, args).await,
         Command::Releases(args) => inventory::releases(&global, args).await,
+        Command::Previews(args) => previews::run(&global, args).await,
         Command::Token(command) => access::token(&global, command).await,
         Command::Secrets(command) => access::secrets(&global, command).await,
         Command::Provider(command) => provider::run(&global, command).await,
@@ -181,6 +226,53 @@ mod tests {
                 .contains("longer than zero")
         );
         assert!(parse_duration("soon").unwrap_err().contains("write e.g."));
+    }
+
+    /// `launch ARGS --help`, as printed.
+    fn help(args: &[&str]) -> String {
+        let mut argv = vec!["launch"];
+        argv.extend_from_slice(args);
+        argv.push("--help");
+        match parse_from(argv) {
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.to_string(),
+            other => panic!("{args:?} --help did not print help: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_help_shows_only_server_flags() {
+        let server = help(&["server"]);
+        assert!(server.contains("--listen"), "{server}");
+        assert!(server.contains("--data-dir"), "{server}");
+        for client_only in ["--addr", "--token", "--token-file", "--output", "--ca-cert"] {
+            assert!(
+                !server.contains(client_only),
+                "`launch server --help` lists the client flag {client_only}:\n{server}"
+            );
+        }
+        // Client commands still take them, before or after their name.
+        for args in [&["deploy"][..], &["status"], &["services", "allow"]] {
+            let text = help(args);
+            assert!(
+                text.contains("--addr") && text.contains("--ca-cert"),
+                "{text}"
+            );
+        }
+        let err = parse_from(["launch", "server", "--addr", "http://x:1"]).unwrap_err();
+        assert!(
+            err.to_string().contains("--addr") && err.to_string().contains("client"),
+            "{err}"
+        );
+        parse_from(["launch", "--addr", "http://x:1", "status"]).unwrap();
+        parse_from([
+            "launch",
+            "status",
+            "--addr",
+            "http://x:1",
+            "--output",
+            "json",
+        ])
+        .unwrap();
     }
 
     #[test]
@@ -233,6 +325,27 @@ mod tests {
             &["launch", "agents"],
             &["launch", "agents", "revoke", "a-1"],
             &["launch", "releases", "s", "--env", "e"],
+            &["launch", "deploy", "dir", "--preview", "pr-1", "--wait"],
+            &["launch", "previews", "--service", "s", "--output", "json"],
+            &[
+                "launch",
+                "previews",
+                "rm",
+                "pr-1",
+                "--service",
+                "s",
+                "--env",
+                "e",
+            ],
+            &["launch", "previews", "rm", "pr-1", "--dir", "services/s"],
+            &[
+                "launch",
+                "server",
+                "--preview-cap",
+                "3",
+                "--preview-ttl",
+                "2d",
+            ],
             &["launch", "rollback", "s", "--to", "r-1", "--wait"],
             &[
                 "launch",
@@ -274,13 +387,12 @@ mod tests {
                 "t",
                 "--ca-cert",
                 "ca.pem",
-                "server",
-                "--listen",
-                "127.0.0.1:0",
+                "services",
             ],
+            &["launch", "server", "--listen", "127.0.0.1:0"],
         ];
         for args in cases {
-            Cli::try_parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            parse_from(*args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
     }
 }

@@ -4,13 +4,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use launch_control::cli::{self, Cli, Command};
+use launch_control::cli::{self, Command};
 use launch_control::server;
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

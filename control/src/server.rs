@@ -18,6 +18,7 @@
 //! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
 //! - `http`: the plain HTTP endpoints.
 //! - `missions`: the missions an operator queues or stops by hand (restart, retire, cancel).
+//! - [`previews`]: pull-request previews: the cap, listing, teardown, the idle sweep.
 //! - `log_cursor`: one reader's position in a mission's log (lines, gaps), shared by WatchMission and StreamLogs.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
@@ -50,6 +51,7 @@ mod http;
 pub mod hub;
 mod log_cursor;
 mod missions;
+pub mod previews;
 mod provider_mirror;
 pub mod rotate;
 pub mod secrets;
@@ -107,6 +109,8 @@ pub struct ServerFlags {
     pub provider_dir: Option<PathBuf>,
     #[command(flatten)]
     pub github: github::GithubFlags,
+    #[command(flatten)]
+    pub previews: previews::PreviewFlags,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -136,6 +140,8 @@ pub struct ServerConfig {
     pub provider_dir: Option<PathBuf>,
     /// Webhook secret and reporting token (both off by default).
     pub github: github::GithubConfig,
+    /// Pull-request previews: cap, idle TTL, container limits.
+    pub previews: previews::Settings,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -154,6 +160,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls", &self.tls.is_some())
             .field("provider_dir", &self.provider_dir)
             .field("github", &self.github)
+            .field("previews", &self.previews)
             .finish()
     }
 }
@@ -174,6 +181,7 @@ impl ServerConfig {
             tls: None,
             provider_dir: None,
             github: github::GithubConfig::default(),
+            previews: previews::Settings::default(),
         }
     }
 
@@ -290,6 +298,7 @@ impl ServerConfig {
             tls,
             provider_dir: flags.provider_dir.clone(),
             github,
+            previews: flags.previews.settings(),
         })
     }
 }
@@ -420,7 +429,9 @@ pub async fn run(
         shutdown: shutdown.clone(),
         revocations: authz::Revocations::default(),
         github: reporter.clone(),
+        previews: config.previews.clone(),
     });
+    let _idle_previews = tokio::spawn(previews::sweep_idle(state.clone()));
 
     let mut routes = tonic::service::Routes::builder();
     routes
@@ -447,6 +458,7 @@ pub async fn run(
                 store: store.clone(),
                 secret: config.github.webhook_secret.clone(),
                 reporter,
+                state: state.clone(),
             },
         )))
         .fallback(http::fallback);

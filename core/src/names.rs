@@ -50,6 +50,34 @@ impl fmt::Display for EnvironmentName {
     }
 }
 
+/// A validated preview name, e.g. `pr-123`: one DNS label, because a
+/// preview answers at `<preview>.<name>` for each name of its service (one
+/// label under the service's name is what a wildcard record `*.<fqdn>` and a
+/// certificate for that exact name both cover).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PreviewName(String);
+
+impl PreviewName {
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        check_label("preview name", value).map(|()| PreviewName(value.to_owned()))
+    }
+
+    /// The preview of pull request `number`: `pr-<number>`.
+    pub fn for_pull_request(number: u64) -> Self {
+        PreviewName(format!("pr-{number}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PreviewName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The compose project name of a service in an environment: `<svc>-<env>`.
 pub fn project_name(service: &ServiceName, environment: &EnvironmentName) -> String {
     format!("{service}-{environment}")
@@ -127,6 +155,16 @@ fn suggest(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_name_is_one_dns_label() {
+        assert_eq!(PreviewName::parse("pr-123").unwrap().as_str(), "pr-123");
+        assert_eq!(PreviewName::for_pull_request(7).as_str(), "pr-7");
+        for bad in ["", "pr.1", "PR-1", "pr_1", "-pr", &"p".repeat(64)] {
+            let error = PreviewName::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("preview name"), "{bad:?}: {error}");
+        }
+    }
 
     #[test]
     fn accepts_dns_labels() {

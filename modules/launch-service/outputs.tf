@@ -1,5 +1,5 @@
 output "url" {
-  description = "https://<fqdn> when public = true, else null."
+  description = "https://<fqdn> when public = true (served by the host agent's front door, its certificate from ACME), else null."
   value       = launch_service.this.url
 }
 

@@ -163,11 +163,19 @@ impl ControlPlane {
 
     /// Registers the service (idempotent), remembering whether this call
     /// created it; `fqdn` is its public name ("" when not public), which the
-    /// agent's front door routes.
-    pub async fn ensure_service(&self, labels: &Labels, fqdn: &str) -> Result<(), ControlError> {
+    /// agent's front door routes, and `host_address` the address the host
+    /// is reached at ("" before the host exists: left as it is), which the
+    /// URL of a service without a name uses.
+    pub async fn ensure_service(
+        &self,
+        labels: &Labels,
+        fqdn: &str,
+        host_address: &str,
+    ) -> Result<(), ControlError> {
         let request = EnsureServiceRequest {
             target: target(labels),
             fqdn: fqdn.to_owned(),
+            host_address: host_address.to_owned(),
         };
         let reply = self
             .client

@@ -17,8 +17,10 @@ use aws_sdk_ec2::config::Region;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
-    AttributeValue, Filter, HttpTokensState, Image, Instance, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag, TagSpecification,
+    AttributeValue, Filter, HttpTokensState, Image, Instance, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceType, MarketType, ResourceType, SpotInstanceType, SpotMarketOptions, Tag,
+    TagSpecification,
 };
 use base64::Engine;
 use tokio::sync::{mpsc, oneshot};
@@ -128,6 +130,8 @@ pub struct InstanceView {
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// `spot` for a spot instance; on-demand instances have none.
+    pub lifecycle: Option<String>,
 }
 
 impl InstanceView {
@@ -163,7 +167,12 @@ impl InstanceView {
                     ))
                 })
                 .collect(),
+            lifecycle: instance.instance_lifecycle().map(|l| l.as_str().to_owned()),
         }
+    }
+
+    pub fn is_spot(&self) -> bool {
+        self.lifecycle.as_deref() == Some("spot")
     }
 
     /// Terminated and terminating instances are gone as far as Terraform cares.
@@ -182,6 +191,33 @@ pub struct Launch<'a> {
     pub subnet_id: Option<&'a str>,
     pub security_group_ids: Vec<String>,
     pub key_name: Option<&'a str>,
+    /// A one-time spot request, with its maximum hourly price (default:
+    /// the on-demand price), instead of an on-demand instance.
+    pub spot: Option<Spot<'a>>,
+}
+
+/// How a spot instance is asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct Spot<'a> {
+    pub max_price: Option<&'a str>,
+}
+
+impl Spot<'_> {
+    /// RunInstances' market options: one-time (an interrupted instance is
+    /// terminated, and the next plan re-creates it, rather than a
+    /// persistent request that EC2 refills behind Terraform's back).
+    pub fn market_options(self) -> InstanceMarketOptionsRequest {
+        InstanceMarketOptionsRequest::builder()
+            .market_type(MarketType::Spot)
+            .spot_options(
+                SpotMarketOptions::builder()
+                    .spot_instance_type(SpotInstanceType::OneTime)
+                    .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                    .set_max_price(self.max_price.map(str::to_owned))
+                    .build(),
+            )
+            .build()
+    }
 }
 
 #[derive(Clone)]
@@ -345,6 +381,7 @@ impl Ec2 {
                 (!launch.security_group_ids.is_empty()).then_some(launch.security_group_ids),
             )
             .set_key_name(launch.key_name.map(str::to_owned))
+            .set_instance_market_options(launch.spot.map(Spot::market_options))
             .send()
             .await
             .map_err(|e| Ec2Error::call("RunInstances", e))?;
@@ -587,6 +624,7 @@ fn empty_view() -> InstanceView {
         private_ip: None,
         public_ip: None,
         tags: BTreeMap::new(),
+        lifecycle: None,
     }
 }
 

@@ -17,6 +17,8 @@
 //! only in the `Authorization` header (marked sensitive) and is scrubbed from
 //! every error text.
 
+pub mod firewall;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;

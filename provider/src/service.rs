@@ -91,6 +91,24 @@ fn target_or_error(state: &State, diags: &mut Diagnostics) -> Option<&'static dy
     found
 }
 
+/// Registers the service's public name and its host's address with the
+/// control plane: what the agent's front door routes, and the URL deploys
+/// report.
+async fn register(clients: &Clients, labels: &Labels, state: &State) -> Result<(), String> {
+    let fqdn = state.fqdn.as_ref_option().map(String::as_str).unwrap_or("");
+    let address = state.host_address();
+    clients
+        .control
+        .ensure_service(labels, fqdn, &address)
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(fqdn, host_address = %address, "name and address registered");
+    Ok(())
+}
+
+const NOT_REGISTERED: &str =
+    "cannot register the service's name and address with the control plane";
+
 /// A new host: everything computed is unknown until apply.
 fn plan_new_host(planned: &mut State) {
     for unknown in [
@@ -415,7 +433,21 @@ impl ServiceResource {
             .update(clients, &instance_id, &prior, &state, deadline)
             .await
         {
-            Ok(view) => view.observe(&mut state),
+            Ok(view) => {
+                view.observe(&mut state);
+                // A name made, renamed or dropped, or a new address: the front
+                // door routes it and deploys report it from the next mission on.
+                // Before the record changes, so a failure leaves the previous
+                // state for the next apply to try again.
+                if (prior.fqdn != state.fqdn || prior.host_address() != state.host_address())
+                    && let Err(e) = register(clients, labels, &state).await
+                {
+                    diags.root_error(NOT_REGISTERED, format!("{e}. The next apply tries again."));
+                    let mut now = prior;
+                    view.observe(&mut now);
+                    return Some(now);
+                }
+            }
             Err((failure, observed)) => {
                 failure.report(diags);
                 let mut now = prior;

@@ -186,6 +186,42 @@ impl FakePve {
     }
 
     /// The container's config.
+    /// The container's firewall options.
+    pub fn firewall_options(&self, vmid: i64) -> serde_json::Value {
+        self.api(
+            "GET",
+            &format!("/nodes/{NODE}/lxc/{vmid}/firewall/options"),
+            &[],
+        )
+        .expect("read the container's firewall options")
+    }
+
+    /// The `dport`s of the container's enabled inbound TCP ACCEPT rules,
+    /// sorted, whoever made them.
+    pub fn accepted_tcp_ports(&self, vmid: i64) -> Vec<String> {
+        let rules = self
+            .api(
+                "GET",
+                &format!("/nodes/{NODE}/lxc/{vmid}/firewall/rules"),
+                &[],
+            )
+            .expect("list the container's firewall rules");
+        let mut ports: Vec<String> = rules
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["type"] == "in"
+                    && r["action"] == "ACCEPT"
+                    && r["proto"] == "tcp"
+                    && r["enable"] == 1
+            })
+            .filter_map(|r| r["dport"].as_str().map(str::to_owned))
+            .collect();
+        ports.sort();
+        ports
+    }
+
     pub fn config(&self, vmid: i64) -> serde_json::Value {
         self.api("GET", &format!("/nodes/{NODE}/lxc/{vmid}/config"), &[])
             .expect("read the container's config")

@@ -46,6 +46,33 @@ impl Ports {
     }
 }
 
+/// A connected agent for `service` whose front door listens on `ports`
+/// and orders certificates from `pebble` (its HTTP-01 port is `ports.http`).
+pub fn acme_agent(
+    server: &crate::Server,
+    service: &Service,
+    ports: &Ports,
+    pebble: &crate::pebble::Pebble,
+) -> crate::Agent {
+    let mut env = ports.agent_env();
+    env.push(("LAUNCH_AGENT_ACME_DIRECTORY".into(), pebble.directory_url()));
+    env.push((
+        "LAUNCH_AGENT_ACME_CA_ROOT".into(),
+        pebble.listener_root_file().display().to_string(),
+    ));
+    env.push(("LAUNCH_AGENT_ACME_EMAIL".into(), "ops@example.com".into()));
+    let token = crate::agent::create_join_token(server, &service.name, &service.environment);
+    let mut agent = crate::Agent::spawn_with_env(
+        server,
+        &service.name,
+        &service.environment,
+        &token,
+        &env_refs(&env),
+    );
+    agent.wait_connected();
+    agent
+}
+
 /// Borrows `env` as the `&[(&str, &str)]` the agent harness takes.
 pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
@@ -143,20 +170,30 @@ pub struct RequestLoop {
     started: Instant,
 }
 
+/// One request of a [`RequestLoop`]: status and body.
+pub type Fetch = Arc<dyn Fn() -> Result<(u16, String), String> + Send + Sync>;
+
 impl RequestLoop {
+    /// Plain-HTTP GETs of `/` with `Host: host` to `127.0.0.1:port`.
     pub fn start(port: u16, host: &str) -> RequestLoop {
+        let host = host.to_owned();
+        RequestLoop::start_with(Arc::new(move || get(port, &host, "/")))
+    }
+
+    /// The loop over any request (e.g. HTTPS with a given root).
+    pub fn start_with(fetch: Fetch) -> RequestLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..2)
             .map(|_| {
                 let (stop, requests, failures) = (stop.clone(), requests.clone(), failures.clone());
-                let host = host.to_owned();
+                let fetch = fetch.clone();
                 std::thread::spawn(move || {
                     let pace = Duration::from_millis(8);
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
-                        match get(port, &host, "/") {
+                        match fetch() {
                             Ok((200, _)) => {}
                             Ok((code, body)) => failures
                                 .lock()

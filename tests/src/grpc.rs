@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use launch_proto::agent_service_client::AgentServiceClient;
 use launch_proto::control_service_client::ControlServiceClient;
 use launch_proto::{
-    AgentMessage, ControlMessage, CreateJoinTokenRequest, Hello, RegisterRequest, ServiceRef,
-    agent_message,
+    AgentMessage, ControlMessage, CreateJoinTokenRequest, EnsureServiceRequest, GetServiceRequest,
+    Hello, RegisterRequest, ServiceInfo, ServiceRef, agent_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -72,6 +72,19 @@ pub async fn simulate_agent(
     target: &ServiceRef,
     hostname: &str,
 ) -> SimulatedAgent {
+    simulate_agent_with_compose(control, agents, admin_token, target, hostname, "").await
+}
+
+/// [`simulate_agent`] on a host whose Hello reports `compose`, e.g.
+/// "docker-compose 1.29.2".
+pub async fn simulate_agent_with_compose(
+    control: &mut ControlServiceClient<Channel>,
+    agents: &mut AgentServiceClient<Channel>,
+    admin_token: &str,
+    target: &ServiceRef,
+    hostname: &str,
+    compose: &str,
+) -> SimulatedAgent {
     let join = control
         .create_join_token(request(
             CreateJoinTokenRequest {
@@ -102,6 +115,8 @@ pub async fn simulate_agent(
             version: "bench".to_owned(),
             hostname: hostname.to_owned(),
             advertise_host: "127.0.0.1".to_owned(),
+            current_release_id: String::new(),
+            compose: compose.to_owned(),
             ..Default::default()
         })),
     })
@@ -113,4 +128,54 @@ pub async fn simulate_agent(
         .expect("Session")
         .into_inner();
     SimulatedAgent { up, down }
+}
+
+/// `GetService` for `service`/`environment` with the admin token: what the
+/// control plane holds for it (fqdn, host address, the host's compose).
+pub fn service_info(server: &Server, service: &str, environment: &str) -> ServiceInfo {
+    runtime().block_on(async {
+        control_client(server)
+            .await
+            .get_service(request(
+                GetServiceRequest {
+                    target: Some(ServiceRef {
+                        service: service.to_owned(),
+                        environment: environment.to_owned(),
+                    }),
+                },
+                &server.admin_token,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("GetService {service}/{environment}: {e}"))
+            .into_inner()
+    })
+}
+
+/// `EnsureService` as the provider calls it after a create: the service's
+/// public name (`""`: none) and the address its host is reached at.
+pub fn ensure_service(
+    server: &Server,
+    service: &str,
+    environment: &str,
+    fqdn: &str,
+    host_address: &str,
+) -> ServiceInfo {
+    runtime().block_on(async {
+        control_client(server)
+            .await
+            .ensure_service(request(
+                EnsureServiceRequest {
+                    target: Some(ServiceRef {
+                        service: service.to_owned(),
+                        environment: environment.to_owned(),
+                    }),
+                    fqdn: fqdn.to_owned(),
+                    host_address: host_address.to_owned(),
+                },
+                &server.admin_token,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("EnsureService {service}/{environment}: {e}"))
+            .into_inner()
+    })
 }

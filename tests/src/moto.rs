@@ -72,6 +72,8 @@ pub struct InstanceInfo {
     pub tags: BTreeMap<String, String>,
     pub http_tokens: String,
     pub security_group_ids: Vec<String>,
+    /// `spot` for a spot instance, empty for on-demand.
+    pub lifecycle: String,
 }
 
 pub struct Ec2Peer {
@@ -141,6 +143,10 @@ impl Ec2Peer {
                     .metadata_options()
                     .and_then(|m| m.http_tokens())
                     .map(|t| t.as_str().to_owned())
+                    .unwrap_or_default(),
+                lifecycle: i
+                    .instance_lifecycle()
+                    .map(|l| l.as_str().to_owned())
                     .unwrap_or_default(),
             })
             .collect()

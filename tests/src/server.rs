@@ -54,6 +54,10 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "LAUNCH_AGENT_ACME_EMAIL",
     "LAUNCH_AGENT_MAX_BUNDLE_BYTES",
     "LAUNCH_PROVIDER_DIR",
+    "LAUNCH_PREVIEW_CAP",
+    "LAUNCH_PREVIEW_TTL",
+    "LAUNCH_PREVIEW_MEMORY_MIB",
+    "LAUNCH_PREVIEW_MILLICPUS",
 ];
 
 pub struct Server {
@@ -104,6 +108,12 @@ impl Server {
     /// kill -9.
     pub fn kill_hard(&mut self) {
         self.process.kill_hard();
+    }
+
+    /// Like [`Server::restart`], with these extra flags from now on.
+    pub fn restart_with(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+        self.restart();
     }
 
     /// Starts the server again on the same address with the same data dir

@@ -1,7 +1,9 @@
 //! Foreign compose files end to end: the corpus of multi-service apps in
 //! `tests/corpus` deploys healthy on the real engine; broken files are
 //! refused by `launch deploy` (exit 2, the key named, nothing uploaded) and
-//! by the control plane for hand-made bundles; the host policy refuses each
+//! by the control plane for hand-made bundles; a key the host's compose
+//! lacks is refused by `launch deploy` before the upload (the host's
+//! compose from `GetService`); the host policy refuses each
 //! rule until an admin allows it; the health gate fails a service that
 //! crashes after it started and watches a live release until it dies.
 
@@ -273,6 +275,84 @@ fn the_control_plane_checks_hand_made_bundles_and_the_hosts_compose() {
             "{out}"
         );
     }
+}
+
+/// An agent on the wire whose Hello reports `compose`, connected once
+/// `launch agents` says so.
+fn agent_running(
+    server: &Server,
+    service: &str,
+    compose: &str,
+) -> launch_e2e::grpc::SimulatedAgent {
+    let runtime = launch_e2e::grpc::runtime();
+    let agent = runtime.block_on(async {
+        let mut control = launch_e2e::grpc::control_client(server).await;
+        let mut agents = launch_e2e::grpc::agent_client(server).await;
+        let target = launch_proto::ServiceRef {
+            service: service.to_owned(),
+            environment: "prod".to_owned(),
+        };
+        launch_e2e::grpc::simulate_agent_with_compose(
+            &mut control,
+            &mut agents,
+            &server.admin_token,
+            &target,
+            &format!("{service}-host"),
+            compose,
+        )
+        .await
+    });
+    poll::eventually(
+        Duration::from_secs(20),
+        "the simulated agent connects",
+        || {
+            cli::agents(server)
+                .into_iter()
+                .find(|a| {
+                    a["labels"]["service-name"] == service
+                        && a["connected"] == serde_json::json!(true)
+                })
+                .map(|_| ())
+                .ok_or_else(|| format!("{:?}", cli::agents(server)))
+        },
+    );
+    agent
+}
+
+#[test]
+fn deploy_refuses_a_key_the_hosts_compose_lacks_before_uploading() {
+    let server = Server::start();
+    let old = App::empty();
+    let _v1 = agent_running(&server, &old.name, "docker-compose 1.29.2");
+    old.write("compose.yaml", "name: shop\nservices:\n  web: {build: .}\n");
+    let out = old.deploy(&server, &[]);
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("name: the host runs docker-compose 1.29.2")
+            && out.stderr.contains("install the compose v2 plugin")
+            && out.stderr.contains("drop the key"),
+        "{out}"
+    );
+    assert!(
+        !out.stderr.contains("uploading"),
+        "nothing may be uploaded\n{out}"
+    );
+    assert_eq!(bundles(&server), 0);
+    // The control plane still checks what skips the CLI.
+    let out = old.deploy_bundle(&server, &[]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("docker-compose 1.29.2"), "{out}");
+    assert_eq!(bundles(&server), 0);
+    // Positive controls: the same host without the key, and the key on a
+    // host whose compose knows it.
+    old.write("compose.yaml", "services:\n  web: {build: .}\n");
+    old.deploy(&server, &[]).success();
+    let new = App::empty();
+    let _v2 = agent_running(&server, &new.name, "docker compose 2.30.3");
+    new.write("compose.yaml", "name: shop\nservices:\n  web: {build: .}\n");
+    new.deploy(&server, &[]).success();
+    assert_eq!(bundles(&server), 2);
 }
 
 const POLICY_COMPOSE: &str = r#"services:

@@ -2,14 +2,24 @@
 //! the health gate passed (the URL answers at that instant), streams compose
 //! output while it waits; a release that fails its probe exits 1 and is rolled
 //! back with the previous release still serving; `launch rollback` moves back
-//! one release.
+//! one release. The URL a deploy and `status` report is on the address the
+//! provider registered for the host.
 
-use launch_e2e::{Agent, Server, Service, cli};
+use launch_e2e::{Agent, Server, Service, cli, grpc};
 
 #[test]
 fn deploy_wait_exits_zero_after_the_probe_passes_and_streams_compose_output() {
     let service = Service::quickstart();
     let server = Server::start();
+    // The address the provider saw for the host is the URL's host, not the
+    // agent's `--advertise-host 127.0.0.1` (nor its kernel hostname).
+    grpc::ensure_service(
+        &server,
+        &service.name,
+        &service.environment,
+        "",
+        "localhost",
+    );
     let _agent = Agent::start(&server, &service.name, &service.environment);
 
     let dir = service.dir_arg();
@@ -38,9 +48,15 @@ fn deploy_wait_exits_zero_after_the_probe_passes_and_streams_compose_output() {
     );
     let (code, body) = answer.unwrap_or_else(|e| panic!("{} does not answer: {e}", service.url()));
     assert_eq!(code, 200, "GET / after deploy --wait: {body}");
+    let url = format!("http://localhost:{}/", service.port);
     assert!(
-        stdout.contains(&format!("healthy: http://127.0.0.1:{}/", service.port)),
-        "deploy --wait must end with `healthy: <url>`\n{stdout}"
+        stdout.contains(&format!("healthy: {url}")),
+        "deploy --wait must end with `healthy: <url>` on the registered address\n{stdout}"
+    );
+    let status = server.cli(&["status", "--output", "json"]);
+    assert!(
+        status.stdout.contains(&url),
+        "status must show {url}\n{status}"
     );
 
     let releases = cli::releases(&server, &service.name, &service.environment);

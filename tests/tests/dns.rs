@@ -1,7 +1,9 @@
 //! `launch_service { public = true }` end to end: the real terraform and
 //! provider against moto (EC2), a real control plane and the Cloudflare fake
 //! in `launch_e2e::cloudflare`. The record's name, type, content and comment;
-//! an empty second plan; `public = false` deleting it in place; drift in
+//! the name and address registered with the control plane, and registered
+//! again when `public` changes; an empty second plan; `public = false`
+//! deleting it in place; drift in
 //! Cloudflare (re-pointed, deleted) shown and put back; a record someone
 //! else made refused, then adopted with `allow_overwrite`; a record that
 //! cannot be made after launch keeping the instance (tainted); import finding
@@ -12,7 +14,7 @@
 use launch_e2e::cloudflare::{CloudflareFake, Record};
 use launch_e2e::moto::Moto;
 use launch_e2e::terraform::{self, Terraform, Workspace};
-use launch_e2e::{Server, unique};
+use launch_e2e::{Server, grpc, unique};
 
 const DOMAIN: &str = "launch-e2e.example";
 /// An address no moto instance has (TEST-NET-2), for out-of-band changes.
@@ -105,6 +107,11 @@ fn public_apply_creates_the_a_record_and_public_false_deletes_it_in_place() {
     );
     assert_eq!(values["dns_record_id"], record.id.as_str(), "{values}");
     assert_eq!(values["dns_content"], record.content.as_str(), "{values}");
+    // The control plane holds the name (the front door routes it) and the
+    // address (the URL of a service without a name).
+    let registered = || grpc::service_info(&setup.server, &setup.name, "prod");
+    assert_eq!(registered().fqdn, setup.fqdn());
+    assert_eq!(registered().host_address, host_address(&values));
 
     let plan = tf.plan();
     assert_eq!(
@@ -132,6 +139,12 @@ fn public_apply_creates_the_a_record_and_public_false_deletes_it_in_place() {
     let values = tf.resource_values("launch_service.svc").unwrap();
     assert!(values["dns_record_id"].is_null(), "{values}");
     assert!(values["fqdn"].is_null(), "{values}");
+    assert_eq!(
+        registered().fqdn,
+        "",
+        "public = false must unregister the name"
+    );
+    assert_eq!(registered().host_address, host_address(&values));
     let live = ec2.live_instances(&setup.name, "prod");
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(live[0].id, instance.id, "the instance must be kept");
@@ -143,6 +156,11 @@ fn public_apply_creates_the_a_record_and_public_false_deletes_it_in_place() {
     assert_eq!(
         only_record(&setup.cloudflare, &setup.fqdn()).record_type,
         "A"
+    );
+    assert_eq!(
+        registered().fqdn,
+        setup.fqdn(),
+        "public = true after create must register the name"
     );
     tf.destroy().success();
     assert!(

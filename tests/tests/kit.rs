@@ -7,8 +7,9 @@
 //! `infrastructure/` as committed (the PRD example, public) applies against
 //! moto, the Cloudflare fake and a real control plane, and the action's
 //! script, run as a runner would run it, then takes the template's `hello`
-//! service live on the host terraform made; a release that never becomes
-//! healthy fails the step.
+//! service live on the host terraform made, its `url` answering over HTTPS
+//! through the agent's front door with a certificate from pebble; a release
+//! that never becomes healthy fails the step.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,9 @@ use std::time::Duration;
 use launch_e2e::binaries::{self, workspace_root};
 use launch_e2e::cloudflare::CloudflareFake;
 use launch_e2e::docker::ComposeProject;
+use launch_e2e::front_door::{Ports, env_refs};
 use launch_e2e::moto::{Moto, script_value, venv_tool};
+use launch_e2e::pebble::{Pebble, PebbleOptions, tls_exchange};
 use launch_e2e::poll::eventually;
 use launch_e2e::process::Process;
 use launch_e2e::server::SCRUBBED_ENV;
@@ -48,9 +51,10 @@ const VALIDATED_ROOTS: [&str; 6] = [
     "examples/monorepo/infrastructure",
 ];
 
-const WORKFLOWS: [&str; 2] = [
+const WORKFLOWS: [&str; 3] = [
     "examples/monorepo/.github/workflows/infra.yml",
     "examples/monorepo/.github/workflows/deploy.yml",
+    "examples/monorepo/.github/workflows/preview.yml",
 ];
 
 const ACTIONS: [&str; 2] = [
@@ -565,6 +569,46 @@ fn deploy_workflow_runs_the_action_once_per_changed_service() {
         with["service-dir"], "services/${{ matrix.service }}",
         "{with}"
     );
+}
+
+#[test]
+fn preview_workflow_previews_changed_services_per_pull_request_and_removes_them_on_close() {
+    let preview = workflow(WORKFLOWS[2]);
+    assert_eq!(
+        preview["on"]["pull_request"]["types"],
+        serde_json::json!(["opened", "synchronize", "reopened", "closed"]),
+        "{preview}"
+    );
+    let changes = &preview["jobs"]["changes"];
+    assert_eq!(
+        changes["if"], "github.event.pull_request.head.repo.full_name == github.repository",
+        "pull requests from forks get no secrets, so no preview jobs: {changes}"
+    );
+    let number = "pr-${{ github.event.pull_request.number }}";
+    for (job, remove) in [("preview", false), ("remove", true)] {
+        let job = &preview["jobs"][job];
+        assert_eq!(
+            job["strategy"]["matrix"]["service"], "${{ fromJSON(needs.changes.outputs.services) }}",
+            "{job}"
+        );
+        let step = job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["uses"] == "./.github/actions/launch-deploy")
+            .unwrap_or_else(|| panic!("no launch-deploy step: {job}"));
+        let with = &step["with"];
+        assert_eq!(with["preview"], number, "{with}");
+        assert_eq!(
+            with["token"], "${{ secrets.LAUNCH_DEPLOY_TOKEN }}",
+            "{with}"
+        );
+        assert_eq!(
+            with["remove-preview"] == "true",
+            remove,
+            "only the closed job removes: {with}"
+        );
+    }
 }
 
 #[test]
@@ -1236,7 +1280,21 @@ fn prd_example_applies_with_its_dns_record_and_the_deploy_action_takes_a_service
     let user_data = ec2.user_data(&instance.id);
     let join_token =
         script_value(&user_data, "LAUNCH_JOIN_TOKEN").expect("user-data carries a join token");
-    let mut agent = Agent::spawn(&server, &name, "prod", &join_token);
+    // The host's front door on free ports, its certificates from pebble
+    // (whose DNS answers 127.0.0.1 for the record's name).
+    let door = Ports::free();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: door.http,
+        validity: None,
+    });
+    let mut agent_env = door.agent_env();
+    agent_env.push(("LAUNCH_AGENT_ACME_DIRECTORY".into(), pebble.directory_url()));
+    agent_env.push((
+        "LAUNCH_AGENT_ACME_CA_ROOT".into(),
+        pebble.listener_root_file().display().to_string(),
+    ));
+    let mut agent =
+        Agent::spawn_with_env(&server, &name, "prod", &join_token, &env_refs(&agent_env));
     agent.wait_connected();
     let status = apply
         .wait_exit(Duration::from_secs(120))
@@ -1308,15 +1366,34 @@ fn prd_example_applies_with_its_dns_record_and_the_deploy_action_takes_a_service
         &[],
     );
     assert_eq!(ran.code, Some(0), "{}", ran.text());
-    let live = format!("http://127.0.0.1:{}/", hello.port);
+    // The action's url is the service's public name over HTTPS (on the
+    // test's HTTPS port), answering through the agent's front door with a
+    // certificate from the ACME server; the client resolves the name to
+    // 127.0.0.1, as pebble's DNS does.
+    let live = format!("https://{fqdn}:{}/", door.https);
     assert_eq!(runner.outputs().get("url"), Some(&live), "{}", ran.text());
-    let (code, body) = launch_e2e::http::get(hello.port, "/")
-        .unwrap_or_else(|e| panic!("{live} does not answer: {e}"));
-    assert_eq!(
-        (code, body.contains("hello from Launch")),
-        (200, true),
-        "{body}"
+    let pebble_root = pebble.issuing_root_pem();
+    let request = format!("GET / HTTP/1.1\r\nHost: {fqdn}\r\nConnection: close\r\n\r\n");
+    let reply = eventually(
+        Duration::from_secs(60),
+        &format!("{live} to answer"),
+        || {
+            let reply = tls_exchange(
+                &pebble_root,
+                "127.0.0.1",
+                door.https,
+                &fqdn,
+                request.as_bytes(),
+            )?;
+            let reply = String::from_utf8_lossy(&reply).into_owned();
+            if reply.starts_with("HTTP/1.1 200") {
+                Ok(reply)
+            } else {
+                Err(reply.lines().next().unwrap_or_default().to_owned())
+            }
+        },
     );
+    assert!(reply.contains("hello from Launch"), "{reply}");
 
     kit.run(
         root,

@@ -241,16 +241,20 @@ fn size_changes_in_place_and_name_changes_replace_on_every_terraform() {
 }
 
 #[test]
-fn drift_is_shown_and_a_terminated_instance_is_planned_again() {
+fn drift_is_shown_and_an_interrupted_spot_instance_is_planned_again() {
     let setup = Setup::new();
     let ec2 = setup.moto.peer();
     let tf = setup.workspace(&terraform::newest());
     tf.write(&service_block(
         &setup.name,
-        "  wait_for_agent = false\n  tags = { team = \"web\" }",
+        "  wait_for_agent = false\n  tags = { team = \"web\" }\n  aws {\n    spot      = true\n    max_price = \"0.05\"\n  }",
     ));
     tf.apply().success();
     let instance = ec2.live_instances(&setup.name, "prod").pop().unwrap();
+    assert_eq!(
+        instance.lifecycle, "spot",
+        "RunInstances must ask for spot: {instance:?}"
+    );
 
     ec2.set_instance_type(&instance.id, "t3.medium");
     ec2.set_tag(&instance.id, "team", "ops");
@@ -276,6 +280,7 @@ fn drift_is_shown_and_a_terminated_instance_is_planned_again() {
         ("t3.small", Some("web"))
     );
 
+    // A spot interruption terminates the instance: the plan re-creates it.
     ec2.terminate(&instance.id);
     let plan = tf.plan();
     assert_eq!(plan.code, 2, "{}", plan.text());
@@ -288,6 +293,19 @@ fn drift_is_shown_and_a_terminated_instance_is_planned_again() {
     let live = ec2.live_instances(&setup.name, "prod");
     assert_eq!(live.len(), 1, "{live:?}");
     assert_ne!(live[0].id, instance.id);
+    assert_eq!(live[0].lifecycle, "spot", "{live:?}");
+
+    // Leaving spot can only be done with a new instance.
+    tf.write(&service_block(
+        &setup.name,
+        "  wait_for_agent = false\n  tags = { team = \"web\" }",
+    ));
+    let plan = tf.plan();
+    assert!(
+        plan.stdout.contains("must be replaced") && plan.stdout.contains("spot"),
+        "dropping spot must replace the instance:\n{}",
+        plan.stdout
+    );
     tf.destroy().success();
 }
 

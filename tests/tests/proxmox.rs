@@ -148,9 +148,14 @@ fn apply_creates_a_nesting_lxc_bootstraps_it_over_ssh_and_resizes_it_in_place() 
     let setup = Setup::new();
     let host = SshHost::boot_for_ssh(unique::free_port());
     let tf = setup.workspace(&terraform::newest(), host.port);
+    // The firewall as the module asks for it on a public service.
+    let args = format!(
+        "{}\n    firewall = true\n    ingress_tcp_ports = [443, 80]",
+        proxmox_args(&setup.ip)
+    );
     tf.write(&service_block(
         &setup.name,
-        &proxmox_args(&setup.ip),
+        &args,
         "  timeouts { create = \"5m\" }",
     ));
     let vmid = apply_with_key(&setup, &tf, &host);
@@ -180,6 +185,19 @@ fn apply_creates_a_nesting_lxc_bootstraps_it_over_ssh_and_resizes_it_in_place() 
         net0.contains("bridge=vmbr0") && net0.contains(&format!("ip={}/24", setup.ip)),
         "{config}"
     );
+    // The firewall: on for eth0, inbound DROP but 80 and 443.
+    assert!(net0.contains("firewall=1"), "{config}");
+    let options = setup.pve.firewall_options(vmid);
+    assert_eq!(
+        (
+            &options["enable"],
+            &options["policy_in"],
+            &options["policy_out"]
+        ),
+        (&1.into(), &"DROP".into(), &"ACCEPT".into()),
+        "{options}"
+    );
+    assert_eq!(setup.pve.accepted_tcp_ports(vmid), vec!["443", "80"]);
 
     // The bootstrap ran over SSH: the agent runs under the host's systemd
     // and registered; state knows it and holds no key or token.
@@ -217,7 +235,7 @@ fn apply_creates_a_nesting_lxc_bootstraps_it_over_ssh_and_resizes_it_in_place() 
     // size → cores and memory in place, the disk grown.
     tf.write(&service_block(
         &setup.name,
-        &proxmox_args(&setup.ip),
+        &args,
         "  size = \"medium\"\n  timeouts { create = \"5m\" }",
     ));
     let plan = tf.plan();
@@ -261,6 +279,61 @@ fn apply_creates_a_nesting_lxc_bootstraps_it_over_ssh_and_resizes_it_in_place() 
     );
     tf.apply().success();
     assert_eq!(setup.pve.config(vmid)["cores"], 2);
+
+    // A managed rule deleted out of band shows as drift and is put back;
+    // the operator's own rule stays.
+    let rules = format!("/nodes/{NODE}/lxc/{vmid}/firewall/rules");
+    setup
+        .pve
+        .api(
+            "POST",
+            &rules,
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("proto", "tcp"),
+                ("dport", "22"),
+                ("enable", "1"),
+            ],
+        )
+        .expect("add the operator's own rule");
+    let managed_443 = setup
+        .pve
+        .api("GET", &rules, &[])
+        .expect("list rules")
+        .as_array()
+        .and_then(|rules| {
+            rules
+                .iter()
+                .find(|r| r["dport"] == "443")
+                .map(|r| r["pos"].clone())
+        })
+        .expect("the managed rule for 443");
+    setup
+        .pve
+        .api("DELETE", &format!("{rules}/{managed_443}"), &[])
+        .expect("delete the rule for 443 out of band");
+    assert_eq!(
+        setup.pve.accepted_tcp_ports(vmid),
+        vec!["22", "80"],
+        "positive control"
+    );
+    let plan = tf.plan();
+    assert_eq!(plan.code, 2, "the deleted rule must show:\n{}", plan.text());
+    assert!(
+        plan.stdout.contains("ingress_tcp_ports") && plan.stdout.contains("+ 443"),
+        "the plan must put 443 back:\n{}",
+        plan.stdout
+    );
+    tf.apply().success();
+    assert_eq!(setup.pve.accepted_tcp_ports(vmid), vec!["22", "443", "80"]);
+    let plan = tf.plan();
+    assert_eq!(
+        plan.code,
+        0,
+        "plan after the firewall is back:\n{}",
+        plan.text()
+    );
 
     // A container stopped behind Terraform's back is shown.
     setup.pve.stop(vmid);

@@ -17,6 +17,7 @@
 //! - `env_values`: a secret holding every dotenv special character reaches the container unchanged (compose v1).
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
 //! - `missions`: `launch restart`, `cancel` (a slow deploy; the previous release serves again), `retire`.
+//! - `dev`: `launch dev` deploys and follows the log from the last line it printed.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
@@ -31,6 +32,7 @@
 //! - `github`: PR comments, commit statuses and deployments against the GitHub fake; the webhook.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 //! - `upgrade`: agent self-upgrade (re-exec) under a request loop, and the watchdog's rollback of a broken binary.
+//! - `previews`: pull-request previews beside prod on one agent: own names and certificates, cap, limits, teardown (webhook, CLI, kill mid-way, TTL) leaving nothing.
 //! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
 mod acme;
@@ -41,6 +43,7 @@ mod certs;
 mod compose;
 mod control_plane;
 mod deploy;
+mod dev;
 mod dns;
 mod docker_target;
 mod docs;
@@ -52,6 +55,7 @@ mod isolation;
 mod kit;
 mod logs;
 mod missions;
+mod previews;
 mod provider;
 mod provider_identity;
 mod provider_mirror;

@@ -8,6 +8,8 @@
 #   INPUT_SERVICE_DIR  directory to deploy
 #   INPUT_ENVIRONMENT  environment (default prod)
 #   INPUT_TIMEOUT      how long --wait waits (default 10m)
+#   INPUT_PREVIEW      optional: deploy this preview (e.g. pr-123) instead
+#   INPUT_REMOVE_PREVIEW  "true": tear INPUT_PREVIEW down instead of deploying
 #   LAUNCH_CLI         optional: path of a launch binary to use instead of
 #                      downloading one (self-hosted runners, tests)
 # Writes url, release-id and state to $GITHUB_OUTPUT and a summary to
@@ -22,6 +24,8 @@ token="${INPUT_TOKEN:-}"
 service_dir="${INPUT_SERVICE_DIR:-}"
 environment="${INPUT_ENVIRONMENT:-prod}"
 timeout="${INPUT_TIMEOUT:-10m}"
+preview="${INPUT_PREVIEW:-}"
+remove_preview="${INPUT_REMOVE_PREVIEW:-false}"
 [ -n "$environment" ] || environment=prod
 [ -n "$timeout" ] || timeout=10m
 control_url="${control_url%/}"
@@ -84,6 +88,18 @@ else
     mv "$work/launch.download" "$cli"
 fi
 
+# --- a preview's teardown ------------------------------------------------------
+if [ "$remove_preview" = "true" ]; then
+    if [ -z "$preview" ]; then
+        error "remove-preview needs preview: pass the preview's name, e.g. preview: pr-\${{ github.event.pull_request.number }}"
+        exit 2
+    fi
+    echo "Removing preview $preview of $service_dir in $environment"
+    LAUNCH_ADDR="$control_url" LAUNCH_TOKEN="$token" \
+        "$cli" previews rm "$preview" --dir "$service_dir" --env "$environment"
+    exit $?
+fi
+
 # --- the deploy ----------------------------------------------------------------
 # The release records where it came from: `launch deploy` reads the repository
 # from GITHUB_REPOSITORY; on a pull_request run GITHUB_REF is
@@ -91,6 +107,9 @@ fi
 source_args=()
 if [[ "${GITHUB_REF:-}" =~ ^refs/pull/([0-9]+)/ ]]; then
     source_args=(--pr "${BASH_REMATCH[1]}")
+fi
+if [ -n "$preview" ]; then
+    source_args+=(--preview "$preview")
 fi
 # With --output json, launch prints each log line on stderr as it arrives
 # (so it streams into the job log) and one JSON object on stdout at the end.

@@ -380,6 +380,26 @@ impl Certificates for AcmeCertificates {
         drop(state);
         self.shared.wake.notify_one();
     }
+
+    fn forget(&self, names: &[String]) {
+        let mut state = self.shared.state.lock().unwrap();
+        for name in names {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if state.names.contains(&name) {
+                continue; // routed again meanwhile
+            }
+            if state
+                .certificates
+                .get(&name)
+                .is_some_and(|held| held.stored.source == Source::Acme)
+            {
+                state.certificates.remove(&name);
+            }
+            if let Err(error) = self.store.forget(Source::Acme, &name) {
+                tracing::warn!(host = %name, %error, "cannot delete a certificate");
+            }
+        }
+    }
 }
 
 fn held(stored: Stored) -> Held {

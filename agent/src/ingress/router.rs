@@ -175,6 +175,17 @@ impl Router {
         self.replace(table, service)
     }
 
+    /// Deletes the certificates of `hosts` unless a route still holds them.
+    pub fn forget_certificates(&self, hosts: &[String]) {
+        let names = self.snapshot().names();
+        let gone: Vec<String> = hosts
+            .iter()
+            .filter(|host| !names.contains(host))
+            .cloned()
+            .collect();
+        self.certificates.forget(&gone);
+    }
+
     fn replace(&self, table: Table, service: &str) -> io::Result<Option<Arc<Target>>> {
         table.save(&self.path)?;
         let names = table.names();

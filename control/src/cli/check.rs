@@ -4,23 +4,28 @@
 //! the file:line or key path; nothing reaches the control plane. Variables
 //! compose would miss on the host are warnings, and those that only the
 //! local `.env` sets (it is not uploaded unless `--include-env`) are named
-//! with where they belong instead.
+//! with where they belong instead. When the control plane knows the compose
+//! the service's host runs (its agent says so in its Hello), keys that compose
+//! lacks are refused here too, by the same rule the control plane applies
+//! (`launch_core::compose::features`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use launch_core::bundle::{COMPOSE_FILES, DOTENV_FILE};
-use launch_core::compose;
+use launch_core::compose::{self, features::HostCompose};
 use launch_core::service_config::ServiceConfig;
 
 use super::CliError;
 
-/// Checks the compose file in `dir`; `Ok` holds the warnings to print.
+/// Checks the compose file in `dir` (against `host`'s compose when known);
+/// `Ok` holds the warnings to print.
 pub fn compose_dir(
     dir: &Path,
     config: &ServiceConfig,
     secret_names: &BTreeSet<String>,
     include_env: bool,
+    host: Option<HostCompose>,
 ) -> Result<Vec<String>, CliError> {
     let Some(file) = COMPOSE_FILES.iter().find(|f| dir.join(f).is_file()) else {
         return Err(CliError::usage(format!(
@@ -38,7 +43,7 @@ pub fn compose_dir(
         &config.env,
         secret_names.iter().map(String::as_str),
     );
-    let project = compose::check(&path.display().to_string(), &text, &vars, None)
+    let project = compose::check(&path.display().to_string(), &text, &vars, host)
         .map_err(|e| CliError::usage(e.to_string()))?;
     Ok(warnings(
         &project.unset_variables,
@@ -109,8 +114,14 @@ mod tests {
             ("compose.yaml", USES_ENV),
             (".env", "TAG=1\nMEDIA_PATH=/x\n"),
         ]);
-        let warnings =
-            compose_dir(d.path(), &ServiceConfig::default(), &BTreeSet::new(), false).unwrap();
+        let warnings = compose_dir(
+            d.path(),
+            &ServiceConfig::default(),
+            &BTreeSet::new(),
+            false,
+            None,
+        )
+        .unwrap();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("will not see TAG:"), "{warnings:?}");
         assert!(warnings[0].contains("launch.toml [env]"), "{warnings:?}");
@@ -118,14 +129,20 @@ mod tests {
             warnings[1].contains("empty string for LEVEL"),
             "{warnings:?}"
         );
-        let included =
-            compose_dir(d.path(), &ServiceConfig::default(), &BTreeSet::new(), true).unwrap();
+        let included = compose_dir(
+            d.path(),
+            &ServiceConfig::default(),
+            &BTreeSet::new(),
+            true,
+            None,
+        )
+        .unwrap();
         assert_eq!(included.len(), 1, "{included:?}");
         let mut config = ServiceConfig::default();
         config.env.insert("TAG".into(), "2".into());
         let secrets = BTreeSet::from(["LEVEL".to_owned()]);
         assert!(
-            compose_dir(d.path(), &config, &secrets, false)
+            compose_dir(d.path(), &config, &secrets, false, None)
                 .unwrap()
                 .is_empty()
         );
@@ -137,8 +154,14 @@ mod tests {
             "compose.yaml",
             "services:\n  web: {image: x, ports: [\"70000:80\"]}\n",
         )]);
-        let err =
-            compose_dir(d.path(), &ServiceConfig::default(), &BTreeSet::new(), false).unwrap_err();
+        let err = compose_dir(
+            d.path(),
+            &ServiceConfig::default(),
+            &BTreeSet::new(),
+            false,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.code, super::super::exit::USAGE);
         assert!(
             err.message.contains("services.web.ports[0]"),

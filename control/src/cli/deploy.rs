@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use launch_core::bundle::{self, COMPOSE_FILES, SERVICE_CONFIG_FILE};
+use launch_core::compose::features::HostCompose;
 use launch_core::names::{EnvironmentName, ServiceName};
 use launch_core::service_config::ServiceConfig;
 use launch_proto::{
-    DeployHeader, DeployRequest, ListSecretsRequest, MissionState, RollbackRequest, ServiceRef,
-    WatchMissionRequest, deploy_request, mission_event,
+    DeployHeader, DeployRequest, GetServiceRequest, ListSecretsRequest, MissionState,
+    RollbackRequest, ServiceRef, WatchMissionRequest, deploy_request, mission_event,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -64,6 +65,12 @@ pub struct DeployArgs {
     /// plane keeps one comment on it up to date
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pr: Option<u64>,
+    /// Deploy an ephemeral preview under this name (e.g. pr-123) beside the
+    /// environment, on its host, at `<name>.<host>` for each of its host
+    /// names; --secret-env values then override the environment's secrets
+    /// for this preview only
+    #[arg(long, value_name = "NAME")]
+    pub preview: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -257,6 +264,9 @@ pub struct Outcome {
     pub state: Option<MissionState>,
     pub url: String,
     pub message: String,
+    /// The sequence number of the last log line printed (0: none), so a
+    /// follower (`launch dev`) resumes after it instead of replaying.
+    pub last_seq: u64,
 }
 
 impl Outcome {
@@ -284,6 +294,10 @@ pub async fn deploy_with(
         .map_err(|e| CliError::usage(format!("--env: {e}")))?;
     let secrets = secrets_from_env(&args.secret_env, |name| std::env::var(name).ok())?;
     let (repo, pr) = release_source(args.repo.as_deref(), args.pr)?;
+    if let Some(preview) = &args.preview {
+        launch_core::names::PreviewName::parse(preview)
+            .map_err(|e| CliError::usage(format!("--preview: {e}")))?;
+    }
     if args.bundle.is_none() {
         check_before_upload(client, args, &service, &environment, &secrets, output).await?;
     }
@@ -306,6 +320,7 @@ pub async fn deploy_with(
         bundle_sha256: bundle.sha256.clone(),
         repo,
         pr,
+        preview: args.preview.clone().unwrap_or_default(),
     };
     let path = bundle.path.clone();
     let requests = async_stream::stream! {
@@ -333,6 +348,7 @@ pub async fn deploy_with(
             state: None,
             url: String::new(),
             message: String::new(),
+            last_seq: 0,
         };
         report(&outcome, output);
         return Ok(outcome);
@@ -383,13 +399,35 @@ async fn check_before_upload(
     if let Ok(stored) = stored {
         names.extend(stored.into_inner().secrets.into_iter().map(|s| s.key));
     }
-    let warnings = check::compose_dir(&args.dir, &config, &names, args.include_env)?;
+    let host = host_compose(client, service, environment).await;
+    let warnings = check::compose_dir(&args.dir, &config, &names, args.include_env, host)?;
     if output == Output::Text {
         for warning in warnings {
             eprintln!("warning: {warning}");
         }
     }
     Ok(())
+}
+
+/// The compose the service's host runs, as its agent reported it; `None`
+/// when unknown (no agent yet, an older control plane, a token that may not
+/// read the service): the control plane checks again after the upload.
+async fn host_compose(
+    client: &mut Client,
+    service: &ServiceName,
+    environment: &EnvironmentName,
+) -> Option<HostCompose> {
+    let info = client
+        .get_service(GetServiceRequest {
+            target: Some(ServiceRef {
+                service: service.to_string(),
+                environment: environment.to_string(),
+            }),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    HostCompose::parse(&info.host_compose)
 }
 
 pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, CliError> {
@@ -429,6 +467,7 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, CliErro
             state: None,
             url: String::new(),
             message: String::new(),
+            last_seq: 0,
         };
         report(&outcome, global.output);
         outcome
@@ -562,6 +601,7 @@ pub async fn wait(
         state: Some(state),
         url: update.url,
         message: update.message,
+        last_seq: since_seq,
     };
     report(&outcome, output);
     Ok(outcome)
@@ -665,6 +705,7 @@ mod tests {
             include_env: false,
             repo: None,
             pr: None,
+            preview: None,
         };
         let err = prepare_bundle(&args).err().unwrap();
         assert_eq!(err.code, exit::USAGE);

@@ -176,6 +176,7 @@ async fn session(
         include_env: false,
         repo: None,
         pr: None,
+        preview: None,
     };
     let outcome = tokio::select! {
         outcome = deploy::deploy_with(&mut client, url, global.output, &deploy_args) => outcome,
@@ -195,10 +196,11 @@ async fn session(
             };
             println!("ready: {shown}");
             eprintln!("following logs; Ctrl-C to stop");
+            // From the last line `deploy` printed: nothing twice.
             let request = StreamLogsRequest {
                 target,
-                mission_id: String::new(),
-                since_seq: 0,
+                mission_id: outcome.mission_id.clone(),
+                since_seq: outcome.last_seq,
                 follow: true,
             };
             tokio::select! {

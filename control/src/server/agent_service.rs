@@ -242,6 +242,9 @@ fn control(msg: control_message::Msg) -> ControlMessage {
     ControlMessage { msg: Some(msg) }
 }
 
+// One value per turn of the session loop, never stored: its size does not
+// matter (a Mission grew past clippy's threshold).
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Shutdown,
     Closed,
@@ -274,6 +277,11 @@ fn session_stream(
             agent_id: agent.id.clone(),
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
             log_cursors,
+            previews: state
+                .store
+                .preview_names(&agent.service, &agent.environment)
+                .await
+                .map_err(internal)?,
         }));
         enum First {
             Shutdown,

@@ -279,6 +279,29 @@ pub const RULES: &[(&str, Rule)] = &[
             Some(|b| Ok(service_of(ListAllowancesRequest::decode(b)?.target))),
         ),
     ),
+    (
+        "GetService",
+        rule(
+            Scope::Read,
+            Some(|b| Ok(service_of(GetServiceRequest::decode(b)?.target))),
+        ),
+    ),
+    // An empty service means every service's previews: only a token for
+    // `*`/`*` covers it.
+    (
+        "ListPreviews",
+        rule(
+            Scope::Read,
+            Some(|b| Ok(service_of(ListPreviewsRequest::decode(b)?.target))),
+        ),
+    ),
+    (
+        "RemovePreview",
+        rule(
+            Scope::Deploy,
+            Some(|b| Ok(service_of(RemovePreviewRequest::decode(b)?.target))),
+        ),
+    ),
     // A deploy token may restart its own service and stop its own missions;
     // taking a service down is an admin's call.
     (

@@ -74,6 +74,21 @@ pub(super) fn target(target: Option<&ServiceRef>) -> Result<(String, String), St
     Ok((service.to_string(), environment.to_string()))
 }
 
+/// `EnsureService.host_address`: an IP address or a DNS name (`""`: none).
+fn host_address(given: &str) -> Result<String, Status> {
+    let address = given.trim().trim_end_matches('.').to_ascii_lowercase();
+    if address.is_empty()
+        || address.parse::<std::net::IpAddr>().is_ok()
+        || launch_core::service_config::is_host_name(&address)
+    {
+        Ok(address)
+    } else {
+        Err(Status::invalid_argument(format!(
+            "host_address {given:?} is neither an IP address nor a DNS name: give the address the host is reached at, e.g. 203.0.113.7"
+        )))
+    }
+}
+
 fn service_ref(service: &str, environment: &str) -> ServiceRef {
     ServiceRef {
         service: service.to_owned(),
@@ -166,6 +181,19 @@ impl Control {
             note: row.note.clone(),
             created_unix_ms: row.created,
             created: false,
+            host_compose: self
+                .state
+                .hub
+                .host_compose(&row.service, &row.environment)
+                .unwrap_or_default(),
+            host_address: store
+                .host_address(&row.service, &row.environment)
+                .await
+                .map_err(internal)?,
+            fqdn: store
+                .fqdn(&row.service, &row.environment)
+                .await
+                .map_err(internal)?,
         })
     }
 
@@ -277,6 +305,10 @@ impl ControlService for Control {
         };
         let (service, environment) = target(header.target.as_ref())?;
         let source = release_source(&header)?;
+        if !header.preview.is_empty() {
+            super::previews::check_deploy(&self.state, &service, &environment, &header.preview)
+                .await?;
+        }
         for key in header.secrets.keys() {
             if !secrets::valid_key(key) {
                 return Err(Status::invalid_argument(format!(
@@ -318,14 +350,16 @@ impl ControlService for Control {
         let final_path = self.state.bundles_dir.join(format!("{sha256}.tar.gz"));
         temp.persist(&final_path).map_err(internal)?;
 
+        let secrets_environment =
+            super::store::previews::secrets_environment(&environment, &header.preview);
         let sealed = header
             .secrets
             .iter()
             .map(|(key, value)| {
-                let (nonce, ciphertext) = self
-                    .state
-                    .secrets
-                    .seal(&secrets::address(&service, &environment, key), value);
+                let (nonce, ciphertext) = self.state.secrets.seal(
+                    &secrets::address(&service, &secrets_environment, key),
+                    value,
+                );
                 (key.clone(), nonce, ciphertext)
             })
             .collect();
@@ -339,6 +373,7 @@ impl ControlService for Control {
             release_id: tokens::new_id("r"),
             mission_id: tokens::new_id("m"),
             source,
+            preview: header.preview.clone(),
         };
         self.state
             .store
@@ -661,6 +696,7 @@ impl ControlService for Control {
                 request.fqdn
             )));
         }
+        let address = host_address(&request.host_address)?;
         let store = &self.state.store;
         let (row, created) = store
             .ensure_service_created(&service, &environment)
@@ -670,6 +706,12 @@ impl ControlService for Control {
             .set_fqdn(&service, &environment, &fqdn)
             .await
             .map_err(internal)?;
+        if created || !address.is_empty() {
+            store
+                .set_host_address(&service, &environment, &address)
+                .await
+                .map_err(internal)?;
+        }
         Ok(Response::new(ServiceInfo {
             created,
             ..self.service_info(&row).await?
@@ -996,12 +1038,49 @@ impl ControlService for Control {
             .map(Response::new)
     }
 
+    async fn get_service(
+        &self,
+        request: Request<GetServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        let (service, environment) = target(request.into_inner().target.as_ref())?;
+        let row = self
+            .state
+            .store
+            .service(&service, &environment)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no service {service} in {environment}: see `launch services`"
+                ))
+            })?;
+        self.service_info(&row).await.map(Response::new)
+    }
+
+    async fn list_previews(
+        &self,
+        request: Request<ListPreviewsRequest>,
+    ) -> Result<Response<ListPreviewsResponse>, Status> {
+        super::previews::list(&self.state, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
     async fn restart(
         &self,
         request: Request<RestartRequest>,
     ) -> Result<Response<MissionRef>, Status> {
         let target = request.into_inner().target;
         super::missions::queue(&self.state, MissionKind::Restart, target.as_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_preview(
+        &self,
+        request: Request<RemovePreviewRequest>,
+    ) -> Result<Response<RemovePreviewResponse>, Status> {
+        super::previews::remove(&self.state, request.get_ref())
             .await
             .map(Response::new)
     }

@@ -34,6 +34,8 @@ pub struct State {
     pub revocations: super::authz::Revocations,
     /// Reports deploys from `--repo`/`--pr` to GitHub; a no-op when off.
     pub github: super::github::Reporter,
+    /// The previews' cap, idle TTL and container limits.
+    pub previews: super::previews::Settings,
 }
 
 /// A store failure as the caller sees it: generic, with the details logged.
@@ -101,6 +103,23 @@ impl State {
         Ok(values)
     }
 
+    /// The secrets a mission's agent gets: the environment's, and for a
+    /// preview, its own overrides on top.
+    async fn mission_secrets(
+        &self,
+        mission: &MissionRow,
+    ) -> Result<HashMap<String, String>, Status> {
+        let mut values = self
+            .open_secrets(&mission.service, &mission.environment)
+            .await?;
+        if !mission.preview.is_empty() {
+            let overrides =
+                super::store::previews::secrets_environment(&mission.environment, &mission.preview);
+            values.extend(self.open_secrets(&mission.service, &overrides).await?);
+        }
+        Ok(values)
+    }
+
     /// The Mission message for a stored mission, with its service's secrets
     /// (and, for an upgrade, the agent binary served now).
     pub async fn mission_message(&self, mission: &MissionRow) -> Result<ControlMessage, Status> {
@@ -127,9 +146,7 @@ impl State {
                 release_id: mission.release_id.clone(),
                 bundle_sha256,
                 bundle_size,
-                secrets: self
-                    .open_secrets(&mission.service, &mission.environment)
-                    .await?,
+                secrets: self.mission_secrets(mission).await?,
                 created_unix_ms: mission.created,
                 max_bundle_bytes: self.max_bundle_bytes,
                 allowances: self
@@ -150,6 +167,14 @@ impl State {
                     .collect(),
                 agent_sha256,
                 agent_version,
+                host_address: self
+                    .store
+                    .host_address(&mission.service, &mission.environment)
+                    .await
+                    .map_err(internal)?,
+                preview: mission.preview.clone(),
+                preview_memory_bytes: self.previews.memory_bytes,
+                preview_millicpus: self.previews.millicpus,
             })),
         })
     }

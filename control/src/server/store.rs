@@ -18,9 +18,11 @@ mod provisioning;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
 mod allowances;
 mod health;
+mod host_address;
 pub use allowances::AllowanceRow;
 pub use health::HealthRow;
 pub mod github;
+pub mod previews;
 pub use provisioning::HostRetired;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -98,6 +100,8 @@ pub struct MissionRow {
     pub result_release_id: String,
     pub created: i64,
     pub updated: i64,
+    /// The preview the mission is about (empty: the environment itself).
+    pub preview: String,
 }
 
 #[derive(Clone, Debug)]
@@ -130,6 +134,8 @@ pub struct NewDeploy {
     pub mission_id: String,
     /// Where the release came from on GitHub (`--repo`/`--pr`), if said.
     pub source: Option<github::ReleaseSource>,
+    /// The preview deployed (empty: the environment itself).
+    pub preview: String,
 }
 
 fn service_row(row: &sqlx::sqlite::SqliteRow) -> ServiceRow {
@@ -185,6 +191,7 @@ fn mission_row(row: &sqlx::sqlite::SqliteRow) -> MissionRow {
         result_release_id: row.get("result_release_id"),
         created: row.get("created"),
         updated: row.get("updated"),
+        preview: row.get("preview"),
     }
 }
 
@@ -348,6 +355,7 @@ impl Store {
             .bind(environment)
             .execute(&mut *tx)
             .await?;
+        previews::forget_all(&mut tx, service, environment).await?;
         tx.commit().await?;
         Ok(Retired {
             agents,
@@ -615,10 +623,12 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        let secrets_environment =
+            previews::secrets_environment(&deploy.environment, &deploy.preview);
         for (key, nonce, ciphertext) in &deploy.secrets {
             sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
                 .bind(&deploy.service)
-                .bind(&deploy.environment)
+                .bind(&secrets_environment)
                 .bind(key)
                 .bind(nonce)
                 .bind(ciphertext)
@@ -626,7 +636,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)")
+        sqlx::query("INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id, preview) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)")
             .bind(&deploy.release_id)
             .bind(&deploy.service)
             .bind(&deploy.environment)
@@ -635,19 +645,24 @@ impl Store {
             .bind(deploy.bundle_size)
             .bind(now)
             .bind(&deploy.mission_id)
+            .bind(&deploy.preview)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated) VALUES (?, 'deploy', ?, ?, ?, 'queued', ?, ?)")
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview) VALUES (?, 'deploy', ?, ?, ?, 'queued', ?, ?, ?)")
             .bind(&deploy.mission_id)
             .bind(&deploy.service)
             .bind(&deploy.environment)
             .bind(&deploy.release_id)
             .bind(now)
             .bind(now)
+            .bind(&deploy.preview)
             .execute(&mut *tx)
             .await?;
         if let Some(source) = &deploy.source {
             github::insert_release_source(&mut tx, &deploy.release_id, source).await?;
+        }
+        if !deploy.preview.is_empty() {
+            previews::record_deploy(&mut tx, deploy, now).await?;
         }
         tx.commit().await
     }
@@ -684,7 +699,7 @@ impl Store {
 
     /// Newest first.
     pub async fn releases(&self, service: &str, environment: &str) -> Result<Vec<ReleaseRow>> {
-        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? AND retired = 0 ORDER BY id DESC")
+        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? AND retired = 0 AND preview = '' ORDER BY id DESC")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
@@ -699,7 +714,7 @@ impl Store {
         service: &str,
         environment: &str,
     ) -> Result<Vec<(ReleaseRow, bool)>> {
-        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? ORDER BY id DESC")
+        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? AND preview = '' ORDER BY id DESC")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
@@ -725,7 +740,7 @@ impl Store {
         environment: &str,
     ) -> Result<Option<MissionRow>> {
         sqlx::query(
-            "SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND preview = '' ORDER BY id DESC LIMIT 1",
         )
         .bind(service)
         .bind(environment)
@@ -736,7 +751,7 @@ impl Store {
 
     /// The newest mission that left a URL (the service's address).
     pub async fn newest_url(&self, service: &str, environment: &str) -> Result<Option<String>> {
-        sqlx::query("SELECT url FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND url != '' ORDER BY id DESC LIMIT 1")
+        sqlx::query("SELECT url FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND preview = '' AND url != '' ORDER BY id DESC LIMIT 1")
             .bind(service)
             .bind(environment)
             .fetch_optional(&self.pool)
@@ -765,7 +780,7 @@ impl Store {
         service: &str,
         environment: &str,
     ) -> Result<Vec<MissionRow>> {
-        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = ? AND environment = ? AND retired = 0)) ORDER BY id")
+        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND preview = '')) ORDER BY id")
             .bind(service)
             .bind(environment)
             .bind(service)
@@ -845,6 +860,8 @@ impl Store {
                 .await?;
         }
         let current = match state {
+            // A preview's release is never the environment's.
+            _ if !mission.preview.is_empty() => None,
             MissionState::Healthy if moves_release => Some(mission.release_id.clone()),
             MissionState::RolledBack if !update.release_id.is_empty() => {
                 Some(update.release_id.clone())

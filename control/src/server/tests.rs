@@ -249,6 +249,8 @@ struct AgentSession {
     /// Missions already received on this session: one can arrive twice when
     /// a deploy races the connect, and agents dedupe by id, as this does.
     seen: std::collections::HashSet<String>,
+    /// What the session opened with.
+    welcome: Welcome,
 }
 
 impl AgentSession {
@@ -288,9 +290,13 @@ impl AgentSession {
             outbound,
             inbound,
             seen: Default::default(),
+            welcome: Welcome::default(),
         };
         match session.next().await? {
-            control_message::Msg::Welcome(_) => Ok(session),
+            control_message::Msg::Welcome(welcome) => {
+                session.welcome = welcome;
+                Ok(session)
+            }
             other => panic!("expected Welcome first, got {other:?}"),
         }
     }
@@ -1675,6 +1681,7 @@ fn bad_config_is_reported_all_at_once() {
             github_api_url: crate::server::github::DEFAULT_API_URL.into(),
             ..Default::default()
         },
+        previews: Default::default(),
         command: None,
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
@@ -1712,6 +1719,7 @@ fn bad_config_is_reported_all_at_once() {
             github_api_url: crate::server::github::DEFAULT_API_URL.into(),
             ..Default::default()
         },
+        previews: Default::default(),
         command: None,
     };
     let config = ServerConfig::from_flags_with(&ok, None, Some("/home/u".into())).unwrap();
@@ -1799,4 +1807,5 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
     );
 }
 mod missions;
+mod previews;
 mod recreate;

@@ -7,13 +7,14 @@ module "hello" {
   target       = "aws"
 
   # public = true adds a Cloudflare record <name>.<domain> and the URL
-  # https://<name>.<domain> (set CLOUDFLARE_* first); something on the host
-  # must then answer on 443, e.g. a proxied record or a TLS-terminating
-  # container. Without it the service answers on its host's address.
+  # https://<name>.<domain> (set CLOUDFLARE_* first), served by the host
+  # agent's front door with a Let's Encrypt certificate; the module's own
+  # security group then opens 80 and 443. Without it the service answers on
+  # its host's address, on the ports in ingress_ports.
   public = false
 
-  # Existing groups that let port 8080 (or 80/443) in; a per-service group
-  # managed by the module is planned.
+  # ingress_ports = [8080]
+  # More security groups to attach, e.g. one allowing SSH from your office:
   # aws = { security_group_ids = ["sg-0123456789abcdef0"] }
 }
 

@@ -1,7 +1,8 @@
 //! The order of a create, the same for every target, and the rule that
 //! nothing is orphaned: the target is reached, the control plane prepared
 //! (service, join token, public name checked free, secrets), the host
-//! created, then its DNS record and (with `wait_for_agent`) its agent.
+//! created, then its DNS record, its name and address registered with the
+//! control plane, and (with `wait_for_agent`) its agent.
 //! Before a host exists, a failure undoes the control-plane side; once it
 //! exists, the state is always handed back so terraform records it,
 //! tainted when a later step failed. [`ControlSide`] is what the steps
@@ -42,8 +43,9 @@ pub trait ControlSide: Send + Sync {
     /// whatever fails next (the host is tainted, not undone).
     fn keep(&self) {}
 
-    /// The DNS record of a public service; `false` (with an error) when it
-    /// could not be made.
+    /// Makes the host reachable: the DNS record of a public service, then
+    /// its name and address registered with the control plane (the URL
+    /// deploys report); `false` (with an error) when either failed.
     async fn dns(
         &self,
         diags: &mut Diagnostics,
@@ -140,7 +142,7 @@ impl ControlSide for Live<'_> {
             _ => "",
         };
         control
-            .ensure_service(labels, fqdn)
+            .ensure_service(labels, fqdn, "")
             .await
             .map_err(|e| e.to_string())?;
         let ttl = self.create_timeout.max(Duration::from_secs(3600));
@@ -184,7 +186,16 @@ impl ControlSide for Live<'_> {
         planned_fqdn: Value<String>,
         what: &str,
     ) -> bool {
-        dns::create(diags, self.clients, state, planned_fqdn, what).await
+        if !dns::create(diags, self.clients, state, planned_fqdn, what).await {
+            return false;
+        }
+        match super::register(self.clients, self.labels, state).await {
+            Ok(()) => true,
+            Err(e) => {
+                diags.root_error(super::NOT_REGISTERED, format!("{e}. {what} {KEPT}"));
+                false
+            }
+        }
     }
 
     /// The agent that registered with this create's join token: no clocks

@@ -109,7 +109,7 @@ pub fn schema() -> Schema {
         ("environment", attr(s(), OptionalComputed, "Environment, a DNS label like `name`. The agent's `environment` label. Default `prod`. Changing it replaces the service.")),
         ("target", attr(s(), Required, "Where the host runs: `aws` (an EC2 instance), `proxmox` (an unprivileged LXC with nesting, bootstrapped over SSH) or `docker` (a container running systemd on a Docker engine, bootstrapped through `docker exec`). Changing it replaces the service.")),
         ("size", attr(s(), OptionalComputed, "`small`, `medium` or `large`. On AWS `t3.small`, `t3.medium`, `t3.large`; on Proxmox 1 core / 1024 MiB / 8 GiB, 2 / 2048 MiB / 16 GiB, 4 / 4096 MiB / 32 GiB; on Docker limits of 1 CPU / 1024 MiB, 2 / 2048 MiB, 4 / 4096 MiB. Default `small`. Updated in place: an EC2 instance is stopped, resized and started; a Proxmox container gets its cores and memory changed live and its disk grown (never shrunk); a Docker host gets new limits live.")),
-        ("public", attr(Bool, OptionalComputed, "Whether the service gets a DNS record in Cloudflare: an A record `<name>.<domain>` (environment `prod`) or `<name>-<environment>.<domain>`, pointing at `public_ip`, or at `private_ip` when the host has no public address (e.g. a homelab). Needs the provider's `cloudflare` block. Default `false`; switching it off deletes the record in place.")),
+        ("public", attr(Bool, OptionalComputed, "Whether the service gets a DNS record in Cloudflare: an A record `<name>.<domain>` (environment `prod`) or `<name>-<environment>.<domain>`, pointing at `public_ip`, or at `private_ip` when the host has no public address (e.g. a homelab). Needs the provider's `cloudflare` block. The name is registered with the control plane, and the host agent's front door serves it over HTTPS with a certificate from ACME (open 80 and 443 to the host). Default `false`; switching it off deletes the record in place.")),
         ("secrets", secrets),
         ("tags", attr(Map(Box::new(s())), Optional, "Extra tags for the instance. Keys `Name`, `launch:*` and `aws:*` are reserved.")),
         ("tags_all", attr(Map(Box::new(s())), Computed, "Every tag on the instance: `tags` plus `Name`, `launch:service`, `launch:environment` and `launch:managed-by`.")),
@@ -120,7 +120,7 @@ pub fn schema() -> Schema {
         ("private_ip", attr(s(), Computed, "Private IPv4 address.")),
         ("public_ip", attr(s(), Computed, "Public IPv4 address, if the subnet gives one.")),
         ("fqdn", attr(s(), Computed, "The DNS record's name, when `public`, e.g. `hello.example.com`.")),
-        ("url", attr(s(), Computed, "`https://<fqdn>`, when `public`.")),
+        ("url", attr(s(), Computed, "`https://<fqdn>`, when `public`: served by the host agent's front door on 443 with a certificate it obtains from ACME.")),
         ("agent_id", attr(s(), Computed, "ID of the host's agent in the control plane, once it has registered.")),
         ("dns_record_id", attr(s(), Computed, "ID of the Cloudflare DNS record, when `public`.")),
         ("dns_content", attr(s(), Computed, "The address the DNS record points at, as Cloudflare has it, when `public`. A change made in Cloudflare shows here as drift and the next apply puts it back.")),
@@ -249,6 +249,15 @@ impl State {
             (Value::Value(ip), _) => Value::Value(ip.clone()),
             (Value::Unknown, _) => Value::Unknown,
             (Value::Null, ip) => ip.clone(),
+        }
+    }
+
+    /// The address the host is reached at, as the DNS record would point
+    /// (`""` while unknown): registered with the control plane.
+    pub fn host_address(&self) -> String {
+        match self.wanted_dns_content() {
+            Value::Value(address) => address,
+            _ => String::new(),
         }
     }
 

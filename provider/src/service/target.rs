@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::state::State;
 use crate::control::JoinToken;
 use crate::provider::Clients;
+use crate::proxmox::firewall::Ingress;
 
 /// The kinds of host, in the order an import looks for a service: the one
 /// whose IDs are unambiguous first, AWS (which answers every
@@ -121,6 +122,9 @@ pub struct HostView {
     pub public_ip: Option<String>,
     /// `tags_all`, for targets with key/value tags.
     pub tags: Option<BTreeMap<String, String>>,
+    /// What the host's own firewall lets in, for a target that manages
+    /// one (Proxmox) and a configuration that asks it to.
+    pub firewall: Option<Ingress>,
 }
 
 impl HostView {
@@ -135,6 +139,9 @@ impl HostView {
             Some(tags) => super::state::to_text_map(tags.clone()),
             None => Value::Null,
         };
+        if let Some(seen) = &self.firewall {
+            proxmox::observe_firewall(state, seen);
+        }
     }
 }
 

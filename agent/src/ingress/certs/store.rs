@@ -96,6 +96,17 @@ impl Store {
         Ok(stored)
     }
 
+    /// Deletes `host`'s certificate file; a missing one is not an error.
+    pub fn forget(&self, source: Source, host: &str) -> Result<(), StoreError> {
+        check_name(host)?;
+        let path = self.dir.join(source.dir()).join(format!("{host}.pem"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
     /// Every certificate on disk by host, and what could not be read.
     pub fn load_all(&self) -> Loaded {
         let mut found = Vec::new();
@@ -219,6 +230,28 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, "hello.test");
         assert_eq!(found[0].1.source, Source::User);
+    }
+
+    #[test]
+    fn a_forgotten_certificate_is_gone_from_disk_and_forgetting_twice_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        for host in ["pr-1.hello.test", "hello.test"] {
+            let (cert, key) = pair(host);
+            store
+                .save(Source::Acme, host, &format!("{key}{cert}"))
+                .unwrap();
+        }
+        store.forget(Source::Acme, "pr-1.hello.test").unwrap();
+        store.forget(Source::Acme, "pr-1.hello.test").unwrap();
+        let (found, _) = store.load_all();
+        let hosts: Vec<&str> = found.iter().map(|(host, _)| host.as_str()).collect();
+        assert_eq!(
+            hosts,
+            ["hello.test"],
+            "only the other name's certificate is left"
+        );
+        assert!(store.forget(Source::Acme, "../escape").is_err());
     }
 
     #[test]

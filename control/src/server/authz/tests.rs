@@ -148,6 +148,9 @@ const SPEC: &[(&str, Need)] = &[
     ("Retire", Need::Admin),
     ("UpgradeAgents", Need::Admin),
     ("CancelMission", Need::Deploy),
+    ("GetService", Need::Read),
+    ("ListPreviews", Need::Read),
+    ("RemovePreview", Need::Deploy),
 ];
 
 /// One token of the table: its scope and patterns.
@@ -446,6 +449,13 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         }
         .encode_to_vec(),
         "ListAllowancesRequest" => ListAllowancesRequest { target }.encode_to_vec(),
+        "GetServiceRequest" => GetServiceRequest { target }.encode_to_vec(),
+        "ListPreviewsRequest" => ListPreviewsRequest { target }.encode_to_vec(),
+        "RemovePreviewRequest" => RemovePreviewRequest {
+            target,
+            preview: "pr-1".into(),
+        }
+        .encode_to_vec(),
         "RestartRequest" => RestartRequest { target }.encode_to_vec(),
         // Another service: taking hello/prod down would change what others see.
         "RetireRequest" => RetireRequest {

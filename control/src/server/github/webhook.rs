@@ -3,8 +3,9 @@
 //! over the raw body bytes and compared in constant time; a body over GitHub's
 //! own 25 MB cap is refused unread; a delivery id is handled once (the record
 //! and the change it makes are one transaction). `ping` is answered,
-//! `pull_request` `closed` marks the pull request closed and has the reporter
-//! say so on it, every other event is acknowledged and ignored.
+//! `pull_request` `closed` marks the pull request closed, tears down its
+//! previews (`pr-<N>` of every service with a release from that repository)
+//! and has the reporter say so on it, every other event is acknowledged and ignored.
 //!
 //! Answers: 401 bad signature, 400 missing headers or a body that is not the
 //! JSON the event needs, 413 oversize, 404 when webhooks are off — and in all
@@ -32,6 +33,8 @@ pub struct Webhook {
     /// `None`: webhooks are off.
     pub secret: Option<Vec<u8>>,
     pub reporter: Reporter,
+    /// For tearing down a closed pull request's previews.
+    pub state: Arc<crate::server::state::State>,
 }
 
 pub fn router(webhook: Arc<Webhook>) -> axum::Router {
@@ -133,6 +136,14 @@ async fn pull_request(webhook: &Webhook, delivery: &str, payload: &serde_json::V
     {
         Ok(true) => {
             info!(%delivery, %repo, pr = number, "pull request closed");
+            match crate::server::previews::close_pull_request(&webhook.state, repo, number).await {
+                Ok(removed) => {
+                    info!(%repo, pr = number, removed, "the pull request's previews are being torn down")
+                }
+                Err(status) => {
+                    warn!(cause = %status.message(), %repo, pr = number, "cannot tear down the pull request's previews")
+                }
+            }
             webhook.reporter.send(ReportEvent::PullRequestClosed {
                 repo: repo.to_owned(),
                 pr: number,

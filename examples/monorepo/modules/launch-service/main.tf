@@ -5,7 +5,8 @@
 #
 # On AWS the host gets its own security group: 80 and 443 open when public,
 # plus var.ingress_ports, nothing else inbound. Groups in
-# aws.security_group_ids are attached as well.
+# aws.security_group_ids are attached as well. On Proxmox the container's
+# own PVE firewall gets the same rule (the bootstrap's SSH comes first).
 resource "launch_service" "this" {
   name           = var.service_name
   environment    = var.environment
@@ -36,6 +37,8 @@ resource "launch_service" "this" {
       security_group_ids = concat(launch_aws_security_group.this[*].id, coalesce(aws.value.security_group_ids, []))
       key_name           = aws.value.key_name
       instance_type      = aws.value.instance_type
+      spot               = aws.value.spot
+      max_price          = aws.value.max_price
     }
   }
 
@@ -49,6 +52,9 @@ resource "launch_service" "this" {
       vmid     = proxmox.value.vmid
       ip       = proxmox.value.ip
       gateway  = proxmox.value.gateway
+      # The same inbound rule as the AWS security group below.
+      firewall          = true
+      ingress_tcp_ports = distinct(concat(var.public ? [80, 443] : [], var.ingress_ports))
     }
   }
 
@@ -81,6 +87,8 @@ locals {
     security_group_ids = null
     key_name           = null
     instance_type      = null
+    spot               = null
+    max_price          = null
   }
 }
 

@@ -78,12 +78,14 @@ variable "aws" {
     security_group_ids = optional(list(string))
     key_name           = optional(string)
     instance_type      = optional(string)
+    spot               = optional(bool)
+    max_price          = optional(string)
   })
   default = null
 }
 
 variable "ingress_ports" {
-  description = "Extra TCP ports the AWS security group opens to 0.0.0.0/0 (80 and 443 are opened when public = true)."
+  description = "Extra TCP ports the AWS security group (or the Proxmox container's firewall) opens to 0.0.0.0/0 (80 and 443 are opened when public = true)."
   type        = list(number)
   default     = []
 }

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::{Created, Failure, HostSpec, HostView, Imported, Size, Target};
 use crate::bootstrap::Bootstrap;
-use crate::ec2::{InstanceView, Launch};
+use crate::ec2::{InstanceView, Launch, Spot};
 use crate::provider::{Clients, attribute};
 use crate::service::state::{State, Text, TextMap, known_map, to_text_map};
 
@@ -32,6 +32,10 @@ pub struct AwsArgs {
     pub security_group_ids: Value<Vec<Value<String>>>,
     pub key_name: Text,
     pub instance_type: Text,
+    #[serde(default)]
+    pub spot: Value<bool>,
+    #[serde(default)]
+    pub max_price: Text,
 }
 
 pub struct Aws;
@@ -114,6 +118,35 @@ fn view_of(instance: &InstanceView) -> HostView {
         private_ip: instance.private_ip.clone(),
         public_ip: instance.public_ip.clone(),
         tags: Some(instance.tags.clone()),
+        firewall: None,
+    }
+}
+
+fn wants_spot(args: &AwsArgs) -> bool {
+    matches!(args.spot, Value::Value(true))
+}
+
+/// `max_price` is a positive price and only means something for spot.
+fn validate_spot(args: &AwsArgs, diags: &mut Diagnostics) {
+    let path = |field: &'static str| AttributePath::new("aws").index(0).attribute(field);
+    let Value::Value(price) = &args.max_price else {
+        return;
+    };
+    let valid = price.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && price.parse::<f64>().is_ok_and(|p| p > 0.0);
+    if !valid {
+        diags.error(
+            "aws.max_price is not a price",
+            format!("{price:?} is not; write the highest hourly price in USD as a decimal, e.g. \"0.0104\", or remove max_price for the on-demand price."),
+            path("max_price"),
+        );
+    }
+    if matches!(args.spot, Value::Null | Value::Value(false)) {
+        diags.error(
+            "aws.max_price needs spot = true",
+            "A maximum price applies to spot instances only: set spot = true in the aws block, or remove max_price.",
+            path("max_price"),
+        );
     }
 }
 
@@ -137,7 +170,7 @@ impl Target for Aws {
 
     fn block(&self) -> Block {
         use AttributeConstraint::Optional;
-        use AttributeType::{List, String};
+        use AttributeType::{Bool, List, String};
         let attr = attribute;
         Block {
             attributes: [
@@ -146,6 +179,8 @@ impl Target for Aws {
                 ("security_group_ids", attr(List(Box::new(String)), Optional, "Security groups. Default: the VPC's default group. Updated in place.")),
                 ("key_name", attr(String, Optional, "EC2 key pair for SSH. Changing it replaces the instance (EC2 cannot change the key of a running instance).")),
                 ("instance_type", attr(String, Optional, "Instance type, overriding what `size` means (`t3.small`, `t3.medium`, `t3.large`). Updated in place (stop, modify, start).")),
+                ("spot", attr(Bool, Optional, "Run a spot instance (a one-time request, terminated on interruption) instead of an on-demand one. An interrupted instance reads as gone, so the next plan re-creates it: the service is down until then. Changing it replaces the instance.")),
+                ("max_price", attr(String, Optional, "Highest hourly price in USD for a spot instance, e.g. `\"0.0104\"`. Default: the on-demand price. Needs `spot = true`. Changing it replaces the instance.")),
             ]
             .map(|(k, v)| (k.to_owned(), v))
             .into(),
@@ -155,6 +190,7 @@ impl Target for Aws {
     }
 
     fn validate(&self, config: &State, diags: &mut Diagnostics) {
+        validate_spot(&args(config), diags);
         if let Value::Value(tags) = &config.tags {
             for key in tags.keys() {
                 if key == "Name" || key.starts_with("launch:") || key.starts_with("aws:") {
@@ -192,6 +228,8 @@ impl Target for Aws {
             ("ami", before.ami != after.ami),
             ("subnet_id", before.subnet_id != after.subnet_id),
             ("key_name", before.key_name != after.key_name),
+            ("spot", wants_spot(&before) != wants_spot(&after)),
+            ("max_price", before.max_price != after.max_price),
         ]
         .into_iter()
         .filter(|(_, changed)| *changed)
@@ -238,6 +276,9 @@ impl Target for Aws {
                 subnet_id: args.subnet_id.as_ref_option().map(String::as_str),
                 security_group_ids: security_group_ids(&args).unwrap_or_default(),
                 key_name: args.key_name.as_ref_option().map(String::as_str),
+                spot: wants_spot(&args).then(|| Spot {
+                    max_price: args.max_price.as_ref_option().map(String::as_str),
+                }),
             })
             .await;
         let instance = match launched {
@@ -422,19 +463,23 @@ impl Target for Aws {
                 return Imported::Failed;
             }
         };
-        match size_for(&instance.instance_type) {
-            Some(size) => {
-                state.size = Value::Value(size.name().to_owned());
-                state.aws = Value::Value(Vec::new());
-            }
-            None => {
-                state.size = Value::Value(Size::DEFAULT.name().to_owned());
-                state.aws = Value::Value(vec![AwsArgs {
-                    instance_type: Value::Value(instance.instance_type.clone()),
-                    ..Default::default()
-                }]);
-            }
-        }
+        let size = size_for(&instance.instance_type);
+        state.size = Value::Value(size.unwrap_or(Size::DEFAULT).name().to_owned());
+        let overrides = AwsArgs {
+            instance_type: match size {
+                Some(_) => Value::Null,
+                None => Value::Value(instance.instance_type.clone()),
+            },
+            spot: match instance.is_spot() {
+                true => Value::Value(true),
+                false => Value::Null,
+            },
+            ..Default::default()
+        };
+        state.aws = Value::Value(match overrides == AwsArgs::default() {
+            true => Vec::new(),
+            false => vec![overrides],
+        });
         let managed = managed_tags(name, environment);
         let user: BTreeMap<String, String> = instance
             .tags
@@ -476,6 +521,65 @@ mod tests {
         );
         assert_eq!(size_for("t3.large"), Some(Size::Large));
         assert_eq!(size_for("m7i.large"), None);
+    }
+
+    #[test]
+    fn max_price_must_be_a_price_for_a_spot_instance() {
+        let errors = |spot: Value<bool>, price: &str| {
+            let mut diags = Diagnostics::default();
+            validate_spot(
+                &AwsArgs {
+                    spot,
+                    max_price: Value::Value(price.into()),
+                    ..Default::default()
+                },
+                &mut diags,
+            );
+            diags
+                .errors
+                .into_iter()
+                .map(|d| d.summary)
+                .collect::<Vec<_>>()
+        };
+        assert!(errors(Value::Value(true), "0.0104").is_empty());
+        assert_eq!(
+            errors(Value::Value(true), "cheap"),
+            ["aws.max_price is not a price"]
+        );
+        assert_eq!(
+            errors(Value::Value(true), "-1"),
+            ["aws.max_price is not a price"]
+        );
+        assert_eq!(
+            errors(Value::Null, "0.01"),
+            ["aws.max_price needs spot = true"]
+        );
+    }
+
+    #[test]
+    fn a_spot_request_is_one_time_and_terminates_on_interruption() {
+        let options = Spot {
+            max_price: Some("0.0104"),
+        }
+        .market_options();
+        assert_eq!(options.market_type().map(|m| m.as_str()), Some("spot"));
+        let spot = options.spot_options().expect("spot options");
+        assert_eq!(
+            spot.spot_instance_type().map(|t| t.as_str()),
+            Some("one-time")
+        );
+        assert_eq!(
+            spot.instance_interruption_behavior().map(|b| b.as_str()),
+            Some("terminate")
+        );
+        assert_eq!(spot.max_price(), Some("0.0104"));
+        assert_eq!(
+            Spot { max_price: None }
+                .market_options()
+                .spot_options()
+                .and_then(|s| s.max_price()),
+            None
+        );
     }
 
     #[test]

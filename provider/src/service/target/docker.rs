@@ -95,6 +95,7 @@ fn view_of(inspect: &Json) -> HostView {
         private_ip: address,
         public_ip: None,
         tags: None,
+        firewall: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! `config` holds everything decided without I/O.
 
 mod config;
+mod firewall;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tracing::info;
 use super::{Created, Failure, HostSpec, HostView, Imported, Size, Target};
 use crate::bootstrap::Bootstrap;
 use crate::provider::{Clients, attribute};
+use crate::proxmox::firewall::Ingress;
 use crate::proxmox::{Proxmox, ProxmoxError, first_ipv4, split_tags};
 use crate::service::state::State;
 use crate::ssh::{self, KeyPair};
@@ -28,6 +30,49 @@ use config::{
 };
 
 pub struct ProxmoxTarget;
+
+/// Copies what the container's firewall says into the state's `proxmox`
+/// block (see `firewall::observe`).
+pub fn observe_firewall(state: &mut State, seen: &Ingress) {
+    if let Value::Value(blocks) = &mut state.proxmox
+        && let Some(args) = blocks.first_mut()
+    {
+        firewall::observe(args, seen, false);
+    }
+}
+
+/// The container as Proxmox has it, seen as `asked` (the state it is
+/// read into) wants it seen.
+async fn observe(
+    proxmox: &Proxmox,
+    node: &str,
+    vmid: i64,
+    instance_id: &str,
+    asked: &State,
+) -> Result<HostView, ProxmoxError> {
+    let config = proxmox.config(node, vmid).await?;
+    let mut view = view_of(instance_id, &config, asked);
+    view.firewall = observed_firewall(proxmox, node, vmid, &config, asked).await?;
+    Ok(view)
+}
+
+/// The firewall as Proxmox has it, when the configuration manages it:
+/// enabled only if both the options and `net0` say so.
+async fn observed_firewall(
+    proxmox: &Proxmox,
+    node: &str,
+    vmid: i64,
+    config: &config::Config,
+    asked: &State,
+) -> Result<Option<Ingress>, ProxmoxError> {
+    if args(asked).firewall.is_null() {
+        return Ok(None);
+    }
+    let mut seen = proxmox.ingress(node, vmid).await?;
+    let net0 = config.get("net0").and_then(|v| v.as_str()).unwrap_or("");
+    seen.enabled &= firewall::flagged(net0);
+    Ok(Some(seen))
+}
 
 /// How an import names a container.
 enum ContainerRef {
@@ -55,6 +100,7 @@ fn view_of(instance_id: &str, config: &config::Config, state: &State) -> HostVie
         private_ip: state.private_ip.as_ref_option().cloned(),
         public_ip: None,
         tags: None,
+        firewall: None,
     }
 }
 
@@ -140,7 +186,7 @@ impl Target for ProxmoxTarget {
 
     fn block(&self) -> Block {
         use AttributeConstraint::Optional;
-        use AttributeType::{Number, String};
+        use AttributeType::{Bool, Number, Set, String};
         let attr = attribute;
         Block {
             attributes: [
@@ -151,6 +197,8 @@ impl Target for ProxmoxTarget {
                 ("vmid", attr(Number, Optional, "VMID to use. Default: the cluster's next free one (`/cluster/nextid`). Changing it replaces the container.")),
                 ("ip", attr(String, Optional, "`dhcp` (the default) or a static IPv4 address with prefix, e.g. `192.168.1.50/24`. Changing it replaces the container.")),
                 ("gateway", attr(String, Optional, "IPv4 gateway for a static `ip`. Changing it replaces the container.")),
+                ("firewall", attr(Bool, Optional, "Manage the container's Proxmox firewall: `true` enables it (inbound DROP, outbound ACCEPT, `firewall=1` on `eth0`) with one ACCEPT rule per `ingress_tcp_ports`; `false` disables it. Unset, the provider leaves it alone. Rules it did not make are kept. A managed rule changed out of band shows in the plan and is put back. Enabled after the bootstrap, which needs SSH. Updated in place.")),
+                ("ingress_tcp_ports", attr(Set(Box::new(Number)), Optional, "Inbound TCP ports the firewall lets in, e.g. `[80, 443]` (the module passes 80 and 443 when public, plus `ingress_ports`). Needs `firewall = true`. Updated in place.")),
             ]
             .map(|(k, v)| (k.to_owned(), v))
             .into(),
@@ -283,6 +331,10 @@ impl Target for ProxmoxTarget {
         if let Some(gateway) = args.gateway.as_ref_option() {
             net0.push_str(&format!(",gw={gateway}"));
         }
+        let wanted_firewall = firewall::wanted(&args);
+        if wanted_firewall.as_ref().is_some_and(|w| w.enabled) {
+            net0 = firewall::with_firewall_flag(&net0);
+        }
         let params = |vmid: i64| -> Vec<(&str, String)> {
             vec![
                 ("vmid", vmid.to_string()),
@@ -405,6 +457,17 @@ impl Target for ProxmoxTarget {
                 e.to_string(),
             );
         }
+        // Last: the bootstrap needed SSH, which the firewall may not let in.
+        if let Some(wanted) = &wanted_firewall {
+            if let Err(e) = proxmox.set_ingress(&node, vmid, wanted).await {
+                return host(
+                    &view,
+                    format!("the firewall of container {instance_id} was not set up"),
+                    e.to_string(),
+                );
+            }
+            view.firewall = Some(wanted.clone());
+        }
         Created::Host { view, failed: None }
     }
 
@@ -429,6 +492,9 @@ impl Target for ProxmoxTarget {
         };
         let config = proxmox.config(&node, vmid).await.map_err(cannot_read)?;
         let mut view = view_of(instance_id, &config, prior);
+        view.firewall = observed_firewall(proxmox, &node, vmid, &config, prior)
+            .await
+            .map_err(cannot_read)?;
         if status["status"] == "running" {
             if let Ok(interfaces) = proxmox.interfaces(&node, vmid).await
                 && let Some(ip) = first_ipv4(&interfaces)
@@ -462,8 +528,15 @@ impl Target for ProxmoxTarget {
             .map_err(plain)?;
         let cannot_read =
             |e: ProxmoxError| Failure::new(format!("cannot read container {instance_id}"), e);
-        let current = match proxmox.config(&node, vmid).await {
-            Ok(config) => Shape::of(&config),
+        let (current, net0) = match proxmox.config(&node, vmid).await {
+            Ok(config) => (
+                Shape::of(&config),
+                config
+                    .get("net0")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
             Err(e) => return Err(plain(cannot_read(e))),
         };
         let Some(wanted) = wanted_shape(planned) else {
@@ -494,21 +567,27 @@ impl Target for ProxmoxTarget {
                         .await?;
                 }
             }
+            if let Some(wanted) = firewall::wanted(&args(planned)) {
+                if wanted.enabled && !firewall::flagged(&net0) {
+                    info!(%instance_id, "turning on the firewall flag of net0");
+                    let net0 = firewall::with_firewall_flag(&net0);
+                    proxmox.set_config(&node, vmid, &[("net0", net0)]).await?;
+                }
+                proxmox.set_ingress(&node, vmid, &wanted).await?;
+            }
             Ok(())
         }
         .await;
         // Whatever happened, record what Proxmox says now.
-        let observed = proxmox.config(&node, vmid).await;
         if let Err(e) = changed {
             return Err((
-                Failure::new(format!("cannot resize container {instance_id}"), e),
-                observed.ok().map(|c| view_of(instance_id, &c, prior)),
+                Failure::new(format!("cannot update container {instance_id}"), e),
+                observe(proxmox, &node, vmid, instance_id, prior).await.ok(),
             ));
         }
-        match observed {
-            Ok(config) => Ok(view_of(instance_id, &config, planned)),
-            Err(e) => Err(plain(cannot_read(e))),
-        }
+        observe(proxmox, &node, vmid, instance_id, planned)
+            .await
+            .map_err(|e| plain(cannot_read(e)))
     }
 
     /// Stops (if running) and destroys the container with its disks.
@@ -665,7 +744,17 @@ impl ProxmoxTarget {
             vmid: Value::Null,
             ip: unless_default(net.get("ip").cloned(), DEFAULT_IP),
             gateway: text(net.get("gw").cloned()),
+            firewall: Value::Null,
+            ingress_tcp_ports: Value::Null,
         }]);
+        let mut seen = proxmox
+            .ingress(&node, vmid)
+            .await
+            .map_err(|e| Failure::new("cannot import launch_service", e))?;
+        seen.enabled &= firewall::flagged(net0);
+        if let Value::Value(blocks) = &mut state.proxmox {
+            firewall::observe(&mut blocks[0], &seen, true);
+        }
         state.private_ip = match proxmox.interfaces(&node, vmid).await {
             Ok(interfaces) => text(first_ipv4(&interfaces)),
             Err(_) => Value::Null,

@@ -3,7 +3,7 @@
 //! the shape (cores, memory, disk) a size means, the `launch:` line of the
 //! description that import reads back, and `<node>/<vmid>` IDs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use launch_core::labels::Labels;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,10 @@ pub struct ProxmoxArgs {
     pub vmid: Value<i64>,
     pub ip: Text,
     pub gateway: Text,
+    #[serde(default)]
+    pub firewall: Value<bool>,
+    #[serde(default)]
+    pub ingress_tcp_ports: Value<BTreeSet<Value<i64>>>,
 }
 
 pub fn args(state: &State) -> ProxmoxArgs {
@@ -180,6 +184,7 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
         );
         return;
     };
+    super::firewall::validate(args, diags);
     let path = |field: &'static str| AttributePath::new("proxmox").index(0).attribute(field);
     for (field, value, example) in [
         ("node", &args.node, "\"pve1\""),
