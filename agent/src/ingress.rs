@@ -13,6 +13,9 @@
 //! - `proxy`: what happens to one request (challenge, redirect, forward, upgrade).
 //! - `listener`: the accept loops, TLS and the slowloris timeouts.
 //! - `pages`: the plain error pages.
+//! - `counters`: per-route responses by status class, upstream errors and
+//!   latency, for heartbeats; `report`: the front door's state and counters
+//!   as a heartbeat carries them.
 //!
 //! - `certs`, `acme`: the certificates behind the [`Certificates`] seam
 //!   (ACME HTTP-01 for the routed names, renewal, user-given pairs).
@@ -23,10 +26,12 @@
 pub mod acme;
 mod body;
 pub mod certs;
+pub mod counters;
 pub(crate) mod handover;
 mod listener;
 mod pages;
 mod proxy;
+mod report;
 mod router;
 mod table;
 mod target;
@@ -43,6 +48,7 @@ use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use report::Reporter;
 pub use router::Router;
 pub use table::{Route, Table};
 pub use target::Target;

@@ -27,6 +27,8 @@
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
 //! - `dotenv`: the `.env` encoded for the compose (v1 or v2) that reads it.
+//! - `service_log`: what the agent itself says in the service's log between
+//!   missions (each certificate order that failed, and the one that worked after).
 //! - [`ingress`]: the front door, routing HTTP(S) by host name to the
 //!   services; its route table and certificates are restored before the
 //!   session opens. `ingress::certs` keeps the TLS certificates (ACME
@@ -49,6 +51,7 @@ mod policy;
 mod preview;
 mod release;
 mod resolve;
+mod service_log;
 mod service_url;
 mod session;
 mod upgrade;
@@ -140,6 +143,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     let executor_task = tokio::spawn(executor.run(missions_rx, shutdown.clone()));
+    let cert_log = tokio::spawn(service_log::certificates(
+        acme.clone(),
+        config.clone(),
+        journal.clone(),
+        uplink.clone(),
+        shutdown.clone(),
+    ));
     let sessions = session::Sessions {
         config: config.clone(),
         journal,
@@ -149,6 +159,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         cancels,
         connected,
         previews: previews_tx,
+        front_door: config
+            .ingress
+            .is_some()
+            .then(|| ingress::Reporter::new(router.clone(), acme.clone())),
     };
     let session_result = sessions.run(shutdown.clone()).await;
     shutdown.cancel();
@@ -159,5 +173,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         task.await.context("the front door panicked")?;
     }
     acme.stopped().await;
+    let _ = cert_log.await;
     session_result
 }

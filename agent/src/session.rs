@@ -2,6 +2,7 @@
 //! identity, opens the stream, says Hello, and then runs three things at once
 //! until the stream breaks: heartbeats, the uplink pump, and handling what the
 //! control plane sends (missions are journalled before they are acknowledged).
+//! Each heartbeat carries the front door's report (`ingress::Reporter`).
 //! Any failure ends only the session: the loop reconnects with jittered
 //! exponential backoff from 1 s to 64 s, reset after a session that worked.
 
@@ -57,6 +58,8 @@ pub struct Sessions {
     pub missions: mpsc::UnboundedSender<Record>,
     /// The live previews each `Welcome` names, for the executor's sweep.
     pub previews: tokio::sync::watch::Sender<crate::preview::Known>,
+    /// The front door's report for each heartbeat (`None`: `--ingress off`).
+    pub front_door: Option<crate::ingress::Reporter>,
     pub cancels: crate::cancels::Cancels,
     pub connected: Connected,
 }
@@ -210,6 +213,7 @@ impl Sessions {
             self.uplink.clone(),
             outbound.clone(),
             heartbeat_every,
+            self.front_door.clone(),
             stop.clone(),
         ));
         // Final updates re-sent this session (once each), for missions the
@@ -289,11 +293,13 @@ fn message_ack(ack: MissionAck) -> AgentMessage {
     message(agent_message::Msg::Ack(ack))
 }
 
-/// Sends uplink messages as they become ready, and heartbeats.
+/// Sends uplink messages as they become ready, and heartbeats (with the
+/// front door's routes, certificates and counters).
 async fn pump(
     uplink: Uplink,
     outbound: mpsc::Sender<AgentMessage>,
     heartbeat_every: Duration,
+    front_door: Option<crate::ingress::Reporter>,
     stop: CancellationToken,
 ) {
     let mut heartbeat = tokio::time::interval(heartbeat_every);
@@ -307,7 +313,10 @@ async fn pump(
             _ = stop.cancelled() => return,
             _ = uplink.changed() => {}
             _ = heartbeat.tick() => {
-                let beat = Heartbeat { unix_ms: chrono_ms() };
+                let beat = Heartbeat {
+                    unix_ms: chrono_ms(),
+                    front_door: front_door.as_ref().map(|f| f.report()),
+                };
                 if outbound.send(message(agent_message::Msg::Heartbeat(beat))).await.is_err() {
                     return;
                 }

@@ -16,6 +16,7 @@
 //! - `provider`: `provider install|package`, the Terraform provider without a registry.
 //! - `dev`: `launch dev`, an embedded server plus a local agent.
 //! - `output`: text and JSON rendering shared by the commands.
+//! - `routes`: a service's front door (routes, release, certificates) in `status`.
 //! - `policy`: `services allow|disallow|allowances`, host-policy allowances.
 //! - `previews`: `previews [--service S]`, `previews rm NAME`.
 
@@ -38,6 +39,7 @@ mod output;
 mod policy;
 mod previews;
 mod provider;
+mod routes;
 mod tokens;
 
 pub use error::{CliError, exit};

@@ -16,6 +16,8 @@
 //!   `api_tokens`: minting, listing and revoking scoped API tokens.
 //! - `allowances`: host-policy allowances an admin grants a service.
 //! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
+//! - [`front_door`]: the agents' front-door reports: routes and certificates
+//!   for `status`, proxy counters added up once for `/metrics`.
 //! - `http`: the plain HTTP endpoints.
 //! - `missions`: the missions an operator queues or stops by hand (restart, retire, cancel).
 //! - [`previews`]: pull-request previews: the cap, listing, teardown, the idle sweep.
@@ -46,6 +48,7 @@ mod api_tokens;
 pub mod authz;
 mod bundle_check;
 mod control_service;
+pub mod front_door;
 pub mod github;
 mod http;
 pub mod hub;

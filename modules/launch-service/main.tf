@@ -13,6 +13,7 @@ resource "launch_service" "this" {
   target         = var.target
   size           = var.size
   public         = var.public
+  previews       = var.previews
   secrets        = var.secrets
   tags           = var.tags
   wait_for_agent = var.wait_for_agent

@@ -18,6 +18,12 @@ variable "target" {
   }
 }
 
+variable "previews" {
+  description = "Whether pull-request previews (launch deploy --preview pr-123) get DNS: with public = true, a DNS-only wildcard record *.<fqdn> pointing at the host."
+  type        = bool
+  default     = false
+}
+
 variable "public" {
   description = "Whether the service gets a Cloudflare DNS record (<service_name>.<domain> in prod, <service_name>-<environment>.<domain> elsewhere) and an https URL. Needs the provider's cloudflare {} block or CLOUDFLARE_* variables."
   type        = bool

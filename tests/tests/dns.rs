@@ -9,7 +9,9 @@
 //! cannot be made after launch keeping the instance (tainted); import finding
 //! the record; a rename moving it; throttling and 5xx retried; destroy
 //! deleting the record; the plan-time error without a `cloudflare`
-//! configuration; and the API token never in terraform's output.
+//! configuration; the API token never in terraform's output; and
+//! `previews = true` keeping a wildcard record `*.<fqdn>` beside the
+//! service's, with the same drift, import and destroy rules.
 
 use launch_e2e::cloudflare::{CloudflareFake, Record};
 use launch_e2e::moto::Moto;
@@ -414,6 +416,129 @@ fn import_finds_the_record_and_a_rename_moves_it() {
     assert_eq!(moved.content, host_address(&values));
     first.destroy().success();
     assert!(setup.cloudflare.records().is_empty());
+}
+
+#[test]
+fn previews_keep_a_wildcard_record_that_drift_import_and_destroy_follow() {
+    let setup = Setup::new();
+    let wildcard = format!("*.{}", setup.fqdn());
+    let tf = setup.workspace(&terraform::newest());
+    tf.write(&service_block(&setup.name, "  public = true"));
+    tf.apply().success();
+    assert!(
+        setup.cloudflare.named(&wildcard).is_empty(),
+        "no wildcard without previews"
+    );
+
+    tf.write(&service_block(
+        &setup.name,
+        "  public = true\n  previews = true",
+    ));
+    let plan = tf.plan();
+    assert!(
+        plan.stdout.contains("0 to add, 1 to change, 0 to destroy"),
+        "previews = true must update in place:\n{}",
+        plan.stdout
+    );
+    tf.apply().success();
+    let values = tf.resource_values("launch_service.svc").unwrap();
+    let record = only_record(&setup.cloudflare, &wildcard);
+    let own = only_record(&setup.cloudflare, &setup.fqdn());
+    assert_eq!(
+        (
+            record.record_type.as_str(),
+            record.content.as_str(),
+            record.proxied
+        ),
+        ("A", own.content.as_str(), false),
+        "the wildcard is DNS-only and points where the service's record does"
+    );
+    assert_eq!(values["preview_record_id"], record.id.as_str(), "{values}");
+    let plan = tf.plan();
+    assert_eq!(
+        plan.code,
+        0,
+        "a second plan must be empty:\n{}",
+        plan.text()
+    );
+
+    // Re-pointed, then deleted in Cloudflare: shown, and put back.
+    setup.cloudflare.set_content(&record.id, ELSEWHERE);
+    let plan = tf.plan();
+    assert_eq!(
+        plan.code,
+        2,
+        "a re-pointed wildcard must show:\n{}",
+        plan.text()
+    );
+    tf.apply().success();
+    assert_eq!(
+        only_record(&setup.cloudflare, &wildcard).content,
+        own.content
+    );
+    let record = only_record(&setup.cloudflare, &wildcard);
+    setup.cloudflare.remove(&record.id);
+    let plan = tf.plan();
+    assert!(
+        plan.stdout.contains("preview_record_id"),
+        "a deleted wildcard must show:\n{}",
+        plan.stdout
+    );
+    tf.apply().success();
+    let record = only_record(&setup.cloudflare, &wildcard);
+
+    // Import finds previews on.
+    let second = setup.workspace(&terraform::newest());
+    second.write(&format!(
+        "resource \"launch_service\" \"svc\" {{\n  name   = \"{}\"\n  target = \"aws\"\n  public = true\n  previews = true\n}}\n",
+        setup.name
+    ));
+    second
+        .run(&[
+            "import",
+            "-no-color",
+            "-input=false",
+            "launch_service.svc",
+            &format!("prod/{}", setup.name),
+        ])
+        .success();
+    let imported = second.resource_values("launch_service.svc").unwrap();
+    assert_eq!(imported["previews"], true, "{imported}");
+    assert_eq!(
+        imported["preview_record_id"],
+        record.id.as_str(),
+        "{imported}"
+    );
+    let plan = second.plan();
+    assert_eq!(
+        plan.code,
+        0,
+        "plan after import must be empty:\n{}",
+        plan.text()
+    );
+    std::fs::remove_file(second.dir.path().join("terraform.tfstate")).unwrap();
+
+    // previews = false deletes it in place; destroy deletes everything.
+    tf.write(&service_block(&setup.name, "  public = true"));
+    tf.apply().success();
+    assert!(
+        setup.cloudflare.named(&wildcard).is_empty(),
+        "previews = false must delete the wildcard: {:?}",
+        setup.cloudflare.records()
+    );
+    assert_eq!(only_record(&setup.cloudflare, &setup.fqdn()).id, own.id);
+    tf.write(&service_block(
+        &setup.name,
+        "  public = true\n  previews = true",
+    ));
+    tf.apply().success();
+    assert_eq!(setup.cloudflare.named(&wildcard).len(), 1);
+    tf.destroy().success();
+    assert!(
+        setup.cloudflare.records().is_empty(),
+        "destroy must delete both records: {:?}",
+        setup.cloudflare.records()
+    );
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! The agent's front door with the real Docker engine: a deployed service
-//! answers by host name through the proxy (404 for other names); redeploys
+//! answers by host name through the proxy (404 for other names), its
+//! counters reach `/metrics`, and `status` and `logs` show its route and a
+//! failed certificate order; redeploys
 //! under a steady request loop fail no request and end serving the new
 //! content; a release failing health never gets traffic; a stateful service
 //! beside the routed one is never run twice and keeps its volume; an
 //! upgraded connection lives until the old container's drain; and a
-//! restarted agent serves its routes while the control plane is down.
+//! restarted agent serves its routes while the control plane is down; a
+//! retired service's names stop routing (its route is gone from disk).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +16,8 @@ use std::time::Duration;
 use launch_e2e::agent::create_join_token;
 use launch_e2e::front_door::{self, ContainerWatch, Ports, RequestLoop, env_refs};
 use launch_e2e::poll::eventually;
-use launch_e2e::{Agent, Server, Service, cli};
+use launch_e2e::unique::free_port;
+use launch_e2e::{Agent, Server, Service, cli, grpc, http};
 
 /// A server, a routed quickstart copy and an agent with its front door on
 /// free loopback ports.
@@ -26,13 +30,23 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(&[])
+}
+
+/// [`setup`] with more agent environment.
+fn setup_with(extra_env: &[(&str, &str)]) -> Setup {
     let service = Service::quickstart();
     let host = front_door::host_name(&service);
     front_door::make_routed(&service, &host);
     let ports = Ports::free();
     let server = Server::start();
     let token = create_join_token(&server, &service.name, &service.environment);
-    let env = ports.agent_env();
+    let mut env = ports.agent_env();
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let mut agent = Agent::spawn_with_env(
         &server,
         &service.name,
@@ -78,8 +92,17 @@ impl Setup {
 }
 
 #[test]
-fn the_front_door_serves_a_deployed_service_by_its_host_name() {
-    let setup = setup();
+fn the_front_door_serves_by_host_name_and_reports_counters_routes_and_certificate_failures() {
+    // An ACME server that is down (nothing listens on its port); a private
+    // CA root, so the agent orders for `.test` names at all.
+    let acme = format!("https://127.0.0.1:{}/dir", free_port());
+    let setup = setup_with(&[
+        ("LAUNCH_AGENT_ACME_DIRECTORY", &acme),
+        (
+            "LAUNCH_AGENT_ACME_CA_ROOT",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ),
+    ]);
     setup.service.set_index("hello through the front door\n");
     let deployed = setup.deploy_healthy();
     assert_eq!(
@@ -87,11 +110,100 @@ fn the_front_door_serves_a_deployed_service_by_its_host_name() {
         format!("http://{}:{}/", setup.host, setup.ports.http),
         "the deploy reports the routed URL"
     );
-    assert!(setup.page().contains("hello through the front door"));
+    for _ in 0..5 {
+        assert!(setup.page().contains("hello through the front door"));
+    }
 
     let (code, body) = front_door::get(setup.ports.http, "nobody.test", "/").unwrap();
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("nobody.test"), "{body}");
+
+    // The counters reach /metrics with the heartbeats, labelled with the
+    // service (the unknown name's 404 belongs to no service).
+    let (name, env) = (&setup.service.name, &setup.service.environment);
+    let labels = format!(r#"service="{name}",environment="{env}",route="web""#);
+    eventually(
+        Duration::from_secs(30),
+        "the proxy counters on /metrics",
+        || {
+            let (_, metrics) = http::get(setup.server.addr.port(), "/metrics")?;
+            let value = |metric: &str| {
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{metric}{{{labels}")))
+                    .and_then(|rest| rest.rsplit(' ').next()?.parse::<u64>().ok())
+            };
+            match (
+                value("launch_proxy_responses_total"),
+                value("launch_proxy_request_duration_seconds_count"),
+            ) {
+                (Some(_), Some(count)) if count >= 5 => Ok(()),
+                other => Err(format!("{other:?} in\n{metrics}")),
+            }
+        },
+    );
+    let (_, metrics) = http::get(setup.server.addr.port(), "/metrics").unwrap();
+    assert!(
+        metrics.contains(&format!(
+            r#"launch_proxy_responses_total{{{labels},class="2xx"}} 5"#
+        )),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("nobody.test"), "{metrics}");
+
+    // `status` shows the route, its release and the failed certificate.
+    let release = cli::field(&deployed, "release_id").to_owned();
+    let route = eventually(
+        Duration::from_secs(30),
+        "the failed certificate in status",
+        || {
+            let out = setup.server.cli(&["status", "--output", "json"]);
+            let status = out.json();
+            let service = status["services"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["service"] == name.as_str()))
+                .ok_or_else(|| out.to_string())?;
+            let route = service["routes"][0].clone();
+            match route["certificates"][0]["state"].as_str() {
+                Some("failed") => Ok(route),
+                _ => Err(out.to_string()),
+            }
+        },
+    );
+    assert_eq!(route["hosts"][0], setup.host.as_str(), "{route}");
+    assert_eq!(route["release_id"], release.as_str(), "{route}");
+    let error = route["certificates"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&acme),
+        "the ACME error names the server: {error}"
+    );
+    let text = setup.server.cli(&["status"]);
+    assert!(
+        text.stdout
+            .contains(&format!("{}: certificate failed (", setup.host)),
+        "{text}"
+    );
+
+    // And the service's log says it: one line per attempt (retries back off
+    // from a minute), never one per request.
+    let logs = setup.server.cli(&["logs", name, "--env", env]);
+    let failures: Vec<&str> = logs
+        .stdout
+        .lines()
+        .filter(|l| l.contains(&format!("certificate {}: failed (", setup.host)))
+        .collect();
+    assert!(!failures.is_empty(), "{logs}");
+    assert!(failures[0].contains(&acme), "{}", failures[0]);
+    let mut attempts: Vec<&str> = failures
+        .iter()
+        .filter_map(|l| l.split("failed (").nth(1)?.split(' ').next())
+        .collect();
+    attempts.dedup();
+    assert_eq!(
+        attempts.len(),
+        failures.len(),
+        "one line per attempt: {logs}"
+    );
 }
 
 #[test]
@@ -136,6 +248,54 @@ fn ten_redeploys_under_a_request_loop_fail_no_request() {
         "the cutover says when it switches\n{logs}"
     );
     assert!(!logs.contains("switched in place"), "{logs}");
+}
+
+#[test]
+fn a_retired_service_stops_routing_its_names_even_when_its_compose_service_has_another_name() {
+    let setup = setup();
+    setup.deploy_healthy();
+    assert!(
+        setup.page().contains("Launch"),
+        "positive control: it serves"
+    );
+    let routes = setup.agent.data_dir().join("ingress").join("routes.json");
+    let on_disk = || std::fs::read_to_string(&routes).unwrap_or_default();
+    assert!(on_disk().contains(&setup.host), "{}", on_disk());
+    assert_ne!(
+        setup.service.name, "web",
+        "the bug needs a compose service named otherwise than the service"
+    );
+
+    let runtime = grpc::runtime();
+    runtime.block_on(async {
+        grpc::control_client(&setup.server)
+            .await
+            .retire_service(grpc::request(
+                launch_proto::RetireServiceRequest {
+                    target: Some(launch_proto::ServiceRef {
+                        service: setup.service.name.clone(),
+                        environment: setup.service.environment.clone(),
+                    }),
+                    ..Default::default()
+                },
+                &setup.server.admin_token,
+            ))
+            .await
+            .expect("RetireService")
+    });
+    eventually(
+        Duration::from_secs(60),
+        "the retired service's name to stop routing",
+        || match front_door::get(setup.ports.http, &setup.host, "/") {
+            Ok((404, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert!(
+        !on_disk().contains(&setup.host),
+        "the route must be gone from disk: {}",
+        on_disk()
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! they are renewed at two-thirds of their lifetime (with jitter); a failed
 //! order is retried with backoff while the existing certificate keeps being
 //! served. There is no self-signed fallback: a name without a certificate
-//! gets a TLS alert, and its state says why. A certificate/key pair given by
+//! gets a TLS alert, and its state says why (`status`, and each order's
+//! outcome for the service's log: `outcomes`). A certificate/key pair given by
 //! the user replaces ACME for its name.
 //!
 //! # Layout
@@ -28,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -188,6 +189,8 @@ struct Shared {
     state: Mutex<State>,
     clock: Clock,
     wake: Notify,
+    /// Each order's outcome, as the name's state right after it.
+    outcomes: broadcast::Sender<CertificateStatus>,
 }
 
 #[derive(Default)]
@@ -285,6 +288,7 @@ impl AcmeCertificates {
             state: Mutex::new(state),
             clock: settings.clock.clone(),
             wake: Notify::new(),
+            outcomes: broadcast::channel(64).0,
         });
         let challenges = Challenges::default();
         let task = tokio::spawn(manage(
@@ -316,6 +320,12 @@ impl AcmeCertificates {
                 state: state.of(host, now),
             })
             .collect()
+    }
+
+    /// The state of a name after each order (issued, or failed with the
+    /// ACME error): one per attempt, so retries with backoff are never spam.
+    pub fn outcomes(&self) -> broadcast::Receiver<CertificateStatus> {
+        self.shared.outcomes.subscribe()
     }
 
     /// Serves `cert_pem`/`key_pem` for `host` instead of ordering one; saved
@@ -548,7 +558,7 @@ async fn manage(
                         "certificate issued"
                     );
                     state.failures.remove(&host);
-                    state.certificates.insert(host, held);
+                    state.certificates.insert(host.clone(), held);
                 }
                 Err(error) => {
                     let attempts = state.failures.get(&host).map_or(0, |f| f.attempts) + 1;
@@ -560,7 +570,7 @@ async fn manage(
                         .is_some();
                     tracing::warn!(%host, %error, attempts, retry_in = ?wait, serving, "certificate order failed");
                     state.failures.insert(
-                        host,
+                        host.clone(),
                         Failure {
                             error,
                             attempts,
@@ -569,6 +579,12 @@ async fn manage(
                     );
                 }
             }
+            let outcome = CertificateStatus {
+                state: state.of(&host, now),
+                host,
+            };
+            drop(state);
+            let _ = shared.outcomes.send(outcome);
         }
         let now = shared.clock.now();
         let (due, next) = shared.state.lock().unwrap().due(now);

@@ -5,10 +5,13 @@
 //! service's current container over HTTP/1.1 with hop-by-hop headers
 //! removed and `X-Forwarded-*` set, bodies streamed both ways. An `Upgrade`
 //! (WebSocket) whose upstream answers 101 becomes a byte tunnel counted on
-//! its target, closed only at the end of that target's drain.
+//! its target, closed only at the end of that target's drain. Every response
+//! for a routed name is counted on its route (`counters`): status class,
+//! time to the response head, and upstream errors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, combinators::UnsyncBoxBody};
@@ -72,6 +75,7 @@ impl Proxy {
     }
 
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+        let started = Instant::now();
         let Some(host) = request_host(&req) else {
             return pages::bad_request("the request names no host: send a Host header");
         };
@@ -93,21 +97,31 @@ impl Proxy {
             *response.status_mut() = StatusCode::MISDIRECTED_REQUEST;
             return response;
         }
-        match self.router.lookup(&name) {
-            Lookup::Unknown => pages::unknown_host(&name),
-            Lookup::NoRelease { service } => pages::no_release(&service),
+        let (service, response) = match self.router.lookup(&name) {
+            Lookup::Unknown => return pages::unknown_host(&name),
+            Lookup::NoRelease { service } => {
+                let response = pages::no_release(&service);
+                (service, response)
+            }
             Lookup::Target {
                 service,
                 target,
                 guard,
             } => {
-                if !peer.tls && self.certificates.has_certificate(&name) {
-                    return pages::to_https(&self.https_url(&name, req.uri()));
-                }
-                self.forward(req, &peer, &host, &service, target, guard)
-                    .await
+                let response = if !peer.tls && self.certificates.has_certificate(&name) {
+                    pages::to_https(&self.https_url(&name, req.uri()))
+                } else {
+                    self.forward(req, &peer, &host, &service, target, guard)
+                        .await
+                };
+                (service, response)
             }
-        }
+        };
+        self.router
+            .counters()
+            .route(&service)
+            .response(response.status().as_u16(), started.elapsed());
+        response
     }
 
     fn https_url(&self, name: &str, uri: &Uri) -> String {
@@ -153,10 +167,12 @@ impl Proxy {
         let mut response = match tokio::time::timeout(self.timeouts.upstream, upstream).await {
             Err(_) => {
                 warn!(service, upstream = %target.addr, "the upstream did not answer in time");
+                self.router.counters().route(service).upstream_error();
                 return pages::gateway_timeout(service);
             }
             Ok(Err(err)) => {
                 warn!(service, upstream = %target.addr, cause = %err, "the upstream cannot be reached");
+                self.router.counters().route(service).upstream_error();
                 return pages::bad_gateway(service);
             }
             Ok(Ok(response)) => response,

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::Certificates;
+use super::counters::Counters;
 use super::table::{Route, Table, normalize_host};
 use super::target::{InFlight, Target};
 
@@ -38,6 +39,8 @@ pub struct Router {
     state: RwLock<State>,
     /// Serializes writers, so two switches cannot interleave their saves.
     writer: Mutex<()>,
+    /// What the proxy counted per route since the agent started.
+    counters: Arc<Counters>,
 }
 
 #[derive(Default)]
@@ -85,7 +88,13 @@ impl Router {
             certificates,
             state: RwLock::new(State::from_table(table, None)),
             writer: Mutex::new(()),
+            counters: Arc::default(),
         })
+    }
+
+    /// The per-route counters the proxy adds to and heartbeats report.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
     pub fn lookup(&self, host: &str) -> Lookup {

@@ -73,6 +73,7 @@ fn services_table(services: &[launch_proto::ServiceInfo]) {
         let target = s.target.clone().unwrap_or_default();
         println!("{}/{} {}", target.service, target.environment, s.health);
     }
+    super::routes::print(services);
 }
 
 fn agents_table(agents: &[launch_proto::AgentInfo]) {

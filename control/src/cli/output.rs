@@ -68,6 +68,7 @@ pub fn service_json(service: &ServiceInfo) -> Value {
         "note": service.note,
         "created_unix_ms": service.created_unix_ms,
         "health": if service.health.is_empty() { "ok" } else { service.health.as_str() },
+        "routes": super::routes::json(&service.routes),
     })
 }
 

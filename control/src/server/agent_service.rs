@@ -1,6 +1,7 @@
 //! The gRPC service agents talk to. Register trades a single-use join token
 //! for an agent token; Session is the agent's one long-lived stream (missions
-//! down, acks/updates/logs up, in order); FetchBundle serves a release's
+//! down, acks/updates/logs up, in order; heartbeats carry the front door's
+//! report, kept by `front_door`); FetchBundle serves a release's
 //! bundle to an agent of that release's own service only.
 
 use std::collections::BTreeMap;
@@ -348,6 +349,7 @@ fn session_stream(
             }
 
             let mut ingest = IngestCache::default();
+            let mut front_door = super::front_door::Seen::default();
             let mut idle_deadline = tokio::time::Instant::now() + SESSION_IDLE_TIMEOUT;
             loop {
                 let next = tokio::select! {
@@ -386,7 +388,7 @@ fn session_stream(
                         }
                     }
                     Next::Inbound(Ok(Some(message))) => {
-                        if let Some(reply) = handle_agent_message(&state, &agent, &mut ingest, message).await? {
+                        if let Some(reply) = handle_agent_message(&state, &agent, &mut ingest, &mut front_door, message).await? {
                             yield reply;
                         }
                     }
@@ -427,6 +429,7 @@ async fn handle_agent_message(
     state: &State,
     agent: &AgentRow,
     ingest: &mut IngestCache,
+    front_door: &mut super::front_door::Seen,
     message: AgentMessage,
 ) -> Result<Option<ControlMessage>, Status> {
     let Some(msg) = message.msg else {
@@ -455,12 +458,15 @@ async fn handle_agent_message(
                 .map_err(internal)?;
             Ok(None)
         }
-        agent_message::Msg::Heartbeat(_) => {
+        agent_message::Msg::Heartbeat(beat) => {
             state
                 .store
                 .touch_agent(&agent.id, None, None)
                 .await
                 .map_err(internal)?;
+            if let Some(report) = beat.front_door {
+                super::front_door::record(state, agent, front_door, report).await?;
+            }
             Ok(None)
         }
         agent_message::Msg::Ack(ack) => {

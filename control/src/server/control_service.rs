@@ -170,8 +170,10 @@ impl Control {
             .filter(|h| h.degraded && Some(&h.release_id) == row.current_release_id.as_ref())
             .map(|h| format!("degraded: {}", h.message))
             .unwrap_or_default();
+        let routes = super::front_door::routes(&self.state, &row.service, &row.environment).await?;
         Ok(ServiceInfo {
             health,
+            routes,
             target: Some(service_ref(&row.service, &row.environment)),
             current_release_id: row.current_release_id.clone().unwrap_or_default(),
             last_mission_state: newest.as_ref().map(|m| m.state as i32).unwrap_or_default(),

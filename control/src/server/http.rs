@@ -1,5 +1,6 @@
 //! The plain HTTP endpoints served on the gRPC port: `/healthz` for load
-//! balancers, `/metrics` in Prometheus text format, the agent binary (and
+//! balancers, `/metrics` in Prometheus text format (with the front doors'
+//! proxy counters per service), the agent binary (and
 //! its sha256) that cloud-init downloads at host boot, and the `launch` CLI
 //! (and its sha256) that CI jobs download.
 
@@ -112,6 +113,13 @@ async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         "launch_deploys_total {}",
         state.hub.deploys_total.load(Ordering::Relaxed)
     );
+    match state.store.proxy_counters().await {
+        Ok(totals) => super::front_door::render(&totals, &mut out),
+        Err(err) => {
+            tracing::error!(cause = %err, "metrics: cannot read the proxy counters");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 

@@ -17,6 +17,7 @@ mod api_tokens;
 mod provisioning;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
 mod allowances;
+mod front_door;
 mod health;
 mod host_address;
 pub use allowances::AllowanceRow;

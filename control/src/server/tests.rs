@@ -1809,3 +1809,5 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
 mod missions;
 mod previews;
 mod recreate;
+
+mod front_door;

@@ -159,6 +159,7 @@ impl ControlSide for Live<'_> {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            dns::wildcard::check_free(clients, planned).await?;
         }
         control
             .sync_secrets(labels, &Default::default(), &planned.secret_values())

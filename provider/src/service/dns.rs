@@ -4,6 +4,8 @@
 //! deleted before the host on destroy (a name must never point at an
 //! address someone else may be handed).
 
+pub mod wildcard;
+
 use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 use tracing::info;
@@ -22,6 +24,10 @@ pub fn plan(
     prior: Option<&State>,
 ) {
     let dns_fields = |p: &mut State, v: Value<String>| {
+        p.preview_record_id = match p.previews {
+            Value::Value(true) => v.clone(),
+            _ => Value::Null,
+        };
         p.fqdn = v.clone();
         p.url = v.clone();
         p.dns_record_id = v.clone();
@@ -56,10 +62,11 @@ pub fn plan(
         }
         _ => Value::Unknown,
     };
+    wildcard::plan(planned, prior);
 }
 
 /// The record a public service wants, once its name and address are known.
-fn record_spec(state: &State) -> Result<RecordSpec, String> {
+pub(super) fn record_spec(state: &State) -> Result<RecordSpec, String> {
     let Value::Value(name) = state.fqdn.clone() else {
         return Err("the DNS name is not known: configure cloudflare.domain".to_owned());
     };
@@ -90,6 +97,7 @@ pub fn observe_record(state: &mut State, record: &DnsRecord) {
 }
 
 pub fn clear(state: &mut State) {
+    state.preview_record_id = Value::Null;
     state.fqdn = Value::Null;
     state.url = Value::Null;
     state.dns_record_id = Value::Null;
@@ -101,6 +109,7 @@ fn copy(to: &mut State, from: &State) {
     to.url = from.url.clone();
     to.dns_record_id = from.dns_record_id.clone();
     to.dns_content = from.dns_content.clone();
+    to.preview_record_id = from.preview_record_id.clone();
 }
 
 /// The record of a public service, once its host exists. `false` (with an
@@ -128,7 +137,7 @@ pub async fn create(
         Ok(record) => {
             info!(record_id = %record.id, fqdn = %record.name, content = %record.content, "DNS record in place");
             observe_record(state, &record);
-            true
+            wildcard::create(diags, clients, state, what).await
         }
         Err(e) => {
             clear(state);
@@ -163,12 +172,15 @@ pub async fn read(diags: &mut Diagnostics, clients: &Clients, state: &mut State)
         },
         Err(missing) => diags.root_warning(format!("cannot check DNS record {record_id}"), missing),
     }
-    true
+    wildcard::read(diags, clients, state).await
 }
 
 /// Destroy: the record goes first. `false` (with an error saying nothing
 /// was destroyed) when it could not be deleted.
 pub async fn delete(diags: &mut Diagnostics, clients: &Clients, prior: &State) -> bool {
+    if !wildcard::delete(diags, clients, prior).await {
+        return false;
+    }
     let Value::Value(record_id) = &prior.dns_record_id else {
         return true;
     };
@@ -213,6 +225,7 @@ pub async fn import(diags: &mut Diagnostics, clients: &Clients, state: &mut Stat
                 {
                     state.public = Value::Value(true);
                     observe_record(state, record);
+                    wildcard::import(diags, clients, state).await;
                 }
             }
             Err(e) => diags.root_warning("cannot look up the service's DNS record", e.to_string()),
@@ -224,6 +237,11 @@ pub async fn import(diags: &mut Diagnostics, clients: &Clients, state: &mut Stat
 /// re-points, renames or deletes the record. On failure the state keeps
 /// what is true (the prior record, if any) and the error names `public`.
 pub async fn sync(diags: &mut Diagnostics, clients: &Clients, prior: &State, state: &mut State) {
+    sync_record(diags, clients, prior, state).await;
+    wildcard::sync(diags, clients, prior, state).await;
+}
+
+async fn sync_record(diags: &mut Diagnostics, clients: &Clients, prior: &State, state: &mut State) {
     let had = prior.dns_record_id.as_ref_option().cloned();
     let cloudflare = || async { clients.cloudflare().await };
     let fail = |diags: &mut Diagnostics, state: &mut State, summary: &str, e: String| {

@@ -53,6 +53,10 @@ pub struct State {
     pub dns_record_id: Text,
     pub dns_content: Text,
     pub join_token_id: Text,
+    #[serde(default)]
+    pub previews: Value<bool>,
+    #[serde(default)]
+    pub preview_record_id: Text,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -124,6 +128,8 @@ pub fn schema() -> Schema {
         ("agent_id", attr(s(), Computed, "ID of the host's agent in the control plane, once it has registered.")),
         ("dns_record_id", attr(s(), Computed, "ID of the Cloudflare DNS record, when `public`.")),
         ("dns_content", attr(s(), Computed, "The address the DNS record points at, as Cloudflare has it, when `public`. A change made in Cloudflare shows here as drift and the next apply puts it back.")),
+        ("previews", attr(Bool, Optional, "Pull-request previews (`launch deploy --preview pr-123`) answer at `<preview>.<fqdn>`: with `public = true`, also keep a DNS-only wildcard record `*.<fqdn>` pointing at the host, so every preview resolves without a record of its own. A wildcard covers exactly one label, which is why a preview's name is one label under the service's. Default `false`; switching it updates in place. A wildcard someone else made is refused unless `dns.allow_overwrite`.")),
+        ("preview_record_id", attr(s(), Computed, "ID of the wildcard record `*.<fqdn>`, when `previews` and `public`. A wildcard deleted or changed in Cloudflare shows here as drift and the next apply puts it back.")),
         ("join_token_id", attr(s(), Computed, "ID of the single-use join token in the host's user-data (the token itself is never stored in state).")),
     ]
     .map(|(k, v)| (k.to_owned(), v))
