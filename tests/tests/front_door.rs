@@ -17,7 +17,7 @@ use launch_e2e::agent::create_join_token;
 use launch_e2e::front_door::{self, ContainerWatch, Ports, RequestLoop, env_refs};
 use launch_e2e::poll::eventually;
 use launch_e2e::unique::free_port;
-use launch_e2e::{Agent, Server, Service, cli, grpc, http};
+use launch_e2e::{Agent, Server, Service, cli, http};
 
 /// A server, a routed quickstart copy and an agent with its front door on
 /// free loopback ports.
@@ -107,8 +107,8 @@ fn the_front_door_serves_by_host_name_and_reports_counters_routes_and_certificat
     let deployed = setup.deploy_healthy();
     assert_eq!(
         cli::field(&deployed, "url"),
-        format!("http://{}:{}/", setup.host, setup.ports.http),
-        "the deploy reports the routed URL"
+        format!("https://{}:{}/", setup.host, setup.ports.https),
+        "the deploy reports the routed URL: https, since a private CA may certify the name"
     );
     for _ in 0..5 {
         assert!(setup.page().contains("hello through the front door"));
@@ -266,23 +266,16 @@ fn a_retired_service_stops_routing_its_names_even_when_its_compose_service_has_a
         "the bug needs a compose service named otherwise than the service"
     );
 
-    let runtime = grpc::runtime();
-    runtime.block_on(async {
-        grpc::control_client(&setup.server)
-            .await
-            .retire_service(grpc::request(
-                launch_proto::RetireServiceRequest {
-                    target: Some(launch_proto::ServiceRef {
-                        service: setup.service.name.clone(),
-                        environment: setup.service.environment.clone(),
-                    }),
-                    ..Default::default()
-                },
-                &setup.server.admin_token,
-            ))
-            .await
-            .expect("RetireService")
-    });
+    setup
+        .server
+        .cli(&[
+            "retire",
+            &setup.service.name,
+            "--env",
+            &setup.service.environment,
+            "--wait",
+        ])
+        .success();
     eventually(
         Duration::from_secs(60),
         "the retired service's name to stop routing",
