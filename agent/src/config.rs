@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Contact email for the ACME account (expiry notices)
     #[arg(long, env = "LAUNCH_AGENT_ACME_EMAIL")]
     pub acme_email: Option<String>,
+    /// How long a self-upgraded agent has to reconnect before the watchdog
+    /// puts the previous binary back [default: 60s]
+    #[arg(long, env = "LAUNCH_AGENT_UPGRADE_WINDOW", value_parser = humantime::parse_duration)]
+    pub upgrade_window: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +116,8 @@ pub struct Config {
     /// The PEM root of a private ACME server (`None`: the system's roots).
     pub acme_ca_root: Option<Vec<u8>>,
     pub acme_email: Option<String>,
+    /// How long a self-upgraded agent has to reconnect (`upgrade`).
+    pub upgrade_window: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -255,6 +261,7 @@ impl Config {
                 acme_directory: acme.0,
                 acme_ca_root: acme.1,
                 acme_email: acme.2,
+                upgrade_window: args.upgrade_window.unwrap_or(Duration::from_secs(60)),
             }),
             _ => Err(errors),
         }

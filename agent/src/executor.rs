@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use launch_core::bundle::{self, COMPOSE_FILES, SERVICE_CONFIG_FILE};
 use launch_core::redact::Redactor;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::cancels::Cancels;
 use crate::compose::Compose;
 use crate::config::Config;
 use crate::follow::{self, Follower};
@@ -45,6 +47,12 @@ pub struct Executor {
     compose: Option<Compose>,
     /// The front door, when it runs (`--ingress on`).
     front: Option<crate::cutover::Front>,
+    /// Cancels the control plane asked for (`launch cancel`).
+    cancels: Cancels,
+    /// The agent's shutdown, for what runs after a cancelled mission.
+    shutdown: CancellationToken,
+    /// Whether a session is open (a self-upgraded agent confirms then).
+    connected: crate::session::Connected,
     /// The preview the current mission is about (`None`: the environment).
     preview: Option<String>,
     /// The previews the control plane knows (from `Welcome`, then kept up
@@ -67,6 +75,8 @@ impl Executor {
         journal: Arc<Journal>,
         uplink: Uplink,
         identity: identity::Shared,
+        cancels: Cancels,
+        connected: crate::session::Connected,
     ) -> Self {
         Executor {
             config,
@@ -77,6 +87,9 @@ impl Executor {
             follower: None,
             compose: None,
             front: None,
+            cancels,
+            shutdown: CancellationToken::new(),
+            connected,
             preview: None,
             known_previews: None,
             previews_told: None,
@@ -133,6 +146,7 @@ impl Executor {
         mut missions: mpsc::UnboundedReceiver<Record>,
         shutdown: CancellationToken,
     ) {
+        self.shutdown = shutdown.clone();
         let unfinished = self.journal.unfinished();
         if unfinished.is_empty() {
             self.follow_current().await;
@@ -243,14 +257,22 @@ impl Executor {
             release_id: record.release_id.clone(),
             url: String::new(),
         });
+        let cancel = self.cancels.start(&record.mission_id, shutdown);
         let end = async {
             match record.kind() {
+                _ if self.cancels.requested(&record.mission_id) => End {
+                    state: MissionState::Cancelled,
+                    message: "cancelled before it started".to_owned(),
+                    release_id: self.service_dir().current().unwrap_or_default(),
+                    url: String::new(),
+                },
                 MissionKind::Deploy | MissionKind::Rollback => {
-                    self.deploy(&record, &sink, shutdown).await
+                    self.deploy(&record, &sink, &cancel).await
                 }
-                MissionKind::Restart => self.restart(&record, &sink, shutdown).await,
-                MissionKind::Retire => self.retire(&record, &sink, shutdown).await,
-                MissionKind::PreviewRemove => self.remove_preview(&record, &sink, shutdown).await,
+                MissionKind::Restart => self.restart(&record, &sink, &cancel).await,
+                MissionKind::Retire => self.retire(&record, &sink, &cancel).await,
+                MissionKind::Upgrade => self.upgrade(&record, &sink, &cancel).await,
+                MissionKind::PreviewRemove => self.remove_preview(&record, &sink, &cancel).await,
                 MissionKind::Unspecified => End {
                     state: MissionState::Failed,
                     message: format!(
@@ -264,6 +286,11 @@ impl Executor {
         }
         .instrument(span.clone())
         .await;
+        let mut end = end;
+        if self.cancels.requested(&record.mission_id) && end.state == MissionState::Failed {
+            end.state = MissionState::Cancelled;
+        }
+        self.cancels.finish(&record.mission_id);
         if shutdown.is_cancelled() && end.state != MissionState::Healthy {
             // Stopped mid-mission: leave it unfinished so the next start resumes it.
             return;
@@ -406,6 +433,10 @@ impl Executor {
                     url,
                 }
             }
+            Err(reason) if self.cancels.requested(&record.mission_id) => {
+                self.after_cancel(&compose, record, previous, &reason, sink)
+                    .await
+            }
             Err(reason) if cancel.is_cancelled() => failed(reason),
             Err(reason) => match previous {
                 Some(previous) => {
@@ -451,6 +482,60 @@ impl Executor {
         }
     }
 
+    /// A deploy cancelled by request: the release that ran before it is
+    /// brought back (the new one may have replaced its containers), or, with
+    /// none, the new one is taken down.
+    async fn after_cancel(
+        &mut self,
+        compose: &Compose,
+        record: &Record,
+        previous: Option<String>,
+        reason: &str,
+        sink: &Sink,
+    ) -> End {
+        let release_id = &record.release_id;
+        let Some(previous) = previous else {
+            sink.say(&format!(
+                "deploy of {release_id} cancelled ({reason}); nothing ran before it, taking it down"
+            ));
+            let _ = self
+                .take_down(compose, release_id, sink, &self.shutdown.child_token())
+                .await;
+            return End {
+                state: MissionState::Cancelled,
+                message: format!("deploy of {release_id} cancelled; nothing runs"),
+                release_id: String::new(),
+                url: String::new(),
+            };
+        };
+        sink.say(&format!(
+            "deploy of {release_id} cancelled ({reason}); bringing back {previous}"
+        ));
+        let cancel = self.shutdown.child_token();
+        match self
+            .bring_up(compose, record, &previous, sink, &cancel, false)
+            .await
+        {
+            Ok((url, follower)) => {
+                self.follower = Some(follower);
+                End {
+                    state: MissionState::Cancelled,
+                    message: format!("deploy of {release_id} cancelled; {previous} serves"),
+                    release_id: previous,
+                    url,
+                }
+            }
+            Err(again) => End {
+                state: MissionState::Failed,
+                message: format!(
+                    "deploy of {release_id} cancelled, and bringing back {previous} failed: {again}"
+                ),
+                release_id: String::new(),
+                url: String::new(),
+            },
+        }
+    }
+
     /// `compose up` a release and gate it. When healthy: its URL and the
     /// follower already reading its containers' output, which goes on as the
     /// runtime log (handing it over leaves no gap in which lines are lost).
@@ -471,14 +556,17 @@ impl Executor {
             )
         })?;
         let config = service_config(&release_dir)?;
+        let vars = release::env_vars(&release_dir, &config.env, &record.secrets);
         let env = release::env_file(
-            &release::env_vars(&release_dir, &config.env, &record.secrets),
+            &vars,
+            compose.flavor,
             &record.service,
             &record.environment,
             release_id,
         );
         release::write_env(&release_dir, &env).map_err(|e| format!("cannot write .env: {e}"))?;
-        let one_shots = crate::policy::enforce(&release_dir, &file, &env, &record.allowances)?;
+        let vars = release::read_env(&release_dir);
+        let one_shots = crate::policy::enforce(&release_dir, &file, &vars, &record.allowances)?;
         sink.say(&format!(
             "starting {} release {release_id}",
             if new { "new" } else { "previous" }
@@ -737,6 +825,75 @@ impl Executor {
                 end(MissionState::Healthy, format!("{current} restarted"), url)
             }
             Err(reason) => end(MissionState::Failed, reason, String::new()),
+        }
+    }
+
+    /// Self-upgrade (`upgrade`): the old binary installs the new one and
+    /// restarts into it (returning only on failure); the new one, resuming
+    /// the mission, confirms once a session is open; an old one restarted by
+    /// the watchdog reports the rollback.
+    async fn upgrade(&mut self, record: &Record, sink: &Sink, cancel: &CancellationToken) -> End {
+        use crate::upgrade::{self, Phase};
+        let data_dir = self.config.data_dir.clone();
+        let end = |state, message: String| End {
+            state,
+            message,
+            release_id: self.service_dir().current().unwrap_or_default(),
+            url: String::new(),
+        };
+        let marker = match upgrade::marker(&data_dir, &record.mission_id) {
+            Ok(marker) => marker,
+            Err(err) => {
+                return end(
+                    MissionState::Failed,
+                    format!("cannot read the upgrade marker: {err}"),
+                );
+            }
+        };
+        let Some(marker) = marker else {
+            let message =
+                upgrade::begin(&self.config, &self.identity, record, sink, &self.uplink).await;
+            return end(MissionState::Failed, message);
+        };
+        let window = humantime::format_duration(Duration::from_millis(marker.window_ms));
+        let phase = if marker.phase == Phase::Pending {
+            tokio::select! {
+                _ = cancel.cancelled() => return end(MissionState::Failed, "stopped before the new agent could confirm".into()),
+                _ = self.connected.wait() => {}
+            }
+            upgrade::settle(&data_dir, &record.mission_id, Phase::Confirmed)
+        } else {
+            Ok(Some(marker.phase))
+        };
+        let _ = upgrade::clear(&data_dir);
+        match phase {
+            Ok(Some(Phase::Confirmed)) => end(
+                MissionState::Healthy,
+                format!(
+                    "launch-agent {} replaced {} and reconnected (sha256 {}…); the previous binary is kept as {}",
+                    if marker.to_version.is_empty() {
+                        "(version unknown)"
+                    } else {
+                        &marker.to_version
+                    },
+                    marker.from_version,
+                    &marker.to_sha256[..12.min(marker.to_sha256.len())],
+                    marker.old.display()
+                ),
+            ),
+            Ok(_) => end(
+                MissionState::Failed,
+                format!(
+                    "the new launch-agent did not reconnect within {window}: the watchdog put {} back ({}); see {}",
+                    marker.from_version,
+                    marker.old.display(),
+                    upgrade::log_path(&data_dir).display()
+                ),
+            ),
+            Err(err) => end(
+                MissionState::Failed,
+                format!("cannot settle the upgrade: {err}"),
+            ),
         }
     }
 

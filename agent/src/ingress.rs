@@ -27,6 +27,7 @@ pub mod acme;
 mod body;
 pub mod certs;
 pub mod counters;
+pub(crate) mod handover;
 mod listener;
 mod pages;
 mod proxy;

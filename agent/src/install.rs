@@ -355,8 +355,10 @@ fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The systemd unit. The hardening keeps what the agent needs: the Docker
-/// socket, its data dir, the network; the containers belong to dockerd, so
-/// stopping the agent never stops a service.
+/// socket, its data dir, the directory of its own binary (a self-upgrade
+/// renames the new binary over it and keeps the old one beside it), the
+/// network; the containers belong to dockerd, so stopping the agent never
+/// stops a service.
 pub fn unit(binary: &Path, data_dir: &Path) -> String {
     format!(
         "[Unit]
@@ -382,13 +384,14 @@ ProtectControlGroups=yes
 RestrictSUIDSGID=yes
 RestrictRealtime=yes
 LockPersonality=yes
-ReadWritePaths={data}
+ReadWritePaths={data} {binary_dir}
 
 [Install]
 WantedBy=multi-user.target
 ",
         binary = binary.display(),
         data = data_dir.display(),
+        binary_dir = binary.parent().unwrap_or(Path::new("/")).display(),
     )
 }
 
@@ -438,6 +441,12 @@ mod tests {
         assert!(
             unit.contains("Restart=always") && unit.contains("run --config /etc/launch/agent.toml"),
             "{unit}"
+        );
+        assert!(
+            unit.lines().any(|l| l
+                .strip_prefix("ReadWritePaths=")
+                .is_some_and(|paths| paths.split(' ').count() == 2)),
+            "the data dir and the binary's dir (a self-upgrade replaces the binary): {unit}"
         );
         assert!(
             !unit.contains("lt_join_secret"),

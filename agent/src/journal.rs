@@ -41,6 +41,11 @@ pub struct Record {
     /// Names the front door routes to the service (from the control plane).
     #[serde(default)]
     pub host_names: Vec<String>,
+    /// Upgrade missions: the agent binary to fetch, and its version.
+    #[serde(default)]
+    pub agent_sha256: String,
+    #[serde(default)]
+    pub agent_version: String,
     /// The address the provider registered for this host (from the control plane).
     #[serde(default)]
     pub host_address: String,
@@ -77,6 +82,8 @@ impl Record {
             allowances: mission.allowances.clone(),
             max_bundle_bytes: mission.max_bundle_bytes,
             host_names: mission.host_names.clone(),
+            agent_sha256: mission.agent_sha256.clone(),
+            agent_version: mission.agent_version.clone(),
             host_address: mission.host_address.clone(),
             preview: mission.preview.clone(),
             preview_memory_bytes: mission.preview_memory_bytes,

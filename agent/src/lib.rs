@@ -15,7 +15,8 @@
 //! - `session`: the Session stream, heartbeats, reconnects.
 //! - `uplink`: the ordered, acknowledged queue of log lines and updates.
 //! - `journal`: missions on disk, so a restart neither loses nor repeats one.
-//! - `executor`: what each mission kind does.
+//! - `executor`: what each mission kind does; `cancels`: the ones asked to stop.
+//! - `upgrade`: self-upgrade: fetch, swap, restart, and the watchdog that rolls back.
 //! - `watch`: the current release between missions, reported degraded when a service dies.
 //! - `limits`: the bundle size a mission may have (the control plane's, under the agent's ceiling).
 //! - `policy`: the host policy, held against a release's interpolated compose file.
@@ -25,6 +26,7 @@
 //!   health first, then the switch and the drain.
 //! - `compose`, `health`, `release`, `follow`: docker compose, the health gate,
 //!   release directories and `.env`, following container logs.
+//! - `dotenv`: the `.env` encoded for the compose (v1 or v2) that reads it.
 //! - `service_log`: what the agent itself says in the service's log between
 //!   missions (each certificate order that failed, and the one that worked after).
 //! - [`ingress`]: the front door, routing HTTP(S) by host name to the
@@ -32,9 +34,11 @@
 //!   session opens. `ingress::certs` keeps the TLS certificates (ACME
 //!   HTTP-01, renewal, user-given pairs), `ingress::acme` talks ACME.
 
+mod cancels;
 mod compose;
 pub mod config;
 mod cutover;
+mod dotenv;
 mod executor;
 mod follow;
 mod health;
@@ -50,6 +54,7 @@ mod resolve;
 mod service_log;
 mod service_url;
 mod session;
+mod upgrade;
 mod uplink;
 mod watch;
 
@@ -64,9 +69,26 @@ pub use config::Config;
 /// The version agents report to the control plane.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Takes the front door's sockets a self-upgrading agent handed over out of
+/// the environment (see `ingress::handover`).
+///
+/// # Safety
+/// Call before any other thread runs.
+pub unsafe fn take_inherited_listeners() {
+    // SAFETY: forwarded from the caller.
+    unsafe { ingress::handover::take_env() }
+}
+
+/// The upgrade watchdog process (`launch-agent upgrade-watchdog`).
+pub fn upgrade_watchdog(data_dir: &std::path::Path) -> Result<String, String> {
+    upgrade::watchdog::run(data_dir)
+}
+
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // Starts hashing the executable for the Hellos (see `upgrade`).
+    let _ = upgrade::own_sha256();
     private_file::create_private_dir(&config.data_dir)
         .with_context(|| format!("create the data dir {}", config.data_dir.display()))?;
     let journal = Arc::new(
@@ -97,6 +119,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let uplink = uplink::Uplink::new(uplink::DEFAULT_CAPACITY);
     let identity = identity::Shared::default();
     let (missions_tx, missions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancels = cancels::Cancels::default();
+    let connected = session::Connected::default();
     let (previews_tx, previews_rx) = tokio::sync::watch::channel(None);
 
     let mut executor = executor::Executor::new(
@@ -104,6 +128,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         journal.clone(),
         uplink.clone(),
         identity.clone(),
+        cancels.clone(),
+        connected.clone(),
     )
     .with_previews(previews_rx);
     if let Some(settings) = &config.ingress {
@@ -130,6 +156,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         uplink,
         identity,
         missions: missions_tx,
+        cancels,
+        connected,
         previews: previews_tx,
         front_door: config
             .ingress

@@ -29,14 +29,35 @@ enum Command {
     Install(launch_agent::install::InstallArgs),
     /// Stop and remove the systemd unit and config (services keep running unless --stop-services)
     Uninstall(launch_agent::install::UninstallArgs),
+    /// Started by a self-upgrading agent: puts the old binary back if the new
+    /// one does not reconnect in time
+    #[command(hide = true)]
+    UpgradeWatchdog {
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
+    // SAFETY: no other thread runs yet.
+    unsafe { launch_agent::take_inherited_listeners() };
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Run(args) => args,
         Command::Install(args) => return install(&args),
         Command::Uninstall(args) => return uninstall(&args),
+        Command::UpgradeWatchdog { data_dir } => {
+            return match launch_agent::upgrade_watchdog(&data_dir) {
+                Ok(outcome) => {
+                    eprintln!("launch-agent upgrade watchdog: {outcome}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("launch-agent upgrade watchdog: error: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     let config = match Config::load(&args) {
         Ok(config) => config,

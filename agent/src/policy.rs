@@ -6,7 +6,7 @@
 //! control plane, where only an admin can grant them. A refused release
 //! never reaches `compose up`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use launch_core::compose::{self, Variables};
@@ -16,14 +16,16 @@ use launch_core::policy::{self, Allowance};
 pub fn enforce(
     release_dir: &Path,
     file: &str,
-    dotenv: &str,
+    dotenv: &BTreeMap<String, String>,
     allowances: &[String],
 ) -> Result<BTreeSet<String>, String> {
     let path = release_dir.join(file);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut vars = Variables::new();
-    vars.set_dotenv(dotenv);
+    for (name, value) in dotenv {
+        vars.set(name.clone(), value.clone());
+    }
     for (name, value) in std::env::vars() {
         vars.set(name, value);
     }
@@ -52,7 +54,8 @@ mod tests {
             "services:\n  web:\n    image: x\n    network_mode: ${MODE}\n    volumes: [\"${HOME}:/h\"]\n  migrate: {image: x, restart: \"no\"}\n",
         )
         .unwrap();
-        let err = enforce(dir.path(), "compose.yaml", "MODE='host'\n", &[]).unwrap_err();
+        let dotenv = BTreeMap::from([("MODE".to_owned(), "host".to_owned())]);
+        let err = enforce(dir.path(), "compose.yaml", &dotenv, &[]).unwrap_err();
         assert!(err.contains("services.web.network_mode"), "{err}");
         assert!(
             err.contains("services.web.volumes[0]"),
@@ -62,7 +65,7 @@ mod tests {
         let allowed = enforce(
             dir.path(),
             "compose.yaml",
-            "MODE='host'\n",
+            &dotenv,
             &["host-network".into(), format!("bind:{home}")],
         )
         .unwrap();

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use launch_core::private_file;
 
+use crate::compose::Flavor;
+use crate::dotenv;
+
 pub const KEEP_RELEASES: usize = 5;
 
 /// Where the `.env` a bundle brought (`launch deploy --include-env`) is kept,
@@ -121,85 +124,46 @@ impl ServiceDir {
     }
 }
 
-/// The text of a `.env` holding `secrets` plus the LAUNCH_* variables.
+/// The text of a `.env` holding `vars` plus the LAUNCH_* variables, encoded
+/// for the compose that will read it (`crate::dotenv`).
 pub fn env_file(
-    secrets: &BTreeMap<String, String>,
+    vars: &BTreeMap<String, String>,
+    flavor: Flavor,
     service: &str,
     environment: &str,
     release_id: &str,
 ) -> String {
-    let mut out = String::from("# Written by launch-agent; holds secrets: do not copy.\n");
-    let mut vars = secrets.clone();
+    let mut vars = vars.clone();
     vars.insert("LAUNCH_SERVICE".into(), service.into());
     vars.insert("LAUNCH_ENVIRONMENT".into(), environment.into());
     vars.insert("LAUNCH_RELEASE".into(), release_id.into());
-    for (key, value) in &vars {
-        out.push_str(key);
-        out.push('=');
-        out.push_str(&quote(value));
-        out.push('\n');
-    }
-    out
-}
-
-/// Quotes a value for compose's `.env` parsers (v1 python-dotenv, v2
-/// compose-go): single quotes are literal in both (no `$` expansion, no
-/// escapes); values holding a single quote or a newline use double quotes
-/// with `\\`, `\"` and `\n` escaped.
-pub fn quote(value: &str) -> String {
-    if !value.contains('\'') && !value.contains('\n') {
-        return format!("'{value}'");
-    }
-    let mut out = String::from("\"");
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    dotenv::encode(
+        "# Written by launch-agent; holds secrets: do not copy.\n",
+        &vars,
+        flavor,
+    )
 }
 
 /// The variables the agent adds to every `.env` beside the secrets.
 const LAUNCH_VARIABLES: [&str; 3] = ["LAUNCH_SERVICE", "LAUNCH_ENVIRONMENT", "LAUNCH_RELEASE"];
 
+/// The variables of the `.env` in `dir` (what [`env_file`] wrote); empty
+/// when there is none.
+pub fn read_env(dir: &Path) -> BTreeMap<String, String> {
+    fs::read_to_string(dir.join(".env"))
+        .map(|text| dotenv::decode(&text))
+        .unwrap_or_default()
+}
+
 /// The secret values of the `.env` in `dir` (what [`env_file`] wrote, without
 /// the LAUNCH_* variables), for redacting a running release's output once its
 /// mission's journal entry no longer holds them. Empty when there is no file.
 pub fn secret_values(dir: &Path) -> Vec<String> {
-    let Ok(text) = fs::read_to_string(dir.join(".env")) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .filter(|(key, _)| !LAUNCH_VARIABLES.contains(key))
-        .filter_map(|(_, quoted)| unquote(quoted))
+    read_env(dir)
+        .into_iter()
+        .filter(|(key, _)| !LAUNCH_VARIABLES.contains(&key.as_str()))
+        .map(|(_, value)| value)
         .collect()
-}
-
-/// The inverse of [`quote`].
-fn unquote(quoted: &str) -> Option<String> {
-    if let Some(inner) = quoted.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')) {
-        return Some(inner.to_owned());
-    }
-    let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next()? {
-            'n' => out.push('\n'),
-            other => out.push(other),
-        }
-    }
-    Some(out)
 }
 
 /// Writes `.env` into `dir` (0600, atomically).
@@ -248,19 +212,17 @@ mod tests {
     }
 
     #[test]
-    fn env_values_are_quoted_for_compose() {
-        assert_eq!(quote("plain"), "'plain'");
-        assert_eq!(quote("has $HOME and spaces"), "'has $HOME and spaces'");
-        assert_eq!(quote("it's"), "\"it's\"");
-        assert_eq!(quote("a\nb \"q\" \\"), "\"a\\nb \\\"q\\\" \\\\\"");
+    fn env_file_holds_the_launch_variables() {
         let text = env_file(
             &BTreeMap::from([("API_TOKEN".into(), "s3cret".into())]),
+            Flavor::Plugin,
             "hello",
             "prod",
             "r-1",
         );
-        assert!(text.contains("API_TOKEN='s3cret'\n"), "{text}");
-        assert!(text.contains("LAUNCH_RELEASE='r-1'\n"), "{text}");
+        assert!(text.starts_with("# Written by launch-agent"), "{text}");
+        assert!(text.contains("API_TOKEN=\"s3cret\"\n"), "{text}");
+        assert!(text.contains("LAUNCH_RELEASE=\"r-1\"\n"), "{text}");
     }
 
     #[test]
@@ -307,7 +269,11 @@ mod tests {
             ("A".to_owned(), "plain".to_owned()),
             ("B".to_owned(), "it's \"x\" \\ a\nb".to_owned()),
         ]);
-        write_env(dir.path(), &env_file(&secrets, "hello", "prod", "r-1")).unwrap();
+        write_env(
+            dir.path(),
+            &env_file(&secrets, Flavor::Standalone, "hello", "prod", "r-1"),
+        )
+        .unwrap();
         let mut values = secret_values(dir.path());
         values.sort();
         let mut expected: Vec<String> = secrets.into_values().collect();

@@ -60,6 +60,31 @@ pub struct Sessions {
     pub previews: tokio::sync::watch::Sender<crate::preview::Known>,
     /// The front door's report for each heartbeat (`None`: `--ingress off`).
     pub front_door: Option<crate::ingress::Reporter>,
+    pub cancels: crate::cancels::Cancels,
+    pub connected: Connected,
+}
+
+/// Whether a session is open (the control plane sent Welcome), for the
+/// executor: a self-upgraded agent confirms only once one is.
+#[derive(Clone)]
+pub struct Connected(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Connected {
+    fn default() -> Self {
+        Connected(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Connected {
+    fn set(&self, open: bool) {
+        self.0.send_replace(open);
+    }
+
+    /// Waits until a session is open.
+    pub async fn wait(&self) {
+        let mut open = self.0.subscribe();
+        let _ = open.wait_for(|open| *open).await;
+    }
 }
 
 enum Ended {
@@ -129,11 +154,18 @@ impl Sessions {
             advertise_host: self.config.advertise_host.clone(),
             current_release_id: String::new(),
             compose: crate::compose::describe_host().await,
+            agent_sha256: crate::upgrade::own_sha256(),
         };
         let _ = outbound
             .send(message(agent_message::Msg::Hello(hello)))
             .await;
-        let mut inbound = match client.session(ReceiverStream::new(outbound_rx)).await {
+        let mut request = tonic::Request::new(ReceiverStream::new(outbound_rx));
+        if let Ok(version) = crate::VERSION.parse() {
+            request
+                .metadata_mut()
+                .insert(launch_proto::AGENT_VERSION_HEADER, version);
+        }
+        let mut inbound = match client.session(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
                 return Ended::Failed(format!(
@@ -170,6 +202,7 @@ impl Sessions {
             *announced = true;
         }
         info!(agent_id = %welcome.agent_id, "session open");
+        self.connected.set(true);
         backoff.reset();
 
         let heartbeat_every =
@@ -239,11 +272,13 @@ impl Sessions {
                     }
                 }
                 Some(control_message::Msg::Cancel(cancel)) => {
-                    warn!(mission_id = %cancel.mission_id, "cancel requested; missions run to completion in this version");
+                    info!(mission_id = %cancel.mission_id, "cancel requested");
+                    self.cancels.request(&cancel.mission_id);
                 }
                 Some(control_message::Msg::Welcome(_)) | None => {}
             }
         };
+        self.connected.set(false);
         stop.cancel();
         let _ = pump.await;
         ended

@@ -238,6 +238,12 @@ impl Uplink {
         }
     }
 
+    /// True when everything queued was sent and acknowledged.
+    pub fn settled(&self) -> bool {
+        let state = self.state.lock().expect("uplink lock");
+        state.unacked.is_empty() && state.unsent.is_empty()
+    }
+
     /// Waits until something may be ready to send.
     pub async fn changed(&self) {
         self.notify.notified().await;

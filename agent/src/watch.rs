@@ -90,8 +90,8 @@ fn one_shots(release_dir: &Path) -> BTreeSet<String> {
         return BTreeSet::new();
     };
     let mut vars = Variables::new();
-    if let Ok(env) = std::fs::read_to_string(release_dir.join(".env")) {
-        vars.set_dotenv(&env);
+    for (name, value) in crate::release::read_env(release_dir) {
+        vars.set(name, value);
     }
     for (name, value) in std::env::vars() {
         vars.set(name, value);

@@ -7,6 +7,7 @@
 //! - [`error`]: `CliError`, the one failure type, and the exit codes.
 //! - `client`: connecting with the bearer token.
 //! - `deploy`: `deploy`, `rollback` and waiting on a mission.
+//! - `missions`: `restart`, `retire`, `cancel`.
 //! - `check`: the compose check `deploy` runs before packing.
 //! - `logs`: `logs [-f]`.
 //! - `inventory`: `status`, `services`, `agents`, `releases`.
@@ -33,6 +34,7 @@ mod dev;
 pub mod error;
 mod inventory;
 mod logs;
+mod missions;
 mod output;
 mod policy;
 mod previews;
@@ -98,6 +100,12 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Go back to an earlier release
     Rollback(deploy::RollbackArgs),
+    /// Restart a service's running release on its host
+    Restart(missions::ServiceMissionArgs),
+    /// Take a service down on its host (admin; `launch deploy` brings it back)
+    Retire(missions::ServiceMissionArgs),
+    /// Stop a queued or running mission; a cancelled deploy leaves the previous release serving
+    Cancel(missions::CancelArgs),
     /// Show a service's log lines
     Logs(logs::LogsArgs),
     /// Services and agents at a glance
@@ -188,6 +196,9 @@ async fn run(global: Global, command: Command) -> Result<u8, CliError> {
         Command::Dev(args) => dev::run(&global, args).await,
         Command::Deploy(args) => deploy::deploy(&global, args).await,
         Command::Rollback(args) => deploy::rollback(&global, args).await,
+        Command::Restart(args) => missions::service_mission(&global, args, false).await,
+        Command::Retire(args) => missions::service_mission(&global, args, true).await,
+        Command::Cancel(args) => missions::cancel(&global, args).await,
         Command::Logs(args) => logs::run(&global, args).await,
         Command::Status => inventory::status(&global).await,
         Command::Services(args) => match args.command {
@@ -286,6 +297,20 @@ mod tests {
             &["launch", "deploy", "dir", "--bundle", "b.tar.gz"],
             &["launch", "logs", "s", "--env", "e", "-f", "--since", "3"],
             &["launch", "status", "--output", "json"],
+            &["launch", "restart", "s", "--env", "e", "--wait"],
+            &["launch", "retire", "s", "--env", "e"],
+            &["launch", "cancel", "m-1", "--timeout", "1m"],
+            &[
+                "launch",
+                "agents",
+                "upgrade",
+                "--service",
+                "web-*",
+                "--env",
+                "prod",
+                "--canary",
+                "1",
+            ],
             &["launch", "services"],
             &[
                 "launch",

@@ -11,6 +11,7 @@
 //! - [`hub`]: live sessions, per-mission broadcasts, counters.
 //! - `state`: what every request handler shares (auth, dispatch, secrets).
 //! - `agent_service`, `control_service`: the two gRPC services.
+//! - `agent_upgrade`: the served agent binary, accepted agent versions, `agents upgrade`.
 //! - [`authz`]: who may call which control RPC (the one authorization layer);
 //!   `api_tokens`: minting, listing and revoking scoped API tokens.
 //! - `allowances`: host-policy allowances an admin grants a service.
@@ -18,6 +19,7 @@
 //! - [`front_door`]: the agents' front-door reports: routes and certificates
 //!   for `status`, proxy counters added up once for `/metrics`.
 //! - `http`: the plain HTTP endpoints.
+//! - `missions`: the missions an operator queues or stops by hand (restart, retire, cancel).
 //! - [`previews`]: pull-request previews: the cap, listing, teardown, the idle sweep.
 //! - `log_cursor`: one reader's position in a mission's log (lines, gaps), shared by WatchMission and StreamLogs.
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
@@ -40,6 +42,7 @@ use launch_proto::agent_service_server::AgentServiceServer;
 use launch_proto::control_service_server::ControlServiceServer;
 
 mod agent_service;
+mod agent_upgrade;
 mod allowances;
 mod api_tokens;
 pub mod authz;
@@ -50,6 +53,7 @@ pub mod github;
 mod http;
 pub mod hub;
 mod log_cursor;
+mod missions;
 pub mod previews;
 mod provider_mirror;
 pub mod rotate;

@@ -67,6 +67,7 @@ impl MissionKind {
             MissionKind::Rollback => "rollback",
             MissionKind::Restart => "restart",
             MissionKind::Retire => "retire",
+            MissionKind::Upgrade => "upgrade",
             MissionKind::PreviewRemove => "preview_remove",
         }
     }
@@ -77,6 +78,7 @@ impl MissionKind {
             "rollback" => MissionKind::Rollback,
             "restart" => MissionKind::Restart,
             "retire" => MissionKind::Retire,
+            "upgrade" => MissionKind::Upgrade,
             "preview_remove" => MissionKind::PreviewRemove,
             _ => return None,
         })
@@ -109,6 +111,10 @@ impl ReleaseState {
 
 /// The metadata key every authenticated call carries (`Bearer <token>`).
 pub const AUTHORIZATION: &str = "authorization";
+
+/// Metadata an agent sends when it opens a Session: its version, checked by
+/// the control plane before Welcome.
+pub const AGENT_VERSION_HEADER: &str = "launch-agent-version";
 
 /// The largest gRPC message either side sends or accepts (bundle chunks are smaller).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

@@ -30,6 +30,8 @@ pub struct Agent {
     data_dir: PathBuf,
     /// Extra environment, kept for restarts.
     env: Vec<(String, String)>,
+    /// The executable (the build's `launch-agent` unless a test gave a copy).
+    binary: PathBuf,
     _temp: TempDir,
 }
 
@@ -61,7 +63,9 @@ impl Agent {
             .tempdir()
             .expect("create a temp dir");
         let data_dir = temp.path().join("agent");
+        let binary = binaries::launch_agent();
         let process = spawn_process(
+            &binary,
             control_url,
             service,
             environment,
@@ -78,6 +82,7 @@ impl Agent {
             agent_id: None,
             data_dir,
             env: Vec::new(),
+            binary,
             _temp: temp,
         }
     }
@@ -91,6 +96,26 @@ impl Agent {
         join_token: &str,
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::spawn_binary(
+            &binaries::launch_agent(),
+            server,
+            service,
+            environment,
+            join_token,
+            env,
+        )
+    }
+
+    /// Like [`Agent::spawn_with_env`], running `binary` (e.g. a copy the
+    /// agent may replace when it upgrades itself).
+    pub fn spawn_binary(
+        binary: &Path,
+        server: &Server,
+        service: &str,
+        environment: &str,
+        join_token: &str,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let temp = tempfile::Builder::new()
             .prefix("launch-e2e-agent-")
             .tempdir()
@@ -98,6 +123,7 @@ impl Agent {
         let data_dir = temp.path().join("agent");
         let control_url = server.url();
         let process = spawn_process(
+            binary,
             &control_url,
             service,
             environment,
@@ -117,6 +143,7 @@ impl Agent {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            binary: binary.to_owned(),
             _temp: temp,
         }
     }
@@ -162,6 +189,7 @@ impl Agent {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         self.process = spawn_process(
+            &self.binary,
             &self.control_url,
             &self.service,
             &self.environment,
@@ -210,6 +238,7 @@ pub fn create_join_token(server: &Server, service: &str, environment: &str) -> S
 }
 
 fn spawn_process(
+    binary: &Path,
     control_url: &str,
     service: &str,
     environment: &str,
@@ -217,7 +246,7 @@ fn spawn_process(
     data_dir: &Path,
     env: &[(&str, &str)],
 ) -> Process {
-    let mut command = Command::new(binaries::launch_agent());
+    let mut command = Command::new(binary);
     for var in SCRUBBED_ENV {
         command.env_remove(var);
     }

@@ -117,6 +117,7 @@ pub async fn simulate_agent_with_compose(
             advertise_host: "127.0.0.1".to_owned(),
             current_release_id: String::new(),
             compose: compose.to_owned(),
+            ..Default::default()
         })),
     })
     .await

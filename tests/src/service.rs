@@ -112,6 +112,20 @@ impl Service {
         );
     }
 
+    /// Appends `settle = SETTLE` to `launch.toml`'s `[health]` table (its
+    /// last table), so a test's health gates wait less than the default 5 s.
+    pub fn set_settle(&self, settle: &str) {
+        let path = self.dir.join("launch.toml");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.rsplit_once('[')
+                .is_some_and(|(_, last)| last.starts_with("health]")),
+            "{} does not end in its [health] table; update the service fixture\n{text}",
+            path.display()
+        );
+        fs::write(&path, format!("{text}settle = {settle:?}\n")).unwrap();
+    }
+
     /// Replaces `compose.yaml` with one whose `web` container runs
     /// `/bin/busybox sh -c <script>` (`$` must be written `$$`), still built
     /// from the quickstart Dockerfile, publishing the port, reading `.env`.

@@ -14,7 +14,9 @@
 //! - `api_tokens`: scoped API tokens through the CLI: create, list, refusals naming the scope, revoke.
 //! - `compose`: the corpus of compose apps, broken files refused, the host policy, the settle gate, degraded.
 //! - `docs`: every command block of the docs runs, is a checked synopsis, or says why not.
+//! - `env_values`: a secret holding every dotenv special character reaches the container unchanged (compose v1).
 //! - `deploy`: deploy --wait to healthy, failing releases roll back, `launch rollback`.
+//! - `missions`: `launch restart`, `cancel` (a slow deploy; the previous release serves again), `retire`.
 //! - `dev`: `launch dev` deploys and follows the log from the last line it printed.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
@@ -29,6 +31,7 @@
 //! - `security`: TLS (right CA, wrong CA, plain HTTP), a token on every RPC, `rotate-key`, secrets in no output.
 //! - `github`: PR comments, commit statuses and deployments against the GitHub fake; the webhook.
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
+//! - `upgrade`: agent self-upgrade (re-exec) under a request loop, and the watchdog's rollback of a broken binary.
 //! - `previews`: pull-request previews beside prod on one agent: own names and certificates, cap, limits, teardown (webhook, CLI, kill mid-way, TTL) leaving nothing.
 //! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
@@ -44,12 +47,14 @@ mod dev;
 mod dns;
 mod docker_target;
 mod docs;
+mod env_values;
 mod faults;
 mod front_door;
 mod github;
 mod isolation;
 mod kit;
 mod logs;
+mod missions;
 mod previews;
 mod provider;
 mod provider_identity;
@@ -59,3 +64,4 @@ mod restarts;
 mod security;
 mod tidy;
 mod tokens;
+mod upgrade;

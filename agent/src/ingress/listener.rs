@@ -23,15 +23,26 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Timeouts;
+use super::handover;
 use super::proxy::{Peer, Proxy};
 
 /// How long open connections get to finish when the agent stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Listens on `addr`: the socket a self-upgrading agent handed over
+/// (`handover`), else a new one.
 pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
-        format!("the front door cannot listen on {addr}: free the port, choose another with {flag}, or pass --ingress off")
-    })
+    let listener = match handover::adopt(addr) {
+        Some(inherited) => {
+            inherited.set_nonblocking(true)?;
+            TcpListener::from_std(inherited)?
+        }
+        None => TcpListener::bind(addr).await.with_context(|| {
+            format!("the front door cannot listen on {addr}: free the port, choose another with {flag}, or pass --ingress off")
+        })?,
+    };
+    handover::register(addr, std::os::fd::AsRawFd::as_raw_fd(&listener));
+    Ok(listener)
 }
 
 /// The HTTPS listener's rustls config: certificates from `resolver`, ALPN
@@ -49,7 +60,9 @@ pub fn tls_config(
     Arc::new(config)
 }
 
-/// Accepts connections on `listener` until `shutdown`.
+/// Accepts connections on `listener` until `shutdown`, or until a
+/// self-upgrade takes the socket over (then it stays open for the next
+/// process).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -71,9 +84,12 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let _running = handover::Running::start();
+    let handing_over = handover::stopping();
     loop {
         let (stream, addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = handing_over.cancelled() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -135,7 +151,12 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
+    if handing_over.is_cancelled() {
+        // The next process adopts the socket: never close it here.
+        std::mem::forget(listener);
+    } else {
+        drop(listener);
+    }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     connections.abort_all();
 }

@@ -22,6 +22,8 @@ pub struct AgentsArgs {
 pub enum AgentsAction {
     /// Revoke an agent's token: it is disconnected and can never reconnect
     Revoke { agent_id: String },
+    /// Replace connected agents' binary with the one this control plane serves
+    Upgrade(super::missions::UpgradeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +150,9 @@ pub async fn services(global: &Global) -> Result<u8, CliError> {
 
 pub async fn agents(global: &Global, args: AgentsArgs) -> Result<u8, CliError> {
     let mut client = client::connect(global).await?;
+    if let Some(AgentsAction::Upgrade(args)) = args.action {
+        return super::missions::upgrade_agents(global, &mut client, args).await;
+    }
     if let Some(AgentsAction::Revoke { agent_id }) = args.action {
         client
             .revoke_agent(RevokeAgentRequest {
@@ -161,18 +166,29 @@ pub async fn agents(global: &Global, args: AgentsArgs) -> Result<u8, CliError> {
         }
         return Ok(exit::OK);
     }
-    let agents = client
+    let listed = client
         .list_agents(ListAgentsRequest {})
         .await
         .map_err(|s| CliError::from_status(&s, &global.addr))?
-        .into_inner()
-        .agents;
+        .into_inner();
+    let agents = listed.agents;
     match global.output {
         Output::Json => println!(
             "{}",
-            json!({ "agents": agents.iter().map(output::agent_json).collect::<Vec<_>>() })
+            json!({
+                "agents": agents.iter().map(output::agent_json).collect::<Vec<_>>(),
+                "served_version": listed.served_version,
+            })
         ),
-        Output::Text => agents_table(&agents),
+        Output::Text => {
+            agents_table(&agents);
+            if !listed.served_version.is_empty() {
+                println!(
+                    "\nthis control plane serves launch-agent {} (`launch agents upgrade` installs it)",
+                    listed.served_version
+                );
+            }
+        }
     }
     Ok(exit::OK)
 }

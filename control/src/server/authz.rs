@@ -302,6 +302,28 @@ pub const RULES: &[(&str, Rule)] = &[
             Some(|b| Ok(service_of(RemovePreviewRequest::decode(b)?.target))),
         ),
     ),
+    // A deploy token may restart its own service and stop its own missions;
+    // taking a service down is an admin's call.
+    (
+        "Restart",
+        rule(
+            Scope::Deploy,
+            Some(|b| Ok(service_of(RestartRequest::decode(b)?.target))),
+        ),
+    ),
+    ("Retire", rule(Scope::Admin, None)),
+    ("UpgradeAgents", rule(Scope::Admin, None)),
+    (
+        "CancelMission",
+        rule(
+            Scope::Deploy,
+            Some(|b| {
+                Ok(Subject::Mission(
+                    CancelMissionRequest::decode(b)?.mission_id,
+                ))
+            }),
+        ),
+    ),
 ];
 
 /// The rule of a gRPC path `/launch.v1.ControlService/<Method>`.

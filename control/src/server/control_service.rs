@@ -63,7 +63,7 @@ fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status
     }))
 }
 
-fn target(target: Option<&ServiceRef>) -> Result<(String, String), Status> {
+pub(super) fn target(target: Option<&ServiceRef>) -> Result<(String, String), Status> {
     let target = target.ok_or_else(|| {
         Status::invalid_argument("the request has no target: give a service and an environment")
     })?;
@@ -96,7 +96,7 @@ fn service_ref(service: &str, environment: &str) -> ServiceRef {
     }
 }
 
-fn mission_info(m: &MissionRow) -> MissionInfo {
+pub(super) fn mission_info(m: &MissionRow) -> MissionInfo {
     MissionInfo {
         mission_id: m.id.clone(),
         kind: m.kind as i32,
@@ -846,6 +846,10 @@ impl ControlService for Control {
     ) -> Result<Response<ListAgentsResponse>, Status> {
         Ok(Response::new(ListAgentsResponse {
             agents: self.all_agents().await?,
+            served_version: super::agent_upgrade::served(&self.state)
+                .await
+                .map(|served| served.version)
+                .unwrap_or_default(),
         }))
     }
 
@@ -1064,11 +1068,49 @@ impl ControlService for Control {
             .map(Response::new)
     }
 
+    async fn restart(
+        &self,
+        request: Request<RestartRequest>,
+    ) -> Result<Response<MissionRef>, Status> {
+        let target = request.into_inner().target;
+        super::missions::queue(&self.state, MissionKind::Restart, target.as_ref())
+            .await
+            .map(Response::new)
+    }
+
     async fn remove_preview(
         &self,
         request: Request<RemovePreviewRequest>,
     ) -> Result<Response<RemovePreviewResponse>, Status> {
         super::previews::remove(&self.state, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn retire(
+        &self,
+        request: Request<RetireRequest>,
+    ) -> Result<Response<MissionRef>, Status> {
+        let target = request.into_inner().target;
+        super::missions::queue(&self.state, MissionKind::Retire, target.as_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn cancel_mission(
+        &self,
+        request: Request<CancelMissionRequest>,
+    ) -> Result<Response<MissionInfo>, Status> {
+        super::missions::cancel(&self.state, &request.into_inner().mission_id)
+            .await
+            .map(Response::new)
+    }
+
+    async fn upgrade_agents(
+        &self,
+        request: Request<UpgradeAgentsRequest>,
+    ) -> Result<Response<UpgradeAgentsResponse>, Status> {
+        super::agent_upgrade::upgrade(&self.state, request.into_inner())
             .await
             .map(Response::new)
     }

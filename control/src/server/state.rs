@@ -120,8 +120,15 @@ impl State {
         Ok(values)
     }
 
-    /// The Mission message for a stored mission, with its service's secrets.
+    /// The Mission message for a stored mission, with its service's secrets
+    /// (and, for an upgrade, the agent binary served now).
     pub async fn mission_message(&self, mission: &MissionRow) -> Result<ControlMessage, Status> {
+        let (agent_sha256, agent_version) = if mission.kind == launch_proto::MissionKind::Upgrade {
+            let served = super::agent_upgrade::served(self).await?;
+            (served.sha256, served.version)
+        } else {
+            Default::default()
+        };
         let release = self
             .store
             .release(&mission.release_id)
@@ -158,6 +165,8 @@ impl State {
                     .split_whitespace()
                     .map(str::to_owned)
                     .collect(),
+                agent_sha256,
+                agent_version,
                 host_address: self
                     .store
                     .host_address(&mission.service, &mission.environment)

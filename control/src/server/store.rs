@@ -848,6 +848,8 @@ impl Store {
             MissionState::Healthy => Some("healthy"),
             MissionState::Failed => Some("failed"),
             MissionState::RolledBack => Some("rolled_back"),
+            // A cancelled deploy never went live.
+            MissionState::Cancelled => Some("failed"),
             _ => None,
         };
         let moves_release = matches!(mission.kind, MissionKind::Deploy | MissionKind::Rollback);
@@ -867,7 +869,9 @@ impl Store {
             }
             _ => None,
         };
-        if let Some(current) = current {
+        // A retired host runs nothing.
+        let retired_host = state == MissionState::Healthy && mission.kind == MissionKind::Retire;
+        if current.is_some() || retired_host {
             sqlx::query(
                 "UPDATE services SET current_release_id = ? WHERE service = ? AND environment = ?",
             )

@@ -255,25 +255,37 @@ struct AgentSession {
 
 impl AgentSession {
     async fn open(server: &TestServer, agent_token: &str) -> Result<Self, Status> {
+        let hello = Hello {
+            version: "test".into(),
+            hostname: "host-1".into(),
+            advertise_host: "127.0.0.1".into(),
+            ..Default::default()
+        };
+        Self::open_with(server, agent_token, hello, None).await
+    }
+
+    /// Opens a session saying `hello`, with `version` in the session's
+    /// metadata as agents send it.
+    async fn open_with(
+        server: &TestServer,
+        agent_token: &str,
+        hello: Hello,
+        version: Option<&str>,
+    ) -> Result<Self, Status> {
         let (outbound, rx) = mpsc::channel(64);
         outbound
             .send(AgentMessage {
-                msg: Some(agent_message::Msg::Hello(Hello {
-                    version: "test".into(),
-                    hostname: "host-1".into(),
-                    advertise_host: "127.0.0.1".into(),
-                    current_release_id: String::new(),
-                    compose: String::new(),
-                })),
+                msg: Some(agent_message::Msg::Hello(hello)),
             })
             .await
             .unwrap();
-        let inbound = server
-            .agents()
-            .await
-            .session(with_token(ReceiverStream::new(rx), agent_token))
-            .await?
-            .into_inner();
+        let mut request = with_token(ReceiverStream::new(rx), agent_token);
+        if let Some(version) = version {
+            request
+                .metadata_mut()
+                .insert(AGENT_VERSION_HEADER, version.parse().unwrap());
+        }
+        let inbound = server.agents().await.session(request).await?.into_inner();
         let mut session = AgentSession {
             outbound,
             inbound,
@@ -1794,6 +1806,7 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
         "a reader of stored lines is told what is missing"
     );
 }
+mod missions;
 mod previews;
 mod recreate;
 

@@ -144,6 +144,10 @@ const SPEC: &[(&str, Need)] = &[
     ("AllowService", Need::Admin),
     ("DisallowService", Need::Admin),
     ("ListAllowances", Need::Read),
+    ("Restart", Need::Deploy),
+    ("Retire", Need::Admin),
+    ("UpgradeAgents", Need::Admin),
+    ("CancelMission", Need::Deploy),
     ("GetService", Need::Read),
     ("ListPreviews", Need::Read),
     ("RemovePreview", Need::Deploy),
@@ -450,6 +454,20 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         "RemovePreviewRequest" => RemovePreviewRequest {
             target,
             preview: "pr-1".into(),
+        }
+        .encode_to_vec(),
+        "RestartRequest" => RestartRequest { target }.encode_to_vec(),
+        // Another service: taking hello/prod down would change what others see.
+        "RetireRequest" => RetireRequest {
+            target: Some(ServiceRef {
+                service: "other".into(),
+                environment: "prod".into(),
+            }),
+        }
+        .encode_to_vec(),
+        "UpgradeAgentsRequest" => UpgradeAgentsRequest::default().encode_to_vec(),
+        "CancelMissionRequest" => CancelMissionRequest {
+            mission_id: mission_id.into(),
         }
         .encode_to_vec(),
         other => panic!(
