@@ -190,7 +190,11 @@ impl Teardown<'_> {
                         &release,
                         &file,
                         &project,
-                        &["down", "--remove-orphans", "--volumes", "--rmi", "local"],
+                        // No `--rmi`: compose removes images with their
+                        // untagged parents, the build cache a concurrent
+                        // build on this host may be using (`No such
+                        // image`). The images go below, with `--no-prune`.
+                        &["down", "--remove-orphans", "--volumes"],
                         sink,
                         cancel,
                     )
@@ -235,7 +239,7 @@ impl Teardown<'_> {
         images.sort();
         images.dedup();
         if !images.is_empty() {
-            let mut args = vec!["rmi", "-f"];
+            let mut args = vec!["rmi", "-f", "--no-prune"];
             args.extend(images.iter().map(String::as_str));
             docker_output(&args, DOCKER_TIMEOUT)
                 .await

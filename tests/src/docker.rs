@@ -58,7 +58,9 @@ impl ComposeProject {
             })
             .collect();
         if !images.is_empty() {
-            let mut args = vec!["rmi", "-f"];
+            // `--no-prune`: untagged parents are build cache other tests'
+            // concurrent builds may be using.
+            let mut args = vec!["rmi", "-f", "--no-prune"];
             args.extend(images.iter().map(String::as_str));
             docker_quiet(&args);
         }

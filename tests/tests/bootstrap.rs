@@ -152,7 +152,12 @@ fn the_static_agent_has_no_dynamic_dependency_and_registers_from_a_scratch_conta
         "{}",
         String::from_utf8_lossy(&build.stderr)
     );
-    let _cleanup = Cleanup(vec![vec!["rmi".into(), "-f".into(), image.clone()]]);
+    let _cleanup = Cleanup(vec![vec![
+        "rmi".into(),
+        "-f".into(),
+        "--no-prune".into(),
+        image.clone(),
+    ]]);
 
     // No libc, no NSS, no /etc/nsswitch.conf: the control plane is found by
     // name through the /etc/hosts entry docker writes.

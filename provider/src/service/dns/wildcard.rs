@@ -266,7 +266,7 @@ mod tests {
      {
         let id = || Value::Value("rec-1".to_owned());
         let on = Value::Value(true);
-        let mut planned = state(true, on.clone(), "a.example", Value::Null);
+        let mut planned = state(true, on, "a.example", Value::Null);
         plan(&mut planned, None);
         assert_eq!(
             planned.preview_record_id,
@@ -274,8 +274,8 @@ mod tests {
             "a new one is made"
         );
 
-        let prior = state(true, on.clone(), "a.example", id());
-        let mut planned = state(true, on.clone(), "a.example", Value::Null);
+        let prior = state(true, on, "a.example", id());
+        let mut planned = state(true, on, "a.example", Value::Null);
         plan(&mut planned, Some(&prior));
         assert_eq!(
             planned.preview_record_id,
@@ -283,7 +283,7 @@ mod tests {
             "an unchanged plan keeps it"
         );
 
-        let mut renamed = state(true, on.clone(), "b.example", Value::Null);
+        let mut renamed = state(true, on, "b.example", Value::Null);
         plan(&mut renamed, Some(&prior));
         assert_eq!(
             renamed.preview_record_id,
