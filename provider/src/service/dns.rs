@@ -175,6 +175,16 @@ pub async fn read(diags: &mut Diagnostics, clients: &Clients, state: &mut State)
     wildcard::read(diags, clients, state).await
 }
 
+/// Deletes record `record_id` (one already gone is fine: `Ok(false)`);
+/// the error says what failed, Cloudflare settings or the call.
+pub(super) async fn delete_record(clients: &Clients, record_id: &str) -> Result<bool, String> {
+    let cloudflare = clients.cloudflare().await?;
+    cloudflare
+        .delete(record_id)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Destroy: the record goes first. `false` (with an error saying nothing
 /// was destroyed) when it could not be deleted.
 pub async fn delete(diags: &mut Diagnostics, clients: &Clients, prior: &State) -> bool {
@@ -184,14 +194,7 @@ pub async fn delete(diags: &mut Diagnostics, clients: &Clients, prior: &State) -
     let Value::Value(record_id) = &prior.dns_record_id else {
         return true;
     };
-    let deleted = match clients.cloudflare().await {
-        Ok(cloudflare) => cloudflare
-            .delete(record_id)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(missing) => Err(missing),
-    };
-    match deleted {
+    match delete_record(clients, record_id).await {
         Ok(existed) => {
             info!(%record_id, existed, "DNS record deleted");
             true
@@ -243,18 +246,13 @@ pub async fn sync(diags: &mut Diagnostics, clients: &Clients, prior: &State, sta
 
 async fn sync_record(diags: &mut Diagnostics, clients: &Clients, prior: &State, state: &mut State) {
     let had = prior.dns_record_id.as_ref_option().cloned();
-    let cloudflare = || async { clients.cloudflare().await };
     let fail = |diags: &mut Diagnostics, state: &mut State, summary: &str, e: String| {
         copy(state, prior);
         diags.error(summary.to_owned(), e, AttributePath::new("public"));
     };
     if state.public != Value::Value(true) {
         if let Some(record_id) = had {
-            let deleted = match cloudflare().await {
-                Ok(cf) => cf.delete(&record_id).await.map_err(|e| e.to_string()),
-                Err(missing) => Err(missing),
-            };
-            if let Err(e) = deleted {
+            if let Err(e) = delete_record(clients, &record_id).await {
                 return fail(diags, state, "cannot delete the service's DNS record", e);
             }
             info!(%record_id, "DNS record deleted (public = false)");
@@ -262,7 +260,7 @@ async fn sync_record(diags: &mut Diagnostics, clients: &Clients, prior: &State, 
         clear(state);
         return;
     }
-    let cf: &Cloudflare = match cloudflare().await {
+    let cf: &Cloudflare = match clients.cloudflare().await {
         Ok(cf) => cf,
         Err(missing) => {
             return fail(diags, state, "public = true needs Cloudflare DNS", missing);

@@ -12,7 +12,7 @@ use tf_provider::value::Value;
 use tf_provider::{AttributePath, Diagnostics};
 use tracing::info;
 
-use super::record_spec;
+use super::{delete_record, record_spec};
 use crate::cloudflare::{MANAGED_COMMENT, RecordSpec};
 use crate::provider::Clients;
 use crate::service::state::State;
@@ -153,14 +153,7 @@ pub async fn delete(diags: &mut Diagnostics, clients: &Clients, prior: &State) -
     let Value::Value(record_id) = &prior.preview_record_id else {
         return true;
     };
-    let deleted = match clients.cloudflare().await {
-        Ok(cloudflare) => cloudflare
-            .delete(record_id)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(missing) => Err(missing),
-    };
-    match deleted {
+    match delete_record(clients, record_id).await {
         Ok(_) => true,
         Err(e) => {
             diags.root_error(
@@ -189,11 +182,9 @@ pub async fn sync(diags: &mut Diagnostics, clients: &Clients, prior: &State, sta
         made
     } else {
         match had {
-            Some(old) => match clients.cloudflare().await {
-                Ok(cf) => cf.delete(&old).await.map(drop).map_err(|e| e.to_string()),
-                Err(missing) => Err(missing),
-            }
-            .map(|()| state.preview_record_id = Value::Null),
+            Some(old) => delete_record(clients, &old)
+                .await
+                .map(|_| state.preview_record_id = Value::Null),
             None => {
                 state.preview_record_id = Value::Null;
                 Ok(())
@@ -211,11 +202,7 @@ pub async fn sync(diags: &mut Diagnostics, clients: &Clients, prior: &State, sta
 }
 
 async fn delete_quietly(diags: &mut Diagnostics, clients: &Clients, record_id: &str) {
-    let deleted = match clients.cloudflare().await {
-        Ok(cf) => cf.delete(record_id).await.map_err(|e| e.to_string()),
-        Err(missing) => Err(missing),
-    };
-    if let Err(e) = deleted {
+    if let Err(e) = delete_record(clients, record_id).await {
         diags.root_warning(
             format!("the old wildcard DNS record {record_id} could not be deleted"),
             format!("{e}. Delete it in Cloudflare."),
