@@ -238,3 +238,62 @@ async fn redeploy_secrets(server: &TestServer, session: &mut AgentSession) -> St
     healthy(session, server, &deploy, "http://pr-1.hello.test/").await;
     mission.secrets["API_KEY"].clone()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previews_log_lines_are_redacted_of_its_overrides_and_of_the_environments_values() {
+    let server = TestServer::start().await;
+    let (_, agent_token) = server.register("hello", "prod").await;
+    let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
+    let prod = server
+        .deploy_with(
+            "hello",
+            "prod",
+            good_bundle("prod"),
+            secrets("prod-value-1"),
+        )
+        .await
+        .unwrap();
+    session.next_mission().await;
+    healthy(&session, &server, &prod, "http://hello.test/").await;
+    let preview = deploy_preview(&server, "pr-1", secrets("preview-value-2"))
+        .await
+        .unwrap();
+    let mission = session.next_mission().await;
+    session.ack(&mission.mission_id).await;
+
+    session
+        .send(agent_message::Msg::Logs(LogBatch {
+            mission_id: preview.mission_id.clone(),
+            lines: vec![LogLine {
+                seq: 1,
+                unix_ms: 1,
+                stream: LogStream::Stdout as i32,
+                source: "web".into(),
+                text: "override preview-value-2, environment prod-value-1".into(),
+            }],
+        }))
+        .await;
+    assert_eq!(session.next_log_ack(&preview.mission_id).await, 1);
+    let line = server
+        .control()
+        .await
+        .stream_logs(server.admin(StreamLogsRequest {
+            target: Some(target("hello", "prod")),
+            mission_id: preview.mission_id.clone(),
+            since_seq: 0,
+            follow: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .line
+        .unwrap();
+    assert_eq!(
+        line.text, "override [REDACTED], environment [REDACTED]",
+        "both the preview's override and the value it overrides are secrets"
+    );
+}
