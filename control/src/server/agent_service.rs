@@ -561,10 +561,7 @@ async fn ingest_logs(
             return Ok(None);
         };
         let last_seq = state.store.last_seq(&mission.id).await.map_err(internal)?;
-        let secrets = state
-            .open_secrets(&mission.service, &mission.environment)
-            .await?;
-        let redactor = Arc::new(Redactor::new(secrets.values().map(String::as_str)));
+        let redactor = Arc::new(state.mission_redactor(&mission).await?);
         if cache.missions.len() >= INGEST_CACHE_MISSIONS {
             cache.missions.clear();
         }

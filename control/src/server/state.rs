@@ -12,6 +12,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tracing::{error, info, warn};
 
+use launch_core::redact::Redactor;
 use launch_proto::{ControlMessage, Mission, control_message};
 
 use super::hub::Hub;
@@ -118,6 +119,28 @@ impl State {
             values.extend(self.open_secrets(&mission.service, &overrides).await?);
         }
         Ok(values)
+    }
+
+    /// What a mission's log lines are redacted with: every value its agent
+    /// may hold, the environment's and, for a preview, the preview's
+    /// overrides too (an overridden key's environment value is still a
+    /// secret, so this is the union, not the merged map).
+    pub async fn mission_redactor(&self, mission: &MissionRow) -> Result<Redactor, Status> {
+        let mut values: Vec<String> = self
+            .open_secrets(&mission.service, &mission.environment)
+            .await?
+            .into_values()
+            .collect();
+        if !mission.preview.is_empty() {
+            let overrides =
+                super::store::previews::secrets_environment(&mission.environment, &mission.preview);
+            values.extend(
+                self.open_secrets(&mission.service, &overrides)
+                    .await?
+                    .into_values(),
+            );
+        }
+        Ok(Redactor::new(values.iter().map(String::as_str)))
     }
 
     /// The Mission message for a stored mission, with its service's secrets
