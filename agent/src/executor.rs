@@ -924,13 +924,10 @@ impl Executor {
         }
         // Every route left is the service's own (its previews' went with
         // their teardowns), keyed by the compose service it routes to.
-        if let Some(front) = &self.front {
-            for (key, route) in front.router.snapshot().routes {
-                match front.router.remove(&key) {
-                    Ok(_) => front.router.forget_certificates(&route.hosts),
-                    Err(err) => sink.say(&format!("could not remove the route of {key}: {err}")),
-                }
-            }
+        if let Some(front) = &self.front
+            && let Err(err) = front.router.remove_matching(|_| true)
+        {
+            sink.say(&format!("could not remove the service's routes: {err}"));
         }
         match std::fs::remove_dir_all(dir.root()) {
             Ok(()) => done(MissionState::Healthy, "retired: containers removed".into()),

@@ -247,17 +247,10 @@ impl Teardown<'_> {
         }
         if let Some(front) = self.front {
             let suffix = format!("@{}", self.preview);
-            let table = front.router.snapshot();
-            for (key, route) in &table.routes {
-                if !key.ends_with(&suffix) {
-                    continue;
-                }
-                front
-                    .router
-                    .remove(key)
-                    .map_err(|e| format!("cannot remove the preview's route: {e}"))?;
-                front.router.forget_certificates(&route.hosts);
-            }
+            front
+                .router
+                .remove_matching(|key| key.ends_with(&suffix))
+                .map_err(|e| format!("cannot remove the preview's routes: {e}"))?;
         }
         match std::fs::remove_dir_all(dir.root()) {
             Ok(()) => {}

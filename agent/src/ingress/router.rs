@@ -174,25 +174,36 @@ impl Router {
         self.replace(table, service)
     }
 
-    /// Stops routing `service` (retire). Returns its last target.
-    pub fn remove(&self, service: &str) -> io::Result<Option<Arc<Target>>> {
+    /// Stops routing every route whose key `matches` (a retire: all of
+    /// them; a preview teardown: the preview's), in one table write, and
+    /// deletes the certificates of the names no remaining route holds.
+    /// Returns the removed keys.
+    pub fn remove_matching(&self, matches: impl Fn(&str) -> bool) -> io::Result<Vec<String>> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut table = self.snapshot();
-        if table.routes.remove(service).is_none() {
-            return Ok(None);
+        let keys: Vec<String> = table
+            .routes
+            .keys()
+            .filter(|key| matches(key))
+            .cloned()
+            .collect();
+        let removed: Vec<(String, Route)> = keys
+            .into_iter()
+            .filter_map(|key| table.routes.remove_entry(&key))
+            .collect();
+        if removed.is_empty() {
+            return Ok(Vec::new());
         }
-        self.replace(table, service)
-    }
-
-    /// Deletes the certificates of `hosts` unless a route still holds them.
-    pub fn forget_certificates(&self, hosts: &[String]) {
+        self.replace(table, "")?;
         let names = self.snapshot().names();
-        let gone: Vec<String> = hosts
+        let gone: Vec<String> = removed
             .iter()
+            .flat_map(|(_, route)| &route.hosts)
             .filter(|host| !names.contains(host))
             .cloned()
             .collect();
         self.certificates.forget(&gone);
+        Ok(removed.into_iter().map(|(key, _)| key).collect())
     }
 
     fn replace(&self, table: Table, service: &str) -> io::Result<Option<Arc<Target>>> {

@@ -426,6 +426,7 @@ struct TestCertificates {
     resolver: Arc<rustls::server::ResolvesServerCertUsingSni>,
     root: rustls::pki_types::CertificateDer<'static>,
     names: std::sync::Mutex<Vec<String>>,
+    forgotten: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestCertificates {
@@ -445,6 +446,7 @@ impl TestCertificates {
             resolver: Arc::new(resolver),
             root: der,
             names: std::sync::Mutex::new(Vec::new()),
+            forgotten: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -462,6 +464,57 @@ impl Certificates for TestCertificates {
     fn set_names(&self, names: &[String]) {
         *self.names.lock().unwrap() = names.to_vec();
     }
+    fn forget(&self, names: &[String]) {
+        self.forgotten.lock().unwrap().extend_from_slice(names);
+    }
+}
+
+#[tokio::test]
+async fn removing_routes_drops_only_the_matching_ones_and_forgets_their_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::new();
+    let door = door_in(dir.path(), certificates.clone(), Timeouts::default()).await;
+    let router = &door.ingress.router;
+    let web = upstream("web").await;
+    router
+        .switch("web", &hosts(&["hello.test"]), Some((web.addr, "r1")))
+        .unwrap();
+    router
+        .switch(
+            "web@pr-1",
+            &hosts(&["pr-1.hello.test"]),
+            Some((web.addr, "r2")),
+        )
+        .unwrap();
+
+    let removed = router
+        .remove_matching(|key| key.ends_with("@pr-1"))
+        .unwrap();
+    assert_eq!(removed, vec!["web@pr-1"]);
+    assert_eq!(
+        *certificates.forgotten.lock().unwrap(),
+        vec!["pr-1.hello.test"]
+    );
+    assert!(
+        router.target("web").is_some() && router.snapshot().names() == ["hello.test"],
+        "the other route must stay: {:?}",
+        router.snapshot()
+    );
+    let saved = std::fs::read_to_string(table_path(dir.path())).unwrap();
+    assert!(saved.contains("hello.test"), "{saved}");
+    assert!(
+        !saved.contains("pr-1.hello.test"),
+        "the removal must be saved: {saved}"
+    );
+
+    assert!(
+        router
+            .remove_matching(|key| key.ends_with("@pr-1"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(router.remove_matching(|_| true).unwrap(), vec!["web"]);
+    assert!(router.snapshot().routes.is_empty());
 }
 
 async fn tls_connect(
