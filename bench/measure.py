@@ -8,49 +8,24 @@ Prints one `key: value` line per figure; bench/run turns them into BENCHMARKS.md
 Usage: bench/measure.py BIN_DIR STATIC_AGENT
 """
 
-import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
+
+from common import Bench, free_port, wait_line
 
 BIN_DIR, STATIC_AGENT = sys.argv[1], sys.argv[2]
 LAUNCH = os.path.join(BIN_DIR, "launch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STARTS = 20
 REDEPLOYS = 5
-work = tempfile.mkdtemp(prefix="launch-bench-")
-children = []
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_line(proc, prefix, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-        if not line and proc.poll() is not None:
-            break
-    raise SystemExit(f"bench: no {prefix!r} line within {timeout}s")
-
-
-def cli(env, *args):
-    out = subprocess.run([LAUNCH, *args], env=env, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise SystemExit(f"bench: launch {' '.join(args)} failed: {out.stderr}")
-    return out.stdout
+run = Bench(BIN_DIR, "launch-bench-")
+work, children, cli = run.work, run.children, run.cli
 
 
 def http_ok(port):
@@ -156,10 +131,5 @@ def main():
     print(f"redeploy_ratio: {launch_med / bare_med:.2f}")
 
 
-try:
+with run:
     main()
-finally:
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-    shutil.rmtree(work, ignore_errors=True)

@@ -24,16 +24,17 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
+
+from common import Bench, free_port, wait_line, wait_port
 
 BIN_DIR, STATIC_AGENT = sys.argv[1], sys.argv[2]
 LAUNCH = os.path.join(BIN_DIR, "launch")
 DURATION = os.environ.get("BENCH_PROXY_DURATION", "10s")
 CONNECTIONS = 50
 ROUTES = 100
-work = tempfile.mkdtemp(prefix="launch-proxy-bench-")
-children = []
+run = Bench(BIN_DIR, "launch-proxy-bench-")
+work, children, cli, spawn = run.work, run.children, run.cli, run.spawn
 
 # wrk prints these lines at the end of a run.
 REPORT = r"""
@@ -47,40 +48,6 @@ end
 """
 # Each connection waits 10 ms before each request: 10 connections ≈ 1,000 req/s.
 FIXED_RATE = "delay = function() return 10 end\n" + REPORT
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"bench: nothing listens on {port} after {timeout}s")
-
-
-def wait_line(proc, prefix, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-        if not line and proc.poll() is not None:
-            break
-    raise SystemExit(f"bench: no {prefix!r} line within {timeout}s")
-
-
-def spawn(args, **kwargs):
-    proc = subprocess.Popen(args, stderr=subprocess.DEVNULL, **kwargs)
-    children.append(proc)
-    return proc
 
 
 def rss_mb(pid):
@@ -163,13 +130,6 @@ def https_get(port, host):
     status = data.split(b" ", 2)[1]
     if status != b"200":
         raise SystemExit(f"bench: https://{host}:{port}/ answered {data[:200]!r}")
-
-
-def cli(env, *args):
-    out = subprocess.run([LAUNCH, *args], env=env, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise SystemExit(f"bench: launch {' '.join(args)} failed: {out.stderr}")
-    return out.stdout
 
 
 def main():
@@ -264,14 +224,5 @@ def main():
     print(f"caddy: {subprocess.run(['caddy', 'version'], capture_output=True, text=True).stdout.split()[0]}")
 
 
-try:
+with run:
     main()
-finally:
-    for child in children:
-        child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    subprocess.run(["rm", "-rf", work])
