@@ -7,7 +7,7 @@
 //! (`tls`: rustls with ring, ALPN h2 + http/1.1).
 //!
 //! # Layout
-//! - [`store`]: the SQLite database and every query.
+//! - [`store`]: the database (SQLite or PostgreSQL) and every query.
 //! - [`hub`]: live sessions, per-mission broadcasts, counters.
 //! - `state`: what every request handler shares (auth, dispatch, secrets).
 //! - `agent_service`, `control_service`: the two gRPC services.
@@ -63,6 +63,11 @@ pub mod store;
 pub mod tls;
 pub mod tokens;
 
+/// The e2e crate's throwaway PostgreSQL cluster, shared as a file (it is
+/// std-only) so the store tests need no dependency on the e2e harness.
+#[cfg(test)]
+#[path = "../../tests/src/postgres.rs"]
+mod test_postgres;
 #[cfg(test)]
 mod tests;
 
@@ -84,9 +89,15 @@ pub struct ServerFlags {
     /// [default: ~/.local/share/launch/server]
     #[arg(long, env = "LAUNCH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL [default: sqlite://<data-dir>/launch.db]
+    /// Database URL: sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB for
+    /// several replicas on one database (TLS with `?sslmode=verify-full`)
+    /// [default: sqlite://<data-dir>/launch.db]
     #[arg(long, env = "LAUNCH_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Most database connections this server opens [default: 8 on SQLite,
+    /// 10 on PostgreSQL]
+    #[arg(long, env = "LAUNCH_DATABASE_POOL_SIZE")]
+    pub database_pool_size: Option<u32>,
     /// The launch-agent binary served at /v1/agent/download/linux-amd64
     /// [default: launch-agent beside this executable]
     #[arg(long, env = "LAUNCH_AGENT_BINARY")]
@@ -130,8 +141,10 @@ pub enum ServerCommand {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// A `sqlite://` URL.
+    /// A `sqlite://` or `postgres://` URL.
     pub database_url: String,
+    /// Most connections to the database; `None`: the engine's default.
+    pub database_pool_size: Option<u32>,
     pub agent_binary: Option<PathBuf>,
     pub cli_binary: Option<PathBuf>,
     pub max_bundle_bytes: u64,
@@ -152,7 +165,8 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &self.database_url)
+            .field("database_url", &store::redacted_url(&self.database_url))
+            .field("database_pool_size", &self.database_pool_size)
             .field("agent_binary", &self.agent_binary)
             .field("cli_binary", &self.cli_binary)
             .field("max_bundle_bytes", &self.max_bundle_bytes)
@@ -176,6 +190,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             database_url: sqlite_url(&data_dir),
+            database_pool_size: None,
             data_dir,
             agent_binary: agent_binary_beside_exe(),
             cli_binary: std::env::current_exe().ok(),
@@ -219,22 +234,16 @@ impl ServerConfig {
             }
         };
         let database_url = match (&flags.database_url, &data_dir) {
-            (Some(url), _)
-                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
-            {
-                errors.push(
-                    "--database-url postgres://… is not supported yet: use sqlite (the default)"
-                        .to_owned(),
-                );
-                None
-            }
-            (Some(url), _) if url.starts_with("sqlite:") => Some(url.clone()),
-            (Some(url), _) => {
-                errors.push(format!(
-                    "--database-url {url:?} is not a sqlite:// URL: use sqlite://PATH or leave it unset"
-                ));
-                None
-            }
+            (Some(url), _) => match store::check_url(url) {
+                Ok(()) => Some(url.clone()),
+                Err(problem) => {
+                    errors.push(format!(
+                        "--database-url {:?} {problem}",
+                        store::redacted_url(url)
+                    ));
+                    None
+                }
+            },
             (None, Some(dir)) => Some(sqlite_url(dir)),
             (None, None) => None,
         };
@@ -262,6 +271,10 @@ impl ServerConfig {
                 dir.display(),
                 crate::provider_package::BINARY
             ));
+        }
+        if flags.database_pool_size == Some(0) {
+            errors
+                .push("--database-pool-size must be above 0 (or unset for the default)".to_owned());
         }
         if flags.max_bundle_bytes == 0 {
             errors.push("--max-bundle-bytes must be above 0".to_owned());
@@ -291,6 +304,7 @@ impl ServerConfig {
             listen: listen.expect("checked"),
             data_dir: data_dir.expect("checked"),
             database_url: database_url.expect("checked"),
+            database_pool_size: flags.database_pool_size,
             agent_binary: flags.agent_binary.clone().or_else(agent_binary_beside_exe),
             cli_binary: flags
                 .cli_binary
@@ -407,14 +421,33 @@ pub async fn run(
     // while it is, and so does a second server on the same data dir.
     let _lock = rotate::lock_data_dir(&config.data_dir)?;
     remove_partial_uploads(&bundles_dir);
-    let store = store::Store::open(&config.database_url)
+    let store = store::Store::open_with(&config.database_url, config.database_pool_size)
         .await
-        .with_context(|| format!("open the database {}", config.database_url))?;
+        .with_context(|| {
+            format!(
+                "open the database {}",
+                store::redacted_url(&config.database_url)
+            )
+        })?;
+    // Held until `run` returns, like the data dir lock: `rotate-key` on a
+    // shared PostgreSQL database refuses while any replica holds it.
+    let _replica = store
+        .hold_replica_lock()
+        .await
+        .context("take the replica lock on the database")?;
     if rotate::finish_interrupted(&store, &config.data_dir).await? {
         warn!("finished a key rotation that was interrupted before it renamed secret.key.new");
     }
     let secret_box = secrets::SecretBox::load(config.secret_key, &config.data_dir)?;
-    rotate::check_key(&store, &secret_box).await?;
+    let key_origin = match config.secret_key {
+        Some(_) => secrets::KEY_ENV.to_owned(),
+        None => config
+            .data_dir
+            .join(secrets::KEY_FILE)
+            .display()
+            .to_string(),
+    };
+    rotate::claim_key(&store, &secret_box, &key_origin).await?;
     let admin_hash = ensure_admin_token(&store, &config.data_dir).await?;
     let (reporter, _reporting) =
         github::Reporter::start(&config.github, store.clone(), shutdown.clone())?;
@@ -553,7 +586,8 @@ fn remove_partial_uploads(bundles_dir: &Path) {
 }
 
 /// Creates the admin token at first start (printing it once to stderr) and
-/// returns its hash.
+/// returns its hash. Of replicas starting together on one database, one
+/// token wins; the others remove the file they wrote and use it.
 async fn ensure_admin_token(store: &store::Store, data_dir: &Path) -> anyhow::Result<String> {
     if let Some(hash) = store
         .setting("admin_token_hash")
@@ -567,10 +601,14 @@ async fn ensure_admin_token(store: &store::Store, data_dir: &Path) -> anyhow::Re
     private_file::write_private(&path, format!("{token}\n").as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     let hash = tokens::hash(&token);
-    store
-        .set_setting("admin_token_hash", &hash)
+    let stored = store
+        .setting_or_insert("admin_token_hash", &hash)
         .await
         .context("store the admin token hash")?;
+    if stored != hash {
+        let _ = std::fs::remove_file(&path);
+        return Ok(stored);
+    }
     eprintln!("admin token: {token} (saved to {})", path.display());
     Ok(hash)
 }

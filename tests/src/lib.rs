@@ -29,6 +29,7 @@
 //! - [`ssh_host`]: a systemd host with sshd on a loopback port, standing in for a Proxmox container.
 //! - [`pebble`]: an ACME server (pebble + challtestsrv) per test, validating HTTP-01 for real.
 //! - [`cert_door`]: the agent's certificate manager behind an HTTP-01 and a TLS listener.
+//! - [`postgres`]: a throwaway PostgreSQL cluster, a database per test (also used by the control crate's tests).
 
 pub mod agent;
 pub mod binaries;
@@ -48,6 +49,7 @@ pub mod http;
 pub mod moto;
 pub mod pebble;
 pub mod poll;
+pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod service;

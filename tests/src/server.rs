@@ -96,6 +96,37 @@ impl Server {
         }
     }
 
+    /// Another replica of `first`: its own data dir holding a copy of
+    /// `first`'s secret key, started with `first`'s flags (its
+    /// `--database-url` is the database they share) and using its admin token.
+    pub fn start_replica(first: &Server) -> Result<Server, String> {
+        let temp = tempfile::Builder::new()
+            .prefix("launch-e2e-replica-")
+            .tempdir()
+            .expect("create a temp dir");
+        let data_dir = temp.path().join("data");
+        std::fs::create_dir(&data_dir).expect("create the data dir");
+        std::fs::set_permissions(
+            &data_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod the data dir");
+        std::fs::copy(
+            first.data_dir.join("secret.key"),
+            data_dir.join("secret.key"),
+        )
+        .expect("copy the secret key");
+        let (process, addr) = spawn(&data_dir, "127.0.0.1:0", &first.extra_args)?;
+        Ok(Server {
+            process,
+            addr,
+            admin_token: first.admin_token.clone(),
+            extra_args: first.extra_args.clone(),
+            data_dir,
+            _temp: temp,
+        })
+    }
+
     /// `http://127.0.0.1:<port>`, what the CLI and agents connect to.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -47,7 +47,7 @@ fn server_keeps_its_tokens_and_keys_private() {
 }
 
 #[test]
-fn server_refuses_a_postgres_url_with_exit_64_before_binding() {
+fn server_refuses_a_database_url_of_another_engine_with_exit_64_before_binding() {
     let temp = tempfile::tempdir().unwrap();
     let mut command = Command::new(binaries::launch());
     for var in SCRUBBED_ENV {
@@ -56,15 +56,67 @@ fn server_refuses_a_postgres_url_with_exit_64_before_binding() {
     let out = command
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(temp.path().join("data"))
-        .args(["--database-url", "postgres://localhost/launch"])
+        .args(["--database-url", "mysql://launch:hunter2@localhost/launch"])
         .output()
         .expect("run launch server");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("sqlite"), "say what is supported: {stderr}");
+    assert!(
+        stderr.contains("sqlite://") && stderr.contains("postgres://"),
+        "say what is supported: {stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password reached stderr: {stderr}"
+    );
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("listening"),
         "it bound a port with a bad config"
+    );
+}
+
+#[test]
+fn two_server_processes_on_one_postgres_database_serve_the_same_state() {
+    let cluster = launch_e2e::postgres::Cluster::start();
+    let url = cluster.new_database();
+    let first = Server::start_with(&["--database-url", &url]);
+    let second = Server::start_replica(&first).expect("a second replica starts");
+    let created = first.cli(&["token", "create", "--name", "ci-read", "--scope", "read"]);
+    created.success();
+    let listed = second.cli(&["token", "list", "--output", "json"]);
+    listed.success();
+    assert!(listed.stdout.contains("ci-read"), "{listed}");
+
+    // A replica with a key of its own refuses to start, naming the key.
+    let temp = tempfile::tempdir().unwrap();
+    let mut command = Command::new(binaries::launch());
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    command
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(temp.path().join("data"))
+        .args(["--database-url", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run launch server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a replica with another secret key kept running for 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("every replica needs the same key") && stderr.contains("secret.key"),
+        "{stderr}"
     );
 }
 

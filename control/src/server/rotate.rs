@@ -59,6 +59,10 @@ pub enum RotateError {
         "the data dir {dir} is in use by a running `launch server` or `launch dev`: stop it first (or use another --data-dir)"
     )]
     Locked { dir: String },
+    #[error(
+        "a launch server replica is running on this database: stop every replica first, then copy the new key to each one's data dir (or LAUNCH_SECRET_KEY)"
+    )]
+    ReplicasRunning,
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: String,
@@ -169,6 +173,22 @@ pub async fn check_key(store: &Store, secret_box: &SecretBox) -> anyhow::Result<
             "the secret key (LAUNCH_SECRET_KEY or <data-dir>/secret.key) is not the one the secrets are encrypted with (fingerprint {stored}); after `launch server rotate-key` use the new key it wrote"
         );
     }
+    Ok(())
+}
+
+/// Records the fingerprint of `secret_box`'s key at the first start on a
+/// database and, on every later start (of any replica), refuses a key whose
+/// fingerprint is not the stored one: the secrets are sealed with one key,
+/// so every replica must hold it. `origin` names where the key came from.
+pub async fn claim_key(store: &Store, secret_box: &SecretBox, origin: &str) -> anyhow::Result<()> {
+    let mine = secret_box.fingerprint();
+    let stored = store.setting_or_insert(FINGERPRINT_SETTING, mine).await?;
+    anyhow::ensure!(
+        stored == mine,
+        "the secret key from {origin} (fingerprint {mine}) is not the key this database's secrets are sealed with (fingerprint {stored}): \
+         every replica needs the same key. Copy secret.key from the data dir of the replica that started first over {origin}, \
+         or give that key in LAUNCH_SECRET_KEY; after `launch server rotate-key`, use the new key it wrote"
+    );
     Ok(())
 }
 
@@ -289,7 +309,10 @@ pub async fn main(server: &super::ServerFlags, args: &RotateKeyArgs) -> ExitCode
         .strip_prefix("sqlite://")
         .map(|rest| rest.split('?').next().unwrap_or(rest))
         .map(PathBuf::from);
+    let postgres =
+        super::store::Engine::of_url(&database_url) == Some(super::store::Engine::Postgres);
     match &database_file {
+        _ if postgres => {}
         Some(path) if path.is_file() => {}
         _ => {
             eprintln!(
@@ -301,6 +324,12 @@ pub async fn main(server: &super::ServerFlags, args: &RotateKeyArgs) -> ExitCode
     let outcome = async {
         let _lock = lock_data_dir(&data_dir)?;
         let store = Store::open(&database_url).await?;
+        // Other replicas on the same PostgreSQL database hold the key in
+        // memory too: every one of them must be stopped.
+        let Some(_replicas) = store.try_lock_replicas().await? else {
+            store.close().await;
+            return Err(RotateError::ReplicasRunning);
+        };
         let result = rotate(&store, &data_dir, env_key, args.new_key_file.as_deref()).await;
         store.close().await;
         result

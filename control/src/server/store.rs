@@ -1,13 +1,20 @@
-//! The control plane's durable state: one SQLite database (WAL, busy timeout,
-//! embedded migrations from `control/migrations`). Every query lives here, so
-//! the services above speak in rows and never in SQL. Queries are runtime
-//! `sqlx::query` calls: building needs no database.
+//! The control plane's durable state: one database, SQLite (WAL, busy
+//! timeout; the default, in the data dir) or PostgreSQL (`--database-url
+//! postgres://…`, shared by several `launch server` replicas). Every query
+//! lives here, so the services above speak in rows and never in SQL, and
+//! every query is written once for both engines: sqlx's `Any` driver, numbered
+//! placeholders (`$1`, which SQLite accepts too), `ON CONFLICT` instead of
+//! `INSERT OR …`, integers 0/1 for flags, and only i64, String, Vec<u8> and
+//! their `Option`s as values. Each engine has its own embedded migrations
+//! (`control/migrations`, `control/migrations-postgres`) with the same
+//! versions; a test holds the two sets to the same file names. Queries are
+//! runtime `sqlx::query` calls: building needs no database.
 
 use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
 
@@ -26,7 +33,11 @@ pub mod github;
 pub mod previews;
 pub use provisioning::HostRetired;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+mod engine;
+pub use engine::{Engine, check_url, redacted_url};
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
@@ -38,7 +49,13 @@ pub fn now_ms() -> i64 {
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
+}
+
+/// See [`Store::hold_replica_lock`]; released when dropped.
+pub struct ReplicaLock {
+    _connection: Option<sqlx::AnyConnection>,
 }
 
 #[derive(Clone, Debug)]
@@ -139,7 +156,7 @@ pub struct NewDeploy {
     pub preview: String,
 }
 
-fn service_row(row: &sqlx::sqlite::SqliteRow) -> ServiceRow {
+fn service_row(row: &sqlx::any::AnyRow) -> ServiceRow {
     ServiceRow {
         service: row.get("service"),
         environment: row.get("environment"),
@@ -150,7 +167,7 @@ fn service_row(row: &sqlx::sqlite::SqliteRow) -> ServiceRow {
     }
 }
 
-fn agent_row(row: &sqlx::sqlite::SqliteRow) -> AgentRow {
+fn agent_row(row: &sqlx::any::AnyRow) -> AgentRow {
     AgentRow {
         id: row.get("id"),
         service: row.get("service"),
@@ -164,7 +181,7 @@ fn agent_row(row: &sqlx::sqlite::SqliteRow) -> AgentRow {
     }
 }
 
-fn release_row(row: &sqlx::sqlite::SqliteRow) -> ReleaseRow {
+fn release_row(row: &sqlx::any::AnyRow) -> ReleaseRow {
     ReleaseRow {
         id: row.get("id"),
         service: row.get("service"),
@@ -178,7 +195,7 @@ fn release_row(row: &sqlx::sqlite::SqliteRow) -> ReleaseRow {
     }
 }
 
-fn mission_row(row: &sqlx::sqlite::SqliteRow) -> MissionRow {
+fn mission_row(row: &sqlx::any::AnyRow) -> MissionRow {
     MissionRow {
         id: row.get("id"),
         kind: MissionKind::from_label(row.get("kind")).unwrap_or(MissionKind::Unspecified),
@@ -196,7 +213,7 @@ fn mission_row(row: &sqlx::sqlite::SqliteRow) -> MissionRow {
     }
 }
 
-fn log_line(row: &sqlx::sqlite::SqliteRow) -> LogLine {
+fn log_line(row: &sqlx::any::AnyRow) -> LogLine {
     LogLine {
         seq: row.get::<i64, _>("seq") as u64,
         unix_ms: row.get("unix_ms"),
@@ -207,26 +224,105 @@ fn log_line(row: &sqlx::sqlite::SqliteRow) -> LogLine {
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `url` and migrates it.
+    /// Opens (creating a missing SQLite file) the database at `url` with the
+    /// engine's default pool size, and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
-        // A plain `sqlite://PATH` is taken as a file name verbatim, so data
-        // directories with spaces or '?' work; anything else is parsed as a URL.
-        let options = match url.strip_prefix("sqlite://") {
-            Some(path) if !path.contains('?') => SqliteConnectOptions::new().filename(path),
-            _ => SqliteConnectOptions::from_str(url)?,
+        Self::open_with(url, None).await
+    }
+
+    /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`) with
+    /// up to `pool_size` connections and migrates it: on PostgreSQL under
+    /// sqlx's advisory lock, so replicas starting together migrate once. A
+    /// schema newer than this binary's migrations is refused, naming both.
+    pub async fn open_with(url: &str, pool_size: Option<u32>) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = Engine::of_url(url).ok_or_else(|| {
+            sqlx::Error::Configuration(
+                format!("{url:?} is neither a sqlite:// nor a postgres:// URL").into(),
+            )
+        })?;
+        // sqlx's SQLite migrator takes no lock: processes opening one new
+        // file together would each create the tables. A lock file beside the
+        // database serialises them, as PostgreSQL's advisory lock does.
+        let mut migration_lock = None;
+        let options = match engine {
+            Engine::Sqlite => {
+                // A plain `sqlite://PATH` is taken as a file name verbatim, so
+                // data directories with spaces or '?' work; anything else is
+                // parsed as a URL. The Any driver takes a URL: sqlx encodes it.
+                let sqlite = match url.strip_prefix("sqlite://") {
+                    Some(path) if !path.contains('?') => SqliteConnectOptions::new().filename(path),
+                    _ => SqliteConnectOptions::from_str(url)?,
+                };
+                migration_lock = Some(engine::lock_beside(sqlite.get_filename()).await?);
+                AnyConnectOptions::from_url(&sqlite.create_if_missing(true).to_url_lossy())?
+            }
+            Engine::Postgres => AnyConnectOptions::from_str(url)?,
         };
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let pool = AnyPoolOptions::new()
+            .max_connections(pool_size.unwrap_or(engine.default_pool_size()))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    for statement in engine.connection_setup() {
+                        conn.execute(*statement).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        let migrator = match engine {
+            Engine::Sqlite => &SQLITE_MIGRATOR,
+            Engine::Postgres => &POSTGRES_MIGRATOR,
+        };
+        if let Err(err) = migrator.run(&pool).await {
+            let err = match err {
+                sqlx::migrate::MigrateError::VersionMissing(_) => {
+                    engine::schema_too_new(&pool, migrator).await
+                }
+                other => sqlx::Error::Migrate(Box::new(other)),
+            };
+            pool.close().await;
+            return Err(err);
+        }
+        drop(migration_lock);
+        Ok(Store { pool, engine })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Marks this process as a running replica until the lock is dropped
+    /// (or the process dies). On PostgreSQL a shared advisory lock on a
+    /// connection of its own, which [`Store::try_lock_replicas`] waits for no
+    /// one to hold; on SQLite nothing: the data dir lock already is per
+    /// database.
+    pub async fn hold_replica_lock(&self) -> Result<ReplicaLock> {
+        self.replica_lock("SELECT pg_advisory_lock_shared($1)")
+            .await
+            .map(|lock| lock.expect("waits until held"))
+    }
+
+    /// The replica lock taken exclusively, `None` while a replica runs.
+    pub async fn try_lock_replicas(&self) -> Result<Option<ReplicaLock>> {
+        self.replica_lock("SELECT pg_try_advisory_lock($1)").await
+    }
+
+    async fn replica_lock(&self, sql: &str) -> Result<Option<ReplicaLock>> {
+        if self.engine == Engine::Sqlite {
+            return Ok(Some(ReplicaLock { _connection: None }));
+        }
+        let mut connection = self.pool.acquire().await?.detach();
+        let held = sqlx::query(sql)
+            .bind(engine::REPLICA_LOCK_KEY)
+            .fetch_one(&mut connection)
+            .await?
+            .try_get::<bool, _>(0)
+            .unwrap_or(true);
+        Ok(held.then_some(ReplicaLock {
+            _connection: Some(connection),
+        }))
     }
 
     pub async fn close(&self) {
@@ -236,7 +332,7 @@ impl Store {
     // ---- settings ----
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        sqlx::query("SELECT value FROM settings WHERE key = ?")
+        sqlx::query("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
             .await
@@ -244,12 +340,29 @@ impl Store {
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
             .execute(&self.pool)
             .await
             .map(drop)
+    }
+
+    /// Stores `value` under `key` unless a value is there, and returns the
+    /// stored one: `value` when this call stored it. Replicas starting
+    /// together agree on one value.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
     }
 
     // ---- services ----
@@ -263,7 +376,7 @@ impl Store {
     }
 
     pub async fn service(&self, service: &str, environment: &str) -> Result<Option<ServiceRow>> {
-        sqlx::query("SELECT * FROM services WHERE service = ? AND environment = ?")
+        sqlx::query("SELECT * FROM services WHERE service = $1 AND environment = $2")
             .bind(service)
             .bind(environment)
             .fetch_optional(&self.pool)
@@ -280,7 +393,7 @@ impl Store {
 
     /// Records the service's public name (empty: none).
     pub async fn set_fqdn(&self, service: &str, environment: &str, fqdn: &str) -> Result<()> {
-        sqlx::query("UPDATE services SET fqdn = ? WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE services SET fqdn = $1 WHERE service = $2 AND environment = $3")
             .bind(fqdn)
             .bind(service)
             .bind(environment)
@@ -291,7 +404,7 @@ impl Store {
 
     /// The service's public name, `""` when it has none.
     pub async fn fqdn(&self, service: &str, environment: &str) -> Result<String> {
-        sqlx::query_scalar("SELECT fqdn FROM services WHERE service = ? AND environment = ?")
+        sqlx::query_scalar("SELECT fqdn FROM services WHERE service = $1 AND environment = $2")
             .bind(service)
             .bind(environment)
             .fetch_optional(&self.pool)
@@ -300,7 +413,7 @@ impl Store {
     }
 
     pub async fn set_note(&self, service: &str, environment: &str, note: &str) -> Result<()> {
-        sqlx::query("UPDATE services SET note = ? WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE services SET note = $1 WHERE service = $2 AND environment = $3")
             .bind(note)
             .bind(service)
             .bind(environment)
@@ -317,7 +430,7 @@ impl Store {
         // Writes first: a deferred transaction that reads before writing can
         // fail with SQLITE_BUSY instead of waiting for the busy timeout.
         let agents: Vec<String> = sqlx::query(
-            "UPDATE agents SET revoked = 1 WHERE service = ? AND environment = ? AND revoked = 0 RETURNING id",
+            "UPDATE agents SET revoked = 1 WHERE service = $1 AND environment = $2 AND revoked = 0 RETURNING id",
         )
         .bind(service)
         .bind(environment)
@@ -326,23 +439,23 @@ impl Store {
         .iter()
         .map(|r| r.get("id"))
         .collect();
-        let tokens = sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE service = ? AND environment = ? AND revoked = 0 AND used_at IS NULL")
+        let tokens = sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE service = $1 AND environment = $2 AND revoked = 0 AND used_at IS NULL")
             .bind(service)
             .bind(environment)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query("UPDATE releases SET retired = 1 WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE releases SET retired = 1 WHERE service = $1 AND environment = $2")
             .bind(service)
             .bind(environment)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE services SET retired = 1, current_release_id = NULL WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE services SET retired = 1, current_release_id = NULL WHERE service = $1 AND environment = $2")
             .bind(service)
             .bind(environment)
             .execute(&mut *tx)
             .await?;
-        let cancelled: Vec<String> = sqlx::query("UPDATE missions SET state = 'cancelled', message = 'the service was retired', updated = ? WHERE service = ? AND environment = ? AND state IN ('queued', 'dispatched', 'running') RETURNING id")
+        let cancelled: Vec<String> = sqlx::query("UPDATE missions SET state = 'cancelled', message = 'the service was retired', updated = $1 WHERE service = $2 AND environment = $3 AND state IN ('queued', 'dispatched', 'running') RETURNING id")
             .bind(now_ms())
             .bind(service)
             .bind(environment)
@@ -351,7 +464,7 @@ impl Store {
             .iter()
             .map(|r| r.get("id"))
             .collect();
-        sqlx::query("UPDATE missions SET retired = 1 WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE missions SET retired = 1 WHERE service = $1 AND environment = $2")
             .bind(service)
             .bind(environment)
             .execute(&mut *tx)
@@ -375,7 +488,7 @@ impl Store {
         environment: &str,
         expires: i64,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO join_tokens (id, hash, service, environment, created, expires) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO join_tokens (id, hash, service, environment, created, expires) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id)
             .bind(hash)
             .bind(service)
@@ -388,7 +501,7 @@ impl Store {
     }
 
     pub async fn join_token_by_hash(&self, hash: &str) -> Result<Option<JoinTokenRow>> {
-        sqlx::query("SELECT * FROM join_tokens WHERE hash = ?")
+        sqlx::query("SELECT * FROM join_tokens WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await
@@ -406,7 +519,7 @@ impl Store {
 
     /// Returns false when the token is unknown.
     pub async fn revoke_join_token(&self, id: &str) -> Result<bool> {
-        sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE id = ?")
+        sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await
@@ -422,7 +535,7 @@ impl Store {
         token_hash: &str,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let used = sqlx::query("UPDATE join_tokens SET used_at = ?, used_by_agent = ? WHERE id = ? AND used_at IS NULL AND revoked = 0")
+        let used = sqlx::query("UPDATE join_tokens SET used_at = $1, used_by_agent = $2 WHERE id = $3 AND used_at IS NULL AND revoked = 0")
             .bind(agent.registered)
             .bind(&agent.id)
             .bind(join_token_id)
@@ -432,7 +545,7 @@ impl Store {
         if used == 0 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO agents (id, service, environment, labels, hostname, version, token_hash, registered, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO agents (id, service, environment, labels, hostname, version, token_hash, registered, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(&agent.id)
             .bind(&agent.service)
             .bind(&agent.environment)
@@ -444,7 +557,7 @@ impl Store {
             .bind(agent.last_seen)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE services SET note = '' WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE services SET note = '' WHERE service = $1 AND environment = $2")
             .bind(&agent.service)
             .bind(&agent.environment)
             .execute(&mut *tx)
@@ -454,7 +567,7 @@ impl Store {
     }
 
     pub async fn agent_by_token_hash(&self, hash: &str) -> Result<Option<AgentRow>> {
-        sqlx::query("SELECT * FROM agents WHERE token_hash = ?")
+        sqlx::query("SELECT * FROM agents WHERE token_hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await
@@ -462,7 +575,7 @@ impl Store {
     }
 
     pub async fn agent(&self, id: &str) -> Result<Option<AgentRow>> {
-        sqlx::query("SELECT * FROM agents WHERE id = ?")
+        sqlx::query("SELECT * FROM agents WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -478,7 +591,7 @@ impl Store {
 
     /// Returns false when the agent is unknown.
     pub async fn revoke_agent(&self, id: &str) -> Result<bool> {
-        sqlx::query("UPDATE agents SET revoked = 1 WHERE id = ?")
+        sqlx::query("UPDATE agents SET revoked = 1 WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await
@@ -491,7 +604,7 @@ impl Store {
         hostname: Option<&str>,
         version: Option<&str>,
     ) -> Result<()> {
-        sqlx::query("UPDATE agents SET last_seen = ?, hostname = COALESCE(?, hostname), version = COALESCE(?, version) WHERE id = ?")
+        sqlx::query("UPDATE agents SET last_seen = $1, hostname = COALESCE($2, hostname), version = COALESCE($3, version) WHERE id = $4")
             .bind(now_ms())
             .bind(hostname)
             .bind(version)
@@ -511,7 +624,7 @@ impl Store {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<()> {
-        sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
+        sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
             .bind(service)
             .bind(environment)
             .bind(key)
@@ -524,7 +637,7 @@ impl Store {
     }
 
     pub async fn secrets(&self, service: &str, environment: &str) -> Result<Vec<SecretRow>> {
-        sqlx::query("SELECT key, nonce, ciphertext, updated FROM secrets WHERE service = ? AND environment = ? ORDER BY key")
+        sqlx::query("SELECT key, nonce, ciphertext, updated FROM secrets WHERE service = $1 AND environment = $2 ORDER BY key")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
@@ -582,7 +695,7 @@ impl Store {
             let nonce: Vec<u8> = row.get("nonce");
             let ciphertext: Vec<u8> = row.get("ciphertext");
             let (nonce, ciphertext) = reseal(&service, &environment, &key, &nonce, &ciphertext)?;
-            sqlx::query("UPDATE secrets SET nonce = ?, ciphertext = ? WHERE service = ? AND environment = ? AND key = ?")
+            sqlx::query("UPDATE secrets SET nonce = $1, ciphertext = $2 WHERE service = $3 AND environment = $4 AND key = $5")
                 .bind(nonce)
                 .bind(ciphertext)
                 .bind(&service)
@@ -591,7 +704,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(setting.0)
             .bind(setting.1)
             .execute(&mut *tx)
@@ -602,7 +715,7 @@ impl Store {
 
     /// Returns false when there was no such secret.
     pub async fn delete_secret(&self, service: &str, environment: &str, key: &str) -> Result<bool> {
-        sqlx::query("DELETE FROM secrets WHERE service = ? AND environment = ? AND key = ?")
+        sqlx::query("DELETE FROM secrets WHERE service = $1 AND environment = $2 AND key = $3")
             .bind(service)
             .bind(environment)
             .bind(key)
@@ -618,7 +731,7 @@ impl Store {
     pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO services (service, environment, created) VALUES (?, ?, ?) ON CONFLICT (service, environment) DO UPDATE SET retired = 0")
+        sqlx::query("INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO UPDATE SET retired = 0")
             .bind(&deploy.service)
             .bind(&deploy.environment)
             .bind(now)
@@ -627,7 +740,7 @@ impl Store {
         let secrets_environment =
             previews::secrets_environment(&deploy.environment, &deploy.preview);
         for (key, nonce, ciphertext) in &deploy.secrets {
-            sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
+            sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
                 .bind(&deploy.service)
                 .bind(&secrets_environment)
                 .bind(key)
@@ -637,7 +750,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id, preview) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)")
+        sqlx::query("INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id, preview) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)")
             .bind(&deploy.release_id)
             .bind(&deploy.service)
             .bind(&deploy.environment)
@@ -649,7 +762,7 @@ impl Store {
             .bind(&deploy.preview)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview) VALUES (?, 'deploy', ?, ?, ?, 'queued', ?, ?, ?)")
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview) VALUES ($1, 'deploy', $2, $3, $4, 'queued', $5, $6, $7)")
             .bind(&deploy.mission_id)
             .bind(&deploy.service)
             .bind(&deploy.environment)
@@ -677,7 +790,7 @@ impl Store {
         release_id: &str,
     ) -> Result<()> {
         let now = now_ms();
-        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)")
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)")
             .bind(id)
             .bind(kind.label())
             .bind(service)
@@ -691,7 +804,7 @@ impl Store {
     }
 
     pub async fn release(&self, id: &str) -> Result<Option<ReleaseRow>> {
-        sqlx::query("SELECT * FROM releases WHERE id = ?")
+        sqlx::query("SELECT * FROM releases WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -700,7 +813,7 @@ impl Store {
 
     /// Newest first.
     pub async fn releases(&self, service: &str, environment: &str) -> Result<Vec<ReleaseRow>> {
-        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? AND retired = 0 AND preview = '' ORDER BY id DESC")
+        sqlx::query("SELECT * FROM releases WHERE service = $1 AND environment = $2 AND retired = 0 AND preview = '' ORDER BY id DESC")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
@@ -715,7 +828,7 @@ impl Store {
         service: &str,
         environment: &str,
     ) -> Result<Vec<(ReleaseRow, bool)>> {
-        sqlx::query("SELECT * FROM releases WHERE service = ? AND environment = ? AND preview = '' ORDER BY id DESC")
+        sqlx::query("SELECT * FROM releases WHERE service = $1 AND environment = $2 AND preview = '' ORDER BY id DESC")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
@@ -728,7 +841,7 @@ impl Store {
     }
 
     pub async fn mission(&self, id: &str) -> Result<Option<MissionRow>> {
-        sqlx::query("SELECT * FROM missions WHERE id = ?")
+        sqlx::query("SELECT * FROM missions WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -741,7 +854,7 @@ impl Store {
         environment: &str,
     ) -> Result<Option<MissionRow>> {
         sqlx::query(
-            "SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND preview = '' ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND preview = '' ORDER BY id DESC LIMIT 1",
         )
         .bind(service)
         .bind(environment)
@@ -752,7 +865,7 @@ impl Store {
 
     /// The newest mission that left a URL (the service's address).
     pub async fn newest_url(&self, service: &str, environment: &str) -> Result<Option<String>> {
-        sqlx::query("SELECT url FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND preview = '' AND url != '' ORDER BY id DESC LIMIT 1")
+        sqlx::query("SELECT url FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND preview = '' AND url != '' ORDER BY id DESC LIMIT 1")
             .bind(service)
             .bind(environment)
             .fetch_optional(&self.pool)
@@ -766,7 +879,7 @@ impl Store {
         service: &str,
         environment: &str,
     ) -> Result<Vec<MissionRow>> {
-        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND state IN ('queued', 'dispatched') ORDER BY id")
+        sqlx::query("SELECT * FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND state IN ('queued', 'dispatched') ORDER BY id")
             .bind(service)
             .bind(environment)
             .fetch_all(&self.pool)
@@ -781,7 +894,7 @@ impl Store {
         service: &str,
         environment: &str,
     ) -> Result<Vec<MissionRow>> {
-        sqlx::query("SELECT * FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = ? AND environment = ? AND retired = 0 AND preview = '')) ORDER BY id")
+        sqlx::query("SELECT * FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = $3 AND environment = $4 AND retired = 0 AND preview = '')) ORDER BY id")
             .bind(service)
             .bind(environment)
             .bind(service)
@@ -793,7 +906,7 @@ impl Store {
 
     /// queued → dispatched (never moves a mission backwards).
     pub async fn mark_dispatched(&self, mission_id: &str, agent_id: &str) -> Result<()> {
-        sqlx::query("UPDATE missions SET state = 'dispatched', agent_id = ?, updated = ? WHERE id = ? AND state = 'queued'")
+        sqlx::query("UPDATE missions SET state = 'dispatched', agent_id = $1, updated = $2 WHERE id = $3 AND state = 'queued'")
             .bind(agent_id)
             .bind(now_ms())
             .bind(mission_id)
@@ -805,7 +918,7 @@ impl Store {
     /// queued/dispatched → running, release → deploying; true if it moved.
     pub async fn mark_running(&self, mission: &MissionRow, agent_id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query("UPDATE missions SET state = 'running', agent_id = ?, updated = ? WHERE id = ? AND state IN ('queued', 'dispatched')")
+        let moved = sqlx::query("UPDATE missions SET state = 'running', agent_id = $1, updated = $2 WHERE id = $3 AND state IN ('queued', 'dispatched')")
             .bind(agent_id)
             .bind(now_ms())
             .bind(&mission.id)
@@ -815,7 +928,7 @@ impl Store {
             > 0;
         if moved && matches!(mission.kind, MissionKind::Deploy | MissionKind::Rollback) {
             sqlx::query(
-                "UPDATE releases SET state = 'deploying' WHERE id = ? AND state = 'pending'",
+                "UPDATE releases SET state = 'deploying' WHERE id = $1 AND state = 'pending'",
             )
             .bind(&mission.release_id)
             .execute(&mut *tx)
@@ -834,7 +947,7 @@ impl Store {
         state: MissionState,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE missions SET state = ?, message = ?, url = ?, result_release_id = ?, updated = ? WHERE id = ?")
+        sqlx::query("UPDATE missions SET state = $1, message = $2, url = $3, result_release_id = $4, updated = $5 WHERE id = $6")
             .bind(state.label())
             .bind(&update.message)
             .bind(&update.url)
@@ -854,7 +967,7 @@ impl Store {
         };
         let moves_release = matches!(mission.kind, MissionKind::Deploy | MissionKind::Rollback);
         if let (Some(release_state), true) = (release_state, moves_release) {
-            sqlx::query("UPDATE releases SET state = ? WHERE id = ?")
+            sqlx::query("UPDATE releases SET state = $1 WHERE id = $2")
                 .bind(release_state)
                 .bind(&mission.release_id)
                 .execute(&mut *tx)
@@ -873,7 +986,7 @@ impl Store {
         let retired_host = state == MissionState::Healthy && mission.kind == MissionKind::Retire;
         if current.is_some() || retired_host {
             sqlx::query(
-                "UPDATE services SET current_release_id = ? WHERE service = ? AND environment = ?",
+                "UPDATE services SET current_release_id = $1 WHERE service = $2 AND environment = $3",
             )
             .bind(current)
             .bind(&mission.service)
@@ -894,7 +1007,7 @@ impl Store {
     // ---- logs ----
 
     pub async fn last_seq(&self, mission_id: &str) -> Result<u64> {
-        sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM log_lines WHERE mission_id = ?")
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM log_lines WHERE mission_id = $1")
             .bind(mission_id)
             .fetch_one(&self.pool)
             .await
@@ -907,18 +1020,23 @@ impl Store {
         // SQLite's oldest limit of 999): a statement per line costs ~5x more.
         let mut tx = self.pool.begin().await?;
         for chunk in lines.chunks(150) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT OR IGNORE INTO log_lines (mission_id, seq, unix_ms, stream, source, text) ",
+            let sql = engine::multi_row_insert(
+                "INSERT INTO log_lines (mission_id, seq, unix_ms, stream, source, text)",
+                6,
+                chunk.len(),
+                "ON CONFLICT (mission_id, seq) DO NOTHING",
             );
-            insert.push_values(chunk, |mut row, line| {
-                row.push_bind(mission_id)
-                    .push_bind(line.seq as i64)
-                    .push_bind(line.unix_ms)
-                    .push_bind(line.stream as i64)
-                    .push_bind(&line.source)
-                    .push_bind(&line.text);
-            });
-            insert.build().execute(&mut *tx).await?;
+            let mut insert = sqlx::query(&sql);
+            for line in chunk {
+                insert = insert
+                    .bind(mission_id)
+                    .bind(line.seq as i64)
+                    .bind(line.unix_ms)
+                    .bind(line.stream as i64)
+                    .bind(&line.source)
+                    .bind(&line.text);
+            }
+            insert.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -930,12 +1048,27 @@ impl Store {
         after: u64,
         limit: i64,
     ) -> Result<Vec<LogLine>> {
-        sqlx::query("SELECT seq, unix_ms, stream, source, text FROM log_lines WHERE mission_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+        sqlx::query("SELECT seq, unix_ms, stream, source, text FROM log_lines WHERE mission_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
             .bind(mission_id)
             .bind(after as i64)
             .bind(limit)
             .fetch_all(&self.pool)
             .await
             .map(|rows| rows.iter().map(log_line).collect())
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Records a migration this binary does not have, as a newer binary
+    /// would have left it (tests only).
+    pub async fn plant_migration_for_test(&self, version: i64) {
+        sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, 'planted by a test', $2, $3, 0)")
+            .bind(version)
+            .bind(true)
+            .bind(vec![0u8; 48])
+            .execute(&self.pool)
+            .await
+            .expect("plant a migration");
     }
 }

@@ -23,26 +23,72 @@ use super::{ServerConfig, ServerFlags, run, store, tokens};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
+/// The database a test's server runs on: SQLite in its data dir, or a fresh
+/// database of its own in this process's throwaway PostgreSQL cluster.
+#[derive(Clone, Debug)]
+enum TestDb {
+    Sqlite,
+    Postgres(String),
+}
+
+impl TestDb {
+    fn postgres() -> Self {
+        TestDb::Postgres(super::test_postgres::Cluster::shared().new_database())
+    }
+
+    /// The server config for `data_dir` on this database.
+    fn config(&self, data_dir: std::path::PathBuf) -> ServerConfig {
+        let mut config = ServerConfig::for_data_dir(data_dir, "127.0.0.1:0".parse().unwrap());
+        if let TestDb::Postgres(url) = self {
+            config.database_url = url.clone();
+        }
+        config
+    }
+}
+
+/// Runs a test, written as `async fn name(db) { … }`, twice: as
+/// `name::sqlite` and as `name::postgres`, with `db` the [`TestDb`].
+macro_rules! on_both_engines {
+    ($(#[$attr:meta])* async fn $name:ident($db:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            async fn sqlite() {
+                let $db = TestDb::Sqlite;
+                $body
+            }
+
+            $(#[$attr])*
+            async fn postgres() {
+                let $db = TestDb::postgres();
+                $body
+            }
+        }
+    };
+}
+
 struct TestServer {
     addr: SocketAddr,
     data_dir: tempfile::TempDir,
     admin_token: String,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
+    database_url: String,
+    db: TestDb,
 }
 
 impl TestServer {
-    async fn start() -> Self {
-        Self::start_with(|_| {}).await
+    async fn start(db: &TestDb) -> Self {
+        Self::start_with(db, |_| {}).await
     }
 
-    async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+    async fn start_with(db: &TestDb, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::for_data_dir(
-            data_dir.path().join("server"),
-            "127.0.0.1:0".parse().unwrap(),
-        );
+        let mut config = db.config(data_dir.path().join("server"));
         adjust(&mut config);
+        let database_url = config.database_url.clone();
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = oneshot::channel();
         let handle = tokio::spawn(run(config, shutdown.clone(), ready_tx));
@@ -58,6 +104,8 @@ impl TestServer {
             admin_token: admin_token.trim().to_owned(),
             shutdown,
             handle,
+            database_url,
+            db: db.clone(),
         }
     }
 
@@ -156,14 +204,9 @@ impl TestServer {
             .into_inner()
     }
 
-    /// Opens the server's database a second time (WAL allows it).
+    /// Opens the server's database a second time (SQLite's WAL allows it).
     async fn store(&self) -> store::Store {
-        store::Store::open(&format!(
-            "sqlite://{}/launch.db",
-            self.server_dir().display()
-        ))
-        .await
-        .unwrap()
+        store::Store::open(&self.database_url).await.unwrap()
     }
 
     /// Stops the server and hands back its data dir for inspection.
@@ -412,9 +455,10 @@ async fn wait_for_state(server: &TestServer, mission_id: &str, want: MissionStat
     .await
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn join_token_is_single_use_and_the_service_note_says_why() {
-    let server = TestServer::start().await;
+async fn join_token_is_single_use_and_the_service_note_says_why(db) {
+    let server = TestServer::start(&db).await;
     let join_token = server.join_token("hello", "prod").await;
     let mut agents = server.agents().await;
     let first = agents
@@ -467,10 +511,12 @@ async fn join_token_is_single_use_and_the_service_note_says_why() {
     assert_eq!(mismatch.code(), Code::PermissionDenied, "{mismatch:?}");
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn expired_join_token_is_refused_with_when_it_expired() {
-    let server = TestServer::start().await;
+async fn expired_join_token_is_refused_with_when_it_expired(db) {
+    let server = TestServer::start(&db).await;
     let store = server.store().await;
     let join_token = tokens::mint(tokens::JOIN_PREFIX);
     store
@@ -499,10 +545,12 @@ async fn expired_join_token_is_refused_with_when_it_expired() {
     store.close().await;
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
-    let server = TestServer::start().await;
+async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let mut control = server.control().await;
     for (token, expected) in [
@@ -743,10 +791,12 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
     );
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn agent_never_gets_another_services_bundle_or_missions() {
-    let server = TestServer::start().await;
+async fn agent_never_gets_another_services_bundle_or_missions(db) {
+    let server = TestServer::start(&db).await;
     let (_, token_a) = server.register("alpha", "prod").await;
     let (_, token_b) = server.register("beta", "prod").await;
     let mut session_a = AgentSession::open(&server, &token_a).await.unwrap();
@@ -811,10 +861,12 @@ async fn agent_never_gets_another_services_bundle_or_missions() {
     );
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn mission_is_redelivered_on_reconnect_until_acked() {
-    let server = TestServer::start().await;
+async fn mission_is_redelivered_on_reconnect_until_acked(db) {
+    let server = TestServer::start(&db).await;
     let (agent_id, agent_token) = server.register("hello", "prod").await;
     let first = server.deploy("hello", "prod", good_bundle("1")).await;
     assert_eq!(
@@ -841,10 +893,12 @@ async fn mission_is_redelivered_on_reconnect_until_acked() {
     assert_eq!(session.next_mission().await.mission_id, second.mission_id);
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn log_lines_are_deduplicated_and_resumable_by_seq() {
-    let server = TestServer::start().await;
+async fn log_lines_are_deduplicated_and_resumable_by_seq(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let deploy = server.deploy("hello", "prod", good_bundle("x")).await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
@@ -928,10 +982,12 @@ async fn log_lines_are_deduplicated_and_resumable_by_seq() {
     assert_eq!(releases[0].state(), ReleaseState::Healthy);
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_log_ingest_from_many_agents_loses_nothing() {
-    let server = TestServer::start().await;
+async fn concurrent_log_ingest_from_many_agents_loses_nothing(db) {
+    let server = TestServer::start(&db).await;
     let mut workers = tokio::task::JoinSet::new();
     for index in 0..4 {
         let service = format!("svc{index}");
@@ -973,10 +1029,12 @@ async fn concurrent_log_ingest_from_many_agents_loses_nothing() {
     }
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn watching_a_finished_mission_replays_lines_then_the_final_update() {
-    let server = TestServer::start().await;
+async fn watching_a_finished_mission_replays_lines_then_the_final_update(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let deploy = server.deploy("hello", "prod", good_bundle("x")).await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
@@ -1022,6 +1080,7 @@ async fn watching_a_finished_mission_replays_lines_then_the_final_update() {
     );
     server.stop().await;
 }
+}
 
 fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
@@ -1041,9 +1100,10 @@ fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
     found
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn secrets_are_encrypted_at_rest_and_reach_only_their_agent_redacted_from_logs() {
-    let server = TestServer::start().await;
+async fn secrets_are_encrypted_at_rest_and_reach_only_their_agent_redacted_from_logs(db) {
+    let server = TestServer::start(&db).await;
     let plaintext = "pl41ntext-p4ssw0rd-value";
     let header_secret = "h34der-secret-value";
     let mut control = server.control().await;
@@ -1140,10 +1200,12 @@ async fn secrets_are_encrypted_at_rest_and_reach_only_their_agent_redacted_from_
         assert!(found.is_empty(), "{needle} in clear in {found:?}");
     }
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn unsafe_bundle_is_refused_and_nothing_is_recorded() {
-    let server = TestServer::start().await;
+async fn unsafe_bundle_is_refused_and_nothing_is_recorded(db) {
+    let server = TestServer::start(&db).await;
     for (bundle, expected) in [
         (bundle_with_symlink(), "bundle rejected"),
         (b"not a tar.gz".to_vec(), "not a valid tar.gz"),
@@ -1216,10 +1278,12 @@ async fn unsafe_bundle_is_refused_and_nothing_is_recorded() {
     assert!(bundles.is_empty(), "{bundles:?}");
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn oversized_bundle_is_refused_with_its_size_and_the_limit() {
-    let server = TestServer::start_with(|config| config.max_bundle_bytes = 1000).await;
+async fn oversized_bundle_is_refused_with_its_size_and_the_limit(db) {
+    let server = TestServer::start_with(&db, |config| config.max_bundle_bytes = 1000).await;
     let bundle: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
     let err = server
         .deploy_with("hello", "prod", bundle, Default::default())
@@ -1265,10 +1329,12 @@ async fn oversized_bundle_is_refused_with_its_size_and_the_limit() {
     );
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn rollback_targets_the_previous_healthy_release() {
-    let server = TestServer::start().await;
+async fn rollback_targets_the_previous_healthy_release(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
     let mut control = server.control().await;
@@ -1350,10 +1416,12 @@ async fn rollback_targets_the_previous_healthy_release() {
     );
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn revoked_agent_is_disconnected_and_refused() {
-    let server = TestServer::start().await;
+async fn revoked_agent_is_disconnected_and_refused(db) {
+    let server = TestServer::start(&db).await;
     let (agent_id, agent_token) = server.register("hello", "prod").await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
     let mut control = server.control().await;
@@ -1394,10 +1462,12 @@ async fn revoked_agent_is_disconnected_and_refused() {
     );
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn following_logs_switches_to_the_newer_mission() {
-    let server = TestServer::start().await;
+async fn following_logs_switches_to_the_newer_mission(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
     let first = server.deploy("hello", "prod", good_bundle("1")).await;
@@ -1437,10 +1507,12 @@ async fn following_logs_switches_to_the_newer_mission() {
     assert_eq!(next().await, (second.mission_id.clone(), 1));
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn retired_service_loses_its_agents_and_leaves_the_list() {
-    let server = TestServer::start().await;
+async fn retired_service_loses_its_agents_and_leaves_the_list(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let unused = server.join_token("hello", "prod").await;
     let queued = server.deploy("hello", "prod", good_bundle("1")).await;
@@ -1510,10 +1582,12 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
     assert_eq!(join.code(), Code::FailedPrecondition, "{join:?}");
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn shutdown_ends_sessions_and_watchers_promptly() {
-    let server = TestServer::start().await;
+async fn shutdown_ends_sessions_and_watchers_promptly(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
     let deploy = server.deploy("hello", "prod", good_bundle("1")).await;
@@ -1567,10 +1641,11 @@ async fn shutdown_ends_sessions_and_watchers_promptly() {
         .unwrap()
         .unwrap();
     assert!(
-        started.elapsed() < super::DRAIN_TIMEOUT,
+        started.elapsed() < crate::server::DRAIN_TIMEOUT,
         "{:?}",
         started.elapsed()
     );
+}
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
@@ -1586,9 +1661,10 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     response
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn http_endpoints_share_the_grpc_port() {
-    let server = TestServer::start().await;
+async fn http_endpoints_share_the_grpc_port(db) {
+    let server = TestServer::start(&db).await;
     let health = http_get(server.addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("ok"), "{health}");
@@ -1625,19 +1701,20 @@ async fn http_endpoints_share_the_grpc_port() {
         .unwrap();
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn restart_keeps_the_admin_token_and_the_data() {
+async fn restart_keeps_the_admin_token_and_the_data(db) {
     let data_dir = tempfile::tempdir().unwrap();
-    let start = |dir: std::path::PathBuf| async move {
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let handle = tokio::spawn(run(
-            ServerConfig::for_data_dir(dir, "127.0.0.1:0".parse().unwrap()),
-            shutdown.clone(),
-            ready_tx,
-        ));
-        (ready_rx.await.unwrap(), shutdown, handle)
+    let start = |dir: std::path::PathBuf| {
+        let db = db.clone();
+        async move {
+            let shutdown = CancellationToken::new();
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let handle = tokio::spawn(run(db.config(dir), shutdown.clone(), ready_tx));
+            (ready_rx.await.unwrap(), shutdown, handle)
+        }
     };
     let (_, shutdown, handle) = start(data_dir.path().to_owned()).await;
     let token = std::fs::read_to_string(data_dir.path().join("admin.token")).unwrap();
@@ -1664,13 +1741,15 @@ async fn restart_keeps_the_admin_token_and_the_data() {
     shutdown.cancel();
     handle.await.unwrap().unwrap();
 }
+}
 
 #[test]
 fn bad_config_is_reported_all_at_once() {
     let flags = ServerFlags {
         listen: "nowhere".into(),
         data_dir: Some("/tmp/x".into()),
-        database_url: Some("postgres://db/launch".into()),
+        database_url: Some("mysql://launch:hunter2@db/launch".into()),
+        database_pool_size: Some(0),
         agent_binary: None,
         cli_binary: None,
         max_bundle_bytes: 1,
@@ -1686,7 +1765,7 @@ fn bad_config_is_reported_all_at_once() {
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
     let all = errors.join("\n");
-    assert_eq!(errors.len(), 5, "{all}");
+    assert_eq!(errors.len(), 6, "{all}");
     assert!(
         all.contains("--provider-dir /nonexistent/providers holds no terraform-provider-launch"),
         "{all}"
@@ -1697,7 +1776,12 @@ fn bad_config_is_reported_all_at_once() {
     );
     assert!(all.contains("--listen \"nowhere\""), "{all}");
     assert!(
-        all.contains("not supported yet: use sqlite (the default)"),
+        all.contains("is neither sqlite://PATH nor postgres://"),
+        "{all}"
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+    assert!(
+        all.contains("--database-pool-size must be above 0"),
         "{all}"
     );
     assert!(
@@ -1709,6 +1793,7 @@ fn bad_config_is_reported_all_at_once() {
         listen: "127.0.0.1:0".into(),
         data_dir: None,
         database_url: None,
+        database_pool_size: None,
         agent_binary: None,
         cli_binary: None,
         max_bundle_bytes: 10,
@@ -1759,9 +1844,10 @@ async fn log_labels(stream: &mut Streaming<LogEvent>, until_seq: u64) -> Vec<Str
     }
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
-    let server = TestServer::start().await;
+async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     server.deploy("hello", "prod", good_bundle("x")).await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
@@ -1806,8 +1892,10 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
         "a reader of stored lines is told what is missing"
     );
 }
+}
 mod missions;
 mod previews;
 mod recreate;
+mod replicas;
 
 mod front_door;

@@ -24,7 +24,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for allowance in allowances {
             sqlx::query(
-                "INSERT OR IGNORE INTO service_allowances (service, environment, allowance, granted_by, granted) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO service_allowances (service, environment, allowance, granted_by, granted) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, environment, allowance) DO NOTHING",
             )
             .bind(service)
             .bind(environment)
@@ -49,7 +49,7 @@ impl Store {
         let mut removed = 0;
         for allowance in allowances {
             removed += sqlx::query(
-                "DELETE FROM service_allowances WHERE service = ? AND environment = ? AND allowance = ?",
+                "DELETE FROM service_allowances WHERE service = $1 AND environment = $2 AND allowance = $3",
             )
             .bind(service)
             .bind(environment)
@@ -64,7 +64,7 @@ impl Store {
 
     pub async fn allowances(&self, service: &str, environment: &str) -> Result<Vec<AllowanceRow>> {
         let rows = sqlx::query(
-            "SELECT allowance, granted_by, granted FROM service_allowances WHERE service = ? AND environment = ? ORDER BY allowance",
+            "SELECT allowance, granted_by, granted FROM service_allowances WHERE service = $1 AND environment = $2 ORDER BY allowance",
         )
         .bind(service)
         .bind(environment)

@@ -40,7 +40,7 @@ pub struct NewApiToken<'a> {
 
 const COLUMNS: &str = "id, name, scope, service_pattern, environment_pattern, expires, creator, created, last_used, revoked";
 
-fn row(row: &sqlx::sqlite::SqliteRow) -> ApiTokenRow {
+fn row(row: &sqlx::any::AnyRow) -> ApiTokenRow {
     ApiTokenRow {
         id: row.get("id"),
         name: row.get("name"),
@@ -58,7 +58,7 @@ fn row(row: &sqlx::sqlite::SqliteRow) -> ApiTokenRow {
 impl Store {
     pub async fn insert_api_token(&self, token: &NewApiToken<'_>) -> Result<ApiTokenRow> {
         sqlx::query(
-            "INSERT INTO api_tokens (id, hash, name, created, scope, service_pattern, environment_pattern, expires, creator) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, hash, name, created, scope, service_pattern, environment_pattern, expires, creator) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(token.id)
         .bind(token.hash)
@@ -71,7 +71,7 @@ impl Store {
         .bind(token.creator)
         .execute(&self.pool)
         .await?;
-        let query = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = ?");
+        let query = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1");
         sqlx::query(&query)
             .bind(token.id)
             .fetch_one(&self.pool)
@@ -81,7 +81,7 @@ impl Store {
 
     /// The token with this hash, revoked or not.
     pub async fn api_token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRow>> {
-        let query = format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = ?");
+        let query = format!("SELECT {COLUMNS} FROM api_tokens WHERE hash = $1");
         sqlx::query(&query)
             .bind(hash)
             .fetch_optional(&self.pool)
@@ -90,7 +90,7 @@ impl Store {
     }
 
     pub async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRow>> {
-        let query = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = ?");
+        let query = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1");
         sqlx::query(&query)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -109,7 +109,7 @@ impl Store {
 
     /// Marks the token revoked; false when there is no such token.
     pub async fn revoke_api_token(&self, id: &str) -> Result<bool> {
-        sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE id = ?")
+        sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await
@@ -120,7 +120,7 @@ impl Store {
     pub async fn touch_api_token(&self, id: &str) -> Result<()> {
         let now = now_ms();
         sqlx::query(
-            "UPDATE api_tokens SET last_used = ? WHERE id = ? AND (last_used IS NULL OR last_used < ?)",
+            "UPDATE api_tokens SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $3)",
         )
         .bind(now)
         .bind(id)
@@ -135,7 +135,7 @@ impl Store {
 impl Store {
     /// Moves the token's expiry into the past (tests only).
     pub async fn expire_api_token_for_test(&self, id: &str) {
-        sqlx::query("UPDATE api_tokens SET expires = ? WHERE id = ?")
+        sqlx::query("UPDATE api_tokens SET expires = $1 WHERE id = $2")
             .bind(now_ms() - 1000)
             .bind(id)
             .execute(&self.pool)

@@ -20,7 +20,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO front_door_routes (agent_id, service, environment, report, seq)
-             VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM front_door_routes))
+             VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(seq), 0) + 1 FROM front_door_routes))
              ON CONFLICT (agent_id) DO UPDATE SET service = excluded.service, environment = excluded.environment, report = excluded.report, seq = excluded.seq",
         )
         .bind(agent_id)
@@ -40,7 +40,7 @@ impl Store {
     ) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query(
             "SELECT f.report FROM front_door_routes f JOIN agents a ON a.id = f.agent_id
-             WHERE f.service = ? AND f.environment = ? AND a.revoked = 0
+             WHERE f.service = $1 AND f.environment = $2 AND a.revoked = 0
              ORDER BY f.seq DESC LIMIT 1",
         )
         .bind(service)
@@ -52,7 +52,7 @@ impl Store {
 
     /// The epoch and marks stored for `agent_id`, if any.
     pub async fn proxy_counter_marks(&self, agent_id: &str) -> Result<Option<(String, Marks)>> {
-        let row = sqlx::query("SELECT epoch, marks FROM proxy_counter_marks WHERE agent_id = ?")
+        let row = sqlx::query("SELECT epoch, marks FROM proxy_counter_marks WHERE agent_id = $1")
             .bind(agent_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -78,7 +78,7 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO proxy_counter_marks (agent_id, epoch, marks) VALUES (?, ?, ?)
+            "INSERT INTO proxy_counter_marks (agent_id, epoch, marks) VALUES ($1, $2, $3)
              ON CONFLICT (agent_id) DO UPDATE SET epoch = excluded.epoch, marks = excluded.marks",
         )
         .bind(agent_id)
@@ -88,8 +88,8 @@ impl Store {
         .await?;
         for grown in growth {
             sqlx::query(
-                "INSERT INTO proxy_counters (service, environment, route, series, value) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (service, environment, route, series) DO UPDATE SET value = value + excluded.value",
+                "INSERT INTO proxy_counters (service, environment, route, series, value) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (service, environment, route, series) DO UPDATE SET value = proxy_counters.value + excluded.value",
             )
             .bind(service)
             .bind(environment)

@@ -4,7 +4,7 @@
 //! each pull request — its one comment's id and a line per service — so a
 //! restarted control plane edits the same comment instead of adding one.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::{Result, Store, now_ms};
 
@@ -41,11 +41,11 @@ pub struct PullRequest {
 }
 
 pub(super) async fn insert_release_source(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     release_id: &str,
     source: &ReleaseSource,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO release_sources (release_id, repo, pr) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO release_sources (release_id, repo, pr) VALUES ($1, $2, $3)")
         .bind(release_id)
         .bind(&source.repo)
         .bind(source.pr as i64)
@@ -56,7 +56,7 @@ pub(super) async fn insert_release_source(
 
 impl Store {
     pub async fn release_source(&self, release_id: &str) -> Result<Option<ReleaseSource>> {
-        sqlx::query("SELECT repo, pr FROM release_sources WHERE release_id = ?")
+        sqlx::query("SELECT repo, pr FROM release_sources WHERE release_id = $1")
             .bind(release_id)
             .fetch_optional(&self.pool)
             .await
@@ -72,7 +72,7 @@ impl Store {
     /// transaction; false (and nothing changed) when the delivery was seen.
     pub async fn close_pull_request(&self, delivery: &str, repo: &str, pr: u64) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let fresh = sqlx::query("INSERT INTO github_deliveries (id, event, received) VALUES (?, 'pull_request', ?) ON CONFLICT (id) DO NOTHING")
+        let fresh = sqlx::query("INSERT INTO github_deliveries (id, event, received) VALUES ($1, 'pull_request', $2) ON CONFLICT (id) DO NOTHING")
             .bind(delivery)
             .bind(now_ms())
             .execute(&mut *tx)
@@ -82,7 +82,7 @@ impl Store {
         if !fresh {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO github_pull_requests (repo, pr, closed) VALUES (?, ?, 1) ON CONFLICT (repo, pr) DO UPDATE SET closed = 1")
+        sqlx::query("INSERT INTO github_pull_requests (repo, pr, closed) VALUES ($1, $2, 1) ON CONFLICT (repo, pr) DO UPDATE SET closed = 1")
             .bind(repo)
             .bind(pr as i64)
             .execute(&mut *tx)
@@ -92,22 +92,24 @@ impl Store {
     }
 
     pub async fn pull_request(&self, repo: &str, pr: u64) -> Result<PullRequest> {
-        sqlx::query("SELECT comment_id, closed FROM github_pull_requests WHERE repo = ? AND pr = ?")
-            .bind(repo)
-            .bind(pr as i64)
-            .fetch_optional(&self.pool)
-            .await
-            .map(|row| {
-                row.map(|row| PullRequest {
-                    comment_id: row.get::<i64, _>("comment_id").max(0) as u64,
-                    closed: row.get::<i64, _>("closed") != 0,
-                })
-                .unwrap_or_default()
+        sqlx::query(
+            "SELECT comment_id, closed FROM github_pull_requests WHERE repo = $1 AND pr = $2",
+        )
+        .bind(repo)
+        .bind(pr as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|row| {
+            row.map(|row| PullRequest {
+                comment_id: row.get::<i64, _>("comment_id").max(0) as u64,
+                closed: row.get::<i64, _>("closed") != 0,
             })
+            .unwrap_or_default()
+        })
     }
 
     pub async fn set_pr_comment(&self, repo: &str, pr: u64, comment_id: u64) -> Result<()> {
-        sqlx::query("INSERT INTO github_pull_requests (repo, pr, comment_id) VALUES (?, ?, ?) ON CONFLICT (repo, pr) DO UPDATE SET comment_id = excluded.comment_id")
+        sqlx::query("INSERT INTO github_pull_requests (repo, pr, comment_id) VALUES ($1, $2, $3) ON CONFLICT (repo, pr) DO UPDATE SET comment_id = excluded.comment_id")
             .bind(repo)
             .bind(pr as i64)
             .bind(comment_id as i64)
@@ -118,7 +120,7 @@ impl Store {
 
     /// Replaces the line of `entry`'s service and environment on the pull request.
     pub async fn put_pr_entry(&self, repo: &str, pr: u64, entry: &PrEntry) -> Result<()> {
-        sqlx::query("INSERT INTO github_pr_entries (repo, pr, service, environment, release_id, git_ref, state, url, detail, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo, pr, service, environment) DO UPDATE SET release_id = excluded.release_id, git_ref = excluded.git_ref, state = excluded.state, url = excluded.url, detail = excluded.detail, updated = excluded.updated")
+        sqlx::query("INSERT INTO github_pr_entries (repo, pr, service, environment, release_id, git_ref, state, url, detail, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (repo, pr, service, environment) DO UPDATE SET release_id = excluded.release_id, git_ref = excluded.git_ref, state = excluded.state, url = excluded.url, detail = excluded.detail, updated = excluded.updated")
             .bind(repo)
             .bind(pr as i64)
             .bind(&entry.service)
@@ -136,7 +138,7 @@ impl Store {
 
     /// The pull request's lines, by service then environment.
     pub async fn pr_entries(&self, repo: &str, pr: u64) -> Result<Vec<PrEntry>> {
-        sqlx::query("SELECT * FROM github_pr_entries WHERE repo = ? AND pr = ? ORDER BY service, environment")
+        sqlx::query("SELECT * FROM github_pr_entries WHERE repo = $1 AND pr = $2 ORDER BY service, environment")
             .bind(repo)
             .bind(pr as i64)
             .fetch_all(&self.pool)
@@ -157,7 +159,7 @@ impl Store {
     }
 
     pub async fn github_deployment(&self, release_id: &str) -> Result<Option<u64>> {
-        sqlx::query("SELECT deployment_id FROM github_deployments WHERE release_id = ?")
+        sqlx::query("SELECT deployment_id FROM github_deployments WHERE release_id = $1")
             .bind(release_id)
             .fetch_optional(&self.pool)
             .await
@@ -165,7 +167,7 @@ impl Store {
     }
 
     pub async fn set_github_deployment(&self, release_id: &str, deployment_id: u64) -> Result<()> {
-        sqlx::query("INSERT INTO github_deployments (release_id, deployment_id) VALUES (?, ?) ON CONFLICT (release_id) DO UPDATE SET deployment_id = excluded.deployment_id")
+        sqlx::query("INSERT INTO github_deployments (release_id, deployment_id) VALUES ($1, $2) ON CONFLICT (release_id) DO UPDATE SET deployment_id = excluded.deployment_id")
             .bind(release_id)
             .bind(deployment_id as i64)
             .execute(&self.pool)
@@ -176,7 +178,7 @@ impl Store {
     /// The newest `limit` lines of a mission, oldest first.
     pub async fn last_lines(&self, mission_id: &str, limit: i64) -> Result<Vec<String>> {
         let mut lines: Vec<String> = sqlx::query(
-            "SELECT text FROM log_lines WHERE mission_id = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT text FROM log_lines WHERE mission_id = $1 ORDER BY seq DESC LIMIT $2",
         )
         .bind(mission_id)
         .bind(limit)

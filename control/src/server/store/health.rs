@@ -20,13 +20,13 @@ impl Store {
         health: &HealthRow,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO service_health (service, environment, release_id, degraded, message, updated) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO service_health (service, environment, release_id, degraded, message, updated) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (service, environment) DO UPDATE SET release_id = excluded.release_id, degraded = excluded.degraded, message = excluded.message, updated = excluded.updated",
         )
         .bind(service)
         .bind(environment)
         .bind(&health.release_id)
-        .bind(health.degraded)
+        .bind(i64::from(health.degraded))
         .bind(&health.message)
         .bind(now_ms())
         .execute(&self.pool)
@@ -40,7 +40,7 @@ impl Store {
         environment: &str,
     ) -> Result<Option<HealthRow>> {
         let row = sqlx::query(
-            "SELECT release_id, degraded, message FROM service_health WHERE service = ? AND environment = ?",
+            "SELECT release_id, degraded, message FROM service_health WHERE service = $1 AND environment = $2",
         )
         .bind(service)
         .bind(environment)
@@ -48,7 +48,7 @@ impl Store {
         .await?;
         Ok(row.map(|row| HealthRow {
             release_id: row.get("release_id"),
-            degraded: row.get("degraded"),
+            degraded: row.get::<i64, _>("degraded") != 0,
             message: row.get("message"),
         }))
     }

@@ -13,7 +13,7 @@ impl Store {
         environment: &str,
         address: &str,
     ) -> Result<()> {
-        sqlx::query("UPDATE services SET host_address = ? WHERE service = ? AND environment = ?")
+        sqlx::query("UPDATE services SET host_address = $1 WHERE service = $2 AND environment = $3")
             .bind(address)
             .bind(service)
             .bind(environment)
@@ -25,7 +25,7 @@ impl Store {
     /// The host's address, `""` when none was registered.
     pub async fn host_address(&self, service: &str, environment: &str) -> Result<String> {
         sqlx::query_scalar(
-            "SELECT host_address FROM services WHERE service = ? AND environment = ?",
+            "SELECT host_address FROM services WHERE service = $1 AND environment = $2",
         )
         .bind(service)
         .bind(environment)

@@ -5,7 +5,7 @@
 //! `preview_remove` mission for its agent in one transaction, so a preview
 //! is either live or on its way out, never half-forgotten.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use launch_proto::{MissionKind, MissionState};
 
@@ -38,11 +38,11 @@ pub fn secrets_environment(environment: &str, preview: &str) -> String {
 }
 
 pub(super) async fn record_deploy(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     deploy: &NewDeploy,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO previews (service, environment, preview, created, last_deploy, release_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, environment, preview) DO UPDATE SET last_deploy = excluded.last_deploy, release_id = excluded.release_id")
+    sqlx::query("INSERT INTO previews (service, environment, preview, created, last_deploy, release_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, preview) DO UPDATE SET last_deploy = excluded.last_deploy, release_id = excluded.release_id")
         .bind(&deploy.service)
         .bind(&deploy.environment)
         .bind(&deploy.preview)
@@ -57,17 +57,17 @@ pub(super) async fn record_deploy(
 /// A retired service's previews go with its host: their rows and secret
 /// overrides, so a service created again under the name starts clean.
 pub(super) async fn forget_all(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     service: &str,
     environment: &str,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM previews WHERE service = ? AND environment = ?")
+    sqlx::query("DELETE FROM previews WHERE service = $1 AND environment = $2")
         .bind(service)
         .bind(environment)
         .execute(&mut **tx)
         .await?;
     // Environments are DNS labels: no LIKE wildcard can be in one.
-    sqlx::query("DELETE FROM secrets WHERE service = ? AND environment LIKE ?")
+    sqlx::query("DELETE FROM secrets WHERE service = $1 AND environment LIKE $2")
         .bind(service)
         .bind(format!("{environment}@%"))
         .execute(&mut **tx)
@@ -83,7 +83,7 @@ const SELECT: &str = "SELECT p.service, p.environment, p.preview, p.created, p.l
      LEFT JOIN missions m ON m.id = r.mission_id \
      LEFT JOIN release_sources s ON s.release_id = p.release_id";
 
-fn preview_row(row: &sqlx::sqlite::SqliteRow) -> PreviewRow {
+fn preview_row(row: &sqlx::any::AnyRow) -> PreviewRow {
     PreviewRow {
         service: row.get("service"),
         environment: row.get("environment"),
@@ -104,7 +104,7 @@ impl Store {
     /// `service` is not empty.
     pub async fn previews(&self, service: &str, environment: &str) -> Result<Vec<PreviewRow>> {
         let query = format!(
-            "{SELECT} WHERE (? = '' OR (p.service = ? AND p.environment = ?)) ORDER BY p.created, p.preview"
+            "{SELECT} WHERE ($1 = '' OR (p.service = $2 AND p.environment = $3)) ORDER BY p.created, p.preview"
         );
         sqlx::query(&query)
             .bind(service)
@@ -118,7 +118,7 @@ impl Store {
     /// The names of the live previews of one service and environment.
     pub async fn preview_names(&self, service: &str, environment: &str) -> Result<Vec<String>> {
         sqlx::query(
-            "SELECT preview FROM previews WHERE service = ? AND environment = ? ORDER BY preview",
+            "SELECT preview FROM previews WHERE service = $1 AND environment = $2 ORDER BY preview",
         )
         .bind(service)
         .bind(environment)
@@ -129,7 +129,7 @@ impl Store {
 
     /// Live previews whose last deploy is older than `before` (unix ms).
     pub async fn idle_previews(&self, before: i64) -> Result<Vec<PreviewRow>> {
-        let query = format!("{SELECT} WHERE p.last_deploy < ? ORDER BY p.created");
+        let query = format!("{SELECT} WHERE p.last_deploy < $1 ORDER BY p.created");
         sqlx::query(&query)
             .bind(before)
             .fetch_all(&self.pool)
@@ -140,7 +140,7 @@ impl Store {
     /// The services and environments with a release from `repo` (any pull
     /// request), for the webhook's `closed`.
     pub async fn services_from_repo(&self, repo: &str) -> Result<Vec<(String, String)>> {
-        sqlx::query("SELECT DISTINCT r.service, r.environment FROM releases r JOIN release_sources s ON s.release_id = r.id WHERE s.repo = ? ORDER BY r.service, r.environment")
+        sqlx::query("SELECT DISTINCT r.service, r.environment FROM releases r JOIN release_sources s ON s.release_id = r.id WHERE s.repo = $1 ORDER BY r.service, r.environment")
             .bind(repo)
             .fetch_all(&self.pool)
             .await
@@ -156,7 +156,8 @@ impl Store {
         preview: &str,
         mission_id: &str,
     ) -> Result<Option<PreviewRow>> {
-        let query = format!("{SELECT} WHERE p.service = ? AND p.environment = ? AND p.preview = ?");
+        let query =
+            format!("{SELECT} WHERE p.service = $1 AND p.environment = $2 AND p.preview = $3");
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query(&query)
             .bind(service)
@@ -169,19 +170,21 @@ impl Store {
         else {
             return Ok(None);
         };
-        sqlx::query("DELETE FROM previews WHERE service = ? AND environment = ? AND preview = ?")
-            .bind(service)
-            .bind(environment)
-            .bind(preview)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM secrets WHERE service = ? AND environment = ?")
+        sqlx::query(
+            "DELETE FROM previews WHERE service = $1 AND environment = $2 AND preview = $3",
+        )
+        .bind(service)
+        .bind(environment)
+        .bind(preview)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM secrets WHERE service = $1 AND environment = $2")
             .bind(service)
             .bind(secrets_environment(environment, preview))
             .execute(&mut *tx)
             .await?;
         let now = now_ms();
-        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)")
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)")
             .bind(mission_id)
             .bind(MissionKind::PreviewRemove.label())
             .bind(service)

@@ -29,7 +29,7 @@ impl Store {
         environment: &str,
     ) -> Result<(ServiceRow, bool)> {
         let inserted = sqlx::query(
-            "INSERT INTO services (service, environment, created) VALUES (?, ?, ?) ON CONFLICT (service, environment) DO NOTHING",
+            "INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO NOTHING",
         )
         .bind(service)
         .bind(environment)
@@ -39,7 +39,7 @@ impl Store {
         .rows_affected();
         let revived = if inserted == 0 {
             sqlx::query(
-                "UPDATE services SET retired = 0 WHERE service = ? AND environment = ? AND retired = 1",
+                "UPDATE services SET retired = 0 WHERE service = $1 AND environment = $2 AND retired = 1",
             )
             .bind(service)
             .bind(environment)
@@ -84,7 +84,7 @@ impl Store {
     ) -> Result<HostRetired> {
         let mut tx = self.pool.begin().await?;
         let agent_revoked = sqlx::query(
-            "UPDATE agents SET revoked = 1 WHERE id = ? AND service = ? AND environment = ? AND revoked = 0",
+            "UPDATE agents SET revoked = 1 WHERE id = $1 AND service = $2 AND environment = $3 AND revoked = 0",
         )
         .bind(agent_id)
         .bind(service)
@@ -94,7 +94,7 @@ impl Store {
         .rows_affected()
             > 0;
         sqlx::query(
-            "UPDATE join_tokens SET revoked = 1 WHERE id = ? AND service = ? AND environment = ? AND used_at IS NULL",
+            "UPDATE join_tokens SET revoked = 1 WHERE id = $1 AND service = $2 AND environment = $3 AND used_at IS NULL",
         )
         .bind(join_token_id)
         .bind(service)
@@ -102,7 +102,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let agents: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM agents WHERE service = ? AND environment = ? AND revoked = 0 AND id > ?",
+            "SELECT COUNT(*) AS n FROM agents WHERE service = $1 AND environment = $2 AND revoked = 0 AND id > $3",
         )
         .bind(service)
         .bind(environment)
@@ -111,7 +111,7 @@ impl Store {
         .await?
         .get("n");
         let tokens: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM join_tokens WHERE service = ? AND environment = ? AND revoked = 0 AND used_at IS NULL AND expires > ? AND id > ?",
+            "SELECT COUNT(*) AS n FROM join_tokens WHERE service = $1 AND environment = $2 AND revoked = 0 AND used_at IS NULL AND expires > $3 AND id > $4",
         )
         .bind(service)
         .bind(environment)

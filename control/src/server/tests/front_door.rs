@@ -68,11 +68,10 @@ async fn responses(server: &TestServer, want: u64) {
 
 /// The same server again on its data dir.
 async fn restarted(server: TestServer) -> TestServer {
+    let db = server.db.clone();
+    let database_url = server.database_url.clone();
     let data_dir = server.stop().await;
-    let config = ServerConfig::for_data_dir(
-        data_dir.path().join("server"),
-        "127.0.0.1:0".parse().unwrap(),
-    );
+    let config = db.config(data_dir.path().join("server"));
     let shutdown = CancellationToken::new();
     let (ready_tx, ready_rx) = oneshot::channel();
     let handle = tokio::spawn(run(config, shutdown.clone(), ready_tx));
@@ -87,12 +86,15 @@ async fn restarted(server: TestServer) -> TestServer {
         admin_token: admin_token.trim().to_owned(),
         shutdown,
         handle,
+        database_url,
+        db,
     }
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn heartbeats_show_routes_in_status_and_add_counters_to_metrics_once() {
-    let server = TestServer::start().await;
+async fn heartbeats_show_routes_in_status_and_add_counters_to_metrics_once(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let session = AgentSession::open(&server, &agent_token).await.unwrap();
     session.heartbeat(report("a", 3)).await;
@@ -136,4 +138,5 @@ async fn heartbeats_show_routes_in_status_and_add_counters_to_metrics_once() {
     // The agent restarted: a new epoch counts from zero.
     session.heartbeat(report("b", 2)).await;
     responses(&server, 10).await;
+}
 }

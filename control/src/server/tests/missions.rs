@@ -12,9 +12,10 @@ fn cancel(mission_id: &str) -> CancelMissionRequest {
     }
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn a_queued_mission_is_cancelled_here_and_a_dispatched_one_by_its_agent() {
-    let server = TestServer::start().await;
+async fn a_queued_mission_is_cancelled_here_and_a_dispatched_one_by_its_agent(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let mut control = server.control().await;
 
@@ -91,10 +92,12 @@ async fn a_queued_mission_is_cancelled_here_and_a_dispatched_one_by_its_agent() 
     assert!(gone.message().contains("not connected"), "{gone:?}");
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn restart_needs_a_running_release_and_is_dispatched_for_the_current_one() {
-    let server = TestServer::start().await;
+async fn restart_needs_a_running_release_and_is_dispatched_for_the_current_one(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let mut control = server.control().await;
     let restart = || RestartRequest {
@@ -127,10 +130,12 @@ async fn restart_needs_a_running_release_and_is_dispatched_for_the_current_one()
     assert_eq!(mission.release_id, deploy.release_id);
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn an_agent_of_a_version_not_accepted_is_refused_at_session_open_saying_why() {
-    let server = TestServer::start().await;
+async fn an_agent_of_a_version_not_accepted_is_refused_at_session_open_saying_why(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let hello = || Hello {
         version: "9.9.9".into(),
@@ -157,9 +162,11 @@ async fn an_agent_of_a_version_not_accepted_is_refused_at_session_open_saying_wh
     .expect("the control plane's own version is accepted");
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one() {
+async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one(db) {
     // A file no one holds open for writing (exec would fail with ETXTBSY).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("launch-agent");
@@ -168,7 +175,7 @@ async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     let served_sha = launch_core::bundle::sha256_hex(&std::fs::read(&path).unwrap());
     let served_bytes = std::fs::read(&path).unwrap();
-    let server = TestServer::start_with(|c| c.agent_binary = Some(path.clone())).await;
+    let server = TestServer::start_with(&db, |c| c.agent_binary = Some(path.clone())).await;
     let (old_agent, old_token) = server.register("hello", "prod").await;
     let (_, current_token) = server.register("other", "prod").await;
     let (_, later_token) = server.register("later", "prod").await;
@@ -269,4 +276,5 @@ async fn upgrade_goes_to_agents_whose_executable_differs_from_the_served_one() {
         "{none:?}"
     );
     server.stop().await;
+}
 }

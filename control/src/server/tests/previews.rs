@@ -64,9 +64,10 @@ fn secrets(value: &str) -> std::collections::HashMap<String, String> {
     [("API_KEY".to_owned(), value.to_owned())].into()
 }
 
+on_both_engines! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_preview_sits_beside_its_environment_without_touching_it() {
-    let server = TestServer::start_with(|config| {
+async fn a_preview_sits_beside_its_environment_without_touching_it(db) {
+    let server = TestServer::start_with(&db, |config| {
         config.previews.cap = 1;
         config.previews.memory_bytes = 64 * 1024 * 1024;
     })
@@ -227,6 +228,7 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
             .unwrap()
             .is_empty()
     );
+}
 }
 
 /// Deploys pr-1 again without secrets; the API_KEY its mission carries.

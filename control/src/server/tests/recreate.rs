@@ -57,9 +57,10 @@ async fn stored_logs(
     stream.collect::<Result<Vec<_>, _>>().await
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one() {
-    let server = TestServer::start().await;
+async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one(db) {
+    let server = TestServer::start(&db).await;
     let old_mission = healthy_deploy(&server).await;
     let mut control = server.control().await;
 
@@ -128,6 +129,7 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one() {
     );
     server.stop().await;
 }
+}
 
 async fn releases(server: &TestServer, include_retired: bool) -> Vec<ReleaseInfo> {
     server
@@ -143,9 +145,10 @@ async fn releases(server: &TestServer, include_retired: bool) -> Vec<ReleaseInfo
         .releases
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn retired_releases_are_listed_only_when_asked_for_and_a_new_deploy_starts_the_history() {
-    let server = TestServer::start().await;
+async fn retired_releases_are_listed_only_when_asked_for_and_a_new_deploy_starts_the_history(db) {
+    let server = TestServer::start(&db).await;
     let old_mission = healthy_deploy(&server).await;
     let mut control = server.control().await;
     control
@@ -185,4 +188,5 @@ async fn retired_releases_are_listed_only_when_asked_for_and_a_new_deploy_starts
     );
     assert_eq!(releases(&server, true).await.len(), 2);
     server.stop().await;
+}
 }

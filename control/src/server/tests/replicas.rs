@@ -1,0 +1,157 @@
+//! Several `launch server` replicas on one database, on both engines: each
+//! replica locks only its own data dir, all of them must hold the same
+//! secret key (its fingerprint is stored at the first start), migrations run
+//! once when replicas start together, and a schema newer than the binary is
+//! refused saying which versions and what to do.
+
+use super::*;
+
+/// `db`'s URL; for SQLite a file both replicas' configs point at.
+fn shared_url(db: &TestDb, dir: &Path) -> String {
+    match db {
+        TestDb::Sqlite => format!("sqlite://{}/shared.db", dir.display()),
+        TestDb::Postgres(url) => url.clone(),
+    }
+}
+
+fn replica_config(url: &str, data_dir: std::path::PathBuf, key: Option<[u8; 32]>) -> ServerConfig {
+    let mut config = ServerConfig::for_data_dir(data_dir, "127.0.0.1:0".parse().unwrap());
+    config.database_url = url.to_owned();
+    config.secret_key = key;
+    config
+}
+
+/// Starts `config`; `Ok(replica)` once it listens, `Err(message)` when `run`
+/// ends first.
+async fn start_replica(
+    config: ServerConfig,
+) -> Result<
+    (
+        SocketAddr,
+        CancellationToken,
+        JoinHandle<anyhow::Result<()>>,
+    ),
+    String,
+> {
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let handle = tokio::spawn(run(config, shutdown.clone(), ready_tx));
+    match tokio::time::timeout(DEADLINE, ready_rx).await {
+        Ok(Ok(addr)) => Ok((addr, shutdown, handle)),
+        Ok(Err(_)) => Err(format!("{:#}", handle.await.unwrap().unwrap_err())),
+        Err(_) => panic!("the replica neither listened nor failed within {DEADLINE:?}"),
+    }
+}
+
+on_both_engines! {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_a_database_but_not_a_data_dir_and_need_the_same_key(db) {
+    let dirs = tempfile::tempdir().unwrap();
+    let url = shared_url(&db, dirs.path());
+    let key: [u8; 32] = rand::random();
+    let (first, stop_first, first_handle) =
+        start_replica(replica_config(&url, dirs.path().join("a"), Some(key)))
+            .await
+            .expect("the first replica starts");
+
+    // Another data dir, another key: refused, naming the key and the fix.
+    let refused = start_replica(replica_config(&url, dirs.path().join("b"), None))
+        .await
+        .map(|_| ())
+        .expect_err("a replica with another key must not start");
+    assert!(refused.contains("every replica needs the same key"), "{refused}");
+    assert!(refused.contains("b/secret.key"), "{refused}");
+    assert!(refused.contains("LAUNCH_SECRET_KEY"), "{refused}");
+
+    // The same data dir again: refused by the data dir lock.
+    let locked = start_replica(replica_config(&url, dirs.path().join("a"), Some(key)))
+        .await
+        .map(|_| ())
+        .expect_err("two replicas on one data dir must not start");
+    assert!(locked.contains("in use"), "{locked}");
+
+    // Another data dir with the same key: both serve, from one database.
+    let (second, stop_second, second_handle) =
+        start_replica(replica_config(&url, dirs.path().join("b"), Some(key)))
+            .await
+            .expect("a second replica with the same key starts");
+    let admin = std::fs::read_to_string(dirs.path().join("a/admin.token")).unwrap();
+    assert!(
+        !dirs.path().join("b/admin.token").exists(),
+        "the second replica made an admin token of its own"
+    );
+    let join = |addr: SocketAddr| {
+        let admin = admin.trim().to_owned();
+        async move {
+            let channel = Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            ControlServiceClient::new(channel)
+                .create_join_token(with_token(
+                    CreateJoinTokenRequest {
+                        target: Some(target("web", "prod")),
+                        ttl_secs: 0,
+                    },
+                    &admin,
+                ))
+                .await
+                .map(|response| response.into_inner().join_token)
+        }
+    };
+    join(first).await.expect("the first replica takes the admin token");
+    join(second).await.expect("the second replica takes the same admin token");
+    let store = store::Store::open(&url).await.unwrap();
+    let services = store.services().await.unwrap();
+    assert_eq!(services.len(), 1, "{services:?}");
+    store.close().await;
+
+    for (stop, handle) in [(stop_first, first_handle), (stop_second, second_handle)] {
+        stop.cancel();
+        handle.await.unwrap().unwrap();
+    }
+}
+}
+
+on_both_engines! {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_opening_a_new_database_together_migrate_it_once(db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = shared_url(&db, dir.path());
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { store::Store::open(&url).await })
+        })
+        .collect();
+    for open in opens {
+        let store = open.await.unwrap().expect("every concurrent open succeeds");
+        store.close().await;
+    }
+    let store = store::Store::open(&url).await.unwrap();
+    store.ensure_service("web", "prod").await.unwrap();
+    assert_eq!(store.services().await.unwrap().len(), 1);
+    store.close().await;
+}
+}
+
+on_both_engines! {
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused_naming_both_versions(db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = shared_url(&db, dir.path());
+    let store = store::Store::open(&url).await.unwrap();
+    store.plant_migration_for_test(9_999).await;
+    store.close().await;
+    let err = store::Store::open(&url).await.unwrap_err().to_string();
+    assert!(err.contains("schema is at version 9999"), "{err}");
+    let newest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.get(..4)?.parse::<u32>().ok())
+        .max()
+        .unwrap();
+    assert!(err.contains(&format!("up to {newest})")), "{err}");
+    assert!(err.contains("newer launch server migrated it"), "{err}");
+}
+}
