@@ -133,7 +133,7 @@ pub async fn status(global: &Global) -> Result<u8, CliError> {
 pub async fn services(global: &Global) -> Result<u8, CliError> {
     let mut client = client::connect(global).await?;
     let services = client
-        .list_services(ListServicesRequest {})
+        .list_services(ListServicesRequest::default())
         .await
         .map_err(|s| CliError::from_status(&s, &global.addr))?
         .into_inner()
