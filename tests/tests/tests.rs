@@ -33,6 +33,7 @@
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 //! - `upgrade`: agent self-upgrade (re-exec) under a request loop, and the watchdog's rollback of a broken binary.
 //! - `previews`: pull-request previews beside prod on one agent: own names and certificates, cap, limits, teardown (webhook, CLI, kill mid-way, TTL) leaving nothing.
+//! - `tags`: `launch services tag|untag|--tag` and launch.toml `[tags]` through the CLI; bad tags exit 2.
 //! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
 mod acme;
@@ -62,6 +63,7 @@ mod provider_mirror;
 mod proxmox;
 mod restarts;
 mod security;
+mod tags;
 mod tidy;
 mod tokens;
 mod upgrade;
