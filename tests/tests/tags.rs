@@ -1,12 +1,20 @@
 //! Service tags through the `launch` CLI: launch.toml `[tags]` applied by a
 //! deploy, `services tag|untag` by hand, `services --tag` selecting with AND,
 //! tags in the text and JSON listings, and bad tags refused with exit 2 and a
-//! message naming the tag, with nothing written.
+//! message naming the tag, with nothing written. And through the provider:
+//! `launch_service.tags` (terraform against moto) are the control plane's
+//! too, Terraform's to change.
 
-use launch_e2e::{Server, Service, cli};
+use launch_e2e::moto::Moto;
+use launch_e2e::terraform::{self, Workspace};
+use launch_e2e::{Server, Service, cli, unique};
 
 /// The service's tags as `services --output json` lists them (`None`: not listed).
 fn listed_tags(server: &Server, service: &Service, filters: &[&str]) -> Option<serde_json::Value> {
+    tags_of(server, &service.name, filters)
+}
+
+fn tags_of(server: &Server, name: &str, filters: &[&str]) -> Option<serde_json::Value> {
     let mut args = vec!["services", "--output", "json"];
     for filter in filters {
         args.extend(["--tag", filter]);
@@ -16,7 +24,7 @@ fn listed_tags(server: &Server, service: &Service, filters: &[&str]) -> Option<s
     cli::list(&listed.json(), "services")
         .unwrap_or_default()
         .into_iter()
-        .find(|s| cli::field(s, "service") == service.name)
+        .find(|s| cli::field(s, "service") == name)
         .map(|s| s["tags"].clone())
 }
 
@@ -130,4 +138,65 @@ fn bad_tags_exit_2_naming_the_tag_and_change_nothing() {
     );
     assert_eq!(cli::releases(&server, name, env).len(), 1);
     assert_eq!(listed_tags(&server, &service, &[]), before);
+}
+
+#[test]
+fn the_providers_tags_reach_the_control_plane_and_are_terraforms_to_change() {
+    let server = Server::start();
+    let moto = Moto::start();
+    let name = unique::service_name();
+    let tf = Workspace::new(
+        &terraform::newest(),
+        &server.url(),
+        &server.admin_token,
+        &moto.url(),
+    );
+    let block = |tags: &str| {
+        format!(
+            "resource \"launch_service\" \"svc\" {{\n  name   = \"{name}\"\n  target = \"aws\"\n  wait_for_agent = false\n{tags}\n}}\n"
+        )
+    };
+    tf.write(&block("  tags = { \"bad key\" = \"x\" }"));
+    let plan = tf.plan();
+    assert_eq!(plan.code, 1, "{}", plan.text());
+    assert!(
+        plan.text()
+            .contains("tags holds a tag the control plane refuses")
+            && plan.text().contains("bad key")
+            && plan.text().contains("not allowed in a key"),
+        "{}",
+        plan.text()
+    );
+
+    tf.write(&block("  tags = { team = \"web\" }"));
+    tf.apply().success();
+    assert_eq!(
+        tags_of(&server, &name, &[]),
+        Some(serde_json::json!({ "team": "web" }))
+    );
+    let by_hand = server.cli(&["services", "tag", &name, "team=ops"]);
+    by_hand.expect_code(2);
+    assert!(
+        by_hand.stderr.contains("team=web is set by Terraform"),
+        "{by_hand}"
+    );
+    server
+        .cli(&["services", "tag", &name, "owner=jane"])
+        .success();
+
+    // Tags alone changed: an in-place update carries them.
+    tf.write(&block("  tags = { team = \"web\", tier = \"1\" }"));
+    tf.apply().success();
+    assert_eq!(
+        tags_of(&server, &name, &[]),
+        Some(serde_json::json!({ "team": "web", "tier": "1", "owner": "jane" }))
+    );
+    // Dropped from the configuration: Terraform's keys go, the hand-set one stays.
+    tf.write(&block(""));
+    tf.apply().success();
+    assert_eq!(
+        tags_of(&server, &name, &[]),
+        Some(serde_json::json!({ "owner": "jane" }))
+    );
+    tf.destroy().success();
 }
