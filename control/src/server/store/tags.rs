@@ -78,7 +78,24 @@ impl Store {
         set: &[(String, String)],
         remove: &[String],
     ) -> Result<Vec<TagRow>> {
+        // Writes first (each touching only the CLI's own rows), then the
+        // check: a transaction that reads before it writes can fail with
+        // SQLITE_BUSY instead of waiting for the busy timeout.
         let mut tx = self.pool.begin().await?;
+        for key in remove {
+            sqlx::query(
+                "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND key = $3 AND source = $4",
+            )
+            .bind(service)
+            .bind(environment)
+            .bind(key)
+            .bind(TagSource::Cli.label())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (key, value) in set {
+            upsert(&mut tx, service, environment, key, value, TagSource::Cli).await?;
+        }
         let named: BTreeSet<&str> = set
             .iter()
             .map(|(key, _)| key.as_str())
@@ -89,24 +106,10 @@ impl Store {
             .into_iter()
             .filter(|tag| tag.source != TagSource::Cli && named.contains(tag.key.as_str()))
             .collect();
-        if !conflicts.is_empty() {
-            return Ok(conflicts);
+        if conflicts.is_empty() {
+            tx.commit().await?;
         }
-        for key in remove {
-            sqlx::query(
-                "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND key = $3",
-            )
-            .bind(service)
-            .bind(environment)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (key, value) in set {
-            upsert(&mut tx, service, environment, key, value, TagSource::Cli).await?;
-        }
-        tx.commit().await?;
-        Ok(Vec::new())
+        Ok(conflicts)
     }
 
     /// A declaration's apply (Terraform's `tags`, a deploy's `[tags]`): the
@@ -120,19 +123,14 @@ impl Store {
         tags: &[(String, String)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let named: BTreeSet<&str> = tags.iter().map(|(key, _)| key.as_str()).collect();
-        for tag in tags_in(&mut tx, service, environment).await? {
-            if tag.source == source && !named.contains(tag.key.as_str()) {
-                sqlx::query(
-                    "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND key = $3",
-                )
-                .bind(service)
-                .bind(environment)
-                .bind(&tag.key)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        sqlx::query(
+            "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND source = $3",
+        )
+        .bind(service)
+        .bind(environment)
+        .bind(source.label())
+        .execute(&mut *tx)
+        .await?;
         for (key, value) in tags {
             upsert(&mut tx, service, environment, key, value, source).await?;
         }
@@ -268,6 +266,8 @@ async fn tags_in(
         .map(|rows| rows.iter().map(tag_row).collect())
 }
 
+/// Sets one tag owned by `source`. A declaration takes the key over from
+/// any owner; the CLI changes only a key that is its own (or new).
 async fn upsert(
     tx: &mut Transaction<'_, Sqlite>,
     service: &str,
@@ -276,10 +276,15 @@ async fn upsert(
     value: &str,
     source: TagSource,
 ) -> Result<()> {
-    sqlx::query(
+    let only_own = if source == TagSource::Cli {
+        " WHERE service_tags.source = excluded.source"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
         "INSERT INTO service_tags (service, environment, key, value, source, updated) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (service, environment, key) DO UPDATE SET value = excluded.value, source = excluded.source, updated = excluded.updated",
-    )
+         ON CONFLICT (service, environment, key) DO UPDATE SET value = excluded.value, source = excluded.source, updated = excluded.updated{only_own}",
+    ))
     .bind(service)
     .bind(environment)
     .bind(key)
@@ -450,6 +455,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(summary(&conflicts), ["team=platform (terraform)"]);
+        let tags = store.service_tags("api", "prod").await.unwrap();
+        assert_eq!(
+            summary(&tags),
+            [
+                "lang=rust (launch.toml)",
+                "owner=jane (cli)",
+                "team=platform (terraform)",
+                "tier=1 (terraform)"
+            ],
+            "a refused edit writes nothing, not even its valid part"
+        );
         let conflicts = store
             .set_service_tags("api", "prod", &[], &["lang".to_owned()])
             .await
