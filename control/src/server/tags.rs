@@ -49,12 +49,21 @@ pub async fn set(state: &State, request: &SetServiceTagsRequest) -> Result<Servi
         .set_service_tags(&service, &environment, &set, &request.remove)
         .await
         .map_err(internal)?;
-    if let Some(tag) = conflicts.first() {
+    if !conflicts.is_empty() {
+        let each: Vec<String> = conflicts
+            .iter()
+            .map(|tag| {
+                format!(
+                    "tag {}={} is set by {}",
+                    tag.key,
+                    tag.value,
+                    owner(tag.source)
+                )
+            })
+            .collect();
         return Err(Status::failed_precondition(format!(
-            "tag {}={} is set by {}; nothing was changed",
-            tag.key,
-            tag.value,
-            owner(tag.source)
+            "{}; nothing was changed",
+            each.join("; ")
         )));
     }
     info!(service = %service, environment = %environment, set = set.len(), removed = request.remove.len(), "tags changed");

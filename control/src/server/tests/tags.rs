@@ -182,17 +182,29 @@ async fn terraform_owns_the_keys_it_sets_and_each_apply_replaces_them() {
         ]
     );
     // The CLI may not change Terraform's keys, and changes nothing then.
-    let refused = set_tags(&server, "api", &[("team", "other"), ("owner", "joe")], &[])
-        .await
-        .unwrap_err();
+    let refused = set_tags(
+        &server,
+        "api",
+        &[("team", "other"), ("owner", "joe")],
+        &["tier"],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let message = refused.message();
     assert!(
-        refused
-            .message()
-            .contains("team=platform is set by Terraform")
-            && refused.message().contains("change it there"),
-        "{}",
-        refused.message()
+        message.contains("tag team=platform is set by Terraform")
+            && message.contains("tag tier=1 is set by Terraform")
+            && message.contains("change it there"),
+        "{message}"
+    );
+    assert_eq!(
+        tags_of(&server, "api").await,
+        [
+            "owner=jane (cli)",
+            "team=platform (terraform)",
+            "tier=1 (terraform)"
+        ]
     );
     // An EnsureService without `replace_tags` (an older provider) leaves them.
     ensure(&server, "api", None).await;
