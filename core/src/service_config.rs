@@ -46,7 +46,9 @@ pub struct ServiceConfig {
     /// The `[http]` table: what the front door routes (`None`: no table).
     pub http: Option<Http>,
     /// `[tags]`: the service's tags; each deploy of the environment makes the
-    /// keys launch.toml owns exactly these.
+    /// keys launch.toml owns exactly these. The agent reads this file too, and
+    /// an agent built before `[tags]` existed refuses it as an unknown key:
+    /// upgrade agents (`launch agents upgrade`) before adding the table.
     pub tags: std::collections::BTreeMap<String, String>,
 }
 
