@@ -382,24 +382,13 @@ impl ControlService for Control {
             mission_id: tokens::new_id("m"),
             source,
             preview: header.preview.clone(),
+            tags: config.tags.into_iter().collect(),
         };
         self.state
             .store
             .record_deploy(&deploy)
             .await
             .map_err(internal)?;
-        // Tags follow what is deployed to the environment; a preview has none.
-        if header.preview.is_empty() {
-            let tags: Vec<(String, String)> = config.tags.clone().into_iter().collect();
-            super::tags::replace(
-                &self.state,
-                &service,
-                &environment,
-                TagSource::LaunchToml,
-                &tags,
-            )
-            .await?;
-        }
         self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
         info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, "deploy queued");
         let mission = self
@@ -726,14 +715,10 @@ impl ControlService for Control {
             .await
             .map_err(internal)?;
         if request.replace_tags {
-            super::tags::replace(
-                &self.state,
-                &service,
-                &environment,
-                TagSource::Terraform,
-                &tags,
-            )
-            .await?;
+            store
+                .replace_source_tags(&service, &environment, TagSource::Terraform, &tags)
+                .await
+                .map_err(internal)?;
         }
         store
             .set_fqdn(&service, &environment, &fqdn)

@@ -139,6 +139,9 @@ pub struct NewDeploy {
     pub source: Option<github::ReleaseSource>,
     /// The preview deployed (empty: the environment itself).
     pub preview: String,
+    /// The release's launch.toml `[tags]`: the keys launch.toml owns become
+    /// exactly these (not for a preview, which has no tags of its own).
+    pub tags: Vec<(String, String)>,
 }
 
 fn service_row(row: &sqlx::sqlite::SqliteRow) -> ServiceRow {
@@ -665,7 +668,16 @@ impl Store {
         if let Some(source) = &deploy.source {
             github::insert_release_source(&mut tx, &deploy.release_id, source).await?;
         }
-        if !deploy.preview.is_empty() {
+        if deploy.preview.is_empty() {
+            tags::replace_in(
+                &mut tx,
+                &deploy.service,
+                &deploy.environment,
+                TagSource::LaunchToml,
+                &deploy.tags,
+            )
+            .await?;
+        } else {
             previews::record_deploy(&mut tx, deploy, now).await?;
         }
         tx.commit().await

@@ -1,9 +1,10 @@
 //! Service tags on the wire: `SetServiceTags` (the CLI's `tag`/`untag`), the
-//! tag filter of `ListServices`, the tags in `ServiceInfo`, and the
-//! declarations that replace their own keys (the provider's `tags` through
-//! `EnsureService`, a deploy's `launch.toml` `[tags]`). Every tag is checked
-//! by `launch_core::tags` before the store sees it; who owns a key is the
-//! store's rule (`store::tags`).
+//! tag filter of `ListServices`, the tags in `ServiceInfo`, and the check of
+//! the provider's `tags` (`EnsureService`). Every tag is checked by
+//! `launch_core::tags` before the store sees it (a deploy's `launch.toml`
+//! `[tags]` by `ServiceConfig::parse`, and stored with the release in
+//! `record_deploy`'s transaction); who owns a key is the store's rule
+//! (`store::tags`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -68,22 +69,6 @@ pub async fn set(state: &State, request: &SetServiceTagsRequest) -> Result<Servi
     }
     info!(service = %service, environment = %environment, set = set.len(), removed = request.remove.len(), "tags changed");
     Ok(row)
-}
-
-/// A declaration's tags (Terraform's, a deploy's launch.toml), already
-/// checked: the keys `source` owns become exactly these.
-pub async fn replace(
-    state: &State,
-    service: &str,
-    environment: &str,
-    source: TagSource,
-    tags: &[(String, String)],
-) -> Result<(), Status> {
-    state
-        .store
-        .replace_source_tags(service, environment, source, tags)
-        .await
-        .map_err(internal)
 }
 
 /// Checks a request's tags; every one must be valid or nothing is written.

@@ -123,17 +123,7 @@ impl Store {
         tags: &[(String, String)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND source = $3",
-        )
-        .bind(service)
-        .bind(environment)
-        .bind(source.label())
-        .execute(&mut *tx)
-        .await?;
-        for (key, value) in tags {
-            upsert(&mut tx, service, environment, key, value, source).await?;
-        }
+        replace_in(&mut tx, service, environment, source, tags).await?;
         tx.commit().await
     }
 
@@ -251,6 +241,26 @@ pub(super) async fn forget_all(
         .execute(&mut **tx)
         .await
         .map(drop)
+}
+
+/// [`Store::replace_source_tags`] inside a caller's transaction (a deploy's).
+pub(super) async fn replace_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    service: &str,
+    environment: &str,
+    source: TagSource,
+    tags: &[(String, String)],
+) -> Result<()> {
+    sqlx::query("DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND source = $3")
+        .bind(service)
+        .bind(environment)
+        .bind(source.label())
+        .execute(&mut **tx)
+        .await?;
+    for (key, value) in tags {
+        upsert(tx, service, environment, key, value, source).await?;
+    }
+    Ok(())
 }
 
 async fn tags_in(
