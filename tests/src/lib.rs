@@ -30,9 +30,11 @@
 //! - [`pebble`]: an ACME server (pebble + challtestsrv) per test, validating HTTP-01 for real.
 //! - [`cert_door`]: the agent's certificate manager behind an HTTP-01 and a TLS listener.
 //! - [`postgres`]: a throwaway PostgreSQL cluster, a database per test (also used by the control crate's tests).
+//! - [`browser`]: headless chromium through chromedriver: CSS-addressed actions, waits with deadlines, screenshots.
 
 pub mod agent;
 pub mod binaries;
+pub mod browser;
 pub mod bundle;
 pub mod cert_door;
 pub mod cli;

@@ -311,6 +311,14 @@ pub const RULES: &[(&str, Rule)] = &[
             Some(|b| Ok(service_of(RestartRequest::decode(b)?.target))),
         ),
     ),
+    // Tags describe a service; whoever may deploy it may label it.
+    (
+        "SetServiceTags",
+        rule(
+            Scope::Deploy,
+            Some(|b| Ok(service_of(SetServiceTagsRequest::decode(b)?.target))),
+        ),
+    ),
     ("Retire", rule(Scope::Admin, None)),
     ("UpgradeAgents", rule(Scope::Admin, None)),
     (

@@ -26,7 +26,7 @@ use super::log_cursor::LogCursor;
 use super::secrets;
 use super::state::{State, internal};
 use super::store::github::ReleaseSource;
-use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceRow};
+use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceRow, TagSource};
 use super::tokens;
 
 /// Default join token lifetime.
@@ -171,7 +171,9 @@ impl Control {
             .map(|h| format!("degraded: {}", h.message))
             .unwrap_or_default();
         let routes = super::front_door::routes(&self.state, &row.service, &row.environment).await?;
+        let tags = super::tags::of(&self.state, &row.service, &row.environment).await?;
         Ok(ServiceInfo {
+            tags,
             health,
             routes,
             target: Some(service_ref(&row.service, &row.environment)),
@@ -201,8 +203,12 @@ impl Control {
 
     async fn all_services(&self) -> Result<Vec<ServiceInfo>, Status> {
         let rows = self.state.store.services().await.map_err(internal)?;
+        self.service_infos(&rows).await
+    }
+
+    async fn service_infos(&self, rows: &[ServiceRow]) -> Result<Vec<ServiceInfo>, Status> {
         let mut services = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             services.push(self.service_info(row).await?);
         }
         Ok(services)
@@ -376,6 +382,7 @@ impl ControlService for Control {
             mission_id: tokens::new_id("m"),
             source,
             preview: header.preview.clone(),
+            tags: config.tags.into_iter().collect(),
         };
         self.state
             .store
@@ -674,10 +681,12 @@ impl ControlService for Control {
 
     async fn list_services(
         &self,
-        _request: Request<ListServicesRequest>,
+        request: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
+        let rows = self.state.store.services().await.map_err(internal)?;
+        let rows = super::tags::filter(&self.state, &request.get_ref().tags, rows).await?;
         Ok(Response::new(ListServicesResponse {
-            services: self.all_services().await?,
+            services: self.service_infos(&rows).await?,
         }))
     }
 
@@ -699,11 +708,18 @@ impl ControlService for Control {
             )));
         }
         let address = host_address(&request.host_address)?;
+        let tags = super::tags::checked(&request.tags)?;
         let store = &self.state.store;
         let (row, created) = store
             .ensure_service_created(&service, &environment)
             .await
             .map_err(internal)?;
+        if request.replace_tags {
+            store
+                .replace_source_tags(&service, &environment, TagSource::Terraform, &tags)
+                .await
+                .map_err(internal)?;
+        }
         store
             .set_fqdn(&service, &environment, &fqdn)
             .await
@@ -1038,6 +1054,14 @@ impl ControlService for Control {
         super::allowances::list(&self.state, &service, &environment)
             .await
             .map(Response::new)
+    }
+
+    async fn set_service_tags(
+        &self,
+        request: Request<SetServiceTagsRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        let row = super::tags::set(&self.state, request.get_ref()).await?;
+        self.service_info(&row).await.map(Response::new)
     }
 
     async fn get_service(

@@ -31,7 +31,9 @@ pub use allowances::AllowanceRow;
 pub use health::HealthRow;
 pub mod github;
 pub mod previews;
+mod tags;
 pub use provisioning::HostRetired;
+pub use tags::{TagRow, TagSource};
 
 mod engine;
 pub use engine::{Engine, check_url, redacted_url};
@@ -154,6 +156,9 @@ pub struct NewDeploy {
     pub source: Option<github::ReleaseSource>,
     /// The preview deployed (empty: the environment itself).
     pub preview: String,
+    /// The release's launch.toml `[tags]`: the keys launch.toml owns become
+    /// exactly these (not for a preview, which has no tags of its own).
+    pub tags: Vec<(String, String)>,
 }
 
 fn service_row(row: &sqlx::any::AnyRow) -> ServiceRow {
@@ -470,6 +475,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         previews::forget_all(&mut tx, service, environment).await?;
+        tags::forget_all(&mut tx, service, environment).await?;
         tx.commit().await?;
         Ok(Retired {
             agents,
@@ -775,7 +781,16 @@ impl Store {
         if let Some(source) = &deploy.source {
             github::insert_release_source(&mut tx, &deploy.release_id, source).await?;
         }
-        if !deploy.preview.is_empty() {
+        if deploy.preview.is_empty() {
+            tags::replace_in(
+                &mut tx,
+                &deploy.service,
+                &deploy.environment,
+                TagSource::LaunchToml,
+                &deploy.tags,
+            )
+            .await?;
+        } else {
             previews::record_deploy(&mut tx, deploy, now).await?;
         }
         tx.commit().await

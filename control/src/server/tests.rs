@@ -485,7 +485,7 @@ async fn join_token_is_single_use_and_the_service_note_says_why(db) {
     let services = server
         .control()
         .await
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -642,7 +642,7 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens(db) {
             (
                 "ListServices",
                 control
-                    .list_services(req(ListServicesRequest {}, token))
+                    .list_services(req(ListServicesRequest::default(), token))
                     .await
                     .unwrap_err()
                     .code(),
@@ -1380,7 +1380,7 @@ async fn rollback_targets_the_previous_healthy_release(db) {
         .await;
     wait_for_state(&server, &rollback.mission_id, MissionState::Healthy).await;
     let services = control
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -1552,7 +1552,7 @@ async fn retired_service_loses_its_agents_and_leaves_the_list(db) {
         "the watch ends after the final update"
     );
     let services = control
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -1897,5 +1897,6 @@ mod missions;
 mod previews;
 mod recreate;
 mod replicas;
+mod tags;
 
 mod front_door;

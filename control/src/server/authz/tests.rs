@@ -151,6 +151,7 @@ const SPEC: &[(&str, Need)] = &[
     ("GetService", Need::Read),
     ("ListPreviews", Need::Read),
     ("RemovePreview", Need::Deploy),
+    ("SetServiceTags", Need::Deploy),
 ];
 
 /// One token of the table: its scope and patterns.
@@ -457,6 +458,12 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         }
         .encode_to_vec(),
         "RestartRequest" => RestartRequest { target }.encode_to_vec(),
+        "SetServiceTagsRequest" => SetServiceTagsRequest {
+            target,
+            set: [("team".to_owned(), "platform".to_owned())].into(),
+            remove: Vec::new(),
+        }
+        .encode_to_vec(),
         // Another service: taking hello/prod down would change what others see.
         "RetireRequest" => RetireRequest {
             target: Some(ServiceRef {

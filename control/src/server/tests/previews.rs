@@ -110,7 +110,7 @@ async fn a_preview_sits_beside_its_environment_without_touching_it(db) {
     let services = server
         .control()
         .await
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()
