@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 
 use launch_core::tags::TagFilter;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::{Result, Store, now_ms};
 
@@ -57,7 +57,7 @@ pub struct TagRow {
     pub source: TagSource,
 }
 
-fn tag_row(row: &sqlx::sqlite::SqliteRow) -> TagRow {
+fn tag_row(row: &sqlx::any::AnyRow) -> TagRow {
     TagRow {
         service: row.get("service"),
         environment: row.get("environment"),
@@ -231,7 +231,7 @@ impl Store {
 /// A retired service's tags go with it, so one created again under the name
 /// starts clean.
 pub(super) async fn forget_all(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     service: &str,
     environment: &str,
 ) -> Result<()> {
@@ -245,7 +245,7 @@ pub(super) async fn forget_all(
 
 /// [`Store::replace_source_tags`] inside a caller's transaction (a deploy's).
 pub(super) async fn replace_in(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     service: &str,
     environment: &str,
     source: TagSource,
@@ -264,7 +264,7 @@ pub(super) async fn replace_in(
 }
 
 async fn tags_in(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     service: &str,
     environment: &str,
 ) -> Result<Vec<TagRow>> {
@@ -279,7 +279,7 @@ async fn tags_in(
 /// Sets one tag owned by `source`. A declaration takes the key over from
 /// any owner; the CLI changes only a key that is its own (or new).
 async fn upsert(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     service: &str,
     environment: &str,
     key: &str,

@@ -241,9 +241,10 @@ async fn redeploy_secrets(server: &TestServer, session: &mut AgentSession) -> St
     mission.secrets["API_KEY"].clone()
 }
 
+on_both_engines! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_previews_log_lines_are_redacted_of_its_overrides_and_of_the_environments_values() {
-    let server = TestServer::start().await;
+async fn a_previews_log_lines_are_redacted_of_its_overrides_and_of_the_environments_values(db) {
+    let server = TestServer::start(&db).await;
     let (_, agent_token) = server.register("hello", "prod").await;
     let mut session = AgentSession::open(&server, &agent_token).await.unwrap();
     let prod = server
@@ -298,4 +299,5 @@ async fn a_previews_log_lines_are_redacted_of_its_overrides_and_of_the_environme
         line.text, "override [REDACTED], environment [REDACTED]",
         "both the preview's override and the value it overrides are secrets"
     );
+}
 }

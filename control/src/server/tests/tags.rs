@@ -99,9 +99,10 @@ fn bundle_with_config(launch_toml: &str) -> Vec<u8> {
     out
 }
 
+on_both_engines! {
 #[tokio::test]
-async fn tags_set_by_hand_are_shown_and_select_services_with_and() {
-    let server = TestServer::start().await;
+async fn tags_set_by_hand_are_shown_and_select_services_with_and(db) {
+    let server = TestServer::start(&db).await;
     ensure(&server, "api", None).await;
     ensure(&server, "web", None).await;
     let info = set_tags(&server, "api", &[("team", "platform"), ("tier", "1")], &[])
@@ -130,10 +131,12 @@ async fn tags_set_by_hand_are_shown_and_select_services_with_and() {
     assert!(bad.message().contains("\"team name\""), "{}", bad.message());
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn a_bad_tag_is_refused_by_name_and_nothing_is_written() {
-    let server = TestServer::start().await;
+async fn a_bad_tag_is_refused_by_name_and_nothing_is_written(db) {
+    let server = TestServer::start(&db).await;
     ensure(&server, "api", None).await;
     set_tags(&server, "api", &[("team", "platform")], &[])
         .await
@@ -164,10 +167,12 @@ async fn a_bad_tag_is_refused_by_name_and_nothing_is_written() {
     assert_eq!(empty.code(), Code::InvalidArgument, "{empty:?}");
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn terraform_owns_the_keys_it_sets_and_each_apply_replaces_them() {
-    let server = TestServer::start().await;
+async fn terraform_owns_the_keys_it_sets_and_each_apply_replaces_them(db) {
+    let server = TestServer::start(&db).await;
     ensure(&server, "api", None).await;
     set_tags(&server, "api", &[("owner", "jane")], &[])
         .await
@@ -216,10 +221,12 @@ async fn terraform_owns_the_keys_it_sets_and_each_apply_replaces_them() {
     );
     server.stop().await;
 }
+}
 
+on_both_engines! {
 #[tokio::test]
-async fn a_deploy_makes_launch_toml_tags_the_services() {
-    let server = TestServer::start().await;
+async fn a_deploy_makes_launch_toml_tags_the_services(db) {
+    let server = TestServer::start(&db).await;
     server
         .deploy(
             "api",
@@ -274,4 +281,5 @@ async fn a_deploy_makes_launch_toml_tags_the_services() {
         ["owner=jane (cli)", "team=platform (launch.toml)"]
     );
     server.stop().await;
+}
 }
