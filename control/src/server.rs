@@ -25,6 +25,8 @@
 //! - `secrets`, `tokens`: encryption at rest, bearer tokens.
 //! - `tls`: the TLS listener.
 //! - [`rotate`]: `launch server rotate-key`, re-encrypting every secret.
+//! - `wakeup`: on PostgreSQL, missions recorded by another replica reach the
+//!   agents whose sessions this one holds (LISTEN/NOTIFY, and a periodic check).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,7 @@ pub mod store;
 mod tags;
 pub mod tls;
 pub mod tokens;
+mod wakeup;
 
 /// The e2e crate's throwaway PostgreSQL cluster, shared as a file (it is
 /// std-only) so the store tests need no dependency on the e2e harness.
@@ -146,6 +149,9 @@ pub struct ServerConfig {
     pub database_url: String,
     /// Most connections to the database; `None`: the engine's default.
     pub database_pool_size: Option<u32>,
+    /// On PostgreSQL, how often queued missions of the agents held here are
+    /// looked for, in case a notification from another replica was lost.
+    pub mission_check_every: Duration,
     pub agent_binary: Option<PathBuf>,
     pub cli_binary: Option<PathBuf>,
     pub max_bundle_bytes: u64,
@@ -168,6 +174,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("data_dir", &self.data_dir)
             .field("database_url", &store::redacted_url(&self.database_url))
             .field("database_pool_size", &self.database_pool_size)
+            .field("mission_check_every", &self.mission_check_every)
             .field("agent_binary", &self.agent_binary)
             .field("cli_binary", &self.cli_binary)
             .field("max_bundle_bytes", &self.max_bundle_bytes)
@@ -192,6 +199,7 @@ impl ServerConfig {
             listen,
             database_url: sqlite_url(&data_dir),
             database_pool_size: None,
+            mission_check_every: wakeup::CHECK_EVERY,
             data_dir,
             agent_binary: agent_binary_beside_exe(),
             cli_binary: std::env::current_exe().ok(),
@@ -306,6 +314,7 @@ impl ServerConfig {
             data_dir: data_dir.expect("checked"),
             database_url: database_url.expect("checked"),
             database_pool_size: flags.database_pool_size,
+            mission_check_every: wakeup::CHECK_EVERY,
             agent_binary: flags.agent_binary.clone().or_else(agent_binary_beside_exe),
             cli_binary: flags
                 .cli_binary
@@ -469,6 +478,11 @@ pub async fn run(
         previews: config.previews.clone(),
     });
     let _idle_previews = tokio::spawn(previews::sweep_idle(state.clone()));
+    let _wakeups = tokio::spawn(wakeup::run(
+        state.clone(),
+        config.mission_check_every,
+        shutdown.clone(),
+    ));
 
     let mut routes = tonic::service::Routes::builder();
     routes

@@ -4,7 +4,10 @@
 //! own service and holding an open Session stream (spread over 20 HTTP/2
 //! connections), then 100 deploys issued at once to 100 of those services.
 //! It reports how long each deploy took to reach its agent's session, whether
-//! any failed, and the server's resident memory before and after.
+//! any failed, and the server's resident memory before and after. With
+//! `LAUNCH_BENCH_DATABASE=postgres` the server's store is a database in a
+//! throwaway PostgreSQL cluster (`launch_e2e::postgres`) instead of SQLite,
+//! and the lines start `load on postgres:`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -35,12 +38,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let server = Server::start();
+    let postgres = match std::env::var("LAUNCH_BENCH_DATABASE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("LAUNCH_BENCH_DATABASE={other}: say sqlite or postgres"),
+    };
+    let cluster = postgres.then(launch_e2e::postgres::Cluster::start);
+    let server = match &cluster {
+        Some(cluster) => Server::start_with(&["--database-url", &cluster.new_database()]),
+        None => Server::start(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(&server));
+    let label = if postgres { "load on postgres" } else { "load" };
+    runtime.block_on(run(&server, label));
 }
 
 /// One simulated agent: its service, and where its first mission lands.
@@ -50,7 +63,7 @@ struct Simulated {
     _up: mpsc::Sender<AgentMessage>,
 }
 
-async fn run(server: &Server) {
+async fn run(server: &Server, label: &str) {
     let idle_rss = rss_mb(server.process.pid());
     let mut controls = Vec::new();
     let mut agent_clients = Vec::new();
@@ -182,11 +195,11 @@ async fn run(server: &Server) {
     let after_rss = rss_mb(server.process.pid());
     drop(idle);
     println!(
-        "load: {AGENTS} agents registered and connected in {:.1} s; server RSS idle {idle_rss:.1} MB, with {AGENTS} sessions {connected_rss:.1} MB, after {DEPLOYS} deploys {after_rss:.1} MB",
+        "{label}: {AGENTS} agents registered and connected in {:.1} s; server RSS idle {idle_rss:.1} MB, with {AGENTS} sessions {connected_rss:.1} MB, after {DEPLOYS} deploys {after_rss:.1} MB",
         connect_time.as_secs_f64()
     );
     println!(
-        "load: {DEPLOYS} concurrent deploys, {} failed; Deploy call → mission on the agent session: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{label}: {DEPLOYS} concurrent deploys, {} failed; Deploy call → mission on the agent session: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         failures.len(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,

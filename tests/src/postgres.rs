@@ -65,7 +65,7 @@ impl Cluster {
             run(Command::new("chown").arg("postgres").arg(&root), "chown");
         }
         run(
-            &mut pg_command(as_root, &bin.join("initdb"))
+            pg_command(as_root, &bin.join("initdb"))
                 .arg("-D")
                 .arg(root.join("data"))
                 .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]),

@@ -124,6 +124,20 @@ impl Hub {
             .count()
     }
 
+    /// The (service, environment) of every open session, each once.
+    pub fn connected_services(&self) -> Vec<(String, String)> {
+        let mut services: Vec<(String, String)> = self
+            .sessions
+            .lock()
+            .expect("hub lock")
+            .values()
+            .map(|s| (s.service.clone(), s.environment.clone()))
+            .collect();
+        services.sort();
+        services.dedup();
+        services
+    }
+
     /// Remembers the sha256 of an agent's executable (from its Hello).
     pub fn set_agent_sha256(&self, agent_id: &str, sha256: &str) {
         self.agent_sha256s

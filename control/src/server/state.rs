@@ -210,7 +210,11 @@ impl State {
         let Some((agent_id, outbound)) =
             self.hub.session_for(&mission.service, &mission.environment)
         else {
-            info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, "no agent connected: mission stays queued");
+            info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, "no agent connected here: mission stays queued");
+            // The agent may hold a session with another replica.
+            if let Err(err) = self.store.notify_mission(&mission.id).await {
+                warn!(cause = %err, mission_id = %mission.id, "cannot notify the other replicas: their periodic check will find the mission");
+            }
             return Ok(());
         };
         let message = self.mission_message(mission).await?;

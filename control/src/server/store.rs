@@ -38,6 +38,9 @@ pub use tags::{TagRow, TagSource};
 mod engine;
 pub use engine::{Engine, check_url, redacted_url};
 
+/// The PostgreSQL notification channel of missions waiting for an agent.
+const MISSION_CHANNEL: &str = "launch_missions";
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
 
@@ -53,6 +56,8 @@ pub fn now_ms() -> i64 {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The URL, kept on PostgreSQL for the LISTEN connection.
+    listen_url: Option<String>,
 }
 
 /// See [`Store::hold_replica_lock`]; released when dropped.
@@ -291,11 +296,42 @@ impl Store {
             return Err(err);
         }
         drop(migration_lock);
-        Ok(Store { pool, engine })
+        let listen_url = (engine == Engine::Postgres).then(|| url.to_owned());
+        Ok(Store {
+            pool,
+            engine,
+            listen_url,
+        })
     }
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Tells every replica listening ([`Store::mission_listener`]) that
+    /// `mission_id` waits for its agent. PostgreSQL only (a notification is
+    /// delivered when the sending transaction commits, and may be lost: the
+    /// missions table stays the truth); nothing on SQLite, one replica.
+    pub async fn notify_mission(&self, mission_id: &str) -> Result<()> {
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(MISSION_CHANNEL)
+                .bind(mission_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A connection listening for [`Store::notify_mission`]; `None` on
+    /// SQLite. Its `recv` reconnects by itself after a lost connection.
+    pub async fn mission_listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+        let Some(url) = &self.listen_url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(MISSION_CHANNEL).await?;
+        Ok(Some(listener))
     }
 
     /// Marks this process as a running replica until the lock is dropped

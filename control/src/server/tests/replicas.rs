@@ -155,3 +155,85 @@ async fn a_schema_newer_than_the_binary_is_refused_naming_both_versions(db) {
     assert!(err.contains("newer launch server migrated it"), "{err}");
 }
 }
+
+/// A [`TestServer`] replica on `db` (PostgreSQL) holding `key`, looking
+/// for queued missions every `check_every`, using the admin token of
+/// `admin_from` (the first replica) if given.
+async fn replica(
+    db: &TestDb,
+    key: [u8; 32],
+    check_every: Duration,
+    admin_from: Option<&TestServer>,
+) -> TestServer {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = db.config(data_dir.path().join("server"));
+    config.secret_key = Some(key);
+    config.mission_check_every = check_every;
+    let database_url = config.database_url.clone();
+    let (addr, shutdown, handle) = start_replica(config).await.expect("the replica starts");
+    let admin_token = match admin_from {
+        Some(first) => first.admin_token.clone(),
+        None => std::fs::read_to_string(data_dir.path().join("server/admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    };
+    TestServer {
+        addr,
+        data_dir,
+        admin_token,
+        shutdown,
+        handle,
+        database_url,
+        db: db.clone(),
+    }
+}
+
+/// No periodic check within any test's time: only a notification helps.
+const NEVER: Duration = Duration::from_secs(3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mission_recorded_by_one_replica_reaches_an_agent_held_by_another() {
+    let db = TestDb::postgres();
+    let key: [u8; 32] = rand::random();
+    let holder = replica(&db, key, NEVER, None).await;
+    let other = replica(&db, key, NEVER, Some(&holder)).await;
+    let (_, agent_token) = holder.register("web", "prod").await;
+    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    // The holder's first check runs at its start, before the session: from
+    // here on only the notification can bring the mission.
+    let deployed = other.deploy("web", "prod", good_bundle("1")).await;
+    let mission = session.next_mission().await;
+    assert_eq!(mission.mission_id, deployed.mission_id);
+    wait_for_state(&holder, &deployed.mission_id, MissionState::Dispatched).await;
+    drop(session);
+    other.stop().await;
+    holder.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mission_whose_notification_is_lost_is_found_by_the_periodic_check() {
+    let db = TestDb::postgres();
+    let key: [u8; 32] = rand::random();
+    let holder = replica(&db, key, Duration::from_millis(200), None).await;
+    let (_, agent_token) = holder.register("web", "prod").await;
+    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    // Written straight to the store, as by a replica that died before its
+    // NOTIFY: no notification at all.
+    let store = holder.store().await;
+    store
+        .insert_mission(
+            "m-lost-notification",
+            MissionKind::Restart,
+            "web",
+            "prod",
+            "",
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let mission = session.next_mission().await;
+    assert_eq!(mission.mission_id, "m-lost-notification");
+    drop(session);
+    holder.stop().await;
+}
