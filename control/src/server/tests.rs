@@ -1806,6 +1806,7 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission() {
         "a reader of stored lines is told what is missing"
     );
 }
+mod dashboard;
 mod missions;
 mod previews;
 mod recreate;

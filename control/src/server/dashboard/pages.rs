@@ -1,0 +1,641 @@
+//! The dashboard's pages and fragments: Services (with the search and its
+//! suggestions), one Service (releases, previews, secret names, agents,
+//! certificates), one Mission (its live log), Agents. Each handler makes
+//! its reads as control calls with the session's token and renders a
+//! template; a refused read shows what the control plane said. Buttons are
+//! shown by the session's scope, but pressing one is decided by `authz`.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use launch_proto::*;
+
+use super::search::{self, Suggestion};
+use super::session::{ApiSession, PageSession, Session};
+use super::{Dash, Failure};
+
+/// A template rendered as a response; a template error is a generic 500.
+pub fn html(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(body) => Html(body).into_response(),
+        Err(err) => {
+            tracing::error!(cause = %err, "dashboard: cannot render a template");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// What every page's frame shows: who is logged in, and the CSRF token.
+pub struct Chrome {
+    pub csrf: String,
+    pub name: String,
+    pub scope: &'static str,
+    pub title: String,
+}
+
+impl Chrome {
+    fn of(session: &Session, title: impl Into<String>) -> Self {
+        Chrome {
+            csrf: session.csrf.clone(),
+            name: session.name.clone(),
+            scope: session.scope.label(),
+            title: title.into(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/error.html")]
+pub struct ErrorPage {
+    pub code: u16,
+    pub message: String,
+}
+
+/// One row of the services table.
+pub struct ServiceRow {
+    pub service: String,
+    pub environment: String,
+    pub status: &'static str,
+    /// `status` as a CSS class (`rolled-back`).
+    pub status_class: String,
+    pub agents: u32,
+    pub url: String,
+    pub age: String,
+    pub git_ref: String,
+    pub previews: u32,
+    pub tags: Vec<String>,
+}
+
+/// "healthy", "deploying", "failed", "rolled back", "cancelled", "degraded" or "no agent".
+pub fn status_of(info: &ServiceInfo) -> &'static str {
+    let state = info.last_mission_state();
+    match state {
+        MissionState::Queued | MissionState::Dispatched | MissionState::Running => "deploying",
+        _ if info.agents_connected == 0 => "no agent",
+        MissionState::Healthy if !info.health.is_empty() => "degraded",
+        MissionState::Healthy => "healthy",
+        MissionState::Failed => "failed",
+        MissionState::RolledBack => "rolled back",
+        MissionState::Cancelled => "cancelled",
+        MissionState::Unspecified => "no release",
+    }
+}
+
+/// A label as a CSS class: `rolled back` → `rolled-back`.
+pub fn class_of(label: &str) -> String {
+    label.replace([' ', '_'], "-")
+}
+
+/// `3m`, `2h`, `5d` since `unix_ms`; empty for 0.
+pub fn age(unix_ms: i64) -> String {
+    if unix_ms <= 0 {
+        return String::new();
+    }
+    let secs = ((super::super::store::now_ms() - unix_ms) / 1000).max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// The first 12 characters of a git sha (other refs whole).
+pub fn short_ref(git_ref: &str) -> String {
+    if git_ref.len() == 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit()) {
+        git_ref[..12].to_owned()
+    } else {
+        git_ref.to_owned()
+    }
+}
+
+fn row_of(info: &ServiceInfo, tags: &search::Tags) -> ServiceRow {
+    let target = info.target.clone().unwrap_or_default();
+    let tags = tags
+        .get(&(target.service.clone(), target.environment.clone()))
+        .map(|tags| {
+            tags.iter()
+                .map(|(key, value)| format!("{key}:{value}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    ServiceRow {
+        status: status_of(info),
+        status_class: class_of(status_of(info)),
+        agents: info.agents_connected,
+        url: info.url.clone(),
+        age: age(info.current_release_unix_ms),
+        git_ref: short_ref(&info.current_release_git_ref),
+        previews: info.previews,
+        tags,
+        service: target.service,
+        environment: target.environment,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/services.html")]
+struct ServicesPage {
+    chrome: Chrome,
+    query: String,
+    rows: Vec<ServiceRow>,
+    total: usize,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/service_rows.html")]
+struct ServiceRows {
+    rows: Vec<ServiceRow>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/service_row.html")]
+struct ServiceRowFragment {
+    row: ServiceRow,
+}
+
+#[derive(Deserialize, Default)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// Every service the session may list, with its tags, filtered by `query`.
+async fn listed(
+    dash: &Dash,
+    session: &Session,
+    query: &str,
+    page: bool,
+) -> Result<(Vec<ServiceRow>, usize), Failure> {
+    let services = session
+        .outcome(
+            dash,
+            dash.control()
+                .list_services(session.request(ListServicesRequest {}))
+                .await,
+            page,
+        )
+        .await?
+        .services;
+    let tags = search::tags(dash, session, page).await?;
+    let filter = search::Filter::parse(query);
+    let total = services.len();
+    let rows = services
+        .iter()
+        .filter(|info| {
+            let target = info.target.clone().unwrap_or_default();
+            filter.matches(&target.service, &target.environment, &tags)
+        })
+        .map(|info| row_of(info, &tags))
+        .collect();
+    Ok((rows, total))
+}
+
+/// `GET /`: the services.
+pub async fn services(
+    Extract(dash): Extract<Arc<Dash>>,
+    PageSession(session): PageSession,
+    Query(query): Query<SearchQuery>,
+) -> Result<Response, Failure> {
+    let (rows, total) = listed(&dash, &session, &query.q, true).await?;
+    Ok(html(&ServicesPage {
+        chrome: Chrome::of(&session, "Services"),
+        query: query.q,
+        rows,
+        total,
+    }))
+}
+
+/// `GET /fragments/services?q=`: the table's rows for a search.
+pub async fn services_rows(
+    Extract(dash): Extract<Arc<Dash>>,
+    ApiSession(session): ApiSession,
+    Query(query): Query<SearchQuery>,
+) -> Result<Response, Failure> {
+    let (rows, _) = listed(&dash, &session, &query.q, false).await?;
+    Ok(html(&ServiceRows { rows }))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/suggest.html")]
+struct Suggestions {
+    suggestions: Vec<Suggestion>,
+}
+
+/// `GET /fragments/suggest?q=`: completions of the search's last word.
+pub async fn suggest(
+    Extract(dash): Extract<Arc<Dash>>,
+    ApiSession(session): ApiSession,
+    Query(query): Query<SearchQuery>,
+) -> Result<Response, Failure> {
+    let suggestions = search::suggest(&dash, &session, &query.q).await?;
+    Ok(html(&Suggestions { suggestions }))
+}
+
+async fn service_info(
+    dash: &Dash,
+    session: &Session,
+    target: &ServiceRef,
+    page: bool,
+) -> Result<ServiceInfo, Failure> {
+    session
+        .outcome(
+            dash,
+            dash.control()
+                .get_service(session.request(GetServiceRequest {
+                    target: Some(target.clone()),
+                }))
+                .await,
+            page,
+        )
+        .await
+}
+
+/// `GET /fragments/service-row/{service}/{environment}`.
+pub async fn service_row(
+    Extract(dash): Extract<Arc<Dash>>,
+    ApiSession(session): ApiSession,
+    Path((service, environment)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    let target = ServiceRef {
+        service,
+        environment,
+    };
+    let info = service_info(&dash, &session, &target, false).await?;
+    let tags = search::tags(&dash, &session, false).await?;
+    Ok(html(&ServiceRowFragment {
+        row: row_of(&info, &tags),
+    }))
+}
+
+/// The head of a service's page: status, URL, release, certificates.
+pub struct Head {
+    pub row: ServiceRow,
+    pub health: String,
+    pub fqdn: String,
+    pub certificates: Vec<(String, String, String)>,
+}
+
+fn head_of(info: &ServiceInfo, tags: &search::Tags) -> Head {
+    let certificates = info
+        .routes
+        .iter()
+        .flat_map(|route| route.certificates.iter())
+        .map(|cert| {
+            let state = match cert.state() {
+                CertificateState::Pending => "pending",
+                CertificateState::Issued => "issued",
+                CertificateState::Renewing => "renewing",
+                CertificateState::Failed => "failed",
+                _ => "unknown",
+            };
+            let expires = if cert.expires_unix_ms > 0 {
+                format!(
+                    "expires in {}",
+                    age(2 * super::super::store::now_ms() - cert.expires_unix_ms)
+                )
+            } else {
+                cert.error.clone()
+            };
+            (cert.host.clone(), state.to_owned(), expires)
+        })
+        .collect();
+    Head {
+        row: row_of(info, tags),
+        health: info.health.clone(),
+        fqdn: info.fqdn.clone(),
+        certificates,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/service_head.html")]
+struct HeadFragment {
+    head: Head,
+}
+
+/// `GET /fragments/service-head/{service}/{environment}`.
+pub async fn service_head(
+    Extract(dash): Extract<Arc<Dash>>,
+    ApiSession(session): ApiSession,
+    Path((service, environment)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    let target = ServiceRef {
+        service,
+        environment,
+    };
+    let info = service_info(&dash, &session, &target, false).await?;
+    let tags = search::tags(&dash, &session, false).await?;
+    Ok(html(&HeadFragment {
+        head: head_of(&info, &tags),
+    }))
+}
+
+/// One release in the timeline.
+pub struct Release {
+    pub release_id: String,
+    pub state: String,
+    pub state_class: String,
+    pub current: bool,
+    pub git_ref: String,
+    pub when: String,
+    pub who: String,
+    pub duration: String,
+    pub mission_id: String,
+}
+
+/// The newest releases shown, with their missions' timings.
+const TIMELINE: usize = 20;
+
+/// The timeline of `target`: newest first.
+pub struct Timeline {
+    pub service: String,
+    pub environment: String,
+    pub csrf: String,
+    pub can_deploy: bool,
+    pub releases: Vec<Release>,
+}
+
+async fn timeline(
+    dash: &Dash,
+    session: &Session,
+    target: &ServiceRef,
+    page: bool,
+) -> Result<Timeline, Failure> {
+    let mut releases = session
+        .outcome(
+            dash,
+            dash.control()
+                .list_releases(session.request(ListReleasesRequest {
+                    target: Some(target.clone()),
+                    include_retired: false,
+                }))
+                .await,
+            page,
+        )
+        .await?
+        .releases;
+    releases.sort_by(|a, b| b.release_id.cmp(&a.release_id));
+    releases.truncate(TIMELINE);
+    let mut shown = Vec::with_capacity(releases.len());
+    for release in releases {
+        let mission = dash
+            .control()
+            .get_mission(session.request(GetMissionRequest {
+                mission_id: release.mission_id.clone(),
+            }))
+            .await
+            .ok()
+            .map(tonic::Response::into_inner);
+        let duration = mission
+            .as_ref()
+            .filter(|m| m.state().is_final())
+            .map(|m| {
+                format!(
+                    "{}s",
+                    ((m.updated_unix_ms - m.created_unix_ms) / 1000).max(0)
+                )
+            })
+            .unwrap_or_default();
+        let who = if release.pr > 0 {
+            format!("{}#{}", release.repo, release.pr)
+        } else {
+            release.repo.clone()
+        };
+        shown.push(Release {
+            state: release.state().label().replace('_', " "),
+            state_class: class_of(release.state().label()),
+            current: release.current,
+            git_ref: short_ref(&release.git_ref),
+            when: age(release.created_unix_ms),
+            who,
+            duration,
+            mission_id: release.mission_id,
+            release_id: release.release_id,
+        });
+    }
+    Ok(Timeline {
+        service: target.service.clone(),
+        environment: target.environment.clone(),
+        csrf: session.csrf.clone(),
+        can_deploy: session.can_deploy(),
+        releases: shown,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/releases.html")]
+struct ReleasesFragment {
+    timeline: Timeline,
+}
+
+/// `GET /fragments/releases/{service}/{environment}`.
+pub async fn releases(
+    Extract(dash): Extract<Arc<Dash>>,
+    ApiSession(session): ApiSession,
+    Path((service, environment)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    let target = ServiceRef {
+        service,
+        environment,
+    };
+    let timeline = timeline(&dash, &session, &target, false).await?;
+    Ok(html(&ReleasesFragment { timeline }))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/service.html")]
+struct ServicePage {
+    chrome: Chrome,
+    head: Head,
+    timeline: Timeline,
+    previews: Vec<PreviewInfo>,
+    /// `None`: the session may not list secret names (admin only).
+    secrets: Option<Vec<String>>,
+    agents: Vec<Agent>,
+    can_deploy: bool,
+}
+
+/// `GET /services/{service}/{environment}`.
+pub async fn service(
+    Extract(dash): Extract<Arc<Dash>>,
+    PageSession(session): PageSession,
+    Path((service, environment)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    let target = ServiceRef {
+        service,
+        environment,
+    };
+    let info = service_info(&dash, &session, &target, true).await?;
+    let tags = search::tags(&dash, &session, true).await?;
+    let timeline = timeline(&dash, &session, &target, true).await?;
+    let previews = session
+        .outcome(
+            &dash,
+            dash.control()
+                .list_previews(session.request(ListPreviewsRequest {
+                    target: Some(target.clone()),
+                }))
+                .await,
+            true,
+        )
+        .await?
+        .previews;
+    let secrets = if session.is_admin() {
+        let listed = session
+            .outcome(
+                &dash,
+                dash.control()
+                    .list_secrets(session.request(ListSecretsRequest {
+                        target: Some(target.clone()),
+                    }))
+                    .await,
+                true,
+            )
+            .await?;
+        Some(listed.secrets.into_iter().map(|s| s.key).collect())
+    } else {
+        None
+    };
+    // Fleet-wide: a token for one service sees no agents here.
+    let agents = dash
+        .control()
+        .list_agents(session.request(ListAgentsRequest {}))
+        .await
+        .map(|r| r.into_inner().agents)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|agent| {
+            agent.labels.get("service-name") == Some(&target.service)
+                && agent.labels.get("environment") == Some(&target.environment)
+        })
+        .map(agent_of)
+        .collect();
+    Ok(html(&ServicePage {
+        chrome: Chrome::of(
+            &session,
+            format!("{}/{}", target.service, target.environment),
+        ),
+        head: head_of(&info, &tags),
+        timeline,
+        previews,
+        secrets,
+        agents,
+        can_deploy: session.can_deploy(),
+    }))
+}
+
+/// One agent as the pages show it.
+pub struct Agent {
+    pub agent_id: String,
+    pub hostname: String,
+    pub version: String,
+    pub labels: String,
+    pub connected: bool,
+    pub last_seen: String,
+    pub revoked: bool,
+}
+
+fn agent_of(agent: AgentInfo) -> Agent {
+    let mut labels: Vec<String> = agent
+        .labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    labels.sort();
+    Agent {
+        agent_id: agent.agent_id,
+        hostname: agent.hostname,
+        version: agent.version,
+        labels: labels.join(", "),
+        connected: agent.connected,
+        last_seen: age(agent.last_seen_unix_ms),
+        revoked: agent.revoked,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/agents.html")]
+struct AgentsPage {
+    chrome: Chrome,
+    agents: Vec<Agent>,
+    served_version: String,
+}
+
+/// `GET /agents`.
+pub async fn agents(
+    Extract(dash): Extract<Arc<Dash>>,
+    PageSession(session): PageSession,
+) -> Result<Response, Failure> {
+    let listed = session
+        .outcome(
+            &dash,
+            dash.control()
+                .list_agents(session.request(ListAgentsRequest {}))
+                .await,
+            true,
+        )
+        .await?;
+    Ok(html(&AgentsPage {
+        chrome: Chrome::of(&session, "Agents"),
+        agents: listed.agents.into_iter().map(agent_of).collect(),
+        served_version: listed.served_version,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/mission.html")]
+struct MissionPage {
+    chrome: Chrome,
+    mission: MissionInfo,
+    service: String,
+    environment: String,
+    kind: &'static str,
+    state: String,
+    state_class: String,
+}
+
+/// `GET /missions/{mission_id}`: the mission and its live log.
+pub async fn mission(
+    Extract(dash): Extract<Arc<Dash>>,
+    PageSession(session): PageSession,
+    Path(mission_id): Path<String>,
+) -> Result<Response, Failure> {
+    let mission = session
+        .outcome(
+            &dash,
+            dash.control()
+                .get_mission(session.request(GetMissionRequest { mission_id }))
+                .await,
+            true,
+        )
+        .await?;
+    let target = mission.target.clone().unwrap_or_default();
+    Ok(html(&MissionPage {
+        chrome: Chrome::of(&session, format!("Mission {}", mission.mission_id)),
+        service: target.service,
+        environment: target.environment,
+        kind: mission.kind().label(),
+        state: mission.state().label().replace('_', " "),
+        state_class: class_of(mission.state().label()),
+        mission,
+    }))
+}
+
+/// A small HTML message for htmx to put in the page's flash area, or a
+/// redirect back for a plain form post.
+pub fn flash(htmx: bool, back: &str, message: String) -> Response {
+    if htmx {
+        let mut out = String::new();
+        for c in message.chars() {
+            super::ansi::escape_char(c, &mut out);
+        }
+        return Html(out).into_response();
+    }
+    (StatusCode::SEE_OTHER, [(header::LOCATION, back.to_owned())]).into_response()
+}
