@@ -13,7 +13,8 @@
 //! - `session`: login, logout, the session cookie and the extractors that
 //!   turn it into a [`session::Session`].
 //! - `csrf`: the per-session token every state-changing POST carries.
-//! - `pages`: the pages and fragments (services, service, mission, agents).
+//! - `pages`: the pages and fragments (services, mission, agents) and what
+//!   every page shares; `service_page`: one service and its live fragments.
 //! - `actions`: the POSTs (activate, redeploy, remove preview, secrets).
 //! - `sse`: the fleet event stream and the resumable mission log stream.
 //! - `search`: the services search (AND of terms) and its suggestions.
@@ -41,6 +42,7 @@ pub mod assets;
 mod csrf;
 mod pages;
 mod search;
+mod service_page;
 pub mod session;
 mod sse;
 
@@ -130,7 +132,7 @@ pub fn routes() -> Vec<(Route, MethodRouter<Arc<Dash>>)> {
                 Page,
                 "/services/hello/prod",
             ),
-            get(pages::service),
+            get(service_page::service),
         ),
         (
             route("/missions/{mission_id}", Page, "/missions/m-none"),
@@ -158,7 +160,7 @@ pub fn routes() -> Vec<(Route, MethodRouter<Arc<Dash>>)> {
                 Fragment,
                 "/fragments/service-head/hello/prod",
             ),
-            get(pages::service_head),
+            get(service_page::service_head),
         ),
         (
             route(
@@ -166,7 +168,7 @@ pub fn routes() -> Vec<(Route, MethodRouter<Arc<Dash>>)> {
                 Fragment,
                 "/fragments/releases/hello/prod",
             ),
-            get(pages::releases),
+            get(service_page::releases),
         ),
         (route("/events", Stream, "/events"), get(sse::events)),
         (

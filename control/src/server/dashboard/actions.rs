@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, State as Extract};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use launch_proto::*;
 
@@ -48,7 +48,7 @@ pub async fn activate(
     headers: HeaderMap,
     Form(form): Fields,
 ) -> Result<Response, Response> {
-    csrf::check(&session, &headers, field(&form, "csrf"))?;
+    csrf::check(&session, &headers, field(&form, "csrf")).map_err(IntoResponse::into_response)?;
     let back = back(&service, &environment);
     let release_id = field(&form, "release_id").to_owned();
     let queued = session
@@ -82,7 +82,7 @@ pub async fn redeploy(
     headers: HeaderMap,
     Form(form): Fields,
 ) -> Result<Response, Response> {
-    csrf::check(&session, &headers, field(&form, "csrf"))?;
+    csrf::check(&session, &headers, field(&form, "csrf")).map_err(IntoResponse::into_response)?;
     let back = back(&service, &environment);
     let current = field(&form, "release_id").to_owned();
     let queued = session
@@ -116,7 +116,7 @@ pub async fn remove_preview(
     headers: HeaderMap,
     Form(form): Fields,
 ) -> Result<Response, Response> {
-    csrf::check(&session, &headers, field(&form, "csrf"))?;
+    csrf::check(&session, &headers, field(&form, "csrf")).map_err(IntoResponse::into_response)?;
     let back = back(&service, &environment);
     session
         .outcome(
@@ -147,7 +147,7 @@ pub async fn set_secret(
     headers: HeaderMap,
     Form(form): Fields,
 ) -> Result<Response, Response> {
-    csrf::check(&session, &headers, field(&form, "csrf"))?;
+    csrf::check(&session, &headers, field(&form, "csrf")).map_err(IntoResponse::into_response)?;
     let back = back(&service, &environment);
     let key = field(&form, "key").to_owned();
     session
@@ -179,7 +179,7 @@ pub async fn remove_secret(
     headers: HeaderMap,
     Form(form): Fields,
 ) -> Result<Response, Response> {
-    csrf::check(&session, &headers, field(&form, "csrf"))?;
+    csrf::check(&session, &headers, field(&form, "csrf")).map_err(IntoResponse::into_response)?;
     let back = back(&service, &environment);
     session
         .outcome(
@@ -202,5 +202,5 @@ pub async fn remove_secret(
 }
 
 fn refused(failure: Failure) -> Response {
-    axum::response::IntoResponse::into_response(failure)
+    failure.into_response()
 }

@@ -35,8 +35,22 @@ pub fn same(expected: &str, given: &str) -> bool {
         == 0
 }
 
+/// A POST without the session's CSRF token: 403.
+#[derive(Debug)]
+pub struct Refused;
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token: reload the page and try again\n",
+        )
+            .into_response()
+    }
+}
+
 /// Passes when the form field or the header carries the session's token.
-pub fn check(session: &Session, headers: &HeaderMap, field: &str) -> Result<(), Response> {
+pub fn check(session: &Session, headers: &HeaderMap, field: &str) -> Result<(), Refused> {
     let header = headers
         .get(HEADER)
         .and_then(|value| value.to_str().ok())
@@ -44,9 +58,5 @@ pub fn check(session: &Session, headers: &HeaderMap, field: &str) -> Result<(), 
     if same(&session.csrf, field) || same(&session.csrf, header) {
         return Ok(());
     }
-    Err((
-        StatusCode::FORBIDDEN,
-        "missing or wrong CSRF token: reload the page and try again\n",
-    )
-        .into_response())
+    Err(Refused)
 }

@@ -323,7 +323,7 @@ pub async fn logout(
     Form(form): Form<csrf::CsrfForm>,
 ) -> Response {
     if let Err(refused) = csrf::check(&session, &headers, &form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     session.end(&dash).await;
     (

@@ -5,251 +5,11 @@
 //! value anywhere, and the log stream resuming by `Last-Event-ID`, also
 //! across a control-plane restart.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-
 use super::*;
 use crate::server::dashboard::{self, Access};
 
-/// One HTTP/1.1 request on a fresh connection.
-async fn send(addr: SocketAddr, request: hyper::Request<Full<Bytes>>) -> hyper::Response<Incoming> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    tokio::time::timeout(DEADLINE, sender.send_request(request))
-        .await
-        .expect("an answer within the deadline")
-        .unwrap()
-}
-
-#[derive(Debug)]
-struct Page {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-async fn fetch(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    form: &[(&str, &str)],
-    extra: &[(&str, &str)],
-) -> Page {
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "dash.test");
-    if let Some(cookie) = cookie {
-        builder = builder.header("cookie", cookie);
-    }
-    for (name, value) in extra {
-        builder = builder.header(*name, *value);
-    }
-    let body = if method == "POST" {
-        builder = builder.header("content-type", "application/x-www-form-urlencoded");
-        form_encode(form)
-    } else {
-        String::new()
-    };
-    let response = send(addr, builder.body(Full::new(Bytes::from(body))).unwrap()).await;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let is_stream = headers
-        .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
-    let body = if is_stream {
-        String::new()
-    } else {
-        let bytes = tokio::time::timeout(DEADLINE, response.into_body().collect())
-            .await
-            .expect("a body within the deadline")
-            .unwrap()
-            .to_bytes();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    Page {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn form_encode(form: &[(&str, &str)]) -> String {
-    form.iter()
-        .map(|(key, value)| format!("{}={}", encode(key), encode(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A logged-in browser: its cookie and CSRF token.
-struct Browser {
-    addr: SocketAddr,
-    cookie: String,
-    csrf: String,
-}
-
-impl Browser {
-    async fn login(addr: SocketAddr, token: &str) -> Result<Self, Page> {
-        let form = fetch(addr, "GET", "/login", None, &[], &[]).await;
-        assert_eq!(form.status, 200, "{}", form.body);
-        let login_cookie = cookie_pair(&form.header("set-cookie"), "launch_login");
-        let csrf = between(&form.body, "name=\"csrf\" value=\"", "\"");
-        let done = fetch(
-            addr,
-            "POST",
-            "/login",
-            Some(&login_cookie),
-            &[("token", token), ("csrf", &csrf)],
-            &[],
-        )
-        .await;
-        if done.status != 303 {
-            return Err(done);
-        }
-        let cookie = cookie_pair(&done.header("set-cookie"), "launch_session");
-        let home = fetch(addr, "GET", "/", Some(&cookie), &[], &[]).await;
-        let csrf = between(&home.body, "<meta name=\"csrf\" content=\"", "\"");
-        Ok(Browser { addr, cookie, csrf })
-    }
-
-    async fn get(&self, path: &str) -> Page {
-        fetch(self.addr, "GET", path, Some(&self.cookie), &[], &[]).await
-    }
-
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        fetch(self.addr, "POST", path, Some(&self.cookie), form, &[]).await
-    }
-
-    /// Opens a log stream, resuming after `last_event_id`.
-    async fn stream(&self, path: &str, last_event_id: Option<u64>) -> SseReader {
-        let mut builder = hyper::Request::builder()
-            .uri(path)
-            .header("host", "dash.test")
-            .header("cookie", &self.cookie)
-            .header("accept", "text/event-stream");
-        if let Some(id) = last_event_id {
-            builder = builder.header("last-event-id", id.to_string());
-        }
-        let response = send(self.addr, builder.body(Full::new(Bytes::new())).unwrap()).await;
-        assert_eq!(response.status(), 200);
-        SseReader {
-            body: response.into_body(),
-            buffer: String::new(),
-        }
-    }
-}
-
-/// `name=value` of the Set-Cookie header naming `name`.
-fn cookie_pair(set_cookie: &str, name: &str) -> String {
-    set_cookie
-        .lines()
-        .find(|line| line.starts_with(&format!("{name}=")))
-        .and_then(|line| line.split(';').next())
-        .unwrap_or_else(|| panic!("no {name} cookie in {set_cookie:?}"))
-        .to_owned()
-}
-
-fn between(text: &str, start: &str, end: &str) -> String {
-    let from = text
-        .find(start)
-        .unwrap_or_else(|| panic!("{start:?} not in {text}"))
-        + start.len();
-    let to = text[from..].find(end).unwrap() + from;
-    text[from..to].to_owned()
-}
-
-/// One server-sent event.
-#[derive(Debug, PartialEq)]
-struct Sse {
-    id: String,
-    event: String,
-    data: String,
-}
-
-struct SseReader {
-    body: Incoming,
-    buffer: String,
-}
-
-impl SseReader {
-    /// The next event with a name (comments and retry lines skipped).
-    async fn next(&mut self) -> Sse {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Sse {
-                    id: String::new(),
-                    event: String::new(),
-                    data: String::new(),
-                };
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id: ").or(line.strip_prefix("id:")) {
-                        event.id = v.to_owned();
-                    } else if let Some(v) =
-                        line.strip_prefix("event: ").or(line.strip_prefix("event:"))
-                    {
-                        event.event = v.to_owned();
-                    } else if let Some(v) =
-                        line.strip_prefix("data: ").or(line.strip_prefix("data:"))
-                    {
-                        event.data.push_str(v);
-                    }
-                }
-                if !event.event.is_empty() {
-                    return event;
-                }
-                continue;
-            }
-            let frame = tokio::time::timeout(DEADLINE, self.body.frame())
-                .await
-                .expect("an event within the deadline")
-                .expect("the stream is open")
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                self.buffer.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
-    }
-
-    /// Events until (and with) the line of seq `until`.
-    async fn until(&mut self, until: u64) -> Vec<Sse> {
-        let mut events = Vec::new();
-        loop {
-            let event = self.next().await;
-            let done = event.id == until.to_string();
-            events.push(event);
-            if done {
-                return events;
-            }
-        }
-    }
-}
+mod browser;
+use browser::{Browser, between, cookie_pair, fetch};
 
 /// A server with hello/prod deployed once and an agent session holding
 /// its mission (acknowledged).
@@ -403,10 +163,7 @@ async fn login_sets_a_strict_http_only_cookie_and_refuses_a_wrong_token() {
     let data_dir = server.stop().await;
     let leaks = files_contain(&data_dir.path().join("server"), id.as_bytes());
     assert!(leaks.is_empty(), "session id stored in {leaks:?}");
-    let leaks = files_contain(
-        &data_dir.path().join("server"),
-        format!("lt_admin").as_bytes(),
-    );
+    let leaks = files_contain(&data_dir.path().join("server"), b"lt_admin_");
     assert!(
         leaks.iter().all(|file| file.ends_with("admin.token")),
         "admin token stored in {leaks:?}"
@@ -741,5 +498,53 @@ async fn the_log_stream_resumes_after_last_event_id_also_across_a_restart() {
         .await;
     assert_eq!(stream.next().await.event, "state");
     assert_eq!(stream.next().await.event, "end");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_reports_agents_and_mission_states_for_the_status_pills() {
+    let server = TestServer::start().await;
+    let (_, agent_token) = server.register("hello", "prod").await;
+    let browser = Browser::login(server.addr, &server.admin_token)
+        .await
+        .unwrap();
+    let mut events = browser.stream("/events", None).await;
+    let mut agent = AgentSession::open(&server, &agent_token).await.unwrap();
+    let connected = events.next().await;
+    assert_eq!(connected.event, "fleet");
+    assert!(
+        connected.data.contains("AGENT_CONNECTED") && connected.data.contains("\"hello\""),
+        "{connected:?}"
+    );
+    let deploy = server.deploy("hello", "prod", good_bundle("one")).await;
+    let mission = agent.next_mission().await;
+    agent.ack(&mission.mission_id).await;
+    agent
+        .update(
+            &mission.mission_id,
+            MissionState::Healthy,
+            &deploy.release_id,
+        )
+        .await;
+    let mut states = Vec::new();
+    while !states
+        .iter()
+        .any(|s: &String| s.contains("\"state\":\"healthy\""))
+    {
+        let event = events.next().await;
+        assert_eq!(event.event, "fleet", "{event:?}");
+        assert!(event.data.contains(&deploy.mission_id), "{event:?}");
+        states.push(event.data);
+    }
+    assert!(
+        states[0].contains("\"state\":\"queued\"") || states[0].contains("dispatched"),
+        "{states:?}"
+    );
+    // The row the pill lives in re-renders with the new state.
+    let row = browser.get("/fragments/service-row/hello/prod").await;
+    assert!(row.body.contains("pill healthy"), "{}", row.body);
+    drop(agent);
+    let gone = events.next().await;
+    assert!(gone.data.contains("AGENT_DISCONNECTED"), "{gone:?}");
     server.stop().await;
 }
