@@ -12,6 +12,9 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("invalid tag {tag:?}: {reason}")]
+    InvalidTag { tag: String, reason: String },
+
     #[error("invalid labels {value:?}: {reason}")]
     InvalidLabels { value: String, reason: String },
 

@@ -16,6 +16,7 @@
 //! - [`compose`]: the compose file as one typed model, interpolated and checked.
 //! - [`policy`]: what a deploy may ask of its host, and the allowances an admin grants.
 //! - [`repo`]: GitHub repository names (`owner/name`) recorded on releases.
+//! - [`tags`]: service tags (`key=value`) and the filters that select services by them.
 
 pub mod bootstrap;
 pub mod bundle;
@@ -27,6 +28,7 @@ pub mod private_file;
 pub mod redact;
 pub mod repo;
 pub mod service_config;
+pub mod tags;
 
 mod error;
 

@@ -26,7 +26,9 @@ pub use allowances::AllowanceRow;
 pub use health::HealthRow;
 pub mod github;
 pub mod previews;
+mod tags;
 pub use provisioning::HostRetired;
+pub use tags::{TagRow, TagSource};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -359,6 +361,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         previews::forget_all(&mut tx, service, environment).await?;
+        tags::forget_all(&mut tx, service, environment).await?;
         tx.commit().await?;
         Ok(Retired {
             agents,

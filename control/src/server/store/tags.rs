@@ -1,0 +1,505 @@
+//! The queries of service tags (`key=value` on a service and environment):
+//! written by the provider (`EnsureService`), by a deploy's `launch.toml`
+//! `[tags]` and by `launch services tag|untag`; read with the services, by
+//! tag filters (AND, the last term as a prefix while typed) and as the
+//! vocabulary the dashboard's search completes from.
+//!
+//! Each key has one owner ([`TagSource`]). Terraform and `launch.toml` are
+//! declarations: each apply or deploy replaces exactly the keys its source
+//! owns, taking over a key it names from any other source. The CLI edits
+//! only keys neither declaration owns, so a hand edit is never undone
+//! silently by the next apply. Tags are checked by `launch_core::tags`
+//! before they reach this module; a retired service's tags go with it.
+
+use std::collections::BTreeSet;
+
+use launch_core::tags::TagFilter;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Result, Store, now_ms};
+
+/// Who owns a tag key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagSource {
+    /// The provider's `tags` on `launch_service`.
+    Terraform,
+    /// `[tags]` in the deployed `launch.toml`.
+    LaunchToml,
+    /// `launch services tag`.
+    Cli,
+}
+
+impl TagSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            TagSource::Terraform => "terraform",
+            TagSource::LaunchToml => "launch.toml",
+            TagSource::Cli => "cli",
+        }
+    }
+
+    fn from_label(label: &str) -> Self {
+        match label {
+            "terraform" => TagSource::Terraform,
+            "launch.toml" => TagSource::LaunchToml,
+            _ => TagSource::Cli,
+        }
+    }
+}
+
+/// One tag of one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagRow {
+    pub service: String,
+    pub environment: String,
+    pub key: String,
+    pub value: String,
+    pub source: TagSource,
+}
+
+fn tag_row(row: &sqlx::sqlite::SqliteRow) -> TagRow {
+    TagRow {
+        service: row.get("service"),
+        environment: row.get("environment"),
+        key: row.get("key"),
+        value: row.get("value"),
+        source: TagSource::from_label(row.get("source")),
+    }
+}
+
+impl Store {
+    /// The CLI's edit: sets each `(key, value)` of `set` and removes each key
+    /// of `remove`, in one transaction. Returns the tags of the edit that
+    /// Terraform or `launch.toml` own; when there are any, nothing is written.
+    pub async fn set_service_tags(
+        &self,
+        service: &str,
+        environment: &str,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<Vec<TagRow>> {
+        let mut tx = self.pool.begin().await?;
+        let named: BTreeSet<&str> = set
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .chain(remove.iter().map(String::as_str))
+            .collect();
+        let conflicts: Vec<TagRow> = tags_in(&mut tx, service, environment)
+            .await?
+            .into_iter()
+            .filter(|tag| tag.source != TagSource::Cli && named.contains(tag.key.as_str()))
+            .collect();
+        if !conflicts.is_empty() {
+            return Ok(conflicts);
+        }
+        for key in remove {
+            sqlx::query(
+                "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND key = $3",
+            )
+            .bind(service)
+            .bind(environment)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (key, value) in set {
+            upsert(&mut tx, service, environment, key, value, TagSource::Cli).await?;
+        }
+        tx.commit().await?;
+        Ok(Vec::new())
+    }
+
+    /// A declaration's apply (Terraform's `tags`, a deploy's `[tags]`): the
+    /// keys `source` owns become exactly `tags`. Keys it no longer names are
+    /// removed; keys it names are set and owned by it from now on.
+    pub async fn replace_source_tags(
+        &self,
+        service: &str,
+        environment: &str,
+        source: TagSource,
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let named: BTreeSet<&str> = tags.iter().map(|(key, _)| key.as_str()).collect();
+        for tag in tags_in(&mut tx, service, environment).await? {
+            if tag.source == source && !named.contains(tag.key.as_str()) {
+                sqlx::query(
+                    "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND key = $3",
+                )
+                .bind(service)
+                .bind(environment)
+                .bind(&tag.key)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for (key, value) in tags {
+            upsert(&mut tx, service, environment, key, value, source).await?;
+        }
+        tx.commit().await
+    }
+
+    /// The tags of one service, by key.
+    pub async fn service_tags(&self, service: &str, environment: &str) -> Result<Vec<TagRow>> {
+        sqlx::query(
+            "SELECT * FROM service_tags WHERE service = $1 AND environment = $2 ORDER BY key",
+        )
+        .bind(service)
+        .bind(environment)
+        .fetch_all(&self.pool)
+        .await
+        .map(|rows| rows.iter().map(tag_row).collect())
+    }
+
+    /// The tags of every service that is not retired, by service,
+    /// environment and key.
+    pub async fn all_service_tags(&self) -> Result<Vec<TagRow>> {
+        sqlx::query(
+            "SELECT t.* FROM service_tags t JOIN services s ON s.service = t.service AND s.environment = t.environment WHERE s.retired = 0 ORDER BY t.service, t.environment, t.key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map(|rows| rows.iter().map(tag_row).collect())
+    }
+
+    /// The `(service, environment)` pairs, not retired, whose tags pass
+    /// every filter (AND), in order; every service when `filters` is empty.
+    pub async fn services_matching_tags(
+        &self,
+        filters: &[TagFilter],
+    ) -> Result<Vec<(String, String)>> {
+        let mut sql =
+            String::from("SELECT s.service, s.environment FROM services s WHERE s.retired = 0");
+        let mut binds: Vec<&str> = Vec::new();
+        fn next<'a>(binds: &mut Vec<&'a str>, value: &'a str) -> String {
+            binds.push(value);
+            format!("${}", binds.len())
+        }
+        for filter in filters {
+            // substr(…) = $n is a prefix test with the same meaning in SQLite
+            // and PostgreSQL (LIKE differs in case and needs escaping).
+            let key = next(&mut binds, &filter.key);
+            let key_test = if filter.prefix && filter.value.is_none() {
+                format!("substr(t.key, 1, length({key})) = {key}")
+            } else {
+                format!("t.key = {key}")
+            };
+            let value_test = match &filter.value {
+                None => String::new(),
+                Some(value) => {
+                    let value = next(&mut binds, value);
+                    if filter.prefix {
+                        format!(" AND substr(t.value, 1, length({value})) = {value}")
+                    } else {
+                        format!(" AND t.value = {value}")
+                    }
+                }
+            };
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM service_tags t WHERE t.service = s.service AND t.environment = s.environment AND {key_test}{value_test})"
+            ));
+        }
+        sql.push_str(" ORDER BY s.service, s.environment");
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(bind);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("service"), row.get("environment")))
+            .collect())
+    }
+
+    /// What a search box completes `prefix` to, from the tags of services
+    /// that are not retired: bare keys starting with `prefix`, then
+    /// `key:value` pairs starting with it (`key=value` is read as
+    /// `key:value`), each group in byte order, at most `limit` terms.
+    pub async fn tag_vocabulary(&self, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        let prefix = prefix.replacen('=', ":", 1);
+        let key_prefix = prefix.split(':').next().unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT DISTINCT t.key, t.value FROM service_tags t JOIN services s ON s.service = t.service AND s.environment = t.environment WHERE s.retired = 0 AND substr(t.key, 1, length($1)) = $1",
+        )
+        .bind(key_prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut keys = BTreeSet::new();
+        let mut pairs = BTreeSet::new();
+        for row in &rows {
+            let key: String = row.get("key");
+            let pair = format!("{key}:{}", row.get::<String, _>("value"));
+            if key.starts_with(&prefix) {
+                keys.insert(key);
+            }
+            if pair.starts_with(&prefix) {
+                pairs.insert(pair);
+            }
+        }
+        Ok(keys.into_iter().chain(pairs).take(limit).collect())
+    }
+}
+
+/// A retired service's tags go with it, so one created again under the name
+/// starts clean.
+pub(super) async fn forget_all(
+    tx: &mut Transaction<'_, Sqlite>,
+    service: &str,
+    environment: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM service_tags WHERE service = $1 AND environment = $2")
+        .bind(service)
+        .bind(environment)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+async fn tags_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    service: &str,
+    environment: &str,
+) -> Result<Vec<TagRow>> {
+    sqlx::query("SELECT * FROM service_tags WHERE service = $1 AND environment = $2")
+        .bind(service)
+        .bind(environment)
+        .fetch_all(&mut **tx)
+        .await
+        .map(|rows| rows.iter().map(tag_row).collect())
+}
+
+async fn upsert(
+    tx: &mut Transaction<'_, Sqlite>,
+    service: &str,
+    environment: &str,
+    key: &str,
+    value: &str,
+    source: TagSource,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO service_tags (service, environment, key, value, source, updated) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (service, environment, key) DO UPDATE SET value = excluded.value, source = excluded.source, updated = excluded.updated",
+    )
+    .bind(service)
+    .bind(environment)
+    .bind(key)
+    .bind(value)
+    .bind(source.label())
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use launch_core::tags::{TagFilter, parse_search};
+
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/launch.db", dir.path().display());
+        let store = Store::open(&url).await.unwrap();
+        (dir, store)
+    }
+
+    fn pairs(tags: &[(&str, &str)]) -> Vec<(String, String)> {
+        tags.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn summary(rows: &[TagRow]) -> Vec<String> {
+        rows.iter()
+            .map(|t| format!("{}={} ({})", t.key, t.value, t.source.label()))
+            .collect()
+    }
+
+    /// Three services: api (team=platform, tier=1), web (team=payments,
+    /// tier=2) and db (team=platform), all in prod.
+    async fn fleet() -> (tempfile::TempDir, Store) {
+        let (dir, store) = store().await;
+        for (service, tags) in [
+            ("api", pairs(&[("team", "platform"), ("tier", "1")])),
+            ("web", pairs(&[("team", "payments"), ("tier", "2")])),
+            ("db", pairs(&[("team", "platform")])),
+        ] {
+            store.ensure_service(service, "prod").await.unwrap();
+            let conflicts = store
+                .set_service_tags(service, "prod", &tags, &[])
+                .await
+                .unwrap();
+            assert!(conflicts.is_empty());
+        }
+        (dir, store)
+    }
+
+    async fn matching(store: &Store, line: &str) -> Vec<String> {
+        let filters = parse_search(line).unwrap();
+        store
+            .services_matching_tags(&filters)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(service, _)| service)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_cli_sets_and_removes_tags() {
+        let (_dir, store) = fleet().await;
+        store
+            .set_service_tags(
+                "api",
+                "prod",
+                &pairs(&[("tier", "3")]),
+                &["team".to_owned(), "absent".to_owned()],
+            )
+            .await
+            .unwrap();
+        let tags = store.service_tags("api", "prod").await.unwrap();
+        assert_eq!(summary(&tags), ["tier=3 (cli)"]);
+    }
+
+    #[tokio::test]
+    async fn filters_are_and_with_the_last_term_a_prefix_while_typed() {
+        let (_dir, store) = fleet().await;
+        assert_eq!(matching(&store, "").await, ["api", "db", "web"]);
+        assert_eq!(matching(&store, "team:platform").await, ["api", "db"]);
+        assert_eq!(matching(&store, "team=platform tier").await, ["api"]);
+        assert_eq!(matching(&store, "team:pla").await, ["api", "db"]);
+        assert_eq!(matching(&store, "team:pa").await, ["web"]);
+        assert_eq!(matching(&store, "team:pa ").await, Vec::<String>::new());
+        assert_eq!(matching(&store, "ti").await, ["api", "web"]);
+        assert_eq!(matching(&store, "tier:2 team:p").await, ["web"]);
+        // An exact filter from `launch services --tag` is no prefix.
+        let exact = [TagFilter::parse("team=pla").unwrap()];
+        assert!(
+            store
+                .services_matching_tags(&exact)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A LIKE wildcard in a prefix is a plain character.
+        assert_eq!(matching(&store, "t_").await, Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn the_vocabulary_lists_keys_then_pairs_by_prefix() {
+        let (_dir, store) = fleet().await;
+        let all = store.tag_vocabulary("", 100).await.unwrap();
+        assert_eq!(
+            all,
+            [
+                "team",
+                "tier",
+                "team:payments",
+                "team:platform",
+                "tier:1",
+                "tier:2"
+            ]
+        );
+        assert_eq!(
+            store.tag_vocabulary("te", 100).await.unwrap(),
+            ["team", "team:payments", "team:platform"]
+        );
+        assert_eq!(
+            store.tag_vocabulary("team:pl", 100).await.unwrap(),
+            ["team:platform"]
+        );
+        assert_eq!(
+            store.tag_vocabulary("team=pa", 100).await.unwrap(),
+            ["team:payments"]
+        );
+        assert_eq!(store.tag_vocabulary("t", 3).await.unwrap().len(), 3);
+        assert!(store.tag_vocabulary("zone", 100).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_declaration_replaces_only_its_own_keys_and_the_cli_may_not_edit_them() {
+        let (_dir, store) = store().await;
+        store.ensure_service("api", "prod").await.unwrap();
+        store
+            .set_service_tags("api", "prod", &pairs(&[("owner", "jane")]), &[])
+            .await
+            .unwrap();
+        let apply = pairs(&[("team", "platform"), ("tier", "1")]);
+        store
+            .replace_source_tags("api", "prod", TagSource::Terraform, &apply)
+            .await
+            .unwrap();
+        store
+            .replace_source_tags(
+                "api",
+                "prod",
+                TagSource::LaunchToml,
+                &pairs(&[("lang", "rust")]),
+            )
+            .await
+            .unwrap();
+        // The CLI may not touch Terraform's keys: nothing is written.
+        let conflicts = store
+            .set_service_tags(
+                "api",
+                "prod",
+                &pairs(&[("team", "other"), ("owner", "joe")]),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(summary(&conflicts), ["team=platform (terraform)"]);
+        let conflicts = store
+            .set_service_tags("api", "prod", &[], &["lang".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(summary(&conflicts), ["lang=rust (launch.toml)"]);
+        // The next apply drops `tier` and takes `owner` over from the CLI;
+        // the deploy's keys stay.
+        store
+            .replace_source_tags(
+                "api",
+                "prod",
+                TagSource::Terraform,
+                &pairs(&[("team", "platform"), ("owner", "ops")]),
+            )
+            .await
+            .unwrap();
+        let tags = store.service_tags("api", "prod").await.unwrap();
+        assert_eq!(
+            summary(&tags),
+            [
+                "lang=rust (launch.toml)",
+                "owner=ops (terraform)",
+                "team=platform (terraform)"
+            ]
+        );
+        // An empty declaration removes what it owned, and nothing else.
+        store
+            .replace_source_tags("api", "prod", TagSource::Terraform, &[])
+            .await
+            .unwrap();
+        let tags = store.service_tags("api", "prod").await.unwrap();
+        assert_eq!(summary(&tags), ["lang=rust (launch.toml)"]);
+    }
+
+    #[tokio::test]
+    async fn a_retired_service_loses_its_tags() {
+        let (_dir, store) = fleet().await;
+        assert_eq!(store.all_service_tags().await.unwrap().len(), 5);
+        store.retire_service("api", "prod").await.unwrap();
+        assert_eq!(matching(&store, "team:platform").await, ["db"]);
+        let services: BTreeSet<String> = store
+            .all_service_tags()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.service)
+            .collect();
+        assert_eq!(services, BTreeSet::from(["db".into(), "web".into()]));
+        store.ensure_service("api", "prod").await.unwrap();
+        assert!(store.service_tags("api", "prod").await.unwrap().is_empty());
+        assert_eq!(store.tag_vocabulary("tier:", 10).await.unwrap(), ["tier:2"]);
+    }
+}
