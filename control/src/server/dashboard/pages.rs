@@ -114,16 +114,12 @@ pub fn short_ref(git_ref: &str) -> String {
     }
 }
 
-pub(super) fn row_of(info: &ServiceInfo, tags: &search::Tags) -> ServiceRow {
+pub(super) fn row_of(info: &ServiceInfo) -> ServiceRow {
     let target = info.target.clone().unwrap_or_default();
-    let tags = tags
-        .get(&(target.service.clone(), target.environment.clone()))
-        .map(|tags| {
-            tags.iter()
-                .map(|(key, value)| format!("{key}:{value}"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let tags = search::tags_of(info)
+        .into_iter()
+        .map(|(key, value)| format!("{key}:{value}"))
+        .collect();
     ServiceRow {
         status: status_of(info),
         status_class: class_of(status_of(info)),
@@ -182,16 +178,15 @@ async fn listed(
         )
         .await?
         .services;
-    let tags = search::tags(dash, session, page).await?;
     let filter = search::Filter::parse(query);
     let total = services.len();
     let rows = services
         .iter()
         .filter(|info| {
             let target = info.target.clone().unwrap_or_default();
-            filter.matches(&target.service, &target.environment, &tags)
+            filter.matches(&target.service, &target.environment, &search::tags_of(info))
         })
-        .map(|info| row_of(info, &tags))
+        .map(row_of)
         .collect();
     Ok((rows, total))
 }
@@ -267,10 +262,7 @@ pub async fn service_row(
         environment,
     };
     let info = service_info(&dash, &session, &target, false).await?;
-    let tags = search::tags(&dash, &session, false).await?;
-    Ok(html(&ServiceRowFragment {
-        row: row_of(&info, &tags),
-    }))
+    Ok(html(&ServiceRowFragment { row: row_of(&info) }))
 }
 
 /// One agent as the pages show it.

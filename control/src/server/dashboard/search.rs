@@ -5,22 +5,20 @@
 //! keys. Suggestions complete the last term: keys (`env:`), then
 //! `key:value` pairs, from the services the session may list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use launch_proto::ListServicesRequest;
+use launch_proto::{ListServicesRequest, ServiceInfo};
 
 use super::session::Session;
 use super::{Dash, Failure};
 
-/// Tags per (service, environment).
-pub type Tags = HashMap<(String, String), Vec<(String, String)>>;
-
 /// Most suggestions shown.
 const SUGGESTIONS: usize = 12;
 
-/// The tags of every service the session may list.
-pub async fn tags(_dash: &Dash, _session: &Session, _page: bool) -> Result<Tags, Failure> {
-    Ok(Tags::new())
+/// A service's tags as `(key, value)`, from the service as `ListServices`
+/// or `GetService` answered (no tags until the control plane reports them).
+pub fn tags_of(_info: &ServiceInfo) -> Vec<(String, String)> {
+    Vec::new()
 }
 
 enum Term {
@@ -45,9 +43,7 @@ impl Filter {
         )
     }
 
-    pub fn matches(&self, service: &str, environment: &str, tags: &Tags) -> bool {
-        let own = tags.get(&(service.to_owned(), environment.to_owned()));
-        let own = own.map(Vec::as_slice).unwrap_or_default();
+    pub fn matches(&self, service: &str, environment: &str, own: &[(String, String)]) -> bool {
         self.0.iter().all(|term| match term {
             Term::Pair(key, value) => match key.as_str() {
                 "service" => service.starts_with(value.as_str()),
@@ -89,7 +85,6 @@ pub async fn suggest(
         )
         .await?
         .services;
-    let tags = tags(dash, session, false).await?;
     // Every (key, value) a service has, the built-in ones included.
     let mut pairs: BTreeMap<(String, String), usize> = BTreeMap::new();
     for info in &services {
@@ -100,10 +95,8 @@ pub async fn suggest(
         *pairs
             .entry(("env".to_owned(), target.environment.clone()))
             .or_default() += 1;
-        if let Some(own) = tags.get(&(target.service, target.environment)) {
-            for (key, value) in own {
-                *pairs.entry((key.clone(), value.clone())).or_default() += 1;
-            }
+        for pair in tags_of(info) {
+            *pairs.entry(pair).or_default() += 1;
         }
     }
     Ok(complete(&pairs, last))
@@ -146,11 +139,7 @@ mod tests {
 
     #[test]
     fn terms_are_anded_and_matched_by_prefix() {
-        let mut tags = Tags::new();
-        tags.insert(
-            ("web".into(), "prod".into()),
-            vec![("team".into(), "core".into())],
-        );
+        let tags = vec![("team".to_owned(), "core".to_owned())];
         let table = [
             ("", true),
             ("we", true),

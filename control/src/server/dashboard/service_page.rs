@@ -16,7 +16,6 @@ use launch_proto::*;
 use super::pages::{
     Agent, Chrome, ServiceRow, age, agent_of, class_of, html, row_of, service_info, short_ref,
 };
-use super::search;
 use super::session::{ApiSession, PageSession, Session};
 use super::{Dash, Failure};
 
@@ -28,7 +27,7 @@ pub struct Head {
     pub certificates: Vec<(String, String, String)>,
 }
 
-fn head_of(info: &ServiceInfo, tags: &search::Tags) -> Head {
+fn head_of(info: &ServiceInfo) -> Head {
     let certificates = info
         .routes
         .iter()
@@ -53,7 +52,7 @@ fn head_of(info: &ServiceInfo, tags: &search::Tags) -> Head {
         })
         .collect();
     Head {
-        row: row_of(info, tags),
+        row: row_of(info),
         health: info.health.clone(),
         fqdn: info.fqdn.clone(),
         certificates,
@@ -77,9 +76,8 @@ pub async fn service_head(
         environment,
     };
     let info = service_info(&dash, &session, &target, false).await?;
-    let tags = search::tags(&dash, &session, false).await?;
     Ok(html(&HeadFragment {
-        head: head_of(&info, &tags),
+        head: head_of(&info),
     }))
 }
 
@@ -219,7 +217,6 @@ pub async fn service(
         environment,
     };
     let info = service_info(&dash, &session, &target, true).await?;
-    let tags = search::tags(&dash, &session, true).await?;
     let timeline = timeline(&dash, &session, &target, true).await?;
     let previews = session
         .outcome(
@@ -268,7 +265,7 @@ pub async fn service(
             &session,
             format!("{}/{}", target.service, target.environment),
         ),
-        head: head_of(&info, &tags),
+        head: head_of(&info),
         timeline,
         previews,
         secrets,
