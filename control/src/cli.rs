@@ -19,6 +19,7 @@
 //! - `routes`: a service's front door (routes, release, certificates) in `status`.
 //! - `policy`: `services allow|disallow|allowances`, host-policy allowances.
 //! - `previews`: `previews [--service S]`, `previews rm NAME`.
+//! - `tags`: `services tag|untag`, a service's tags set by hand.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ mod policy;
 mod previews;
 mod provider;
 mod routes;
+mod tags;
 mod tokens;
 
 pub use error::{CliError, exit};
@@ -202,8 +204,10 @@ async fn run(global: Global, command: Command) -> Result<u8, CliError> {
         Command::Logs(args) => logs::run(&global, args).await,
         Command::Status => inventory::status(&global).await,
         Command::Services(args) => match args.command {
-            None => inventory::services(&global).await,
-            Some(command) => policy::run(&global, command).await,
+            None => inventory::services(&global, &args.tags).await,
+            Some(policy::ServicesCommand::Policy(command)) => policy::run(&global, command).await,
+            Some(policy::ServicesCommand::Tag(args)) => tags::tag(&global, args).await,
+            Some(policy::ServicesCommand::Untag(args)) => tags::untag(&global, args).await,
         },
         Command::Agents(args) => inventory::agents(&global, args).await,
         Command::Releases(args) => inventory::releases(&global, args).await,
@@ -324,6 +328,25 @@ mod tests {
             ],
             &["launch", "services", "disallow", "hello", "docker-socket"],
             &["launch", "services", "allowances", "hello"],
+            &[
+                "launch",
+                "services",
+                "--tag",
+                "team=platform",
+                "--tag",
+                "tier",
+            ],
+            &[
+                "launch",
+                "services",
+                "tag",
+                "hello",
+                "--env",
+                "e",
+                "team=platform",
+                "tier=1",
+            ],
+            &["launch", "services", "untag", "hello", "team", "tier"],
             &["launch", "agents"],
             &["launch", "agents", "revoke", "a-1"],
             &["launch", "releases", "s", "--env", "e"],

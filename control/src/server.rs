@@ -65,6 +65,7 @@ pub mod rotate;
 pub mod secrets;
 mod state;
 pub mod store;
+mod tags;
 pub mod tls;
 pub mod tokens;
 

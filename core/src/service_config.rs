@@ -14,6 +14,8 @@
 //! LOG_LEVEL = "info"
 //! [http]                  # what the front door routes (see `http`)
 //! hosts = ["hello.example.com"]
+//! [tags]                  # the service's tags (see `crate::tags`), set by each deploy
+//! team = "platform"
 //! ```
 
 use std::path::Path;
@@ -43,6 +45,9 @@ pub struct ServiceConfig {
     pub env: std::collections::BTreeMap<String, String>,
     /// The `[http]` table: what the front door routes (`None`: no table).
     pub http: Option<Http>,
+    /// `[tags]`: the service's tags; each deploy of the environment makes the
+    /// keys launch.toml owns exactly these.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +91,8 @@ struct Raw {
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
     http: Option<http::RawHttp>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -156,6 +163,9 @@ impl ServiceConfig {
                 )));
             }
         }
+        for (key, value) in &raw.tags {
+            crate::tags::check_tag(key, value).map_err(|e| fail(format!("tags.{key}: {e}")))?;
+        }
         if let Some(path) = &health.path {
             if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(fail(format!(
@@ -187,6 +197,7 @@ impl ServiceConfig {
             health,
             env: raw.env,
             http,
+            tags: raw.tags,
         })
     }
 }
@@ -240,6 +251,14 @@ mod tests {
     }
 
     #[test]
+    fn the_tags_table_is_checked_by_the_one_tag_rule() {
+        let config = parse("[tags]\nteam = \"platform\"\n\"cost-center\" = \"4711\"\n").unwrap();
+        assert_eq!(config.tags["team"], "platform");
+        assert_eq!(config.tags["cost-center"], "4711");
+        assert!(parse("").unwrap().tags.is_empty());
+    }
+
+    #[test]
     fn bad_files_say_what_to_fix() {
         let cases = [
             ("nmae = \"x\"", "unknown field `nmae`"),
@@ -270,6 +289,12 @@ mod tests {
             ("[http]\nservice = \"\"", "http.service"),
             ("[http]\nsevrice = \"web\"", "unknown field `sevrice`"),
             ("[health]\npath = \"/\"\n[http]\nport = 0", "http.port = 0"),
+            (
+                "[tags]\nteam = \"plat form\"",
+                "tags.team: invalid tag \"team=plat form\": ' ' is not allowed in a value",
+            ),
+            ("[tags]\n\"a b\" = \"x\"", "tags.a b: invalid tag \"a b\""),
+            ("[tags]\nteam = 1", "launch.toml"),
         ];
         for (input, expected) in cases {
             let message = parse(input).unwrap_err();

@@ -165,17 +165,21 @@ impl ControlPlane {
     /// created it; `fqdn` is its public name ("" when not public), which the
     /// agent's front door routes, and `host_address` the address the host
     /// is reached at ("" before the host exists: left as it is), which the
-    /// URL of a service without a name uses.
+    /// URL of a service without a name uses. The keys Terraform owns among
+    /// the service's tags become exactly `tags`.
     pub async fn ensure_service(
         &self,
         labels: &Labels,
         fqdn: &str,
         host_address: &str,
+        tags: &BTreeMap<String, String>,
     ) -> Result<(), ControlError> {
         let request = EnsureServiceRequest {
             target: target(labels),
             fqdn: fqdn.to_owned(),
             host_address: host_address.to_owned(),
+            tags: tags.clone().into_iter().collect(),
+            replace_tags: true,
         };
         let reply = self
             .client

@@ -36,6 +36,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::provider::{Clients, SharedClients};
 use crate::timeouts;
+use state::known_map;
 pub use state::{State, schema};
 use target::{Imported, Kind, Target};
 
@@ -99,7 +100,7 @@ async fn register(clients: &Clients, labels: &Labels, state: &State) -> Result<(
     let address = state.host_address();
     clients
         .control
-        .ensure_service(labels, fqdn, &address)
+        .ensure_service(labels, fqdn, &address, &known_map(&state.tags))
         .await
         .map_err(|e| e.to_string())?;
     info!(fqdn, host_address = %address, "name and address registered");
@@ -439,7 +440,9 @@ impl ServiceResource {
                 // door routes it and deploys report it from the next mission on.
                 // Before the record changes, so a failure leaves the previous
                 // state for the next apply to try again.
-                if (prior.fqdn != state.fqdn || prior.host_address() != state.host_address())
+                if (prior.fqdn != state.fqdn
+                    || prior.host_address() != state.host_address()
+                    || known_map(&prior.tags) != known_map(&state.tags))
                     && let Err(e) = register(clients, labels, &state).await
                 {
                     diags.root_error(NOT_REGISTERED, format!("{e}. The next apply tries again."));

@@ -59,6 +59,18 @@ impl Response {
         }
     }
 
+    /// An HTML page (the browser harness's test pages).
+    pub fn html(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: vec![(
+                "Content-Type".to_owned(),
+                "text/html; charset=utf-8".to_owned(),
+            )],
+            body: body.to_owned(),
+        }
+    }
+
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
         self.headers.push((name.to_owned(), value.into()));
         self
@@ -133,11 +145,18 @@ fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> Response) -> std::io::Res
     };
     let response = handler(request);
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
         response.status,
         reason(response.status),
         response.body.len()
     );
+    let typed = response
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !typed {
+        head.push_str("Content-Type: application/json\r\n");
+    }
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -171,6 +171,7 @@ pub fn ensure_service(
                     }),
                     fqdn: fqdn.to_owned(),
                     host_address: host_address.to_owned(),
+                    ..Default::default()
                 },
                 &server.admin_token,
             ))

@@ -29,9 +29,11 @@
 //! - [`ssh_host`]: a systemd host with sshd on a loopback port, standing in for a Proxmox container.
 //! - [`pebble`]: an ACME server (pebble + challtestsrv) per test, validating HTTP-01 for real.
 //! - [`cert_door`]: the agent's certificate manager behind an HTTP-01 and a TLS listener.
+//! - [`browser`]: headless chromium through chromedriver: CSS-addressed actions, waits with deadlines, screenshots.
 
 pub mod agent;
 pub mod binaries;
+pub mod browser;
 pub mod bundle;
 pub mod cert_door;
 pub mod cli;

@@ -33,12 +33,15 @@
 //! - `kit`: the monorepo kit: module, infrastructure/, examples, workflows and the deploy action.
 //! - `upgrade`: agent self-upgrade (re-exec) under a request loop, and the watchdog's rollback of a broken binary.
 //! - `previews`: pull-request previews beside prod on one agent: own names and certificates, cap, limits, teardown (webhook, CLI, kill mid-way, TTL) leaving nothing.
+//! - `browser`: the browser harness on a page of its own: type, arrow keys, Enter, screenshot.
+//! - `tags`: `launch services tag|untag|--tag` and launch.toml `[tags]` through the CLI; bad tags exit 2.
 //! - `acme`: the agent's automatic TLS against real pebble: issue, serve by SNI, restart, renew, ACME down.
 
 mod acme;
 mod api_tokens;
 mod bad_input;
 mod bootstrap;
+mod browser;
 mod certs;
 mod compose;
 mod control_plane;
@@ -62,6 +65,7 @@ mod provider_mirror;
 mod proxmox;
 mod restarts;
 mod security;
+mod tags;
 mod tidy;
 mod tokens;
 mod upgrade;

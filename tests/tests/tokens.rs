@@ -107,7 +107,10 @@ fn reusing_a_join_token_is_refused_with_a_clear_error() {
         .block_on(async {
             let mut client = grpc::control_client(&server).await;
             client
-                .list_services(grpc::request(ListServicesRequest {}, &server.admin_token))
+                .list_services(grpc::request(
+                    ListServicesRequest::default(),
+                    &server.admin_token,
+                ))
                 .await
         })
         .expect("ListServices with the admin token")

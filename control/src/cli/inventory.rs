@@ -53,6 +53,7 @@ fn services_table(services: &[launch_proto::ServiceInfo]) {
                 }),
                 s.agents_connected.to_string(),
                 or_dash(&s.url),
+                output::tags_text(&s.tags),
                 s.note.clone(),
             ]
         })
@@ -65,6 +66,7 @@ fn services_table(services: &[launch_proto::ServiceInfo]) {
             "LAST MISSION",
             "AGENTS",
             "URL",
+            "TAGS",
             "NOTE",
         ],
         &rows,
@@ -130,10 +132,17 @@ pub async fn status(global: &Global) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-pub async fn services(global: &Global) -> Result<u8, CliError> {
+/// `launch services [--tag K[=V]]…`: every service, or those with all the tags.
+pub async fn services(global: &Global, tags: &[String]) -> Result<u8, CliError> {
+    for tag in tags {
+        launch_core::tags::TagFilter::parse(tag)
+            .map_err(|e| CliError::usage(format!("--tag {tag}: {e}")))?;
+    }
     let mut client = client::connect(global).await?;
     let services = client
-        .list_services(ListServicesRequest {})
+        .list_services(ListServicesRequest {
+            tags: tags.to_vec(),
+        })
         .await
         .map_err(|s| CliError::from_status(&s, &global.addr))?
         .into_inner()

@@ -3,7 +3,7 @@
 //! simple aligned tables for text output.
 
 use launch_proto::{
-    AgentInfo, LogLine, LogStream, MissionState, ReleaseInfo, ReleaseState, ServiceInfo,
+    AgentInfo, LogLine, LogStream, MissionState, ReleaseInfo, ReleaseState, ServiceInfo, ServiceTag,
 };
 use serde_json::{Value, json};
 
@@ -69,7 +69,27 @@ pub fn service_json(service: &ServiceInfo) -> Value {
         "created_unix_ms": service.created_unix_ms,
         "health": if service.health.is_empty() { "ok" } else { service.health.as_str() },
         "routes": super::routes::json(&service.routes),
+        "tags": tags_json(&service.tags),
     })
+}
+
+/// A service's tags as `key=value,key=value` (`-`: none).
+pub fn tags_text(tags: &[ServiceTag]) -> String {
+    let text = tags
+        .iter()
+        .map(|tag| format!("{}={}", tag.key, tag.value))
+        .collect::<Vec<_>>()
+        .join(",");
+    or_dash(&text)
+}
+
+/// A service's tags as a JSON object, key → value.
+pub fn tags_json(tags: &[ServiceTag]) -> Value {
+    Value::Object(
+        tags.iter()
+            .map(|tag| (tag.key.clone(), Value::String(tag.value.clone())))
+            .collect(),
+    )
 }
 
 pub fn agent_json(agent: &AgentInfo) -> Value {

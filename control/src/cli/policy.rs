@@ -15,10 +15,25 @@ use super::{CliError, Global, Output, exit};
 pub struct ServicesArgs {
     #[command(subcommand)]
     pub command: Option<ServicesCommand>,
+    /// Only services with this tag: KEY (any value) or KEY=VALUE; repeat for
+    /// all of several
+    #[arg(long = "tag", value_name = "KEY[=VALUE]")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ServicesCommand {
+    #[command(flatten)]
+    Policy(PolicyCommand),
+    /// Set tags on SERVICE (keys Terraform or launch.toml set are theirs to change)
+    Tag(super::tags::TagArgs),
+    /// Remove tags from SERVICE by key
+    Untag(super::tags::UntagArgs),
+}
+
+/// The host-policy subcommands of `launch services`.
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
     /// Allow SERVICE's compose file keys the host policy refuses by default
     /// (privileged, host-network, host-pid, host-ipc, host-uts, host-userns,
     /// cap-add[:CAP], devices, security-opt, sysctls, docker-socket, bind:/PATH)
@@ -45,7 +60,7 @@ pub enum ServicesCommand {
     },
 }
 
-pub async fn run(global: &Global, command: ServicesCommand) -> Result<u8, CliError> {
+pub async fn run(global: &Global, command: PolicyCommand) -> Result<u8, CliError> {
     let mut client = client::connect(global).await?;
     let target = |service: &str, environment: &str| {
         Some(ServiceRef {
@@ -54,7 +69,7 @@ pub async fn run(global: &Global, command: ServicesCommand) -> Result<u8, CliErr
         })
     };
     let response = match command {
-        ServicesCommand::Allow {
+        PolicyCommand::Allow {
             service,
             environment,
             allowances,
@@ -66,7 +81,7 @@ pub async fn run(global: &Global, command: ServicesCommand) -> Result<u8, CliErr
                 })
                 .await
         }
-        ServicesCommand::Disallow {
+        PolicyCommand::Disallow {
             service,
             environment,
             allowances,
@@ -78,7 +93,7 @@ pub async fn run(global: &Global, command: ServicesCommand) -> Result<u8, CliErr
                 })
                 .await
         }
-        ServicesCommand::Allowances {
+        PolicyCommand::Allowances {
             service,
             environment,
         } => {

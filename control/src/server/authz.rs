@@ -313,6 +313,14 @@ pub const RULES: &[(&str, Rule)] = &[
             Some(|b| Ok(service_of(RestartRequest::decode(b)?.target))),
         ),
     ),
+    // Tags describe a service; whoever may deploy it may label it.
+    (
+        "SetServiceTags",
+        rule(
+            Scope::Deploy,
+            Some(|b| Ok(service_of(SetServiceTagsRequest::decode(b)?.target))),
+        ),
+    ),
     ("Retire", rule(Scope::Admin, None)),
     ("UpgradeAgents", rule(Scope::Admin, None)),
     ("WhoAmI", rule(Scope::Read, Some(|_| Ok(Subject::Itself)))),

@@ -26,7 +26,7 @@ use super::log_cursor::LogCursor;
 use super::secrets;
 use super::state::{State, internal};
 use super::store::github::ReleaseSource;
-use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceRow};
+use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceRow, TagSource};
 use super::tokens;
 
 /// Default join token lifetime.
@@ -180,7 +180,9 @@ impl Control {
             .await
             .map_err(internal)?
             .len() as u32;
+        let tags = super::tags::of(&self.state, &row.service, &row.environment).await?;
         Ok(ServiceInfo {
+            tags,
             current_release_git_ref: current_release
                 .as_ref()
                 .map(|r| r.git_ref.clone())
@@ -216,8 +218,12 @@ impl Control {
 
     async fn all_services(&self) -> Result<Vec<ServiceInfo>, Status> {
         let rows = self.state.store.services().await.map_err(internal)?;
+        self.service_infos(&rows).await
+    }
+
+    async fn service_infos(&self, rows: &[ServiceRow]) -> Result<Vec<ServiceInfo>, Status> {
         let mut services = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             services.push(self.service_info(row).await?);
         }
         Ok(services)
@@ -397,6 +403,18 @@ impl ControlService for Control {
             .record_deploy(&deploy)
             .await
             .map_err(internal)?;
+        // Tags follow what is deployed to the environment; a preview has none.
+        if header.preview.is_empty() {
+            let tags: Vec<(String, String)> = config.tags.clone().into_iter().collect();
+            super::tags::replace(
+                &self.state,
+                &service,
+                &environment,
+                TagSource::LaunchToml,
+                &tags,
+            )
+            .await?;
+        }
         self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
         info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, "deploy queued");
         let mission = self
@@ -689,10 +707,12 @@ impl ControlService for Control {
 
     async fn list_services(
         &self,
-        _request: Request<ListServicesRequest>,
+        request: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
+        let rows = self.state.store.services().await.map_err(internal)?;
+        let rows = super::tags::filter(&self.state, &request.get_ref().tags, rows).await?;
         Ok(Response::new(ListServicesResponse {
-            services: self.all_services().await?,
+            services: self.service_infos(&rows).await?,
         }))
     }
 
@@ -714,11 +734,22 @@ impl ControlService for Control {
             )));
         }
         let address = host_address(&request.host_address)?;
+        let tags = super::tags::checked(&request.tags)?;
         let store = &self.state.store;
         let (row, created) = store
             .ensure_service_created(&service, &environment)
             .await
             .map_err(internal)?;
+        if request.replace_tags {
+            super::tags::replace(
+                &self.state,
+                &service,
+                &environment,
+                TagSource::Terraform,
+                &tags,
+            )
+            .await?;
+        }
         store
             .set_fqdn(&service, &environment, &fqdn)
             .await
@@ -1053,6 +1084,14 @@ impl ControlService for Control {
         super::allowances::list(&self.state, &service, &environment)
             .await
             .map(Response::new)
+    }
+
+    async fn set_service_tags(
+        &self,
+        request: Request<SetServiceTagsRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        let row = super::tags::set(&self.state, request.get_ref()).await?;
+        self.service_info(&row).await.map(Response::new)
     }
 
     async fn get_service(

@@ -441,7 +441,7 @@ async fn join_token_is_single_use_and_the_service_note_says_why() {
     let services = server
         .control()
         .await
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -594,7 +594,7 @@ async fn every_control_rpc_refuses_missing_wrong_and_agent_tokens() {
             (
                 "ListServices",
                 control
-                    .list_services(req(ListServicesRequest {}, token))
+                    .list_services(req(ListServicesRequest::default(), token))
                     .await
                     .unwrap_err()
                     .code(),
@@ -1314,7 +1314,7 @@ async fn rollback_targets_the_previous_healthy_release() {
         .await;
     wait_for_state(&server, &rollback.mission_id, MissionState::Healthy).await;
     let services = control
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -1480,7 +1480,7 @@ async fn retired_service_loses_its_agents_and_leaves_the_list() {
         "the watch ends after the final update"
     );
     let services = control
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()
@@ -1810,5 +1810,6 @@ mod dashboard;
 mod missions;
 mod previews;
 mod recreate;
+mod tags;
 
 mod front_door;

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::dns;
-use super::state::State;
+use super::state::{State, known_map};
 use super::target::{Created, HostSpec, Target};
 use crate::control::JoinToken;
 use crate::provider::Clients;
@@ -142,7 +142,7 @@ impl ControlSide for Live<'_> {
             _ => "",
         };
         control
-            .ensure_service(labels, fqdn, "")
+            .ensure_service(labels, fqdn, "", &known_map(&planned.tags))
             .await
             .map_err(|e| e.to_string())?;
         let ttl = self.create_timeout.max(Duration::from_secs(3600));

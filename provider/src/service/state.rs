@@ -115,7 +115,7 @@ pub fn schema() -> Schema {
         ("size", attr(s(), OptionalComputed, "`small`, `medium` or `large`. On AWS `t3.small`, `t3.medium`, `t3.large`; on Proxmox 1 core / 1024 MiB / 8 GiB, 2 / 2048 MiB / 16 GiB, 4 / 4096 MiB / 32 GiB; on Docker limits of 1 CPU / 1024 MiB, 2 / 2048 MiB, 4 / 4096 MiB. Default `small`. Updated in place: an EC2 instance is stopped, resized and started; a Proxmox container gets its cores and memory changed live and its disk grown (never shrunk); a Docker host gets new limits live.")),
         ("public", attr(Bool, OptionalComputed, "Whether the service gets a DNS record in Cloudflare: an A record `<name>.<domain>` (environment `prod`) or `<name>-<environment>.<domain>`, pointing at `public_ip`, or at `private_ip` when the host has no public address (e.g. a homelab). Needs the provider's `cloudflare` block. The name is registered with the control plane, and the host agent's front door serves it over HTTPS with a certificate from ACME (open 80 and 443 to the host). Default `false`; switching it off deletes the record in place.")),
         ("secrets", secrets),
-        ("tags", attr(Map(Box::new(s())), Optional, "Extra tags for the instance. Keys `Name`, `launch:*` and `aws:*` are reserved.")),
+        ("tags", attr(Map(Box::new(s())), Optional, "Tags of the service, stored by the control plane (`launch services --tag`, the dashboard's search) and, on AWS, extra tags for the instance. A key is 1 to 63 letters, digits, `-`, `_`, `.` and `/`; a value 1 to 128 letters, digits and `-_./:@+`. Keys `Name`, `launch:*` and `aws:*` are reserved. The keys set here are this resource's: each apply makes them exactly these, and `launch services tag` cannot change them.")),
         ("tags_all", attr(Map(Box::new(s())), Computed, "Every tag on the instance: `tags` plus `Name`, `launch:service`, `launch:environment` and `launch:managed-by`.")),
         ("wait_for_agent", attr(Bool, OptionalComputed, "Default `true`: create returns once the host's agent has registered with the control plane, within `timeouts.create`.")),
         ("instance_id", attr(s(), Computed, "EC2 instance ID, `<node>/<vmid>` of a Proxmox container, or the ID of a Docker host container.")),
@@ -324,6 +324,15 @@ pub fn validate(config: &State, diags: &mut Diagnostics) {
         );
     }
     validate_target(config, diags);
+    for (key, value) in known_map(&config.tags) {
+        if let Err(e) = launch_core::tags::check_tag(&key, &value) {
+            diags.error(
+                "tags holds a tag the control plane refuses",
+                format!("{e}. The control plane stores these tags with the service (`launch services --tag`)."),
+                AttributePath::new("tags").key(key),
+            );
+        }
+    }
     if let Value::Value(size) = &config.size
         && Size::parse(size).is_none()
     {
@@ -510,8 +519,18 @@ mod tests {
             s.tags = to_text_map([("launch:service".into(), "x".into())].into());
             s.secrets = to_text_map([("1BAD".into(), "x".into())].into());
         });
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].starts_with("reserved tag"), "{errors:?}");
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors.iter().any(
+                |e| e.starts_with("tags holds a tag the control plane refuses")
+                    && e.contains("':' is not allowed in a key")
+            ),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("reserved tag")),
+            "{errors:?}"
+        );
         assert!(
             !errors.iter().any(|e| e.contains("\"x\"")),
             "a secret value leaked into {errors:?}"

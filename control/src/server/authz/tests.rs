@@ -155,6 +155,7 @@ const SPEC: &[(&str, Need)] = &[
     ("RemovePreview", Need::Deploy),
     ("WhoAmI", Need::Any),
     ("WatchEvents", Need::ReadAll),
+    ("SetServiceTags", Need::Deploy),
 ];
 
 /// One token of the table: its scope and patterns.
@@ -462,6 +463,12 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         }
         .encode_to_vec(),
         "RestartRequest" => RestartRequest { target }.encode_to_vec(),
+        "SetServiceTagsRequest" => SetServiceTagsRequest {
+            target,
+            set: [("team".to_owned(), "platform".to_owned())].into(),
+            remove: Vec::new(),
+        }
+        .encode_to_vec(),
         // Another service: taking hello/prod down would change what others see.
         "RetireRequest" => RetireRequest {
             target: Some(ServiceRef {

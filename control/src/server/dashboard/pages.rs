@@ -172,7 +172,7 @@ async fn listed(
         .outcome(
             dash,
             dash.control()
-                .list_services(session.request(ListServicesRequest {}))
+                .list_services(session.request(ListServicesRequest::default()))
                 .await,
             page,
         )

@@ -16,9 +16,12 @@ use super::{Dash, Failure};
 const SUGGESTIONS: usize = 12;
 
 /// A service's tags as `(key, value)`, from the service as `ListServices`
-/// or `GetService` answered (no tags until the control plane reports them).
-pub fn tags_of(_info: &ServiceInfo) -> Vec<(String, String)> {
-    Vec::new()
+/// or `GetService` answered.
+pub fn tags_of(info: &ServiceInfo) -> Vec<(String, String)> {
+    info.tags
+        .iter()
+        .map(|tag| (tag.key.clone(), tag.value.clone()))
+        .collect()
 }
 
 enum Term {
@@ -79,7 +82,7 @@ pub async fn suggest(
         .outcome(
             dash,
             dash.control()
-                .list_services(session.request(ListServicesRequest {}))
+                .list_services(session.request(ListServicesRequest::default()))
                 .await,
             false,
         )

@@ -109,7 +109,7 @@ async fn a_preview_sits_beside_its_environment_without_touching_it() {
     let services = server
         .control()
         .await
-        .list_services(server.admin(ListServicesRequest {}))
+        .list_services(server.admin(ListServicesRequest::default()))
         .await
         .unwrap()
         .into_inner()

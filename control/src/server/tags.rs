@@ -1,0 +1,152 @@
+//! Service tags on the wire: `SetServiceTags` (the CLI's `tag`/`untag`), the
+//! tag filter of `ListServices`, the tags in `ServiceInfo`, and the
+//! declarations that replace their own keys (the provider's `tags` through
+//! `EnsureService`, a deploy's `launch.toml` `[tags]`). Every tag is checked
+//! by `launch_core::tags` before the store sees it; who owns a key is the
+//! store's rule (`store::tags`).
+
+use std::collections::{HashMap, HashSet};
+
+use launch_core::tags::{TagFilter, check_key, check_tag};
+use launch_proto::{ServiceTag, SetServiceTagsRequest};
+use tonic::Status;
+use tracing::info;
+
+use super::control_service::target;
+use super::state::{State, internal};
+use super::store::{ServiceRow, TagRow, TagSource};
+
+/// Applies `SetServiceTags`; returns the service's row for the answer.
+pub async fn set(state: &State, request: &SetServiceTagsRequest) -> Result<ServiceRow, Status> {
+    let (service, environment) = target(request.target.as_ref())?;
+    if request.set.is_empty() && request.remove.is_empty() {
+        return Err(Status::invalid_argument(
+            "no tags to set or remove: give key=value to set or a key to remove",
+        ));
+    }
+    let set = checked(&request.set)?;
+    for key in &request.remove {
+        check_key(key).map_err(nothing_changed)?;
+        if request.set.contains_key(key) {
+            return Err(Status::invalid_argument(format!(
+                "tag {key:?} is both set and removed: give it once; nothing was changed"
+            )));
+        }
+    }
+    let row = state
+        .store
+        .service(&service, &environment)
+        .await
+        .map_err(internal)?
+        .filter(|row| !row.retired)
+        .ok_or_else(|| {
+            Status::not_found(format!(
+                "no service {service} in {environment}: see `launch services`"
+            ))
+        })?;
+    let conflicts = state
+        .store
+        .set_service_tags(&service, &environment, &set, &request.remove)
+        .await
+        .map_err(internal)?;
+    if let Some(tag) = conflicts.first() {
+        return Err(Status::failed_precondition(format!(
+            "tag {}={} is set by {}; nothing was changed",
+            tag.key,
+            tag.value,
+            owner(tag.source)
+        )));
+    }
+    info!(service = %service, environment = %environment, set = set.len(), removed = request.remove.len(), "tags changed");
+    Ok(row)
+}
+
+/// A declaration's tags (Terraform's, a deploy's launch.toml), already
+/// checked: the keys `source` owns become exactly these.
+pub async fn replace(
+    state: &State,
+    service: &str,
+    environment: &str,
+    source: TagSource,
+    tags: &[(String, String)],
+) -> Result<(), Status> {
+    state
+        .store
+        .replace_source_tags(service, environment, source, tags)
+        .await
+        .map_err(internal)
+}
+
+/// Checks a request's tags; every one must be valid or nothing is written.
+pub fn checked(tags: &HashMap<String, String>) -> Result<Vec<(String, String)>, Status> {
+    let mut pairs: Vec<(String, String)> = tags
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    pairs.sort();
+    for (key, value) in &pairs {
+        check_tag(key, value).map_err(nothing_changed)?;
+    }
+    Ok(pairs)
+}
+
+/// The services of `rows` whose tags pass every filter of `ListServices`.
+pub async fn filter(
+    state: &State,
+    filters: &[String],
+    mut rows: Vec<ServiceRow>,
+) -> Result<Vec<ServiceRow>, Status> {
+    if filters.is_empty() {
+        return Ok(rows);
+    }
+    let filters = filters
+        .iter()
+        .map(|text| TagFilter::parse(text).map_err(|e| Status::invalid_argument(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let matching: HashSet<(String, String)> = state
+        .store
+        .services_matching_tags(&filters)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .collect();
+    rows.retain(|row| matching.contains(&(row.service.clone(), row.environment.clone())));
+    Ok(rows)
+}
+
+/// A service's tags as `ServiceInfo` carries them.
+pub async fn of(
+    state: &State,
+    service: &str,
+    environment: &str,
+) -> Result<Vec<ServiceTag>, Status> {
+    let rows = state
+        .store
+        .service_tags(service, environment)
+        .await
+        .map_err(internal)?;
+    Ok(rows.into_iter().map(service_tag).collect())
+}
+
+fn service_tag(row: TagRow) -> ServiceTag {
+    ServiceTag {
+        key: row.key,
+        value: row.value,
+        source: row.source.label().to_owned(),
+    }
+}
+
+/// Where a declared key must be changed instead.
+fn owner(source: TagSource) -> &'static str {
+    match source {
+        TagSource::Terraform => "Terraform (the `tags` of its launch_service): change it there",
+        TagSource::LaunchToml => {
+            "the deployed launch.toml ([tags]): change it there and deploy again"
+        }
+        TagSource::Cli => "`launch services tag`",
+    }
+}
+
+fn nothing_changed(error: launch_core::Error) -> Status {
+    Status::invalid_argument(format!("{error}; nothing was changed"))
+}
