@@ -9,6 +9,35 @@
     e.detail.headers["X-CSRF-Token"] = csrf;
   });
 
+  // ---- confirmation in the page, not a dialog: the first press arms the
+  // button (its label asks), the second sends; Escape or a blur disarms ----
+  document.addEventListener("htmx:confirm", function (e) {
+    var form = e.detail.elt;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (!question) return;
+    var button = form.querySelector("button");
+    if (form.dataset.armed === "1") {
+      form.dataset.armed = "";
+      if (button) { button.textContent = button.dataset.label; button.classList.remove("armed"); }
+      return;
+    }
+    e.preventDefault();
+    form.dataset.armed = "1";
+    if (button) {
+      button.dataset.label = button.textContent;
+      button.textContent = question + " Press again to confirm";
+      button.classList.add("armed");
+      button.addEventListener("blur", function disarm() {
+        button.removeEventListener("blur", disarm);
+        if (form.dataset.armed === "1") {
+          form.dataset.armed = "";
+          button.textContent = button.dataset.label;
+          button.classList.remove("armed");
+        }
+      });
+    }
+  });
+
   // ---- live status: one fleet stream refreshes every [data-watch] ----
   function refresh(el) {
     if (window.htmx && el.dataset.src) {
@@ -51,11 +80,14 @@
     });
   }
   function lastWord(v) { var parts = v.split(/\s+/); return parts[parts.length - 1]; }
+  var asked = 0;
   function suggest() {
     var word = lastWord(search.value);
+    var mine = ++asked;
     fetch("/fragments/suggest?q=" + encodeURIComponent(word), { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : ""; })
       .then(function (html) {
+        if (mine !== asked) return; // a newer keystroke's answer wins
         list.innerHTML = html;
         chosen = -1;
         list.hidden = items().length === 0;
