@@ -6,8 +6,8 @@ real `launch server`.
 The fixture is written straight into the server's SQLite database between a
 first start (which runs the migrations) and a second one: the benchmark
 measures rendering and the in-process control calls, not 11,000 RPCs of
-set-up. Each figure is 300 requests on a kept-alive connection after 20 of
-warm-up, p50 and p99 of the wall time to the last byte.
+set-up. Each figure is RUNS (default 300) requests on a kept-alive connection
+after WARMUP (default 20), p50 and p99 of the wall time to the last byte.
 Usage: bench/dashboard.py BIN_DIR
 """
 
