@@ -19,6 +19,9 @@
 //! - [`front_door`]: the agents' front-door reports: routes and certificates
 //!   for `status`, proxy counters added up once for `/metrics`.
 //! - `http`: the plain HTTP endpoints.
+//! - `dashboard`: the web dashboard at `/` (sessions, pages, live events),
+//!   making every call through the authorized control service in-process.
+//! - `fleet`: `WhoAmI` and `WatchEvents`, the fleet-wide stream of state changes.
 //! - `missions`: the missions an operator queues or stops by hand (restart, retire, cancel).
 //! - [`previews`]: pull-request previews: the cap, listing, teardown, the idle sweep.
 //! - `log_cursor`: one reader's position in a mission's log (lines, gaps), shared by WatchMission and StreamLogs.
@@ -50,6 +53,8 @@ mod api_tokens;
 pub mod authz;
 mod bundle_check;
 mod control_service;
+pub mod dashboard;
+mod fleet;
 pub mod front_door;
 pub mod github;
 mod http;
@@ -484,6 +489,14 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    // The control service behind its authorization layer: served to the
+    // network and called in-process by the dashboard, the same value.
+    let control = authz::Authorize::new(
+        ControlServiceServer::new(control_service::Control::new(state.clone()))
+            .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
+        state.clone(),
+    );
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(
@@ -491,16 +504,16 @@ pub async fn run(
                 .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
         )
-        .add_service(authz::Authorize::new(
-            ControlServiceServer::new(control_service::Control::new(state.clone()))
-                .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
-            state.clone(),
-        ));
+        .add_service(control.clone());
     let app = routes
         .routes()
         .into_axum_router()
         .merge(http::router(state.clone()))
+        .merge(dashboard::router(Arc::new(dashboard::Dash::new(
+            state.clone(),
+            control,
+            config.tls.is_some(),
+        ))))
         .merge(provider_mirror::router(Arc::new(
             provider_mirror::Mirror::new(config.provider_dir.clone()),
         )))

@@ -45,6 +45,7 @@ mod browser;
 mod certs;
 mod compose;
 mod control_plane;
+mod dashboard;
 mod deploy;
 mod dev;
 mod dns;

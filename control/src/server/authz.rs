@@ -178,6 +178,8 @@ pub enum Subject {
         environment: String,
     },
     Mission(String),
+    /// The caller's own token (`WhoAmI`): every valid token covers it.
+    Itself,
 }
 
 /// Reads the subject from the request's first message.
@@ -321,6 +323,9 @@ pub const RULES: &[(&str, Rule)] = &[
     ),
     ("Retire", rule(Scope::Admin, None)),
     ("UpgradeAgents", rule(Scope::Admin, None)),
+    ("WhoAmI", rule(Scope::Read, Some(|_| Ok(Subject::Itself)))),
+    // Fleet-wide like Status: only a token for `*`/`*` follows every service.
+    ("WatchEvents", rule(Scope::Read, None)),
     (
         "CancelMission",
         rule(
@@ -481,6 +486,7 @@ async fn check_subject(
 ) -> Result<(), Status> {
     let (service, environment) = match subject {
         Subject::Fleet if caller.covers_everything() => return Ok(()),
+        Subject::Itself => return Ok(()),
         Subject::Fleet => {
             return Err(Status::permission_denied(format!(
                 "{method} concerns every service, so it needs {} for --service '*' --env '*'; {} cannot",

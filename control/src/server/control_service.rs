@@ -171,9 +171,24 @@ impl Control {
             .map(|h| format!("degraded: {}", h.message))
             .unwrap_or_default();
         let routes = super::front_door::routes(&self.state, &row.service, &row.environment).await?;
+        let current_release = match &row.current_release_id {
+            Some(id) => store.release(id).await.map_err(internal)?,
+            None => None,
+        };
+        let previews = store
+            .preview_names(&row.service, &row.environment)
+            .await
+            .map_err(internal)?
+            .len() as u32;
         let tags = super::tags::of(&self.state, &row.service, &row.environment).await?;
         Ok(ServiceInfo {
             tags,
+            current_release_git_ref: current_release
+                .as_ref()
+                .map(|r| r.git_ref.clone())
+                .unwrap_or_default(),
+            current_release_unix_ms: current_release.map(|r| r.created).unwrap_or_default(),
+            previews,
             health,
             routes,
             target: Some(service_ref(&row.service, &row.environment)),
@@ -1137,6 +1152,23 @@ impl ControlService for Control {
         super::agent_upgrade::upgrade(&self.state, request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        super::fleet::who_am_i(request.extensions().get::<super::authz::Caller>())
+            .map(Response::new)
+    }
+
+    type WatchEventsStream = super::fleet::FleetStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Ok(Response::new(super::fleet::watch(self.state.clone())))
     }
 }
 

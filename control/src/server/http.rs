@@ -57,7 +57,7 @@ pub async fn fallback(request: axum::extract::Request) -> Response {
     }
     (
         StatusCode::NOT_FOUND,
-        "not found: this server answers /healthz, /metrics, /v1/agent/download/linux-amd64 and /v1/cli/download/linux-amd64\n",
+        "not found: this server answers / (the dashboard), /healthz, /metrics, /v1/agent/download/linux-amd64 and /v1/cli/download/linux-amd64\n",
     )
         .into_response()
 }

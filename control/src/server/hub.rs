@@ -2,6 +2,7 @@
 //! session open (and the channel to push missions down it), the per-mission
 //! broadcast of log lines and updates that watchers subscribe to, the
 //! per-service broadcast of "a newer mission started" that `logs -f` follows,
+//! the fleet-wide stream of state changes the dashboard follows (`WatchEvents`),
 //! and the counters behind `/metrics`. Everything durable is in the store;
 //! losing the hub loses nothing but live connections.
 
@@ -13,10 +14,25 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use launch_proto::{ControlMessage, MissionEvent};
+use launch_proto::{
+    ControlMessage, FleetEvent, FleetEventKind, MissionEvent, MissionState, ServiceRef,
+    mission_event,
+};
 
 /// Events buffered per mission before a slow subscriber lags (and re-reads the store).
 const MISSION_CHANNEL: usize = 1024;
+/// Fleet events buffered before a slow dashboard lags (and re-renders).
+const FLEET_CHANNEL: usize = 1024;
+
+/// The fleet-wide broadcast of state changes.
+#[derive(Debug)]
+pub struct Fleet(broadcast::Sender<FleetEvent>);
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet(broadcast::channel(FLEET_CHANNEL).0)
+    }
+}
 
 pub type Outbound = mpsc::Sender<Result<ControlMessage, Status>>;
 
@@ -35,6 +51,7 @@ pub struct Hub {
     sessions: Mutex<HashMap<String, Session>>,
     missions: Mutex<HashMap<String, broadcast::Sender<MissionEvent>>>,
     services: Mutex<HashMap<(String, String), broadcast::Sender<String>>>,
+    fleet: Fleet,
     pub log_lines_total: AtomicU64,
     pub deploys_total: AtomicU64,
     /// The compose each (service, environment)'s agent last said it runs.
@@ -57,8 +74,15 @@ impl Drop for SessionGuard {
         if sessions
             .get(&self.agent_id)
             .is_some_and(|s| s.connection == self.connection)
+            && let Some(session) = sessions.remove(&self.agent_id)
         {
-            sessions.remove(&self.agent_id);
+            drop(sessions);
+            self.hub.agent_event(
+                FleetEventKind::AgentDisconnected,
+                &self.agent_id,
+                &session.service,
+                &session.environment,
+            );
         }
     }
 }
@@ -89,6 +113,12 @@ impl Hub {
         if let Some(previous) = previous {
             previous.closed.cancel();
         }
+        self.agent_event(
+            FleetEventKind::AgentConnected,
+            agent_id,
+            service,
+            environment,
+        );
         let guard = SessionGuard {
             hub: Arc::clone(self),
             agent_id: agent_id.to_owned(),
@@ -99,9 +129,47 @@ impl Hub {
 
     /// Closes the agent's session, if open.
     pub fn close(&self, agent_id: &str) {
-        if let Some(session) = self.sessions.lock().expect("hub lock").remove(agent_id) {
+        let removed = self.sessions.lock().expect("hub lock").remove(agent_id);
+        if let Some(session) = removed {
             session.closed.cancel();
+            self.agent_event(
+                FleetEventKind::AgentDisconnected,
+                agent_id,
+                &session.service,
+                &session.environment,
+            );
         }
+    }
+
+    /// Subscribes to every state change of the fleet.
+    pub fn subscribe_fleet(&self) -> broadcast::Receiver<FleetEvent> {
+        self.fleet.0.subscribe()
+    }
+
+    fn agent_event(&self, kind: FleetEventKind, agent_id: &str, service: &str, environment: &str) {
+        let _ = self.fleet.0.send(FleetEvent {
+            kind: kind as i32,
+            target: Some(ServiceRef {
+                service: service.to_owned(),
+                environment: environment.to_owned(),
+            }),
+            agent_id: agent_id.to_owned(),
+            unix_ms: super::store::now_ms(),
+            ..Default::default()
+        });
+    }
+
+    /// A mission changed state (its target is filled in by `WatchEvents`,
+    /// which reads the mission).
+    fn mission_event(&self, mission_id: &str, state: MissionState, target: Option<ServiceRef>) {
+        let _ = self.fleet.0.send(FleetEvent {
+            kind: FleetEventKind::Mission as i32,
+            target,
+            mission_id: mission_id.to_owned(),
+            state: state as i32,
+            unix_ms: super::store::now_ms(),
+            ..Default::default()
+        });
     }
 
     pub fn is_connected(&self, agent_id: &str) -> bool {
@@ -197,8 +265,12 @@ impl Hub {
             .subscribe()
     }
 
-    /// Sends to the mission's current subscribers (none is fine).
+    /// Sends to the mission's current subscribers (none is fine); an update
+    /// is also a fleet event.
     pub fn publish(&self, mission_id: &str, event: MissionEvent) {
+        if let Some(mission_event::Event::Update(update)) = &event.event {
+            self.mission_event(mission_id, update.state(), None);
+        }
         let sender = self
             .missions
             .lock()
@@ -225,6 +297,14 @@ impl Hub {
 
     /// Tells `logs -f` followers that `mission_id` is the service's newest mission.
     pub fn announce_mission(&self, service: &str, environment: &str, mission_id: &str) {
+        self.mission_event(
+            mission_id,
+            MissionState::Queued,
+            Some(ServiceRef {
+                service: service.to_owned(),
+                environment: environment.to_owned(),
+            }),
+        );
         let sender = self
             .services
             .lock()

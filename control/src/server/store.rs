@@ -24,6 +24,8 @@ mod api_tokens;
 mod provisioning;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
 mod allowances;
+mod dashboard_sessions;
+pub use dashboard_sessions::DashboardSessionRow;
 mod front_door;
 mod health;
 mod host_address;

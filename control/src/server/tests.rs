@@ -1893,6 +1893,7 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission(db) {
     );
 }
 }
+mod dashboard;
 mod missions;
 mod previews;
 mod recreate;

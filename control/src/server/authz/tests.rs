@@ -118,6 +118,8 @@ enum Need {
     /// A deploy token covering the request's service.
     Deploy,
     Admin,
+    /// Any valid token.
+    Any,
 }
 
 const SPEC: &[(&str, Need)] = &[
@@ -151,6 +153,8 @@ const SPEC: &[(&str, Need)] = &[
     ("GetService", Need::Read),
     ("ListPreviews", Need::Read),
     ("RemovePreview", Need::Deploy),
+    ("WhoAmI", Need::Any),
+    ("WatchEvents", Need::ReadAll),
     ("SetServiceTags", Need::Deploy),
 ];
 
@@ -178,6 +182,7 @@ fn allowed(grant: Grant, need: Need) -> bool {
     let covers_all = grant.service == "*" && grant.environment == "*";
     match (grant.scope, need) {
         (TokenScope::Admin, _) => true,
+        (TokenScope::Deploy | TokenScope::Read, Need::Any) => true,
         (_, Need::Admin) => false,
         (TokenScope::Deploy, Need::Deploy) => covers_hello_prod,
         (_, Need::Deploy) => false,
@@ -189,7 +194,7 @@ fn allowed(grant: Grant, need: Need) -> bool {
 
 fn scope_named(need: Need) -> &'static str {
     match need {
-        Need::Read | Need::ReadAll => "needs a read token",
+        Need::Read | Need::ReadAll | Need::Any => "needs a read token",
         Need::Deploy => "needs a deploy token",
         Need::Admin => "needs an admin token",
     }
@@ -473,6 +478,8 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
         }
         .encode_to_vec(),
         "UpgradeAgentsRequest" => UpgradeAgentsRequest::default().encode_to_vec(),
+        "WhoAmIRequest" => WhoAmIRequest::default().encode_to_vec(),
+        "WatchEventsRequest" => WatchEventsRequest::default().encode_to_vec(),
         "CancelMissionRequest" => CancelMissionRequest {
             mission_id: mission_id.into(),
         }
