@@ -265,6 +265,19 @@ impl Ec2Peer {
         });
     }
 
+    /// Removes a tag behind Terraform's back.
+    pub fn delete_tag(&self, instance_id: &str, key: &str) {
+        self.runtime
+            .block_on(
+                self.client
+                    .delete_tags()
+                    .resources(instance_id)
+                    .tags(Tag::builder().key(key).build())
+                    .send(),
+            )
+            .expect("DeleteTags on moto");
+    }
+
     pub fn set_tag(&self, instance_id: &str, key: &str, value: &str) {
         self.runtime
             .block_on(
