@@ -21,6 +21,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::Region;
+use aws_sdk_ec2::config::SharedHttpClient;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
@@ -29,6 +30,7 @@ use aws_sdk_ec2::types::{
     InstanceType, MarketType, ResourceType, SpotInstanceType, SpotMarketOptions, Tag,
     TagSpecification,
 };
+use aws_smithy_http_client::tls;
 use base64::Engine;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -281,7 +283,7 @@ impl Source for Ec2 {
 
 impl Ec2 {
     pub async fn connect(settings: &Ec2Settings) -> Result<Ec2, Ec2Error> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https());
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -588,6 +590,16 @@ impl Ec2 {
             .await
             .map(|_| ())
     }
+}
+
+/// The SDK's HTTP client: rustls on ring (the crypto the plugin protocol's
+/// TLS already links) trusting the system's roots, loaded on first use.
+fn https() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// See [`Ec2::changing`].

@@ -112,7 +112,7 @@ fn security_group_ids(args: &AwsArgs) -> Option<Vec<String>> {
 fn view_of(instance: &InstanceView) -> HostView {
     HostView {
         id: instance.id.clone(),
-        shape: instance.instance_type.clone(),
+        instance_type: Some(instance.instance_type.clone()),
         image: Some(instance.image_id.clone()),
         private_ip: instance.private_ip.clone(),
         public_ip: instance.public_ip.clone(),
