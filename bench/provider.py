@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Provider figures for BENCHMARKS.md: `terraform plan` (with refresh) of 200
-`launch_service` resources already applied against moto and a real control
-plane, against `terraform plan` of 200 `terraform_data` resources, in the same
-run on the same terraform; and the provider binary's size.
+"""Provider figures for BENCHMARKS.md: `terraform plan` of 200 `launch_service`
+resources already applied against moto and a real control plane, against
+`terraform plan` of 200 `terraform_data` resources, in the same run on the same
+terraform, each with refresh and with `-refresh=false` (the four plans
+interleaved, so a busy machine weighs on each alike); the cost per resource
+above `terraform_data`; and the provider binary's size.
 
 Prints one `key: value` line per figure; bench/run turns them into BENCHMARKS.md.
 Usage: bench/provider.py BIN_DIR   (BIN_DIR holds launch and terraform-provider-launch)
 """
 
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -69,15 +72,61 @@ def run(tf, workdir, env, *args):
     return out
 
 
-def timed_plans(tf, workdir, env, *extra):
-    times = []
+def timed_plan(tf, workdir, env, *extra):
+    start = time.monotonic()
+    out = run(tf, workdir, env, "plan", "-detailed-exitcode", "-no-color", "-input=false", *extra)
+    elapsed = time.monotonic() - start
+    if out.returncode != 0:
+        raise SystemExit(f"bench: plan after apply is not empty:\n{out.stdout}")
+    return elapsed
+
+
+def interleaved_medians(plans):
+    """`plans` maps a name to (workdir, extra args); RUNS rounds of each, in turn."""
+    times = {name: [] for name in plans}
     for _ in range(RUNS):
-        start = time.monotonic()
-        out = run(tf, workdir, env, "plan", "-detailed-exitcode", "-no-color", "-input=false", *extra)
-        times.append(time.monotonic() - start)
-        if out.returncode != 0:
-            raise SystemExit(f"bench: plan after apply is not empty:\n{out.stdout}")
-    return statistics.median(times)
+        for name, (workdir, extra) in plans.items():
+            times[name].append(timed_plan(*workdir, *extra))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cpu_seconds(tf, workdir, env, *extra):
+    """CPU time (user + sys) of one plan: terraform and every plugin it ran."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timed_plan(tf, workdir, env, *extra)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def cpu_profile(tf, services, data, env):
+    """Where a -refresh=false plan spends CPU: terraform itself or our plugin.
+    The plugin runs under /usr/bin/time (a wrapper dev_overrides points at),
+    which appends one line per plugin process terraform started."""
+    wrap = f"{work}/wrap"
+    os.makedirs(wrap, exist_ok=True)
+    log = f"{work}/plugin-times"
+    with open(f"{wrap}/terraform-provider-launch", "w") as f:
+        f.write(f'#!/bin/sh\nexec /usr/bin/time -a -o {log} -f "%U %S" '
+                f'{BIN_DIR}/terraform-provider-launch "$@"\n')
+    os.chmod(f"{wrap}/terraform-provider-launch", 0o755)
+    rc = f"{work}/terraform-wrap.rc"
+    with open(rc, "w") as f:
+        f.write('provider_installation {\n  dev_overrides {\n    "launch/launch" = "%s"\n  }\n  direct {}\n}\n' % wrap)
+    wrapped = {**env, "TF_CLI_CONFIG_FILE": rc}
+    launch, plugin, starts, data_cpu = [], [], [], []
+    for _ in range(RUNS):
+        open(log, "w").close()
+        launch.append(cpu_seconds(tf, services, wrapped, "-refresh=false"))
+        lines = [l.split() for l in open(log).read().splitlines() if l.strip()]
+        plugin.append(sum(float(u) + float(s) for u, s in lines))
+        starts.append(len(lines))
+        data_cpu.append(cpu_seconds(tf, data, env, "-refresh=false"))
+    med = statistics.median
+    print(f"cpu_no_refresh_launch_s: {med(launch):.2f}")
+    print(f"cpu_no_refresh_plugin_s: {med(plugin):.2f}")
+    print(f"cpu_no_refresh_terraform_s: {med(launch) - med(plugin):.2f}")
+    print(f"cpu_no_refresh_data_s: {med(data_cpu):.2f}")
+    print(f"plugin_starts_per_plan: {med(starts):.0f}")
 
 
 def main():
@@ -124,18 +173,27 @@ def main():
 
     run(tf, services, env, "apply", "-auto-approve", "-no-color", "-input=false")
     run(tf, data, env, "apply", "-auto-approve", "-no-color", "-input=false")
-    launch_s = timed_plans(tf, services, env)
-    no_refresh_s = timed_plans(tf, services, env, "-refresh=false")
-    data_s = timed_plans(tf, data, env)
+    no_refresh = ("-refresh=false",)
+    medians = interleaved_medians({
+        "launch": ((tf, services, env), ()),
+        "launch_no_refresh": ((tf, services, env), no_refresh),
+        "data": ((tf, data, env), ()),
+        "data_no_refresh": ((tf, data, env), no_refresh),
+    })
     version = subprocess.run([tf, "version"], capture_output=True, text=True).stdout.splitlines()[0]
     print(f"terraform: {version}")
-    print(f"plan_launch_service_s: {launch_s:.2f}")
-    print(f"plan_launch_service_no_refresh_s: {no_refresh_s:.2f}")
-    print(f"plan_terraform_data_s: {data_s:.2f}")
-    print(f"plan_ratio: {launch_s / data_s:.2f}")
+    print(f"plan_launch_service_s: {medians['launch']:.2f}")
+    print(f"plan_launch_service_no_refresh_s: {medians['launch_no_refresh']:.2f}")
+    print(f"plan_terraform_data_s: {medians['data']:.2f}")
+    print(f"plan_terraform_data_no_refresh_s: {medians['data_no_refresh']:.2f}")
+    print(f"plan_ratio: {medians['launch'] / medians['data']:.2f}")
+    per_resource = lambda ours, theirs: (medians[ours] - medians[theirs]) * 1000 / COUNT
+    print(f"per_resource_refresh_ms: {per_resource('launch', 'data'):.2f}")
+    print(f"per_resource_no_refresh_ms: {per_resource('launch_no_refresh', 'data_no_refresh'):.2f}")
+    cpu_profile(tf, services, data, env)
     size = os.path.getsize(os.path.join(BIN_DIR, "terraform-provider-launch"))
     print(f"provider_binary_mb: {size / 1e6:.1f}")
-    run(tf, services, env, "destroy", "-auto-approve", "-no-color", "-input=false")
+    # No destroy: moto, the server and the work dir go with the run.
 
 
 try:

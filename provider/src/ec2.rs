@@ -5,31 +5,44 @@
 //! Throttling and 5xx answers are retried by the SDK's standard retry mode
 //! (exponential backoff with jitter, 5 attempts unless `AWS_MAX_ATTEMPTS` says
 //! otherwise); what still fails is reported with the call's name. Refreshes
-//! are batched: reads arriving within 3 ms share one DescribeInstances.
+//! read from one listing of every managed instance (`cache`), and what it
+//! lacks through reads folded into one DescribeInstances (`batch`).
+
+mod batch;
+mod cache;
+mod images;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::Region;
+use aws_sdk_ec2::config::SharedHttpClient;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
-    AttributeValue, Filter, HttpTokensState, Image, Instance, InstanceInterruptionBehavior,
+    AttributeValue, Filter, HttpTokensState, Instance, InstanceInterruptionBehavior,
     InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
     InstanceType, MarketType, ResourceType, SpotInstanceType, SpotMarketOptions, Tag,
     TagSpecification,
 };
+use aws_smithy_http_client::tls;
 use base64::Engine;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Debian's AWS account, publisher of the official Debian AMIs.
-const DEBIAN_OWNER: &str = "136693071363";
-/// Canonical's AWS account, publisher of the official Ubuntu AMIs.
-const CANONICAL_OWNER: &str = "099720109477";
+use batch::PendingRead;
+use cache::{InstanceCache, Source};
+use images::{CANONICAL_OWNER, DEBIAN_OWNER};
+
+/// The tag every instance this provider launches carries, and its value:
+/// a refresh lists every instance with it in one call.
+pub const TAG_MANAGED_BY: &str = "launch:managed-by";
+pub const MANAGED_BY: &str = "terraform-provider-launch";
 
 /// How many attempts the SDK makes for a throttled or failed (5xx) call when
 /// `AWS_MAX_ATTEMPTS` is not set.
@@ -224,69 +237,53 @@ impl Spot<'_> {
 pub struct Ec2 {
     client: Client,
     reads: mpsc::UnboundedSender<PendingRead>,
+    cache: Arc<InstanceCache>,
 }
 
-/// One `read` waiting for its instance: Terraform refreshes resources ten at
-/// a time, each with its own ReadResource call; the batcher turns the reads
-/// that arrive within a few milliseconds into one DescribeInstances.
-type PendingRead = (
-    String,
-    oneshot::Sender<Result<Option<InstanceView>, String>>,
-);
+/// DescribeInstances returns at most this many instances a page.
+const LIST_PAGE: i32 = 1000;
 
-/// How long the batcher waits for more reads after the first one.
-const BATCH_WINDOW: Duration = Duration::from_millis(3);
-/// DescribeInstances takes at most 200 values per filter.
-const BATCH_MAX: usize = 200;
-
-async fn batch_reads(client: Client, mut reads: mpsc::UnboundedReceiver<PendingRead>) {
-    while let Some(first) = reads.recv().await {
-        let mut batch = vec![first];
-        let window = tokio::time::sleep(BATCH_WINDOW);
-        tokio::pin!(window);
-        while batch.len() < BATCH_MAX {
-            tokio::select! {
-                next = reads.recv() => match next {
-                    Some(read) => batch.push(read),
-                    None => break,
-                },
-                _ = &mut window => break,
-            }
-        }
-        let mut ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-        ids.sort();
-        ids.dedup();
-        // A filter, not InstanceIds: one unknown id must not fail the others.
-        let filter = Filter::builder()
-            .name("instance-id")
-            .set_values(Some(ids))
+#[async_trait]
+impl Source for Ec2 {
+    async fn list_managed(&self) -> Result<Vec<InstanceView>, Ec2Error> {
+        let managed = Filter::builder()
+            .name(format!("tag:{TAG_MANAGED_BY}"))
+            .values(MANAGED_BY)
             .build();
-        let reply = client.describe_instances().filters(filter).send().await;
-        match reply {
-            Ok(reply) => {
-                let views: Vec<InstanceView> = reply
+        let mut views = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let reply = self
+                .client
+                .describe_instances()
+                .filters(managed.clone())
+                .max_results(LIST_PAGE)
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| Ec2Error::call("DescribeInstances", e))?;
+            views.extend(
+                reply
                     .reservations()
                     .iter()
                     .flat_map(|r| r.instances())
-                    .map(InstanceView::from_sdk)
-                    .collect();
-                for (id, waiter) in batch {
-                    let _ = waiter.send(Ok(views.iter().find(|v| v.id == id).cloned()));
-                }
-            }
-            Err(e) => {
-                let message = Ec2Error::call("DescribeInstances", e).to_string();
-                for (_, waiter) in batch {
-                    let _ = waiter.send(Err(message.clone()));
-                }
+                    .map(InstanceView::from_sdk),
+            );
+            match reply.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+                _ => return Ok(views),
             }
         }
+    }
+
+    async fn describe(&self, instance_id: &str) -> Result<Option<InstanceView>, Ec2Error> {
+        self.describe_batched(instance_id).await
     }
 }
 
 impl Ec2 {
     pub async fn connect(settings: &Ec2Settings) -> Result<Ec2, Ec2Error> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https());
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -303,8 +300,18 @@ impl Ec2 {
         }
         let client = Client::new(&config);
         let (reads, pending) = mpsc::unbounded_channel();
-        tokio::spawn(batch_reads(client.clone(), pending));
-        Ok(Ec2 { client, reads })
+        tokio::spawn(batch::batch_reads(client.clone(), pending));
+        Ok(Ec2 {
+            client,
+            reads,
+            cache: Arc::default(),
+        })
+    }
+
+    /// Held while an instance changes: when it drops, however the change
+    /// ended, the next refresh read lists the instances again.
+    fn changing(&self) -> Changing<'_> {
+        Changing(&self.cache)
     }
 
     /// The SDK client, for calls that belong to other modules (security groups).
@@ -312,44 +319,10 @@ impl Ec2 {
         &self.client
     }
 
-    /// The newest Debian 12 AMI, else the newest Ubuntu LTS, for x86_64.
-    pub async fn default_ami(&self) -> Result<String, Ec2Error> {
-        let debian = self.images(DEBIAN_OWNER, "debian-12-amd64-*").await?;
-        if let Some(image) = debian
-            .iter()
-            .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
-        {
-            return Ok(image.image_id().unwrap_or_default().to_owned());
-        }
-        let ubuntu = self
-            .images(CANONICAL_OWNER, "ubuntu/images/*ubuntu-*-amd64-server-*")
-            .await?;
-        ubuntu
-            .iter()
-            .filter_map(|image| Some((ubuntu_lts_version(image.name()?)?, image)))
-            .max_by(|(va, a), (vb, b)| va.cmp(vb).then(a.creation_date().cmp(&b.creation_date())))
-            .and_then(|(_, image)| image.image_id().map(str::to_owned))
-            .ok_or(Ec2Error::NoDefaultAmi)
-    }
-
-    async fn images(&self, owner: &str, name: &str) -> Result<Vec<Image>, Ec2Error> {
-        let filter = |k: &str, v: &str| Filter::builder().name(k).values(v).build();
-        let reply = self
-            .client
-            .describe_images()
-            .owners(owner)
-            .filters(filter("name", name))
-            .filters(filter("architecture", "x86_64"))
-            .filters(filter("state", "available"))
-            .send()
-            .await
-            .map_err(|e| Ec2Error::call("DescribeImages", e))?;
-        Ok(reply.images.unwrap_or_default())
-    }
-
     /// RunInstances for one instance with IMDSv2 required. The client token
     /// makes the SDK's own retries of this call idempotent.
     pub async fn run_instance(&self, launch: Launch<'_>) -> Result<InstanceView, Ec2Error> {
+        let _changing = self.changing();
         let tags: Vec<Tag> = launch
             .tags
             .iter()
@@ -416,11 +389,14 @@ impl Ec2 {
         }
     }
 
+    /// The instance for a refresh: from this process's listing of every
+    /// managed instance, else read directly (see `cache`).
+    pub async fn read(&self, instance_id: &str) -> Result<Option<InstanceView>, Ec2Error> {
+        self.cache.read(self, instance_id).await
+    }
+
     /// Like [`Ec2::describe`], but batched with other reads arriving now.
-    pub async fn describe_batched(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<InstanceView>, Ec2Error> {
+    async fn describe_batched(&self, instance_id: &str) -> Result<Option<InstanceView>, Ec2Error> {
         let (tx, rx) = oneshot::channel();
         let lost = || Ec2Error::Call {
             call: "DescribeInstances",
@@ -516,6 +492,7 @@ impl Ec2 {
         instance_type: &str,
         deadline: Instant,
     ) -> Result<InstanceView, Ec2Error> {
+        let _changing = self.changing();
         self.client
             .stop_instances()
             .instance_ids(instance_id)
@@ -545,6 +522,7 @@ impl Ec2 {
         instance_id: &str,
         groups: Vec<String>,
     ) -> Result<(), Ec2Error> {
+        let _changing = self.changing();
         self.client
             .modify_instance_attribute()
             .instance_id(instance_id)
@@ -562,6 +540,7 @@ impl Ec2 {
         current: &BTreeMap<String, String>,
         wanted: &BTreeMap<String, String>,
     ) -> Result<(), Ec2Error> {
+        let _changing = self.changing();
         let changed: Vec<Tag> = wanted
             .iter()
             .filter(|(k, v)| current.get(*k) != Some(v))
@@ -595,6 +574,7 @@ impl Ec2 {
 
     /// Terminates and waits until EC2 says so; an instance already gone is fine.
     pub async fn terminate(&self, instance_id: &str, deadline: Instant) -> Result<(), Ec2Error> {
+        let _changing = self.changing();
         match self
             .client
             .terminate_instances()
@@ -612,6 +592,25 @@ impl Ec2 {
     }
 }
 
+/// The SDK's HTTP client: rustls on ring (the crypto the plugin protocol's
+/// TLS already links) trusting the system's roots, loaded on first use.
+fn https() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// See [`Ec2::changing`].
+struct Changing<'a>(&'a InstanceCache);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate();
+    }
+}
+
 fn empty_view() -> InstanceView {
     InstanceView {
         id: String::new(),
@@ -625,42 +624,5 @@ fn empty_view() -> InstanceView {
         public_ip: None,
         tags: BTreeMap::new(),
         lifecycle: None,
-    }
-}
-
-/// `(24, 4)` for ".../ubuntu-noble-24.04-amd64-server-…": LTS releases are
-/// the April releases of even years. Interim releases give `None`.
-fn ubuntu_lts_version(name: &str) -> Option<(u32, u32)> {
-    name.split('-').find_map(|part| {
-        let (year, month) = part.split_once('.')?;
-        let (year, month): (u32, u32) = (year.parse().ok()?, month.parse().ok()?);
-        (month == 4 && year % 2 == 0).then_some((year, month))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_april_releases_of_even_years_are_lts() {
-        assert_eq!(
-            ubuntu_lts_version(
-                "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20240423"
-            ),
-            Some((24, 4))
-        );
-        assert_eq!(
-            ubuntu_lts_version("ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721"),
-            Some((16, 4))
-        );
-        assert_eq!(
-            ubuntu_lts_version("ubuntu/images/hvm-ssd/ubuntu-plucky-25.04-amd64-server-20250401"),
-            None
-        );
-        assert_eq!(
-            ubuntu_lts_version("ubuntu/images/hvm-ssd/ubuntu-jammy-22.10-amd64-server-1"),
-            None
-        );
     }
 }

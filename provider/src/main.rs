@@ -27,8 +27,9 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: no other thread exists yet.
     unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
 
-    // Two TLS backends are linked (ring for the plugin protocol's mTLS with
-    // terraform, aws-lc-rs for AWS), so rustls cannot pick a default: choose.
+    // ring is the only crypto linked (the plugin protocol's mTLS, AWS,
+    // Cloudflare, Proxmox); installed explicitly so no feature of a
+    // dependency can leave rustls without a default.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     tracing_subscriber::fmt()

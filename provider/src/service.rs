@@ -110,6 +110,13 @@ async fn register(clients: &Clients, labels: &Labels, state: &State) -> Result<(
 const NOT_REGISTERED: &str =
     "cannot register the service's name and address with the control plane";
 
+/// A state an older provider wrote, in today's attributes.
+fn migrate(state: &mut State) {
+    if let Some(target) = target::of(state) {
+        target.migrate(state);
+    }
+}
+
 /// A new host: everything computed is unknown until apply.
 fn plan_new_host(planned: &mut State) {
     for unknown in [
@@ -163,6 +170,7 @@ impl Resource for ServiceResource {
         _meta: ValueEmpty,
     ) -> Option<(State, ValueEmpty)> {
         state.fill_empty_blocks();
+        migrate(&mut state);
         let Value::Value(instance_id) = state.instance_id.clone() else {
             return Some((state, private));
         };
@@ -229,6 +237,8 @@ impl Resource for ServiceResource {
         _prior_private: ValueEmpty,
         _meta: ValueEmpty,
     ) -> Option<(State, ValueEmpty, Vec<AttributePath>)> {
+        let mut prior = prior;
+        migrate(&mut prior);
         let mut planned = proposed;
         planned.apply_defaults(&config);
         planned.id = planned.computed_id();

@@ -2,11 +2,14 @@
 //! requests (or all of them) itself with an error EC2 really returns (503
 //! Service Unavailable, or 400 `RequestLimitExceeded` throttling) and forwards
 //! the rest. It proves the provider retries what AWS says is retryable and
-//! reports a clear error when retries run out.
+//! reports a clear error when retries run out. It also counts the requests
+//! it forwarded by EC2 action, so a test can say how many calls a plan made.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ struct Counters {
     throttle: AtomicBool,
     failed: AtomicU32,
     forwarded: AtomicU32,
+    /// Forwarded requests by their `Action=` (EC2's query protocol).
+    actions: Mutex<BTreeMap<String, u32>>,
 }
 
 pub struct FaultProxy {
@@ -85,6 +90,17 @@ impl FaultProxy {
 
     pub fn forwarded(&self) -> u32 {
         self.counters.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// How many forwarded requests called `action`, e.g. "DescribeInstances".
+    pub fn calls(&self, action: &str) -> u32 {
+        let actions = self.counters.actions.lock().expect("action counts");
+        actions.get(action).copied().unwrap_or(0)
+    }
+
+    /// Forgets the counts of every action.
+    pub fn reset_calls(&self) {
+        self.counters.actions.lock().expect("action counts").clear();
     }
 }
 
@@ -155,6 +171,14 @@ fn serve(client: TcpStream, upstream_port: u16, counters: &Counters) -> std::io:
         return client.flush();
     }
     counters.forwarded.fetch_add(1, Ordering::SeqCst);
+    if let Some(action) = action(&body) {
+        *counters
+            .actions
+            .lock()
+            .expect("action counts")
+            .entry(action)
+            .or_default() += 1;
+    }
     let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
     upstream.write_all(&head)?;
     upstream.write_all(&body)?;
@@ -176,4 +200,12 @@ fn serve(client: TcpStream, upstream_port: u16, counters: &Counters) -> std::io:
     }
     client.write_all(&response)?;
     client.flush()
+}
+
+/// The `Action` of a form-encoded EC2 request body.
+fn action(body: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .map(str::to_owned)
 }

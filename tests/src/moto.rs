@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ec2::types::{AttributeValue, Filter, Tag};
+use aws_smithy_http_client::tls;
 use base64::Engine;
 
 use crate::binaries::workspace_root;
@@ -88,6 +89,13 @@ impl Ec2Peer {
             .region(Region::new(REGION))
             .endpoint_url(endpoint)
             .credentials_provider(Credentials::new("testing", "testing", None, None, "e2e"))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
             .build();
         Ec2Peer {
             runtime: crate::grpc::runtime(),
@@ -263,6 +271,19 @@ impl Ec2Peer {
                 .await
                 .expect("StartInstances");
         });
+    }
+
+    /// Removes a tag behind Terraform's back.
+    pub fn delete_tag(&self, instance_id: &str, key: &str) {
+        self.runtime
+            .block_on(
+                self.client
+                    .delete_tags()
+                    .resources(instance_id)
+                    .tags(Tag::builder().key(key).build())
+                    .send(),
+            )
+            .expect("DeleteTags on moto");
     }
 
     pub fn set_tag(&self, instance_id: &str, key: &str, value: &str) {

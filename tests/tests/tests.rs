@@ -22,6 +22,7 @@
 //! - `restarts`: agent and control plane kill -9 and restart.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
+//! - `provider_refresh`: the EC2 calls a refresh makes: one listing for many services, and it hides no change.
 //! - `provider_identity`: the provider agrees with the control plane by ids, not clocks (a runner 10 s ahead, create_before_destroy).
 //! - `provider_mirror`: `terraform init` with no registry: the control plane's network mirror (TLS) and `launch provider install`.
 //! - `proxmox`: `target = "proxmox"` against fakepve, bootstrapped over SSH into a real systemd host.
@@ -63,6 +64,7 @@ mod previews;
 mod provider;
 mod provider_identity;
 mod provider_mirror;
+mod provider_refresh;
 mod proxmox;
 mod restarts;
 mod security;

@@ -23,6 +23,12 @@ pub type Text = Value<String>;
 pub type TextMap = Value<BTreeMap<String, Value<String>>>;
 
 pub const DEFAULT_ENVIRONMENT: &str = "prod";
+
+/// The schema only ever gains attributes (terraform reads a state without
+/// them as null), so its version stays 1: tf-provider 0.2.2 cannot serve
+/// UpgradeResourceState for another (its `RawValue` is not exported). What
+/// moved between attributes is moved by `Target::migrate` on read and plan.
+pub const SCHEMA_VERSION: i64 = 1;
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct State {
     pub id: Text,
@@ -119,7 +125,7 @@ pub fn schema() -> Schema {
         ("tags_all", attr(Map(Box::new(s())), Computed, "Every tag on the instance: `tags` plus `Name`, `launch:service`, `launch:environment` and `launch:managed-by`.")),
         ("wait_for_agent", attr(Bool, OptionalComputed, "Default `true`: create returns once the host's agent has registered with the control plane, within `timeouts.create`.")),
         ("instance_id", attr(s(), Computed, "EC2 instance ID, `<node>/<vmid>` of a Proxmox container, or the ID of a Docker host container.")),
-        ("instance_type", attr(s(), Computed, "The instance type in use; for a Proxmox container its cores, memory and disk, e.g. `1 cores, 1024 MiB, 8 GiB`; for a Docker host its limits, e.g. `1 cpus, 1024 MiB`.")),
+        ("instance_type", attr(s(), Computed, "The EC2 instance type in use; for a Docker host its limits, e.g. `1 cpus, 1024 MiB`; null for a Proxmox container (its block's `cores`, `memory_mib` and `disk_gib` say its shape).")),
         ("image_id", attr(s(), Computed, "The AMI the instance booted from, the Proxmox container's template, or the Docker host's image.")),
         ("private_ip", attr(s(), Computed, "Private IPv4 address.")),
         ("public_ip", attr(s(), Computed, "Public IPv4 address, if the subnet gives one.")),
@@ -135,7 +141,7 @@ pub fn schema() -> Schema {
     .map(|(k, v)| (k.to_owned(), v))
     .into();
     Schema {
-        version: 1,
+        version: SCHEMA_VERSION,
         block: Block {
             attributes,
             blocks: Kind::ALL

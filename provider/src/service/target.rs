@@ -114,8 +114,11 @@ impl Size {
 pub struct HostView {
     /// `instance_id`: the target's own ID of the host.
     pub id: String,
-    /// `instance_type`: the host's shape as the target names it.
-    pub shape: String,
+    /// `instance_type`: the EC2 instance type, or a Docker host's limits.
+    pub instance_type: Option<String>,
+    /// A Proxmox container's cores, memory and disk (its block's computed
+    /// attributes).
+    pub container: Option<proxmox::Shape>,
     /// `image_id`: what the host booted from, if known.
     pub image: Option<String>,
     pub private_ip: Option<String>,
@@ -131,7 +134,7 @@ impl HostView {
     pub fn observe(&self, state: &mut State) {
         let text = |v: &Option<String>| v.clone().map(Value::Value).unwrap_or(Value::Null);
         state.instance_id = Value::Value(self.id.clone());
-        state.instance_type = Value::Value(self.shape.clone());
+        state.instance_type = text(&self.instance_type);
         state.image_id = text(&self.image);
         state.private_ip = text(&self.private_ip);
         state.public_ip = text(&self.public_ip);
@@ -139,6 +142,9 @@ impl HostView {
             Some(tags) => super::state::to_text_map(tags.clone()),
             None => Value::Null,
         };
+        if let Some(shape) = self.container {
+            proxmox::observe_shape(state, shape);
+        }
         if let Some(seen) = &self.firewall {
             proxmox::observe_firewall(state, seen);
         }
@@ -227,6 +233,10 @@ pub trait Target: Send + Sync {
     /// public address). `prior` is the state updated in place, `None` for
     /// a new host.
     fn plan(&self, planned: &mut State, prior: Option<&State>);
+
+    /// Moves what a state an older provider wrote keeps where this one no
+    /// longer does; run on every state read and every prior state planned.
+    fn migrate(&self, _state: &mut State) {}
 
     /// Its settings that changed in a way only a new host can honour.
     fn replacements(&self, prior: &State, planned: &State) -> Vec<AttributePath>;

@@ -145,7 +145,7 @@ impl Target for Fake {
         self.seen.lock().unwrap().hosts.push(id.clone());
         let view = HostView {
             id: id.clone(),
-            shape: "small".into(),
+            instance_type: Some("small".into()),
             ..HostView::default()
         };
         let failed = self

@@ -22,8 +22,7 @@ use crate::service::state::{State, Text, TextMap, known_map, to_text_map};
 /// Tags the provider owns on every instance; users cannot set these.
 pub const TAG_SERVICE: &str = "launch:service";
 pub const TAG_ENVIRONMENT: &str = "launch:environment";
-pub const TAG_MANAGED_BY: &str = "launch:managed-by";
-pub const MANAGED_BY: &str = "terraform-provider-launch";
+pub use crate::ec2::{MANAGED_BY, TAG_MANAGED_BY};
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct AwsArgs {
@@ -113,7 +112,7 @@ fn security_group_ids(args: &AwsArgs) -> Option<Vec<String>> {
 fn view_of(instance: &InstanceView) -> HostView {
     HostView {
         id: instance.id.clone(),
-        shape: instance.instance_type.clone(),
+        instance_type: Some(instance.instance_type.clone()),
         image: Some(instance.image_id.clone()),
         private_ip: instance.private_ip.clone(),
         public_ip: instance.public_ip.clone(),
@@ -314,7 +313,7 @@ impl Target for Aws {
         _prior: &State,
     ) -> Result<Option<HostView>, Failure> {
         let ec2 = ec2(clients, "cannot read launch_service").await?;
-        match ec2.describe_batched(instance_id).await {
+        match ec2.read(instance_id).await {
             Ok(Some(instance)) if !instance.is_gone() => Ok(Some(view_of(&instance))),
             Ok(_) => {
                 info!(%instance_id, "instance is gone: removing it from state so the plan re-creates it");

@@ -90,7 +90,7 @@ fn view_of(inspect: &Json) -> HostView {
         });
     HostView {
         id: inspect["Id"].as_str().unwrap_or_default().to_owned(),
-        shape: label((cpus, memory_mib)),
+        instance_type: Some(label((cpus, memory_mib))),
         image: inspect["Config"]["Image"].as_str().map(str::to_owned),
         private_ip: address,
         public_ip: None,
@@ -295,7 +295,7 @@ impl Target for DockerTarget {
                 return Created::Host {
                     view: HostView {
                         id,
-                        shape: label(limits(size)),
+                        instance_type: Some(label(limits(size))),
                         image: args.image.as_ref_option().cloned(),
                         ..HostView::default()
                     },
@@ -559,7 +559,7 @@ mod tests {
         });
         let view = view_of(&inspect);
         assert_eq!(view.id, "abc123");
-        assert_eq!(view.shape, "2 cpus, 2048 MiB");
+        assert_eq!(view.instance_type.as_deref(), Some("2 cpus, 2048 MiB"));
         assert_eq!(view.private_ip.as_deref(), Some("172.18.0.5"));
         assert_eq!(view.image.as_deref(), Some("launch-host:1"));
     }

@@ -23,13 +23,22 @@ use crate::proxmox::firewall::Ingress;
 use crate::proxmox::{Proxmox, ProxmoxError, first_ipv4, split_tags};
 use crate::service::state::State;
 use crate::ssh::{self, KeyPair};
-pub use config::ProxmoxArgs;
 use config::{
-    DEFAULT_BRIDGE, DEFAULT_IP, DEFAULT_STORAGE, Shape, args, description, description_fields,
-    or_default, parse_container_id, wanted_shape,
+    DEFAULT_BRIDGE, DEFAULT_IP, DEFAULT_STORAGE, args, description, description_fields, or_default,
+    parse_container_id, wanted_shape,
 };
+pub use config::{ProxmoxArgs, Shape};
 
 pub struct ProxmoxTarget;
+
+/// Copies the container's shape into the state's `proxmox` block.
+pub fn observe_shape(state: &mut State, shape: Shape) {
+    if let Value::Value(blocks) = &mut state.proxmox
+        && let Some(args) = blocks.first_mut()
+    {
+        args.set_shape(Some(shape));
+    }
+}
 
 /// Copies what the container's firewall says into the state's `proxmox`
 /// block (see `firewall::observe`).
@@ -93,7 +102,7 @@ fn bad_id(instance_id: &str) -> Failure {
 fn view_of(instance_id: &str, config: &config::Config, state: &State) -> HostView {
     HostView {
         id: instance_id.to_owned(),
-        shape: Shape::of(config).label(),
+        container: Some(Shape::of(config)),
         image: description_fields(config)
             .remove("template")
             .or_else(|| state.image_id.as_ref_option().cloned()),
@@ -185,7 +194,7 @@ impl Target for ProxmoxTarget {
     }
 
     fn block(&self) -> Block {
-        use AttributeConstraint::Optional;
+        use AttributeConstraint::{Computed, Optional};
         use AttributeType::{Bool, Number, Set, String};
         let attr = attribute;
         Block {
@@ -199,6 +208,9 @@ impl Target for ProxmoxTarget {
                 ("gateway", attr(String, Optional, "IPv4 gateway for a static `ip`. Changing it replaces the container.")),
                 ("firewall", attr(Bool, Optional, "Manage the container's Proxmox firewall: `true` enables it (inbound DROP, outbound ACCEPT, `firewall=1` on `eth0`) with one ACCEPT rule per `ingress_tcp_ports`; `false` disables it. Unset, the provider leaves it alone. Rules it did not make are kept. A managed rule changed out of band shows in the plan and is put back. Enabled after the bootstrap, which needs SSH. Updated in place.")),
                 ("ingress_tcp_ports", attr(Set(Box::new(Number)), Optional, "Inbound TCP ports the firewall lets in, e.g. `[80, 443]` (the module passes 80 and 443 when public, plus `ingress_ports`). Needs `firewall = true`. Updated in place.")),
+                ("cores", attr(Number, Computed, "The container's cores, as `size` sets them.")),
+                ("memory_mib", attr(Number, Computed, "The container's memory in MiB, as `size` sets it.")),
+                ("disk_gib", attr(Number, Computed, "The root disk's size in GiB: what `size` asks for, or more when it was larger (a disk grows, never shrinks).")),
             ]
             .map(|(k, v)| (k.to_owned(), v))
             .into(),
@@ -231,18 +243,30 @@ impl Target for ProxmoxTarget {
                 planned.image_id = Value::Unknown;
             }
         }
-        planned.instance_type = match wanted_shape(planned) {
-            Some(mut shape) => {
-                if let Some(before) = prior
-                    .and_then(|p| p.instance_type.as_ref_option())
-                    .and_then(|t| Shape::parse_label(t))
-                {
-                    shape.disk_gib = shape.disk_gib.max(before.disk_gib);
-                }
-                Value::Value(shape.label())
+        planned.instance_type = Value::Null;
+        let shape = wanted_shape(planned).map(|mut shape| {
+            if let Some(before) = prior.and_then(|p| args(p).shape()) {
+                shape.disk_gib = shape.disk_gib.max(before.disk_gib);
             }
-            None => Value::Unknown,
+            shape
+        });
+        if let Value::Value(blocks) = &mut planned.proxmox
+            && let Some(block) = blocks.first_mut()
+        {
+            block.set_shape(shape);
+        }
+    }
+
+    /// Providers before this one kept the shape as a label in
+    /// `instance_type` (`1 cores, 1024 MiB, 8 GiB`): it moves to the block.
+    fn migrate(&self, state: &mut State) {
+        let Value::Value(label) = &state.instance_type else {
+            return;
         };
+        if let Some(shape) = Shape::parse_label(label) {
+            observe_shape(state, shape);
+        }
+        state.instance_type = Value::Null;
     }
 
     /// A setting unknown to the prior state (after an import) is adopted.
@@ -390,7 +414,7 @@ impl Target for ProxmoxTarget {
         // 2. From here on the container may exist.
         let mut view = HostView {
             id: instance_id.clone(),
-            shape: shape.label(),
+            container: Some(shape),
             image: Some(template.clone()),
             ..HostView::default()
         };
@@ -430,7 +454,7 @@ impl Target for ProxmoxTarget {
             );
         }
         if let Ok(config) = proxmox.config(&node, vmid).await {
-            view.shape = Shape::of(&config).label();
+            view.container = Some(Shape::of(&config));
             if let Some(template) = description_fields(&config).remove("template") {
                 view.image = Some(template);
             }
@@ -746,6 +770,7 @@ impl ProxmoxTarget {
             gateway: text(net.get("gw").cloned()),
             firewall: Value::Null,
             ingress_tcp_ports: Value::Null,
+            ..Default::default()
         }]);
         let mut seen = proxmox
             .ingress(&node, vmid)

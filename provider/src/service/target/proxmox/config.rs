@@ -32,6 +32,33 @@ pub struct ProxmoxArgs {
     pub firewall: Value<bool>,
     #[serde(default)]
     pub ingress_tcp_ports: Value<BTreeSet<Value<i64>>>,
+    /// Computed: the container's shape (states before schema 2 had it as
+    /// a label in `instance_type`).
+    #[serde(default)]
+    pub cores: Value<i64>,
+    #[serde(default)]
+    pub memory_mib: Value<i64>,
+    #[serde(default)]
+    pub disk_gib: Value<i64>,
+}
+
+impl ProxmoxArgs {
+    /// The computed shape, when all of it is known.
+    pub fn shape(&self) -> Option<Shape> {
+        Some(Shape {
+            cores: *self.cores.as_ref_option()?,
+            memory_mib: *self.memory_mib.as_ref_option()?,
+            disk_gib: u64::try_from(*self.disk_gib.as_ref_option()?).ok()?,
+        })
+    }
+
+    /// Sets the computed shape (`None`: unknown until apply).
+    pub fn set_shape(&mut self, shape: Option<Shape>) {
+        let known = |v: Option<i64>| v.map(Value::Value).unwrap_or(Value::Unknown);
+        self.cores = known(shape.map(|s| s.cores));
+        self.memory_mib = known(shape.map(|s| s.memory_mib));
+        self.disk_gib = known(shape.map(|s| i64::try_from(s.disk_gib).unwrap_or(i64::MAX)));
+    }
 }
 
 pub fn args(state: &State) -> ProxmoxArgs {
@@ -73,7 +100,8 @@ impl Shape {
         })
     }
 
-    /// Reads back what [`Shape::label`] wrote.
+    /// Reads back what [`Shape::label`] wrote into `instance_type` before
+    /// schema 2.
     pub fn parse_label(label: &str) -> Option<Shape> {
         let mut numbers = label
             .split(',')
@@ -85,7 +113,8 @@ impl Shape {
         })
     }
 
-    /// How `instance_type` shows it, e.g. `1 cores, 1024 MiB, 8 GiB`.
+    /// How `instance_type` showed it before schema 2, e.g. `1 cores, 1024 MiB, 8 GiB`.
+    #[cfg(test)]
     pub fn label(&self) -> String {
         format!(
             "{} cores, {} MiB, {} GiB",
@@ -347,5 +376,64 @@ mod tests {
         let fields = description_fields(&config);
         assert_eq!(fields["service"], "web");
         assert_eq!(fields["template"], "local:vztmpl/d.tar.zst");
+    }
+
+    /// A Proxmox service's state with `size` and a `proxmox` block.
+    fn container_state(size: &str, block: ProxmoxArgs) -> State {
+        State {
+            name: Value::Value("web".into()),
+            target: Value::Value("proxmox".into()),
+            size: Value::Value(size.into()),
+            proxmox: Value::Value(vec![block]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_older_state_s_shape_label_moves_from_instance_type_to_the_block() {
+        use crate::service::target::{Target, proxmox::ProxmoxTarget};
+        let mut old = container_state("medium", ProxmoxArgs::default());
+        old.instance_type = Value::Value("2 cores, 2048 MiB, 24 GiB".into());
+        ProxmoxTarget.migrate(&mut old);
+        assert_eq!(old.instance_type, Value::Null);
+        assert_eq!(
+            args(&old).shape(),
+            Some(Shape {
+                cores: 2,
+                memory_mib: 2048,
+                disk_gib: 24
+            })
+        );
+        // A state already moved is left as it is.
+        let moved = old.clone();
+        ProxmoxTarget.migrate(&mut old);
+        assert_eq!(old, moved);
+    }
+
+    #[test]
+    fn the_plan_puts_the_shape_in_the_block_and_never_shrinks_the_disk() {
+        use crate::service::target::{Target, proxmox::ProxmoxTarget};
+        let mut prior = container_state("large", ProxmoxArgs::default());
+        prior.proxmox = Value::Value(vec![{
+            let mut block = ProxmoxArgs::default();
+            block.set_shape(Some(Shape::for_size(Size::Large)));
+            block
+        }]);
+        let mut planned = container_state("small", args(&prior));
+        ProxmoxTarget.plan(&mut planned, Some(&prior));
+        assert_eq!(planned.instance_type, Value::Null, "instance_type is EC2's");
+        let shape = args(&planned).shape().expect("a known shape");
+        assert_eq!(
+            (shape.cores, shape.memory_mib, shape.disk_gib),
+            (1, 1024, 32)
+        );
+
+        let mut new = container_state("medium", ProxmoxArgs::default());
+        ProxmoxTarget.plan(&mut new, None);
+        assert_eq!(args(&new).shape(), Some(Shape::for_size(Size::Medium)));
+        let mut unknown = container_state("small", ProxmoxArgs::default());
+        unknown.size = Value::Unknown;
+        ProxmoxTarget.plan(&mut unknown, None);
+        assert_eq!(args(&unknown).disk_gib, Value::Unknown);
     }
 }
