@@ -113,6 +113,7 @@ fn view_of(instance: &InstanceView) -> HostView {
     HostView {
         id: instance.id.clone(),
         instance_type: Some(instance.instance_type.clone()),
+        container: None,
         image: Some(instance.image_id.clone()),
         private_ip: instance.private_ip.clone(),
         public_ip: instance.public_ip.clone(),

@@ -91,6 +91,7 @@ fn view_of(inspect: &Json) -> HostView {
     HostView {
         id: inspect["Id"].as_str().unwrap_or_default().to_owned(),
         instance_type: Some(label((cpus, memory_mib))),
+        container: None,
         image: inspect["Config"]["Image"].as_str().map(str::to_owned),
         private_ip: address,
         public_ip: None,

@@ -102,6 +102,7 @@ fn bad_id(instance_id: &str) -> Failure {
 fn view_of(instance_id: &str, config: &config::Config, state: &State) -> HostView {
     HostView {
         id: instance_id.to_owned(),
+        instance_type: None,
         container: Some(Shape::of(config)),
         image: description_fields(config)
             .remove("template")
