@@ -54,6 +54,7 @@ pub mod authz;
 mod bundle_check;
 mod control_service;
 pub mod dashboard;
+mod digest;
 mod fleet;
 pub mod front_door;
 pub mod github;

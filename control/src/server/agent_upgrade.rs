@@ -63,9 +63,8 @@ pub async fn served(state: &State) -> Result<Served, Status> {
     if let Some(hit) = cache.lock().expect("cache lock").get(&key) {
         return Ok(hit.clone());
     }
-    let bytes = tokio::fs::read(&path).await.map_err(internal)?;
     let served = Served {
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha256: super::digest::file_sha256(&path).await.map_err(internal)?,
         version: probe_version(&path).await,
         path,
     };

@@ -13,7 +13,6 @@ use axum::extract::State as Extract;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sha2::{Digest, Sha256};
 
 use super::state::State;
 
@@ -188,14 +187,15 @@ impl Download {
     }
 
     async fn sha256(self, state: Arc<State>) -> Response {
-        match self.read(&state).await {
-            Some(bytes) => format!(
-                "{}  {}\n",
-                hex::encode(Sha256::digest(&bytes)),
-                self.file_name()
-            )
-            .into_response(),
-            None => self.missing(),
+        let Some(path) = self.path(&state) else {
+            return self.missing();
+        };
+        match super::digest::file_sha256(path).await {
+            Ok(hex) => format!("{hex}  {}\n", self.file_name()).into_response(),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), cause = %err, "cannot read a served binary");
+                self.missing()
+            }
         }
     }
 }
