@@ -108,21 +108,8 @@ pub async fn filter(
     Ok(rows)
 }
 
-/// A service's tags as `ServiceInfo` carries them.
-pub async fn of(
-    state: &State,
-    service: &str,
-    environment: &str,
-) -> Result<Vec<ServiceTag>, Status> {
-    let rows = state
-        .store
-        .service_tags(service, environment)
-        .await
-        .map_err(internal)?;
-    Ok(rows.into_iter().map(service_tag).collect())
-}
-
-fn service_tag(row: TagRow) -> ServiceTag {
+/// A tag as `ServiceInfo` carries it.
+pub fn service_tag(row: TagRow) -> ServiceTag {
     ServiceTag {
         key: row.key,
         value: row.value,

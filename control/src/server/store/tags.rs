@@ -57,7 +57,7 @@ pub struct TagRow {
     pub source: TagSource,
 }
 
-fn tag_row(row: &sqlx::any::AnyRow) -> TagRow {
+pub(super) fn tag_row(row: &sqlx::any::AnyRow) -> TagRow {
     TagRow {
         service: row.get("service"),
         environment: row.get("environment"),
