@@ -1079,6 +1079,15 @@ impl ControlService for Control {
         self.service_info(&row).await.map(Response::new)
     }
 
+    async fn tag_vocabulary(
+        &self,
+        request: Request<TagVocabularyRequest>,
+    ) -> Result<Response<TagVocabularyResponse>, Status> {
+        super::tags::vocabulary(&self.state, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
     async fn get_service(
         &self,
         request: Request<GetServiceRequest>,
