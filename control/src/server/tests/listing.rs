@@ -107,7 +107,6 @@ async fn the_batched_listing_equals_each_services_own_answer(db) {
         host_address: "203.0.113.7".into(),
         tags: [("team".to_owned(), "core".to_owned())].into(),
         replace_tags: true,
-        ..Default::default()
     })
     .await;
     let (agent_id, agent_token) = server.register("hello", "prod").await;
