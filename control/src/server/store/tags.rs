@@ -38,7 +38,7 @@ impl TagSource {
         }
     }
 
-    fn from_label(label: &str) -> Self {
+    pub(super) fn from_label(label: &str) -> Self {
         match label {
             "terraform" => TagSource::Terraform,
             "launch.toml" => TagSource::LaunchToml,
@@ -57,7 +57,7 @@ pub struct TagRow {
     pub source: TagSource,
 }
 
-pub(super) fn tag_row(row: &sqlx::any::AnyRow) -> TagRow {
+fn tag_row(row: &sqlx::any::AnyRow) -> TagRow {
     TagRow {
         service: row.get("service"),
         environment: row.get("environment"),
