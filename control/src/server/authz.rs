@@ -321,6 +321,8 @@ pub const RULES: &[(&str, Rule)] = &[
             Some(|b| Ok(service_of(SetServiceTagsRequest::decode(b)?.target))),
         ),
     ),
+    // Fleet-wide like ListServices: the tags of every service.
+    ("TagVocabulary", rule(Scope::Read, None)),
     ("Retire", rule(Scope::Admin, None)),
     ("UpgradeAgents", rule(Scope::Admin, None)),
     ("WhoAmI", rule(Scope::Read, Some(|_| Ok(Subject::Itself)))),

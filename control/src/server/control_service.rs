@@ -26,7 +26,7 @@ use super::log_cursor::LogCursor;
 use super::secrets;
 use super::state::{State, internal};
 use super::store::github::ReleaseSource;
-use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceRow, TagSource};
+use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceDetails, ServiceRow, TagSource};
 use super::tokens;
 
 /// Default join token lifetime.
@@ -148,54 +148,52 @@ fn log_events(cursor: &LogCursor, events: Vec<MissionEvent>) -> Vec<LogEvent> {
 }
 
 impl Control {
+    /// One service as `GetService` and the answers of writes show it: its
+    /// details read a query per table.
     async fn service_info(&self, row: &ServiceRow) -> Result<ServiceInfo, Status> {
-        let store = &self.state.store;
-        let newest = store
-            .newest_mission(&row.service, &row.environment)
-            .await
-            .map_err(internal)?;
-        let url = store
-            .newest_url(&row.service, &row.environment)
-            .await
-            .map_err(internal)?
-            .unwrap_or_default();
-        let agents_connected = self.state.hub.connected_for(&row.service, &row.environment) as u32;
-        // A report on an older release says nothing about the current one.
-        let health = self
+        let details = self
             .state
             .store
-            .service_health(&row.service, &row.environment)
+            .service_details(row)
             .await
-            .map_err(internal)?
+            .map_err(internal)?;
+        Ok(self.info_of(row, details))
+    }
+
+    /// `row` with its details, and what the hub knows of its agents.
+    fn info_of(&self, row: &ServiceRow, details: ServiceDetails) -> ServiceInfo {
+        let agents_connected = self.state.hub.connected_for(&row.service, &row.environment) as u32;
+        // A report on an older release says nothing about the current one.
+        let health = details
+            .health
             .filter(|h| h.degraded && Some(&h.release_id) == row.current_release_id.as_ref())
             .map(|h| format!("degraded: {}", h.message))
             .unwrap_or_default();
-        let routes = super::front_door::routes(&self.state, &row.service, &row.environment).await?;
-        let current_release = match &row.current_release_id {
-            Some(id) => store.release(id).await.map_err(internal)?,
-            None => None,
-        };
-        let previews = store
-            .preview_names(&row.service, &row.environment)
-            .await
-            .map_err(internal)?
-            .len() as u32;
-        let tags = super::tags::of(&self.state, &row.service, &row.environment).await?;
-        Ok(ServiceInfo {
-            tags,
+        let routes = details
+            .front_door_report
+            .map(|report| super::front_door::decode_routes(&report))
+            .unwrap_or_default();
+        let current_release = details.current_release;
+        let newest = details.newest_mission;
+        ServiceInfo {
+            tags: details
+                .tags
+                .into_iter()
+                .map(super::tags::service_tag)
+                .collect(),
             current_release_git_ref: current_release
                 .as_ref()
                 .map(|r| r.git_ref.clone())
                 .unwrap_or_default(),
             current_release_unix_ms: current_release.map(|r| r.created).unwrap_or_default(),
-            previews,
+            previews: details.previews as u32,
             health,
             routes,
             target: Some(service_ref(&row.service, &row.environment)),
             current_release_id: row.current_release_id.clone().unwrap_or_default(),
             last_mission_state: newest.as_ref().map(|m| m.state as i32).unwrap_or_default(),
             last_mission_id: newest.map(|m| m.id).unwrap_or_default(),
-            url,
+            url: details.newest_url.unwrap_or_default(),
             agents_connected,
             note: row.note.clone(),
             created_unix_ms: row.created,
@@ -205,15 +203,9 @@ impl Control {
                 .hub
                 .host_compose(&row.service, &row.environment)
                 .unwrap_or_default(),
-            host_address: store
-                .host_address(&row.service, &row.environment)
-                .await
-                .map_err(internal)?,
-            fqdn: store
-                .fqdn(&row.service, &row.environment)
-                .await
-                .map_err(internal)?,
-        })
+            host_address: details.host_address,
+            fqdn: details.fqdn,
+        }
     }
 
     async fn all_services(&self) -> Result<Vec<ServiceInfo>, Status> {
@@ -221,12 +213,20 @@ impl Control {
         self.service_infos(&rows).await
     }
 
+    /// Every service of `rows` (fresh from the store), each table read once
+    /// for all of them.
     async fn service_infos(&self, rows: &[ServiceRow]) -> Result<Vec<ServiceInfo>, Status> {
-        let mut services = Vec::with_capacity(rows.len());
-        for row in rows {
-            services.push(self.service_info(row).await?);
-        }
-        Ok(services)
+        let details = self
+            .state
+            .store
+            .services_details(rows)
+            .await
+            .map_err(internal)?;
+        Ok(rows
+            .iter()
+            .zip(details)
+            .map(|(row, details)| self.info_of(row, details))
+            .collect())
     }
 
     async fn all_agents(&self) -> Result<Vec<AgentInfo>, Status> {
@@ -1077,6 +1077,15 @@ impl ControlService for Control {
     ) -> Result<Response<ServiceInfo>, Status> {
         let row = super::tags::set(&self.state, request.get_ref()).await?;
         self.service_info(&row).await.map(Response::new)
+    }
+
+    async fn tag_vocabulary(
+        &self,
+        request: Request<TagVocabularyRequest>,
+    ) -> Result<Response<TagVocabularyResponse>, Status> {
+        super::tags::vocabulary(&self.state, request.get_ref())
+            .await
+            .map(Response::new)
     }
 
     async fn get_service(

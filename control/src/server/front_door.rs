@@ -148,23 +148,11 @@ pub async fn record(
     Ok(())
 }
 
-/// The routes the service's agent last reported (empty: none).
-pub async fn routes(
-    state: &State,
-    service: &str,
-    environment: &str,
-) -> Result<Vec<FrontDoorRoute>, Status> {
-    let Some(bytes) = state
-        .store
-        .front_door_routes(service, environment)
-        .await
-        .map_err(internal)?
-    else {
-        return Ok(Vec::new());
-    };
-    Ok(FrontDoorReport::decode(bytes.as_slice())
+/// The routes of a stored front-door report (empty: none, or unreadable).
+pub fn decode_routes(report: &[u8]) -> Vec<FrontDoorRoute> {
+    FrontDoorReport::decode(report)
         .map(|report| report.routes)
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 fn label(value: &str) -> String {

@@ -29,8 +29,10 @@ pub use dashboard_sessions::DashboardSessionRow;
 mod front_door;
 mod health;
 mod host_address;
+mod listing;
 pub use allowances::AllowanceRow;
 pub use health::HealthRow;
+pub use listing::ServiceDetails;
 pub mod github;
 pub mod previews;
 mod tags;
@@ -75,6 +77,10 @@ pub struct ServiceRow {
     pub note: String,
     pub retired: bool,
     pub current_release_id: Option<String>,
+    /// The address the provider registered for the host (`""`: none).
+    pub host_address: String,
+    /// The service's public name (`""`: none).
+    pub fqdn: String,
 }
 
 #[derive(Clone, Debug)]
@@ -176,6 +182,8 @@ fn service_row(row: &sqlx::any::AnyRow) -> ServiceRow {
         note: row.get("note"),
         retired: row.get::<i64, _>("retired") != 0,
         current_release_id: row.get("current_release_id"),
+        host_address: row.get("host_address"),
+        fqdn: row.get("fqdn"),
     }
 }
 

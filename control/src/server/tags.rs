@@ -1,5 +1,6 @@
 //! Service tags on the wire: `SetServiceTags` (the CLI's `tag`/`untag`), the
-//! tag filter of `ListServices`, the tags in `ServiceInfo`, and the check of
+//! tag filter of `ListServices`, the tags in `ServiceInfo`, `TagVocabulary`
+//! (the dashboard search's completions), and the check of
 //! the provider's `tags` (`EnsureService`). Every tag is checked by
 //! `launch_core::tags` before the store sees it (a deploy's `launch.toml`
 //! `[tags]` by `ServiceConfig::parse`, and stored with the release in
@@ -9,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 
 use launch_core::tags::{TagFilter, check_key, check_tag};
-use launch_proto::{ServiceTag, SetServiceTagsRequest};
+use launch_proto::{
+    ServiceTag, SetServiceTagsRequest, TagVocabularyRequest, TagVocabularyResponse, VocabularyTerm,
+};
 use tonic::Status;
 use tracing::info;
 
@@ -108,21 +111,33 @@ pub async fn filter(
     Ok(rows)
 }
 
-/// A service's tags as `ServiceInfo` carries them.
-pub async fn of(
+/// `TagVocabulary`: the stored tags' completions of a prefix.
+pub async fn vocabulary(
     state: &State,
-    service: &str,
-    environment: &str,
-) -> Result<Vec<ServiceTag>, Status> {
-    let rows = state
+    request: &TagVocabularyRequest,
+) -> Result<TagVocabularyResponse, Status> {
+    let limit = match request.limit {
+        0 => 100,
+        limit => limit.min(1000) as usize,
+    };
+    let terms = state
         .store
-        .service_tags(service, environment)
+        .tag_vocabulary(&request.prefix, limit, request.with_names)
         .await
         .map_err(internal)?;
-    Ok(rows.into_iter().map(service_tag).collect())
+    Ok(TagVocabularyResponse {
+        terms: terms
+            .into_iter()
+            .map(|(term, services)| VocabularyTerm {
+                term,
+                services: u32::try_from(services).unwrap_or(u32::MAX),
+            })
+            .collect(),
+    })
 }
 
-fn service_tag(row: TagRow) -> ServiceTag {
+/// A tag as `ServiceInfo` carries it.
+pub fn service_tag(row: TagRow) -> ServiceTag {
     ServiceTag {
         key: row.key,
         value: row.value,

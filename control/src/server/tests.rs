@@ -1894,6 +1894,7 @@ async fn stream_logs_reports_missing_lines_as_a_gap_like_watch_mission(db) {
 }
 }
 mod dashboard;
+mod listing;
 mod missions;
 mod previews;
 mod recreate;

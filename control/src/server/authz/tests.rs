@@ -130,6 +130,7 @@ const SPEC: &[(&str, Need)] = &[
     ("StreamLogs", Need::Read),
     ("Status", Need::ReadAll),
     ("ListServices", Need::ReadAll),
+    ("TagVocabulary", Need::ReadAll),
     ("EnsureService", Need::Admin),
     ("RetireService", Need::Admin),
     ("ListReleases", Need::Read),
@@ -393,9 +394,11 @@ fn sample(input_type: &str, mission_id: &str) -> Vec<u8> {
             follow: false,
         }
         .encode_to_vec(),
-        "StatusRequest" | "ListServicesRequest" | "ListAgentsRequest" | "ListApiTokensRequest" => {
-            Vec::new()
-        }
+        "StatusRequest"
+        | "ListServicesRequest"
+        | "ListAgentsRequest"
+        | "ListApiTokensRequest"
+        | "TagVocabularyRequest" => Vec::new(),
         "EnsureServiceRequest" => EnsureServiceRequest {
             target,
             ..Default::default()

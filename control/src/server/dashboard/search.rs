@@ -3,11 +3,11 @@
 //! any service with that tag key, and a bare word a service name,
 //! environment or tag key by prefix. `service:` and `env:` are built-in
 //! keys. Suggestions complete the last term: keys (`env:`), then
-//! `key:value` pairs, from the services the session may list.
+//! `key:value` pairs, from the stored tag vocabulary (`TagVocabulary`, with
+//! the built-in keys), which a session may read when it may list every
+//! service.
 
-use std::collections::BTreeMap;
-
-use launch_proto::{ListServicesRequest, ServiceInfo};
+use launch_proto::{ServiceInfo, TagVocabularyRequest, VocabularyTerm};
 
 use super::session::Session;
 use super::{Dash, Failure};
@@ -70,7 +70,9 @@ pub struct Suggestion {
     pub count: usize,
 }
 
-/// Completions of the query's last term.
+/// Completions of the query's last term, from the stored tag vocabulary:
+/// keys (`env:`) while the term has no `:`, then `key:value` pairs by value
+/// prefix, each with how many services have it.
 pub async fn suggest(
     dash: &Dash,
     session: &Session,
@@ -78,62 +80,41 @@ pub async fn suggest(
 ) -> Result<Vec<Suggestion>, Failure> {
     let last = query.split_whitespace().last().unwrap_or_default();
     let last = if query.ends_with(' ') { "" } else { last };
-    let services = session
+    let last = last.to_lowercase();
+    let terms = session
         .outcome(
             dash,
             dash.control()
-                .list_services(session.request(ListServicesRequest::default()))
+                .tag_vocabulary(session.request(TagVocabularyRequest {
+                    prefix: last.clone(),
+                    limit: SUGGESTIONS as u32,
+                    with_names: true,
+                }))
                 .await,
             false,
         )
         .await?
-        .services;
-    // Every (key, value) a service has, the built-in ones included.
-    let mut pairs: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for info in &services {
-        let target = info.target.clone().unwrap_or_default();
-        *pairs
-            .entry(("service".to_owned(), target.service.clone()))
-            .or_default() += 1;
-        *pairs
-            .entry(("env".to_owned(), target.environment.clone()))
-            .or_default() += 1;
-        for pair in tags_of(info) {
-            *pairs.entry(pair).or_default() += 1;
-        }
-    }
-    Ok(complete(&pairs, last))
+        .terms;
+    Ok(complete(terms, &last))
 }
 
-/// Keys while the term has no `:`, then `key:value` pairs by value prefix.
-fn complete(pairs: &BTreeMap<(String, String), usize>, last: &str) -> Vec<Suggestion> {
-    let last = last.to_lowercase();
-    match last.split_once(':') {
-        None => {
-            let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
-            for ((key, _), count) in pairs {
-                if key.starts_with(&last) {
-                    *keys.entry(key).or_default() += count;
-                }
-            }
-            keys.into_iter()
-                .take(SUGGESTIONS)
-                .map(|(key, count)| Suggestion {
-                    value: format!("{key}:"),
-                    count,
-                })
-                .collect()
-        }
-        Some((key, prefix)) => pairs
-            .iter()
-            .filter(|((k, v), _)| k == key && v.to_lowercase().starts_with(prefix))
-            .take(SUGGESTIONS)
-            .map(|((k, v), count)| Suggestion {
-                value: format!("{k}:{v}"),
-                count: *count,
-            })
-            .collect(),
-    }
+/// The vocabulary's keys as `key:` while `last` has no `:` (they come
+/// first, the pairs after them are dropped), else its pairs.
+fn complete(terms: Vec<VocabularyTerm>, last: &str) -> Vec<Suggestion> {
+    let keys = !last.contains(':');
+    terms
+        .into_iter()
+        .filter(|term| term.term.contains(':') != keys)
+        .take(SUGGESTIONS)
+        .map(|term| Suggestion {
+            value: if keys {
+                format!("{}:", term.term)
+            } else {
+                term.term
+            },
+            count: term.services as usize,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -165,23 +146,29 @@ mod tests {
     }
 
     #[test]
-    fn suggestions_complete_keys_then_values() {
-        let pairs: BTreeMap<(String, String), usize> = [
-            (("env".to_owned(), "prod".to_owned()), 2),
-            (("env".to_owned(), "staging".to_owned()), 1),
-            (("team".to_owned(), "core".to_owned()), 1),
-        ]
-        .into();
-        let values = |last: &str| -> Vec<String> {
-            complete(&pairs, last)
-                .into_iter()
-                .map(|s| s.value)
+    fn keys_are_suggested_with_a_colon_and_pairs_only_after_one() {
+        let terms = |terms: &[(&str, u32)]| -> Vec<VocabularyTerm> {
+            terms
+                .iter()
+                .map(|(term, services)| VocabularyTerm {
+                    term: term.to_string(),
+                    services: *services,
+                })
                 .collect()
         };
-        assert_eq!(values("e"), ["env:"]);
-        assert_eq!(values(""), ["env:", "team:"]);
-        assert_eq!(values("env:"), ["env:prod", "env:staging"]);
-        assert_eq!(values("env:s"), ["env:staging"]);
-        assert!(values("nope").is_empty());
+        let shown = |suggestions: Vec<Suggestion>| -> Vec<String> {
+            suggestions
+                .into_iter()
+                .map(|s| format!("{} {}", s.value, s.count))
+                .collect()
+        };
+        // The vocabulary of `e`: keys first, then their pairs.
+        let vocabulary = terms(&[("env", 3), ("env:prod", 2), ("env:staging", 1)]);
+        assert_eq!(shown(complete(vocabulary.clone(), "e")), ["env: 3"]);
+        assert_eq!(
+            shown(complete(vocabulary[1..].to_vec(), "env:")),
+            ["env:prod 2", "env:staging 1"]
+        );
+        assert!(complete(Vec::new(), "nope").is_empty());
     }
 }

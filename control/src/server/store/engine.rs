@@ -58,6 +58,15 @@ impl Engine {
         }
     }
 
+    /// The aggregate that joins a group's strings with a separator:
+    /// `{agg}(text, separator)`.
+    pub(super) fn string_agg(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "group_concat",
+            Engine::Postgres => "string_agg",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Engine::Sqlite => "SQLite",

@@ -11,7 +11,7 @@
 //! silently by the next apply. Tags are checked by `launch_core::tags`
 //! before they reach this module; a retired service's tags go with it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use launch_core::tags::TagFilter;
 use sqlx::{Any, Row, Transaction};
@@ -38,7 +38,7 @@ impl TagSource {
         }
     }
 
-    fn from_label(label: &str) -> Self {
+    pub(super) fn from_label(label: &str) -> Self {
         match label {
             "terraform" => TagSource::Terraform,
             "launch.toml" => TagSource::LaunchToml,
@@ -201,27 +201,55 @@ impl Store {
 
     /// What a search box completes `prefix` to, from the tags of services
     /// that are not retired: bare keys starting with `prefix`, then
-    /// `key:value` pairs starting with it (`key=value` is read as
-    /// `key:value`), each group in byte order, at most `limit` terms.
-    pub async fn tag_vocabulary(&self, prefix: &str, limit: usize) -> Result<Vec<String>> {
+    /// `key:value` pairs starting with it, the value compared in any case
+    /// (`key=value` is read as `key:value`), each group in byte order, at
+    /// most `limit` terms, each with how many services have it. With
+    /// `names`, also the search's built-in keys: `service` with the
+    /// services' names and `env` with their environments.
+    pub async fn tag_vocabulary(
+        &self,
+        prefix: &str,
+        limit: usize,
+        names: bool,
+    ) -> Result<Vec<(String, u64)>> {
         let prefix = prefix.replacen('=', ":", 1);
-        let key_prefix = prefix.split(':').next().unwrap_or_default();
-        let rows = sqlx::query(
-            "SELECT DISTINCT t.key, t.value FROM service_tags t JOIN services s ON s.service = t.service AND s.environment = t.environment WHERE s.retired = 0 AND substr(t.key, 1, length($1)) = $1",
-        )
+        let (key_prefix, value_prefix) = match prefix.split_once(':') {
+            Some((key, value)) => (key, Some(value.to_lowercase())),
+            None => (prefix.as_str(), None),
+        };
+        let built_in = if names {
+            " UNION ALL SELECT 'service', service FROM services WHERE retired = 0
+              UNION ALL SELECT 'env', environment FROM services WHERE retired = 0"
+        } else {
+            ""
+        };
+        // One row per (key, value) with the number of services that have it
+        // (a service has one value per key).
+        let rows = sqlx::query(&format!(
+            "SELECT term_key, term_value, COUNT(*) AS services FROM (
+                 SELECT t.key AS term_key, t.value AS term_value FROM service_tags t
+                 JOIN services s ON s.service = t.service AND s.environment = t.environment
+                 WHERE s.retired = 0{built_in}
+             ) terms WHERE substr(term_key, 1, length($1)) = $1 GROUP BY term_key, term_value",
+        ))
         .bind(key_prefix)
         .fetch_all(&self.pool)
         .await?;
-        let mut keys = BTreeSet::new();
-        let mut pairs = BTreeSet::new();
+        let mut keys: BTreeMap<String, u64> = BTreeMap::new();
+        let mut pairs: BTreeMap<String, u64> = BTreeMap::new();
         for row in &rows {
-            let key: String = row.get("key");
-            let pair = format!("{key}:{}", row.get::<String, _>("value"));
-            if key.starts_with(&prefix) {
-                keys.insert(key);
+            let key: String = row.get("term_key");
+            let value: String = row.get("term_value");
+            let services = u64::try_from(row.get::<i64, _>("services")).unwrap_or_default();
+            let pair = match &value_prefix {
+                None => true,
+                Some(prefix) => key == key_prefix && value.to_lowercase().starts_with(prefix),
+            };
+            if pair {
+                *pairs.entry(format!("{key}:{value}")).or_default() += services;
             }
-            if pair.starts_with(&prefix) {
-                pairs.insert(pair);
+            if value_prefix.is_none() {
+                *keys.entry(key).or_default() += services;
             }
         }
         Ok(keys.into_iter().chain(pairs).take(limit).collect())
@@ -401,35 +429,61 @@ mod tests {
         assert_eq!(matching(&store, "t_").await, Vec::<String>::new());
     }
 
+    /// The terms of [`Store::tag_vocabulary`] as `term (services)`.
+    async fn vocabulary(store: &Store, prefix: &str, limit: usize, names: bool) -> Vec<String> {
+        store
+            .tag_vocabulary(prefix, limit, names)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(term, services)| format!("{term} ({services})"))
+            .collect()
+    }
+
     #[tokio::test]
-    async fn the_vocabulary_lists_keys_then_pairs_by_prefix() {
+    async fn the_vocabulary_lists_keys_then_pairs_by_prefix_with_their_counts() {
         let (_dir, store) = fleet().await;
-        let all = store.tag_vocabulary("", 100).await.unwrap();
         assert_eq!(
-            all,
+            vocabulary(&store, "", 100, false).await,
             [
-                "team",
-                "tier",
-                "team:payments",
-                "team:platform",
-                "tier:1",
-                "tier:2"
+                "team (3)",
+                "tier (2)",
+                "team:payments (1)",
+                "team:platform (2)",
+                "tier:1 (1)",
+                "tier:2 (1)"
             ]
         );
         assert_eq!(
-            store.tag_vocabulary("te", 100).await.unwrap(),
-            ["team", "team:payments", "team:platform"]
+            vocabulary(&store, "te", 100, false).await,
+            ["team (3)", "team:payments (1)", "team:platform (2)"]
         );
         assert_eq!(
-            store.tag_vocabulary("team:pl", 100).await.unwrap(),
-            ["team:platform"]
+            vocabulary(&store, "team:pl", 100, false).await,
+            ["team:platform (2)"]
         );
         assert_eq!(
-            store.tag_vocabulary("team=pa", 100).await.unwrap(),
-            ["team:payments"]
+            vocabulary(&store, "team=pa", 100, false).await,
+            ["team:payments (1)"]
         );
-        assert_eq!(store.tag_vocabulary("t", 3).await.unwrap().len(), 3);
-        assert!(store.tag_vocabulary("zone", 100).await.unwrap().is_empty());
+        assert_eq!(
+            vocabulary(&store, "team:PLAT", 100, false).await,
+            ["team:platform (2)"],
+            "a value in any case"
+        );
+        assert_eq!(vocabulary(&store, "t", 3, false).await.len(), 3);
+        assert!(vocabulary(&store, "zone", 100, false).await.is_empty());
+        // The search's built-in keys: names and environments.
+        store.ensure_service("api", "staging").await.unwrap();
+        assert_eq!(
+            vocabulary(&store, "e", 100, true).await,
+            ["env (4)", "env:prod (3)", "env:staging (1)"]
+        );
+        assert_eq!(
+            vocabulary(&store, "service:a", 100, true).await,
+            ["service:api (2)"]
+        );
+        assert!(vocabulary(&store, "e", 100, false).await.is_empty());
     }
 
     #[tokio::test]
@@ -526,6 +580,6 @@ mod tests {
         assert_eq!(services, BTreeSet::from(["db".into(), "web".into()]));
         store.ensure_service("api", "prod").await.unwrap();
         assert!(store.service_tags("api", "prod").await.unwrap().is_empty());
-        assert_eq!(store.tag_vocabulary("tier:", 10).await.unwrap(), ["tier:2"]);
+        assert_eq!(vocabulary(&store, "tier:", 10, false).await, ["tier:2 (1)"]);
     }
 }

@@ -591,3 +591,54 @@ async fn a_search_echoed_into_the_page_is_escaped(db) {
     server.stop().await;
 }
 }
+
+/// The values and counts of a suggestions fragment, as `value count`.
+fn suggested(body: &str) -> Vec<String> {
+    body.split("data-value=\"")
+        .skip(1)
+        .map(|item| {
+            let value = &item[..item.find('"').unwrap()];
+            let count = between(item, "<span class=\"muted\">", "</span>");
+            format!("{value} {count}")
+        })
+        .collect()
+}
+
+on_both_engines! {
+#[tokio::test]
+async fn suggestions_complete_keys_then_values_from_the_tag_vocabulary(db) {
+    let (server, _agent, _) = deployed(&db).await;
+    for (service, environment, team) in [("hello", "prod", "core"), ("api", "prod", "Web"), ("api", "staging", "web")] {
+        server
+            .control()
+            .await
+            .ensure_service(server.admin(EnsureServiceRequest {
+                target: Some(target(service, environment)),
+                tags: [("team".to_owned(), team.to_owned())].into(),
+                replace_tags: true,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    let (_, read_token) = api_token(&server, TokenScope::Read).await;
+    let browser = Browser::login(server.addr, &read_token).await.unwrap();
+    let suggest = |q: &'static str| {
+        let browser = &browser;
+        async move {
+            let page = browser.get(&format!("/fragments/suggest?q={q}")).await;
+            assert_eq!(page.status, 200, "{q}: {}", page.body);
+            suggested(&page.body)
+        }
+    };
+    assert_eq!(suggest("").await, ["env: 3", "service: 3", "team: 3"]);
+    assert_eq!(suggest("t").await, ["team: 3"]);
+    assert_eq!(suggest("team%3Aw").await, ["team:Web 1", "team:web 1"], "values in any case");
+    assert_eq!(suggest("team%3AW").await, ["team:Web 1", "team:web 1"]);
+    assert_eq!(suggest("env%3Ap").await, ["env:prod 2"]);
+    assert_eq!(suggest("team%3Acore+service%3A").await, ["service:api 2", "service:hello 1"]);
+    assert!(suggest("team%3Acore+").await.len() == 3, "a space starts a new term");
+    assert!(suggest("zone").await.is_empty());
+    server.stop().await;
+}
+}
