@@ -9,33 +9,16 @@
 //! throwaway PostgreSQL cluster (`launch_e2e::postgres`) instead of SQLite,
 //! and the lines start `load on postgres:`.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use launch_core::bundle::sha256_hex;
+use launch_e2e::bench::{deploy_requests, percentile, rss_mb, tiny_bundle};
 use launch_e2e::{Server, grpc, unique};
-use launch_proto::{
-    AgentMessage, DeployHeader, DeployRequest, ServiceRef, control_message, deploy_request,
-};
+use launch_proto::{AgentMessage, ServiceRef, control_message};
 use tokio::sync::{mpsc, oneshot};
 
 const AGENTS: usize = 1000;
 const CONNECTIONS: usize = 20;
 const DEPLOYS: usize = 100;
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn main() {
     let postgres = match std::env::var("LAUNCH_BENCH_DATABASE").as_deref() {
@@ -124,18 +107,7 @@ async fn run(server: &Server, label: &str) {
     let connect_time = started.elapsed();
     let connected_rss = rss_mb(server.process.pid());
 
-    let bundle = {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("compose.yaml"),
-            "services:\n  web:\n    image: scratch\n",
-        )
-        .unwrap();
-        let mut out = Vec::new();
-        launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
-        out
-    };
-    let sha = sha256_hex(&bundle);
+    let (bundle, sha) = tiny_bundle();
 
     // The other 900 stay connected throughout, as idle agents would.
     let idle = simulated.split_off(DEPLOYS);
@@ -152,20 +124,7 @@ async fn run(server: &Server, label: &str) {
                 first_mission,
                 _up: _session,
             } = agent;
-            let requests = vec![
-                DeployRequest {
-                    msg: Some(deploy_request::Msg::Header(DeployHeader {
-                        target: Some(target),
-                        git_ref: "load".to_owned(),
-                        secrets: HashMap::new(),
-                        bundle_sha256: sha,
-                        ..Default::default()
-                    })),
-                },
-                DeployRequest {
-                    msg: Some(deploy_request::Msg::Chunk(bundle)),
-                },
-            ];
+            let requests = deploy_requests(&target, "load", &bundle, &sha);
             let start = Instant::now();
             let response = control
                 .deploy(grpc::request(tokio_stream::iter(requests), &token))

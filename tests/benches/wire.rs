@@ -8,14 +8,12 @@
 //! - log throughput: 200,000 lines sent as 100-line batches on the session,
 //!   until all of them came out of a following `StreamLogs`, none lost.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use launch_core::bundle::sha256_hex;
+use launch_e2e::bench::{deploy_requests, log_batch, percentile, tiny_bundle};
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::{
-    AgentMessage, DeployHeader, DeployRequest, LogBatch, LogLine, LogStream, MissionAck,
-    ServiceRef, StreamLogsRequest, agent_message, control_message, deploy_request,
+    AgentMessage, MissionAck, ServiceRef, StreamLogsRequest, agent_message, control_message,
 };
 use tokio::sync::mpsc;
 
@@ -30,11 +28,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(run(&server));
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 async fn run(server: &Server) {
@@ -65,36 +58,12 @@ async fn run(server: &Server) {
         }
     });
 
-    let bundle = {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("compose.yaml"),
-            "services:\n  web:\n    image: scratch\n",
-        )
-        .unwrap();
-        let mut out = Vec::new();
-        launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
-        out
-    };
-    let sha = sha256_hex(&bundle);
+    let (bundle, sha) = tiny_bundle();
 
     let mut latencies = Vec::with_capacity(MISSIONS);
     let mut last_mission = String::new();
     for _ in 0..MISSIONS {
-        let requests = vec![
-            DeployRequest {
-                msg: Some(deploy_request::Msg::Header(DeployHeader {
-                    target: Some(target.clone()),
-                    git_ref: "bench".to_owned(),
-                    secrets: HashMap::new(),
-                    bundle_sha256: sha.clone(),
-                    ..Default::default()
-                })),
-            },
-            DeployRequest {
-                msg: Some(deploy_request::Msg::Chunk(bundle.clone())),
-            },
-        ];
+        let requests = deploy_requests(&target, "bench", &bundle, &sha);
         let start = Instant::now();
         let response = control
             .deploy(grpc::request(
@@ -150,29 +119,10 @@ async fn run(server: &Server) {
         let up = up.clone();
         let mission_id = last_mission.clone();
         tokio::spawn(async move {
-            let text = "GET /index.html 200 1234 bytes in 0.2 ms from 10.0.0.1".to_owned();
-            let mut seq = 0;
-            while seq < LOG_LINES {
-                let lines = (0..BATCH)
-                    .map(|_| {
-                        seq += 1;
-                        LogLine {
-                            seq,
-                            unix_ms: 0,
-                            stream: LogStream::Stdout as i32,
-                            source: "web".to_owned(),
-                            text: text.clone(),
-                        }
-                    })
-                    .collect();
-                up.send(AgentMessage {
-                    msg: Some(agent_message::Msg::Logs(LogBatch {
-                        mission_id: mission_id.clone(),
-                        lines,
-                    })),
-                })
-                .await
-                .unwrap();
+            for first in (1..=LOG_LINES).step_by(BATCH as usize) {
+                up.send(log_batch(&mission_id, first..=first + BATCH - 1))
+                    .await
+                    .unwrap();
             }
         })
     };

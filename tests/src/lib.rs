@@ -8,6 +8,8 @@
 //! - [`process`]: a child process whose output lines are captured and waited on, killed on drop.
 //! - [`poll`]: waiting for a condition until a deadline, reporting the last state seen.
 //! - [`server`]: a `launch server` on a free port with its own data dir.
+//! - [`bench`]: what the wire benchmarks share: a tiny bundle, log batches, percentiles, a process's RSS and CPU time.
+//! - [`dashboard`]: a dashboard login and a mission's log stream read as a browser reads it, for benches.
 //! - [`agent`]: a `launch-agent` registered with a fresh join token.
 //! - [`cli`]: running `launch` commands against a server.
 //! - [`service`]: a copy of `examples/quickstart` with a unique name and a free port.
@@ -33,12 +35,14 @@
 //! - [`browser`]: headless chromium through chromedriver: CSS-addressed actions, waits with deadlines, screenshots.
 
 pub mod agent;
+pub mod bench;
 pub mod binaries;
 pub mod browser;
 pub mod bundle;
 pub mod cert_door;
 pub mod cli;
 pub mod cloudflare;
+pub mod dashboard;
 pub mod docker;
 pub mod fake_http;
 pub mod fakepve;

@@ -1,0 +1,104 @@
+//! What the wire benchmarks (`tests/benches/`) share: a tiny bundle and the
+//! `Deploy` requests that upload it, a fake agent's log batches, percentiles,
+//! and a process's resident memory and CPU time from `/proc`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use launch_proto::{
+    AgentMessage, DeployHeader, DeployRequest, LogBatch, LogLine, LogStream, ServiceRef,
+    agent_message, deploy_request,
+};
+
+/// A bundle with one `scratch` service, and its sha256.
+pub fn tiny_bundle() -> (Vec<u8>, String) {
+    let dir = tempfile::tempdir().expect("a temp dir for the bundle");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: scratch\n",
+    )
+    .expect("write compose.yaml");
+    let mut out = Vec::new();
+    launch_core::bundle::pack_dir(dir.path(), &mut out).expect("pack the bundle");
+    let sha = launch_core::bundle::sha256_hex(&out);
+    (out, sha)
+}
+
+/// The two messages of a `Deploy` call: the header, then the whole bundle.
+pub fn deploy_requests(
+    target: &ServiceRef,
+    git_ref: &str,
+    bundle: &[u8],
+    sha: &str,
+) -> Vec<DeployRequest> {
+    vec![
+        DeployRequest {
+            msg: Some(deploy_request::Msg::Header(DeployHeader {
+                target: Some(target.clone()),
+                git_ref: git_ref.to_owned(),
+                secrets: HashMap::new(),
+                bundle_sha256: sha.to_owned(),
+                ..Default::default()
+            })),
+        },
+        DeployRequest {
+            msg: Some(deploy_request::Msg::Chunk(bundle.to_vec())),
+        },
+    ]
+}
+
+/// The text of every benchmark log line: an access-log line of a usual length.
+pub const LOG_TEXT: &str = "GET /index.html 200 1234 bytes in 0.2 ms from 10.0.0.1";
+
+/// A fake agent's batch of log lines `seqs` for `mission_id`.
+pub fn log_batch(mission_id: &str, seqs: std::ops::RangeInclusive<u64>) -> AgentMessage {
+    let lines = seqs
+        .map(|seq| LogLine {
+            seq,
+            unix_ms: 0,
+            stream: LogStream::Stdout as i32,
+            source: "web".to_owned(),
+            text: LOG_TEXT.to_owned(),
+        })
+        .collect();
+    AgentMessage {
+        msg: Some(agent_message::Msg::Logs(LogBatch {
+            mission_id: mission_id.to_owned(),
+            lines,
+        })),
+    }
+}
+
+/// The value at quantile `p` (0.0–1.0) of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Resident memory of process `pid` in MB (0 when unreadable).
+pub fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// CPU time (user + system) process `pid` has used so far (0 when unreadable).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, field 2, may hold spaces: count fields after its `)`.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, so 11 and 12 after the state (3).
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(ticks as f64 / per_second)
+}
