@@ -88,6 +88,18 @@ impl TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = db.config(data_dir.path().join("server"));
         adjust(&mut config);
+        Self::run_in(data_dir, db, config).await
+    }
+
+    /// Stops the server and starts another on the same data dir and database.
+    async fn restart(self) -> Self {
+        let db = self.db.clone();
+        let data_dir = self.stop().await;
+        let config = db.config(data_dir.path().join("server"));
+        Self::run_in(data_dir, &db, config).await
+    }
+
+    async fn run_in(data_dir: tempfile::TempDir, db: &TestDb, config: ServerConfig) -> Self {
         let database_url = config.database_url.clone();
         let shutdown = CancellationToken::new();
         let (ready_tx, ready_rx) = oneshot::channel();

@@ -42,11 +42,35 @@ fn target(service: String, environment: String) -> Option<ServiceRef> {
 
 /// `POST /services/{service}/{environment}/activate` with `release_id`.
 pub async fn activate(
+    dash: Extract<Arc<Dash>>,
+    session: ApiSession,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    form: Fields,
+) -> Result<Response, Response> {
+    queue_release(dash, session, path, headers, form, "activating").await
+}
+
+/// `POST /services/{service}/{environment}/redeploy`: the current release again.
+pub async fn redeploy(
+    dash: Extract<Arc<Dash>>,
+    session: ApiSession,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    form: Fields,
+) -> Result<Response, Response> {
+    queue_release(dash, session, path, headers, form, "redeploying").await
+}
+
+/// Activate and Redeploy are one control call: a mission that makes the
+/// form's `release_id` current (an earlier one, or the current one again).
+async fn queue_release(
     Extract(dash): Extract<Arc<Dash>>,
     ApiSession(session): ApiSession,
     Path((service, environment)): Path<(String, String)>,
     headers: HeaderMap,
     Form(form): Fields,
+    verb: &str,
 ) -> Result<Response, Response> {
     csrf::check(&session, &headers, field(&form, "csrf")).map_err(IntoResponse::into_response)?;
     let back = back(&service, &environment);
@@ -68,41 +92,7 @@ pub async fn activate(
         is_htmx(&headers),
         &back,
         format!(
-            "activating release {}: mission {}",
-            queued.release_id, queued.mission_id
-        ),
-    ))
-}
-
-/// `POST /services/{service}/{environment}/redeploy`: the current release again.
-pub async fn redeploy(
-    Extract(dash): Extract<Arc<Dash>>,
-    ApiSession(session): ApiSession,
-    Path((service, environment)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Result<Response, Response> {
-    csrf::check(&session, &headers, field(&form, "csrf")).map_err(IntoResponse::into_response)?;
-    let back = back(&service, &environment);
-    let current = field(&form, "release_id").to_owned();
-    let queued = session
-        .outcome(
-            &dash,
-            dash.control()
-                .rollback(session.request(RollbackRequest {
-                    target: target(service, environment),
-                    to_release_id: current,
-                }))
-                .await,
-            false,
-        )
-        .await
-        .map_err(refused)?;
-    Ok(flash(
-        is_htmx(&headers),
-        &back,
-        format!(
-            "redeploying release {}: mission {}",
+            "{verb} release {}: mission {}",
             queued.release_id, queued.mission_id
         ),
     ))

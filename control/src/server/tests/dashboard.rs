@@ -419,33 +419,6 @@ async fn no_secret_value_appears_in_any_page_or_fragment(db) {
 }
 }
 
-impl TestServer {
-    /// Stops the server and starts another on the same data dir.
-    async fn restart(self) -> TestServer {
-        let admin_token = self.admin_token.clone();
-        let self_db = self.db.clone();
-        let data_dir = self.stop().await;
-        let config = self_db.config(data_dir.path().join("server"));
-        let database_url = config.database_url.clone();
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let handle = tokio::spawn(run(config, shutdown.clone(), ready_tx));
-        let addr = tokio::time::timeout(DEADLINE, ready_rx)
-            .await
-            .expect("server ready within the deadline")
-            .expect("server sent its address");
-        TestServer {
-            addr,
-            data_dir,
-            admin_token,
-            shutdown,
-            handle,
-            database_url,
-            db: self_db,
-        }
-    }
-}
-
 on_both_engines! {
 #[tokio::test]
 async fn the_log_stream_resumes_after_last_event_id_also_across_a_restart(db) {

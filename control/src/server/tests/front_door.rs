@@ -66,31 +66,6 @@ async fn responses(server: &TestServer, want: u64) {
     .await
 }
 
-/// The same server again on its data dir.
-async fn restarted(server: TestServer) -> TestServer {
-    let db = server.db.clone();
-    let database_url = server.database_url.clone();
-    let data_dir = server.stop().await;
-    let config = db.config(data_dir.path().join("server"));
-    let shutdown = CancellationToken::new();
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let handle = tokio::spawn(run(config, shutdown.clone(), ready_tx));
-    let addr = tokio::time::timeout(DEADLINE, ready_rx)
-        .await
-        .unwrap()
-        .unwrap();
-    let admin_token = std::fs::read_to_string(data_dir.path().join("server/admin.token")).unwrap();
-    TestServer {
-        addr,
-        data_dir,
-        admin_token: admin_token.trim().to_owned(),
-        shutdown,
-        handle,
-        database_url,
-        db,
-    }
-}
-
 on_both_engines! {
 #[tokio::test]
 async fn heartbeats_show_routes_in_status_and_add_counters_to_metrics_once(db) {
@@ -130,7 +105,7 @@ async fn heartbeats_show_routes_in_status_and_add_counters_to_metrics_once(db) {
     drop(session);
 
     // So does a control-plane restart (the marks are stored with the totals).
-    let server = restarted(server).await;
+    let server = server.restart().await;
     let session = AgentSession::open(&server, &agent_token).await.unwrap();
     session.heartbeat(report("a", 8)).await;
     responses(&server, 8).await;
