@@ -98,7 +98,7 @@ def cpu_seconds(tf, workdir, env, *extra):
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cpu_profile(tf, services, data, env):
+def cpu_profile(tf, services, data, floor, env):
     """Where a -refresh=false plan spends CPU: terraform itself or our plugin.
     The plugin runs under /usr/bin/time (a wrapper dev_overrides points at),
     which appends one line per plugin process terraform started."""
@@ -113,19 +113,27 @@ def cpu_profile(tf, services, data, env):
     with open(rc, "w") as f:
         f.write('provider_installation {\n  dev_overrides {\n    "launch/launch" = "%s"\n  }\n  direct {}\n}\n' % wrap)
     wrapped = {**env, "TF_CLI_CONFIG_FILE": rc}
-    launch, plugin, starts, data_cpu = [], [], [], []
+    def plugin_lines():
+        return [l.split() for l in open(log).read().splitlines() if l.strip()]
+
+    launch, plugin, starts, data_cpu, floor_cpu, floor_plugin = [], [], [], [], [], []
     for _ in range(RUNS):
         open(log, "w").close()
         launch.append(cpu_seconds(tf, services, wrapped, "-refresh=false"))
-        lines = [l.split() for l in open(log).read().splitlines() if l.strip()]
+        lines = plugin_lines()
         plugin.append(sum(float(u) + float(s) for u, s in lines))
         starts.append(len(lines))
         data_cpu.append(cpu_seconds(tf, data, env, "-refresh=false"))
+        open(log, "w").close()
+        floor_cpu.append(cpu_seconds(tf, floor, wrapped, "-refresh=false"))
+        floor_plugin.append(sum(float(u) + float(s) for u, s in plugin_lines()))
     med = statistics.median
     print(f"cpu_no_refresh_launch_s: {med(launch):.2f}")
     print(f"cpu_no_refresh_plugin_s: {med(plugin):.2f}")
     print(f"cpu_no_refresh_terraform_s: {med(launch) - med(plugin):.2f}")
     print(f"cpu_no_refresh_data_s: {med(data_cpu):.2f}")
+    print(f"cpu_no_refresh_security_group_terraform_s: {med(floor_cpu) - med(floor_plugin):.2f}")
+    print(f"cpu_no_refresh_security_group_plugin_s: {med(floor_plugin):.2f}")
     print(f"plugin_starts_per_plan: {med(starts):.0f}")
 
 
@@ -162,8 +170,10 @@ def main():
 
     services = f"{work}/services"
     data = f"{work}/data"
+    floor = f"{work}/floor"
     os.makedirs(services)
     os.makedirs(data)
+    os.makedirs(floor)
     with open(f"{services}/main.tf", "w") as f:
         f.write('terraform {\n  required_providers {\n    launch = { source = "launch/launch" }\n  }\n}\n')
         f.write(f'resource "launch_service" "s" {{\n  count = {COUNT}\n  name = "bench-${{count.index}}"\n'
@@ -171,14 +181,25 @@ def main():
     with open(f"{data}/main.tf", "w") as f:
         f.write(f'resource "terraform_data" "d" {{\n  count = {COUNT}\n  input = "bench-${{count.index}}"\n}}\n')
 
+    # The plugin floor: the same plugin's smallest resource (8 attributes, no
+    # nested block, a read of one DescribeSecurityGroups), to tell what any
+    # plugin-served resource costs terraform from what our schema costs it.
+    with open(f"{floor}/main.tf", "w") as f:
+        f.write('terraform {\n  required_providers {\n    launch = { source = "launch/launch" }\n  }\n}\n')
+        f.write(f'resource "launch_aws_security_group" "g" {{\n  count = {COUNT}\n  name = "bench-${{count.index}}"\n'
+                '  ingress_tcp_ports = [80, 443]\n}\n')
+
     run(tf, services, env, "apply", "-auto-approve", "-no-color", "-input=false")
     run(tf, data, env, "apply", "-auto-approve", "-no-color", "-input=false")
+    run(tf, floor, env, "apply", "-auto-approve", "-no-color", "-input=false")
     no_refresh = ("-refresh=false",)
     medians = interleaved_medians({
         "launch": ((tf, services, env), ()),
         "launch_no_refresh": ((tf, services, env), no_refresh),
         "data": ((tf, data, env), ()),
         "data_no_refresh": ((tf, data, env), no_refresh),
+        "floor": ((tf, floor, env), ()),
+        "floor_no_refresh": ((tf, floor, env), no_refresh),
     })
     version = subprocess.run([tf, "version"], capture_output=True, text=True).stdout.splitlines()[0]
     print(f"terraform: {version}")
@@ -190,7 +211,11 @@ def main():
     per_resource = lambda ours, theirs: (medians[ours] - medians[theirs]) * 1000 / COUNT
     print(f"per_resource_refresh_ms: {per_resource('launch', 'data'):.2f}")
     print(f"per_resource_no_refresh_ms: {per_resource('launch_no_refresh', 'data_no_refresh'):.2f}")
-    cpu_profile(tf, services, data, env)
+    print(f"plan_security_group_s: {medians['floor']:.2f}")
+    print(f"plan_security_group_no_refresh_s: {medians['floor_no_refresh']:.2f}")
+    print(f"per_resource_floor_refresh_ms: {per_resource('floor', 'data'):.2f}")
+    print(f"per_resource_floor_no_refresh_ms: {per_resource('floor_no_refresh', 'data_no_refresh'):.2f}")
+    cpu_profile(tf, services, data, floor, env)
     size = os.path.getsize(os.path.join(BIN_DIR, "terraform-provider-launch"))
     print(f"provider_binary_mb: {size / 1e6:.1f}")
     # No destroy: moto, the server and the work dir go with the run.
