@@ -29,7 +29,7 @@ fn aws_env(moto: &MotoS3) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn as_refs(env: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter()
         .map(|(name, value)| (*name, value.as_str()))
         .collect()

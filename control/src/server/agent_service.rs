@@ -242,14 +242,22 @@ impl AgentService for Agents {
                 if shutdown.is_cancelled() {
                     Err(Status::unavailable("the control plane is shutting down: retry"))?;
                 }
-                let read = bundle.read(&mut buffer).await.map_err(|err| {
-                    error!(cause = %err, bundle_sha256 = %sha256, "bundle read broke");
-                    Status::unavailable(format!("reading bundle {sha256} broke: deploy again"))
-                })?;
-                if read == 0 {
+                // Whole chunks: an S3 body arrives in frames of a few KiB.
+                let mut filled = 0;
+                while filled < buffer.len() {
+                    let read = bundle.read(&mut buffer[filled..]).await.map_err(|err| {
+                        error!(cause = %err, bundle_sha256 = %sha256, "bundle read broke");
+                        Status::unavailable(format!("reading bundle {sha256} broke: deploy again"))
+                    })?;
+                    if read == 0 {
+                        break;
+                    }
+                    filled += read;
+                }
+                if filled == 0 {
                     break;
                 }
-                yield BundleChunk { data: buffer[..read].to_vec() };
+                yield BundleChunk { data: buffer[..filled].to_vec() };
             }
         };
         Ok(Response::new(Box::pin(stream)))
