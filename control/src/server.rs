@@ -16,6 +16,7 @@
 //!   `api_tokens`: minting, listing and revoking scoped API tokens.
 //! - `allowances`: host-policy allowances an admin grants a service.
 //! - `bundle_check`: an uploaded bundle's compose file, checked as `launch deploy` checks it.
+//! - [`bundle_store`]: where accepted bundles are kept: the data dir or S3.
 //! - [`front_door`]: the agents' front-door reports: routes and certificates
 //!   for `status`, proxy counters added up once for `/metrics`.
 //! - `http`: the plain HTTP endpoints.
@@ -52,6 +53,7 @@ mod allowances;
 mod api_tokens;
 pub mod authz;
 mod bundle_check;
+pub mod bundle_store;
 mod control_service;
 pub mod dashboard;
 mod digest;
@@ -73,6 +75,11 @@ pub mod tls;
 pub mod tokens;
 mod wakeup;
 
+/// moto's S3 for the bundle store's tests, shared with the e2e crate as a
+/// file like `test_postgres`.
+#[cfg(test)]
+#[path = "../../tests/src/moto_s3.rs"]
+mod test_moto_s3;
 /// The e2e crate's throwaway PostgreSQL cluster, shared as a file (it is
 /// std-only) so the store tests need no dependency on the e2e harness.
 #[cfg(test)]
@@ -116,6 +123,12 @@ pub struct ServerFlags {
     /// jobs) [default: this executable]
     #[arg(long, env = "LAUNCH_CLI_BINARY")]
     pub cli_binary: Option<PathBuf>,
+    /// Where bundles are kept: s3://BUCKET/PREFIX in an S3-compatible
+    /// store every replica shares (the standard AWS chain for credentials
+    /// and region; AWS_ENDPOINT_URL_S3 for another endpoint, then addressed
+    /// path-style) [default: <data-dir>/bundles]
+    #[arg(long, env = "LAUNCH_BUNDLE_STORE")]
+    pub bundle_store: Option<String>,
     /// Largest bundle a deploy may upload, in bytes
     #[arg(long, env = "LAUNCH_MAX_BUNDLE_BYTES", default_value_t = DEFAULT_MAX_BUNDLE_BYTES)]
     pub max_bundle_bytes: u64,
@@ -161,6 +174,11 @@ pub struct ServerConfig {
     pub agent_binary: Option<PathBuf>,
     pub cli_binary: Option<PathBuf>,
     pub max_bundle_bytes: u64,
+    /// Where accepted bundles are kept.
+    pub bundle_store: bundle_store::Location,
+    /// The AWS settings of an S3 bundle store; `None`: the standard chain
+    /// (env, profile, IMDS), loaded at start. Tests point it at moto.
+    pub aws: Option<aws_config::SdkConfig>,
     /// The secret key; `None` means `<data-dir>/secret.key` (created at first start).
     pub secret_key: Option<[u8; 32]>,
     /// Serve TLS with this rustls config (from `--tls-cert`/`--tls-key`).
@@ -184,6 +202,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("agent_binary", &self.agent_binary)
             .field("cli_binary", &self.cli_binary)
             .field("max_bundle_bytes", &self.max_bundle_bytes)
+            .field("bundle_store", &self.bundle_store.to_string())
             .field(
                 "secret_key",
                 &self.secret_key.map(|_| "<from LAUNCH_SECRET_KEY>"),
@@ -210,6 +229,8 @@ impl ServerConfig {
             agent_binary: agent_binary_beside_exe(),
             cli_binary: std::env::current_exe().ok(),
             max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+            bundle_store: bundle_store::Location::DataDir,
+            aws: None,
             secret_key: None,
             tls: None,
             provider_dir: None,
@@ -294,6 +315,12 @@ impl ServerConfig {
         if flags.max_bundle_bytes == 0 {
             errors.push("--max-bundle-bytes must be above 0".to_owned());
         }
+        let bundle_store = match &flags.bundle_store {
+            Some(text) => bundle_store::Location::parse(text)
+                .map_err(|err| errors.push(err))
+                .unwrap_or_default(),
+            None => bundle_store::Location::DataDir,
+        };
         let secret_key = match secret_key {
             Some(text) => secrets::parse_key(text, secrets::KEY_ENV)
                 .map_err(|err| errors.push(err.to_string()))
@@ -327,6 +354,8 @@ impl ServerConfig {
                 .clone()
                 .or_else(|| std::env::current_exe().ok()),
             max_bundle_bytes: flags.max_bundle_bytes,
+            bundle_store,
+            aws: None,
             secret_key,
             tls,
             provider_dir: flags.provider_dir.clone(),
@@ -401,7 +430,13 @@ pub async fn main(flags: ServerFlags) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            // A bundle store that does not answer is bad configuration,
+            // found before any port is bound.
+            if err.is::<bundle_store::BundleStoreError>() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -437,6 +472,9 @@ pub async fn run(
     // while it is, and so does a second server on the same data dir.
     let _lock = rotate::lock_data_dir(&config.data_dir)?;
     remove_partial_uploads(&bundles_dir);
+    let bundles =
+        bundle_store::BundleStore::open(&config.bundle_store, bundles_dir, config.aws.as_ref())
+            .await?;
     let store = store::Store::open_with(&config.database_url, config.database_pool_size)
         .await
         .with_context(|| {
@@ -473,7 +511,7 @@ pub async fn run(
         hub: Arc::new(hub::Hub::default()),
         secrets: secret_box,
         data_dir: config.data_dir.clone(),
-        bundles_dir,
+        bundles,
         admin_hash,
         max_bundle_bytes: config.max_bundle_bytes,
         agent_binary: config.agent_binary.clone(),

@@ -21,6 +21,7 @@
 //! - [`tcp_proxy`]: a TCP proxy that can partition an agent from the control plane.
 //! - [`host`]: a systemd + cloud-init container booted from user-data, as a real host would.
 //! - [`moto`]: a `moto_server` per test (EC2) and a client for out-of-band changes.
+//! - [`moto_s3`]: moto's S3 for the bundle store, a bucket per test (also used by the control crate's tests).
 //! - [`front_door`]: an agent's front door on free ports, routed services, a request loop, a container watch.
 //! - [`fault_proxy`]: an HTTP proxy that answers with 503s or throttling on demand.
 //! - [`fake_http`]: the small HTTP/1.1 server the hand-written API fakes answer through.
@@ -53,6 +54,7 @@ pub mod grpc;
 pub mod host;
 pub mod http;
 pub mod moto;
+pub mod moto_s3;
 pub mod pebble;
 pub mod poll;
 pub mod postgres;

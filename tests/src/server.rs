@@ -58,6 +58,18 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "LAUNCH_PREVIEW_TTL",
     "LAUNCH_PREVIEW_MEMORY_MIB",
     "LAUNCH_PREVIEW_MILLICPUS",
+    "LAUNCH_BUNDLE_STORE",
+    // The AWS chain an S3 bundle store reads: only what a test passes.
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
 ];
 
 pub struct Server {
@@ -65,6 +77,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub admin_token: String,
     extra_args: Vec<String>,
+    /// Environment variables set for the process (and its replicas).
+    env: Vec<(String, String)>,
     data_dir: PathBuf,
     _temp: TempDir,
 }
@@ -77,13 +91,24 @@ impl Server {
 
     /// Starts a server with extra flags (e.g. `--max-bundle-bytes 1048576`).
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::start_with_env(extra_args, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables (e.g.
+    /// the AWS settings of an S3 bundle store), which its replicas and
+    /// restarts get too.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let temp = tempfile::Builder::new()
             .prefix("launch-e2e-server-")
             .tempdir()
             .expect("create a temp dir");
         let data_dir = temp.path().join("data");
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let (process, addr) = spawn(&data_dir, "127.0.0.1:0", &extra_args)
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let (process, addr) = spawn(&data_dir, "127.0.0.1:0", &extra_args, &env)
             .unwrap_or_else(|e| panic!("launch server did not start: {e}"));
         let admin_token = read_admin_token(&data_dir);
         Server {
@@ -91,6 +116,7 @@ impl Server {
             addr,
             admin_token,
             extra_args,
+            env,
             data_dir,
             _temp: temp,
         }
@@ -116,12 +142,13 @@ impl Server {
             data_dir.join("secret.key"),
         )
         .expect("copy the secret key");
-        let (process, addr) = spawn(&data_dir, "127.0.0.1:0", &first.extra_args)?;
+        let (process, addr) = spawn(&data_dir, "127.0.0.1:0", &first.extra_args, &first.env)?;
         Ok(Server {
             process,
             addr,
             admin_token: first.admin_token.clone(),
             extra_args: first.extra_args.clone(),
+            env: first.env.clone(),
             data_dir,
             _temp: temp,
         })
@@ -155,7 +182,7 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut last = String::new();
         while Instant::now() < deadline {
-            match spawn(&self.data_dir, &listen, &self.extra_args) {
+            match spawn(&self.data_dir, &listen, &self.extra_args, &self.env) {
                 Ok((process, addr)) => {
                     assert_eq!(addr, self.addr, "restarted server listens elsewhere");
                     self.process = process;
@@ -202,11 +229,17 @@ fn read_admin_token(data_dir: &Path) -> String {
 
 /// Spawns `launch server` and waits for its listening line; `Err` with its
 /// output if it exits or stays silent.
-fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> Result<(Process, SocketAddr), String> {
+fn spawn(
+    data_dir: &Path,
+    listen: &str,
+    extra: &[String],
+    env: &[(String, String)],
+) -> Result<(Process, SocketAddr), String> {
     let mut command = Command::new(binaries::launch());
     for var in SCRUBBED_ENV {
         command.env_remove(var);
     }
+    command.envs(env.iter().map(|(name, value)| (name, value)));
     command
         .env("RUST_LOG", "info")
         .arg("server")

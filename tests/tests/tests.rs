@@ -10,6 +10,7 @@
 //! - `bootstrap`: user-data schema, unit verify, the static agent, and real boots of a systemd + cloud-init host.
 //! - `tidy`: repository rules checked as tests (every `.rs` file starts with `//!`).
 //! - `control_plane`: the server process: HTTP endpoints, file modes, bad config, CLI exit 3.
+//! - `bundle_store`: bundles in moto's S3: two replicas on one database and bucket, a missing object, a bucket that does not answer.
 //! - `tokens`: join tokens — registration, reuse refused.
 //! - `api_tokens`: scoped API tokens through the CLI: create, list, refusals naming the scope, revoke.
 //! - `compose`: the corpus of compose apps, broken files refused, the host policy, the settle gate, degraded.
@@ -43,6 +44,7 @@ mod api_tokens;
 mod bad_input;
 mod bootstrap;
 mod browser;
+mod bundle_store;
 mod certs;
 mod compose;
 mod control_plane;

@@ -13,7 +13,7 @@ use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use launch_core::labels::Labels;
 use launch_core::redact::Redactor;
@@ -24,6 +24,7 @@ use launch_proto::{
     Welcome, agent_message, control_message, mission_event,
 };
 
+use super::bundle_store::BundleStoreError;
 use super::state::{State, internal};
 use super::store::{AgentRow, MissionRow, now_ms};
 use super::tokens;
@@ -214,13 +215,26 @@ impl AgentService for Agents {
                 "release {release_id} belongs to another service: an agent may fetch only its own service's bundles"
             )));
         }
-        let path = self
+        let mut bundle = self
             .state
-            .bundles_dir
-            .join(format!("{}.tar.gz", release.bundle_sha256));
-        let mut file = tokio::fs::File::open(&path)
+            .bundles
+            .open_bundle(&release.bundle_sha256)
             .await
-            .map_err(|err| internal(format!("open bundle {}: {err}", path.display())))?;
+            .map_err(|err| match err {
+                BundleStoreError::Missing { .. } => {
+                    warn!(agent_id = %agent.id, release_id = %release.id, cause = %err, "bundle missing");
+                    Status::not_found(format!("release {}: {err}", release.id))
+                }
+                err => {
+                    error!(agent_id = %agent.id, release_id = %release.id, cause = %err, "cannot open a bundle");
+                    Status::unavailable(format!(
+                        "the control plane cannot read bundle {} from {}: see its log, then deploy again",
+                        release.bundle_sha256,
+                        self.state.bundles.describe()
+                    ))
+                }
+            })?;
+        let sha256 = release.bundle_sha256;
         let shutdown = self.state.shutdown.clone();
         let stream = async_stream::try_stream! {
             let mut buffer = vec![0u8; BUNDLE_CHUNK_BYTES];
@@ -228,11 +242,22 @@ impl AgentService for Agents {
                 if shutdown.is_cancelled() {
                     Err(Status::unavailable("the control plane is shutting down: retry"))?;
                 }
-                let read = file.read(&mut buffer).await.map_err(internal)?;
-                if read == 0 {
+                // Whole chunks: an S3 body arrives in frames of a few KiB.
+                let mut filled = 0;
+                while filled < buffer.len() {
+                    let read = bundle.read(&mut buffer[filled..]).await.map_err(|err| {
+                        error!(cause = %err, bundle_sha256 = %sha256, "bundle read broke");
+                        Status::unavailable(format!("reading bundle {sha256} broke: deploy again"))
+                    })?;
+                    if read == 0 {
+                        break;
+                    }
+                    filled += read;
+                }
+                if filled == 0 {
                     break;
                 }
-                yield BundleChunk { data: buffer[..read].to_vec() };
+                yield BundleChunk { data: buffer[..filled].to_vec() };
             }
         };
         Ok(Response::new(Box::pin(stream)))

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use launch_core::bundle::{self, Limits};
 use launch_core::names::{EnvironmentName, ServiceName};
@@ -253,7 +253,7 @@ impl Control {
             .collect())
     }
 
-    /// Receives the bundle into a temp file in the bundles directory, checking
+    /// Receives the bundle into a temp file in the bundle store's staging dir, checking
     /// size and hash; returns the temp file, its sha256 and size.
     async fn receive_bundle(
         &self,
@@ -264,7 +264,7 @@ impl Control {
         let temp = tempfile::Builder::new()
             .prefix(".upload-")
             .suffix(".tar.gz")
-            .tempfile_in(&self.state.bundles_dir)
+            .tempfile_in(self.state.bundles.staging_dir())
             .map_err(internal)?;
         let mut file = tokio::fs::File::from_std(temp.reopen().map_err(internal)?);
         let mut hasher = Sha256::new();
@@ -370,8 +370,14 @@ impl ControlService for Control {
             header.secrets.keys(),
         )
         .await?;
-        let final_path = self.state.bundles_dir.join(format!("{sha256}.tar.gz"));
-        temp.persist(&final_path).map_err(internal)?;
+        let stored = self.state.bundles.put(temp, &sha256).await.map_err(|err| {
+            error!(cause = %err, bundle_sha256 = %sha256, "cannot store a bundle");
+            Status::unavailable(format!(
+                "the control plane cannot store the bundle in {}: see its log, then deploy again",
+                self.state.bundles.describe()
+            ))
+        })?;
+        debug!(bundle_sha256 = %sha256, ?stored, "bundle stored");
 
         let secrets_environment =
             super::store::previews::secrets_environment(&environment, &header.preview);

@@ -25,7 +25,8 @@ pub struct State {
     pub hub: Arc<Hub>,
     pub secrets: SecretBox,
     pub data_dir: PathBuf,
-    pub bundles_dir: PathBuf,
+    /// Where accepted bundles are kept (uploads arrive in its staging dir).
+    pub bundles: super::bundle_store::BundleStore,
     pub admin_hash: String,
     pub max_bundle_bytes: u64,
     pub agent_binary: Option<PathBuf>,

@@ -1765,6 +1765,7 @@ fn bad_config_is_reported_all_at_once() {
         agent_binary: None,
         cli_binary: None,
         max_bundle_bytes: 1,
+        bundle_store: Some("/var/lib/bundles".into()),
         tls_cert: Some("/nonexistent/cert.pem".into()),
         tls_key: Some("/nonexistent/key.pem".into()),
         provider_dir: Some("/nonexistent/providers".into()),
@@ -1777,7 +1778,11 @@ fn bad_config_is_reported_all_at_once() {
     };
     let errors = ServerConfig::from_flags_with(&flags, Some("short"), None).unwrap_err();
     let all = errors.join("\n");
-    assert_eq!(errors.len(), 6, "{all}");
+    assert_eq!(errors.len(), 7, "{all}");
+    assert!(
+        all.contains("--bundle-store \"/var/lib/bundles\" is not s3://BUCKET[/PREFIX]"),
+        "{all}"
+    );
     assert!(
         all.contains("--provider-dir /nonexistent/providers holds no terraform-provider-launch"),
         "{all}"
@@ -1809,6 +1814,7 @@ fn bad_config_is_reported_all_at_once() {
         agent_binary: None,
         cli_binary: None,
         max_bundle_bytes: 10,
+        bundle_store: None,
         tls_cert: None,
         tls_key: None,
         provider_dir: None,
@@ -1828,6 +1834,13 @@ fn bad_config_is_reported_all_at_once() {
         config.database_url,
         "sqlite:///home/u/.local/share/launch/server/launch.db"
     );
+    assert_eq!(config.bundle_store, super::bundle_store::Location::DataDir);
+    let on_s3 = ServerFlags {
+        bundle_store: Some("s3://launch-bundles/prod/".into()),
+        ..ok
+    };
+    let config = ServerConfig::from_flags_with(&on_s3, None, Some("/home/u".into())).unwrap();
+    assert_eq!(config.bundle_store.to_string(), "s3://launch-bundles/prod");
 }
 
 /// What a StreamLogs stream carried, as `line N` and `gap A-B` labels.

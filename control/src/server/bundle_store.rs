@@ -1,0 +1,226 @@
+//! Where uploaded bundles live, content-addressed by sha256: the data dir's
+//! `bundles/` (the default, one replica's own disk) or an S3-compatible
+//! bucket (`--bundle-store s3://BUCKET/PREFIX`), which every replica on one
+//! database shares, so an agent fetches from any replica what was uploaded
+//! through another. `Deploy` puts, `FetchBundle` opens; nothing else reads
+//! bundles. The two backends differ only behind [`BundleStore`]: its
+//! methods are the one `match` on [`Backend`].
+//!
+//! An upload is always received into a temp file in `<data-dir>/bundles`
+//! first (hashed and size-checked while it arrives, then checked as a
+//! bundle); only a bundle the control plane accepted is put. The data dir
+//! renames the file to `<sha256>.tar.gz`; S3 streams it from the file to
+//! `<prefix>/<sha256>.tar.gz` unless HeadObject finds it there already. A
+//! bundle missing at fetch time is [`BundleStoreError::Missing`], which the
+//! agent reports as its mission's failure.
+
+mod s3;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use tokio::io::AsyncRead;
+
+pub use s3::S3Location;
+
+/// Where bundles are kept: the parsed `--bundle-store`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Location {
+    /// `<data-dir>/bundles`.
+    #[default]
+    DataDir,
+    S3(S3Location),
+}
+
+impl Location {
+    /// Parses `--bundle-store`: `s3://BUCKET` or `s3://BUCKET/PREFIX`.
+    pub fn parse(text: &str) -> Result<Location, String> {
+        match text.strip_prefix("s3://") {
+            Some(rest) => S3Location::parse(rest).map(Location::S3),
+            None => Err(format!(
+                "--bundle-store {text:?} is not s3://BUCKET[/PREFIX]: give an S3 bucket (and key prefix), or leave it unset to keep bundles in <data-dir>/bundles"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::DataDir => f.write_str("<data-dir>/bundles"),
+            Location::S3(s3) => s3.fmt(f),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleStoreError {
+    #[error(
+        "bundle {sha256} is not in the bundle store {store}: deploy the service again to upload it (replicas sharing a database need one shared --bundle-store, s3://…)"
+    )]
+    Missing { sha256: String, store: String },
+    #[error("{0}")]
+    S3(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// What a put did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// The bundle was written.
+    New,
+    /// A bundle with this sha256 was there already; nothing was written.
+    AlreadyThere,
+}
+
+/// A stored bundle's bytes, read in the order they were uploaded.
+pub type BundleReader = Pin<Box<dyn AsyncRead + Send>>;
+
+pub struct BundleStore {
+    /// Where uploads are received before they are put (and, for the data
+    /// dir, where bundles stay).
+    staging_dir: PathBuf,
+    backend: Backend,
+}
+
+enum Backend {
+    DataDir,
+    S3(s3::S3Bundles),
+}
+
+impl BundleStore {
+    /// Opens `location`, with `bundles_dir` the data dir's `bundles/`. For S3
+    /// the bucket must answer HeadBucket; `aws` replaces the standard AWS
+    /// chain (env, profile, IMDS) when given.
+    pub async fn open(
+        location: &Location,
+        bundles_dir: PathBuf,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<BundleStore, BundleStoreError> {
+        let backend = match location {
+            Location::DataDir => Backend::DataDir,
+            Location::S3(s3) => Backend::S3(s3::S3Bundles::connect(s3, aws).await?),
+        };
+        Ok(BundleStore {
+            staging_dir: bundles_dir,
+            backend,
+        })
+    }
+
+    /// The directory an upload is received into, as a temp file.
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging_dir
+    }
+
+    /// Where bundles are kept, for messages.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::DataDir => self.staging_dir.display().to_string(),
+            Backend::S3(s3) => s3.describe(),
+        }
+    }
+
+    /// Stores the accepted upload `temp` (in [`Self::staging_dir`]) as
+    /// `sha256`, which must be its content's hash.
+    pub async fn put(
+        &self,
+        temp: tempfile::NamedTempFile,
+        sha256: &str,
+    ) -> Result<Stored, BundleStoreError> {
+        match &self.backend {
+            Backend::DataDir => {
+                if self.exists(sha256).await? {
+                    return Ok(Stored::AlreadyThere);
+                }
+                let path = self.data_dir_path(sha256);
+                temp.persist(&path).map_err(|err| BundleStoreError::Io {
+                    what: "store the bundle as",
+                    path,
+                    source: err.error,
+                })?;
+                Ok(Stored::New)
+            }
+            // `temp` lives until the upload ends, then is removed.
+            Backend::S3(s3) => s3.put(temp.path(), sha256).await,
+        }
+    }
+
+    /// Whether a bundle with this sha256 is stored.
+    pub async fn exists(&self, sha256: &str) -> Result<bool, BundleStoreError> {
+        match &self.backend {
+            Backend::DataDir => {
+                let path = self.data_dir_path(sha256);
+                tokio::fs::try_exists(&path)
+                    .await
+                    .map_err(|source| BundleStoreError::Io {
+                        what: "look for",
+                        path,
+                        source,
+                    })
+            }
+            Backend::S3(s3) => s3.exists(sha256).await,
+        }
+    }
+
+    /// The bundle's bytes, streamed (never read whole into memory).
+    pub async fn open_bundle(&self, sha256: &str) -> Result<BundleReader, BundleStoreError> {
+        match &self.backend {
+            Backend::DataDir => {
+                let path = self.data_dir_path(sha256);
+                match tokio::fs::File::open(&path).await {
+                    Ok(file) => Ok(Box::pin(file)),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        Err(BundleStoreError::Missing {
+                            sha256: sha256.to_owned(),
+                            store: self.describe(),
+                        })
+                    }
+                    Err(source) => Err(BundleStoreError::Io {
+                        what: "open",
+                        path,
+                        source,
+                    }),
+                }
+            }
+            Backend::S3(s3) => s3.open(sha256).await,
+        }
+    }
+
+    fn data_dir_path(&self, sha256: &str) -> PathBuf {
+        self.staging_dir.join(file_name(sha256))
+    }
+}
+
+/// A bundle's file (data dir) or object (S3, after the prefix) name.
+fn file_name(sha256: &str) -> String {
+    format!("{sha256}.tar.gz")
+}
+
+/// AWS settings pointing at moto's S3 at `endpoint`, read from nothing in
+/// the environment (a developer's AWS variables cannot leak in).
+#[cfg(test)]
+pub(crate) fn moto_aws(endpoint: &str) -> aws_config::SdkConfig {
+    use super::test_moto_s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "moto",
+        )))
+        .http_client(s3::https())
+        .build()
+}

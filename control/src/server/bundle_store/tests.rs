@@ -1,0 +1,220 @@
+//! The bundle store's two backends held to one contract — a put is
+//! content-addressed and idempotent, a fetch streams back the same bytes, a
+//! missing bundle is `Missing` naming it — the data dir on a temp dir and S3
+//! on moto; and the refusals of `--bundle-store` and of a bucket that does
+//! not answer.
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::super::test_moto_s3::MotoS3;
+use super::*;
+
+/// Bytes spanning several reads (the agent service reads 1 MiB at a time).
+fn payload(seed: u8) -> Vec<u8> {
+    (0..3 * 1024 * 1024 + 17)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// An upload as `Deploy` leaves it: a temp file in the staging dir.
+fn upload(store: &BundleStore, bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut temp = tempfile::Builder::new()
+        .prefix(".upload-")
+        .tempfile_in(store.staging_dir())
+        .unwrap();
+    std::io::Write::write_all(&mut temp, bytes).unwrap();
+    temp
+}
+
+async fn read_all(mut reader: BundleReader) -> Vec<u8> {
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+/// The contract both backends keep.
+async fn holds_the_contract(store: &BundleStore) {
+    let bytes = payload(1);
+    let sha256 = sha256_hex(&bytes);
+    assert!(!store.exists(&sha256).await.unwrap());
+
+    let first = store.put(upload(store, &bytes), &sha256).await.unwrap();
+    assert_eq!(first, Stored::New);
+    assert!(store.exists(&sha256).await.unwrap());
+    let again = store.put(upload(store, &bytes), &sha256).await.unwrap();
+    assert_eq!(
+        again,
+        Stored::AlreadyThere,
+        "the same bundle was stored twice"
+    );
+
+    let fetched = read_all(store.open_bundle(&sha256).await.unwrap()).await;
+    assert_eq!(fetched.len(), bytes.len());
+    assert_eq!(sha256_hex(&fetched), sha256);
+
+    // No upload stays behind in the staging dir.
+    let leftovers: Vec<_> = std::fs::read_dir(store.staging_dir())
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with(".upload-").then_some(name)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let absent = sha256_hex(&payload(2));
+    assert!(!store.exists(&absent).await.unwrap());
+    let err = match store.open_bundle(&absent).await {
+        Ok(_) => panic!("a bundle never stored was opened"),
+        Err(err) => err,
+    };
+    assert!(
+        matches!(&err, BundleStoreError::Missing { sha256, .. } if *sha256 == absent),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains(&absent), "{message}");
+    assert!(message.contains("deploy the service again"), "{message}");
+}
+
+#[tokio::test]
+async fn the_data_dir_keeps_bundles_as_sha256_files_and_answers_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BundleStore::open(&Location::DataDir, dir.path().to_owned(), None)
+        .await
+        .unwrap();
+    holds_the_contract(&store).await;
+    // On disk as before the S3 backend existed.
+    let bytes = payload(1);
+    let on_disk = std::fs::read(dir.path().join(format!("{}.tar.gz", sha256_hex(&bytes)))).unwrap();
+    assert_eq!(on_disk, bytes);
+    let message = store
+        .open_bundle(&sha256_hex(b"x"))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn s3_keeps_bundles_under_the_prefix_and_answers_the_contract() {
+    let moto = MotoS3::shared();
+    let bucket = moto.new_bucket();
+    let location = Location::parse(&format!("s3://{bucket}/launch/bundles")).unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    let aws = moto_aws(&moto.url());
+    let store = BundleStore::open(&location, staging.path().to_owned(), Some(&aws))
+        .await
+        .unwrap();
+    holds_the_contract(&store).await;
+    let sha256 = sha256_hex(&payload(1));
+    assert_eq!(
+        moto.request("HEAD", &format!("/{bucket}/launch/bundles/{sha256}.tar.gz")),
+        Ok(200)
+    );
+    // Nothing is kept on the local disk.
+    assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
+    let message = store
+        .open_bundle(&sha256_hex(b"x"))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(&format!("s3://{bucket}/launch/bundles")),
+        "{message}"
+    );
+    assert!(message.contains(&moto.url()), "{message}");
+}
+
+#[tokio::test]
+async fn a_bucket_that_does_not_answer_is_refused_naming_it_and_the_endpoint() {
+    let moto = MotoS3::shared();
+    let bucket = moto.new_bucket();
+    let staging = tempfile::tempdir().unwrap();
+    let open = |location: &str, endpoint: String| {
+        let location = Location::parse(location).unwrap();
+        let staging = staging.path().to_owned();
+        async move {
+            BundleStore::open(&location, staging, Some(&moto_aws(&endpoint)))
+                .await
+                .map(|_| ())
+        }
+    };
+    open(&format!("s3://{bucket}/p"), moto.url())
+        .await
+        .expect("an existing bucket opens");
+
+    let missing = open("s3://no-such-bucket/p", moto.url())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("\"no-such-bucket\""), "{missing}");
+    assert!(missing.contains(&moto.url()), "{missing}");
+    assert!(missing.contains("create the bucket"), "{missing}");
+
+    let nobody = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let unreachable = open(&format!("s3://{bucket}"), nobody.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unreachable.contains(&format!("\"{bucket}\"")),
+        "{unreachable}"
+    );
+    assert!(unreachable.contains(&nobody), "{unreachable}");
+    assert!(unreachable.contains("AWS_ENDPOINT_URL_S3"), "{unreachable}");
+}
+
+#[test]
+fn bundle_store_flag_is_parsed_or_refused_saying_what_to_write() {
+    let s3 = |bucket: &str, prefix: &str| {
+        Location::S3(S3Location {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        })
+    };
+    let cases: &[(&str, Result<Location, &str>)] = &[
+        ("s3://bundles", Ok(s3("bundles", ""))),
+        ("s3://bundles/", Ok(s3("bundles", ""))),
+        (
+            "s3://my.bucket-1/launch/prod/",
+            Ok(s3("my.bucket-1", "launch/prod")),
+        ),
+        ("/var/lib/bundles", Err("is not s3://BUCKET[/PREFIX]")),
+        ("S3://bundles", Err("is not s3://BUCKET[/PREFIX]")),
+        ("s3://", Err("is not an S3 bucket name")),
+        ("s3://Bundles", Err("is not an S3 bucket name")),
+        ("s3://ab", Err("is not an S3 bucket name")),
+        ("s3://-bundles", Err("is not an S3 bucket name")),
+        ("s3://bundles/a//b", Err("has an empty segment")),
+        ("s3://bundles/a?versionId=1", Err("'?' or '#'")),
+    ];
+    for (text, expected) in cases {
+        let parsed = Location::parse(text);
+        match (expected, &parsed) {
+            (Ok(location), Ok(got)) => assert_eq!(got, location, "{text}"),
+            (Err(needle), Err(message)) => {
+                assert!(message.contains(needle), "{text}: {message}");
+                assert!(message.contains("s3://BUCKET"), "{text}: {message}");
+            }
+            _ => panic!("{text}: expected {expected:?}, got {parsed:?}"),
+        }
+    }
+    assert_eq!(
+        Location::parse("s3://bundles/launch").unwrap().to_string(),
+        "s3://bundles/launch"
+    );
+}
