@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use launch_core::labels::Labels;
+
+use crate::control_urls::ControlUrls;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/launch/agent.toml";
@@ -22,9 +24,10 @@ pub struct RunArgs {
     /// TOML config file [default: /etc/launch/agent.toml if it exists]
     #[arg(long, env = "LAUNCH_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The control plane, e.g. https://launch.example.com:7400
-    #[arg(long, env = "LAUNCH_AGENT_CONTROL_URL")]
-    pub control_url: Option<String>,
+    /// The control plane, e.g. https://launch.example.com:7400; repeat it
+    /// (or separate with commas) for replicas, tried in turn
+    #[arg(long, env = "LAUNCH_AGENT_CONTROL_URL", value_delimiter = ',')]
+    pub control_url: Vec<String>,
     /// Single-use join token (only needed until the agent has registered)
     #[arg(long, env = "LAUNCH_AGENT_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
@@ -78,7 +81,7 @@ pub struct RunArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    control_url: Option<String>,
+    control_url: Option<crate::control_urls::Setting>,
     join_token: Option<String>,
     labels: Option<String>,
     data_dir: Option<PathBuf>,
@@ -96,7 +99,8 @@ struct FileConfig {
 
 #[derive(Clone)]
 pub struct Config {
-    pub control_url: String,
+    /// The control plane's URLs and the one in use.
+    pub control_urls: ControlUrls,
     pub join_token: Option<String>,
     pub labels: Labels,
     pub data_dir: PathBuf,
@@ -123,7 +127,7 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("control_url", &self.control_url)
+            .field("control_urls", &self.control_urls.all())
             .field("join_token", &self.join_token.as_ref().map(|_| "<set>"))
             .field("labels", &self.labels.to_string())
             .field("data_dir", &self.data_dir)
@@ -160,23 +164,29 @@ impl Config {
             ingress_hosts: file.ingress_hosts.clone(),
         };
         let acme = acme(args, &file, &mut errors);
-        let control_url = args.control_url.clone().or(file.control_url);
-        let control_url = match control_url {
-            None => {
-                errors.push(format!(
-                    "no control plane: pass --control-url, set LAUNCH_AGENT_CONTROL_URL or control_url in {}",
-                    path.display()
-                ));
-                String::new()
-            }
-            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+        let control_urls = match args.control_url.is_empty() {
+            false => args.control_url.clone(),
+            true => file.control_url.map(|s| s.urls()).unwrap_or_default(),
+        };
+        let control_urls: Vec<String> = control_urls
+            .into_iter()
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        if control_urls.is_empty() {
+            errors.push(format!(
+                "no control plane: pass --control-url, set LAUNCH_AGENT_CONTROL_URL or control_url in {}",
+                path.display()
+            ));
+        }
+        for url in &control_urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
                 errors.push(format!(
                     "control url {url:?} must start with http:// or https://, e.g. http://10.0.0.2:7400"
                 ));
-                url
             }
-            Some(url) => url.trim_end_matches('/').to_owned(),
-        };
+        }
+        let plain = control_urls.iter().find(|url| !url.starts_with("https://"));
         let labels = match args.labels.clone().or(file.labels) {
             None => {
                 errors.push(
@@ -209,7 +219,8 @@ impl Config {
             .unwrap_or_else(|| hostname.clone());
         let ca_pem = match args.ca_cert.clone().or(file.ca_cert) {
             None => None,
-            Some(path) if !control_url.starts_with("https://") => {
+            Some(path) if plain.is_some() => {
+                let control_url = plain.expect("checked");
                 errors.push(format!(
                     "a CA certificate ({}) is only used with an https:// control url, but it is {control_url:?}: use https://",
                     path.display()
@@ -248,7 +259,7 @@ impl Config {
         let ingress = ingress_settings(args, &file_ingress, &mut errors);
         match labels {
             Some(labels) if errors.is_empty() => Ok(Config {
-                control_url,
+                control_urls: ControlUrls::new(control_urls),
                 join_token,
                 labels,
                 data_dir,
@@ -424,7 +435,7 @@ mod tests {
 
     fn args() -> RunArgs {
         RunArgs {
-            control_url: Some("http://127.0.0.1:7400/".into()),
+            control_url: vec!["http://127.0.0.1:7400/".into()],
             labels: Some("service-name=hello,environment=prod".into()),
             ..RunArgs::default()
         }
@@ -433,21 +444,50 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {
         let file = FileConfig {
-            control_url: Some("http://file:1".into()),
+            control_url: Some(crate::control_urls::Setting::One("http://file:1".into())),
             data_dir: Some("/srv/launch".into()),
             ..FileConfig::default()
         };
         let config = Config::layer(&args(), file, Path::new("agent.toml")).unwrap();
-        assert_eq!(config.control_url, "http://127.0.0.1:7400");
+        assert_eq!(config.control_urls.all(), ["http://127.0.0.1:7400"]);
         assert_eq!(config.data_dir, PathBuf::from("/srv/launch"));
         assert_eq!(config.labels.service.as_str(), "hello");
         assert!(!config.advertise_host.is_empty());
     }
 
     #[test]
+    fn several_control_urls_come_from_flags_or_a_list_in_the_file() {
+        let mut flags = args();
+        flags.control_url = vec!["http://a:7400/".into(), "http://b:7400".into()];
+        let config = Config::layer(&flags, FileConfig::default(), Path::new("a.toml")).unwrap();
+        assert_eq!(
+            config.control_urls.all(),
+            ["http://a:7400", "http://b:7400"]
+        );
+        assert_eq!(config.control_urls.current(), "http://a:7400");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "control_url = [\"http://c:1\", \"http://d:1/\"]\n").unwrap();
+        let mut no_flag = args();
+        no_flag.control_url = Vec::new();
+        let config = Config::layer(&no_flag, read_file(&path, true).unwrap(), &path).unwrap();
+        assert_eq!(config.control_urls.all(), ["http://c:1", "http://d:1"]);
+
+        let mut one_bad = args();
+        one_bad.control_url = vec!["http://a:7400".into(), "a:7400".into()];
+        let errors =
+            Config::layer(&one_bad, FileConfig::default(), Path::new("a.toml")).unwrap_err();
+        assert!(
+            errors[0].contains("\"a:7400\" must start with http://"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let bad = RunArgs {
-            control_url: Some("ftp://x".into()),
+            control_url: vec!["ftp://x".into()],
             labels: Some("service-name=Hello".into()),
             ..RunArgs::default()
         };
@@ -494,7 +534,7 @@ mod tests {
             ..FileConfig::default()
         };
         let mut https = args();
-        https.control_url = Some("https://launch.example.com:7400".into());
+        https.control_url = vec!["https://launch.example.com:7400".into()];
         let config = Config::layer(&https, file, Path::new("a.toml")).unwrap();
         assert!(
             config

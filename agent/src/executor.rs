@@ -699,7 +699,7 @@ impl Executor {
             .identity
             .get()
             .ok_or("the agent is not registered yet")?;
-        let channel = identity::channel(&self.config.control_url)
+        let channel = identity::channel(&self.config.control_urls.current())
             .await
             .map_err(|e| e.to_string())?;
         let mut client = identity::client(channel, &identity.token).map_err(|e| e.to_string())?;

@@ -18,7 +18,7 @@ use launch_proto::agent_service_client::AgentServiceClient;
 use launch_proto::{Bearer, RegisterRequest};
 use serde::{Deserialize, Serialize};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 use crate::config::Config;
 use launch_core::private_file;
@@ -120,13 +120,37 @@ fn explain(control_url: &str, err: &tonic::transport::Error) -> String {
     chain
 }
 
+/// A connection to `control_url`, trying each address of its host in turn
+/// (replicas behind one name); the error names every address tried.
 pub async fn channel(control_url: &str) -> Result<Channel, Error> {
-    let mut endpoint = crate::resolve::endpoint(control_url).await?;
+    first_reachable(control_url, crate::resolve::endpoints(control_url).await?).await
+}
+
+async fn first_reachable(control_url: &str, endpoints: Vec<Endpoint>) -> Result<Channel, Error> {
+    let several = endpoints.len() > 1;
+    let mut failures = Vec::new();
+    for endpoint in endpoints {
+        let address = endpoint.uri().clone();
+        match connect(control_url, endpoint).await {
+            Ok(channel) => return Ok(channel),
+            Err(reason) if several => {
+                tracing::debug!(%address, %reason, "cannot reach one address of the control plane: trying the next");
+                failures.push(format!("{address}: {reason}"));
+            }
+            Err(reason) => failures.push(reason),
+        }
+    }
+    Err(Error::Unreachable {
+        url: control_url.to_owned(),
+        reason: failures.join("; "),
+    })
+}
+
+async fn connect(control_url: &str, mut endpoint: Endpoint) -> Result<Channel, String> {
     if let Some(tls) = tls_config(control_url) {
-        endpoint = endpoint.tls_config(tls).map_err(|err| Error::Unreachable {
-            url: control_url.to_owned(),
-            reason: explain(control_url, &err),
-        })?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|err| explain(control_url, &err))?;
     }
     endpoint
         .tcp_nodelay(true)
@@ -134,10 +158,7 @@ pub async fn channel(control_url: &str) -> Result<Channel, Error> {
         .http2_keep_alive_interval(std::time::Duration::from_secs(20))
         .connect()
         .await
-        .map_err(|err| Error::Unreachable {
-            url: control_url.to_owned(),
-            reason: explain(control_url, &err),
-        })
+        .map_err(|err| explain(control_url, &err))
 }
 
 pub fn client(channel: Channel, token: &str) -> Result<Client, Error> {
@@ -158,7 +179,8 @@ pub async fn ensure(config: &Config) -> Result<Identity, Error> {
         return Ok(identity);
     }
     let join_token = config.join_token.as_deref().ok_or(Error::NoJoinToken)?;
-    let channel = channel(&config.control_url).await?;
+    let control_url = config.control_urls.current();
+    let channel = channel(&control_url).await?;
     let mut client = AgentServiceClient::new(channel);
     let response = client
         .register(RegisterRequest {
@@ -173,7 +195,7 @@ pub async fn ensure(config: &Config) -> Result<Identity, Error> {
             // A status with a source is a broken connection, not an answer.
             if std::error::Error::source(&status).is_some() {
                 Error::Unreachable {
-                    url: config.control_url.clone(),
+                    url: control_url.clone(),
                     reason: format!(
                         "{message}; the control plane does not speak plain HTTP/2 there: if it serves TLS, use an https:// control url (and --ca-cert)"
                     ),
@@ -185,7 +207,7 @@ pub async fn ensure(config: &Config) -> Result<Identity, Error> {
         .into_inner();
     let identity = Identity {
         agent_id: response.agent_id,
-        control_url: config.control_url.clone(),
+        control_url,
         token: response.agent_token,
     };
     let save = |name: &str, bytes: &[u8]| {
@@ -204,4 +226,39 @@ pub async fn ensure(config: &Config) -> Result<Identity, Error> {
             .as_bytes(),
     )?;
     Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_address_of_a_name_is_tried_in_turn() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        // Listening is enough: the connect ends once TCP is up and the
+        // HTTP/2 preface is written.
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        let endpoint =
+            |port: u16| Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+        let url = "http://replicas.example:7400";
+        first_reachable(url, vec![endpoint(closed_port), endpoint(open_port)])
+            .await
+            .expect("the second address answers");
+        let err = first_reachable(url, vec![endpoint(closed_port), endpoint(closed_port)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot reach the control plane at http://replicas.example:7400: "),
+            "{err}"
+        );
+        assert_eq!(
+            err.matches(&format!("127.0.0.1:{closed_port}")).count(),
+            2,
+            "{err}"
+        );
+    }
 }

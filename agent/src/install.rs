@@ -22,6 +22,7 @@ use launch_core::private_file::{create_private_dir, write_private};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR};
+use crate::control_urls::Setting;
 use crate::identity::{IDENTITY_FILE, TOKEN_FILE};
 
 pub const UNIT_NAME: &str = "launch-agent.service";
@@ -31,9 +32,15 @@ pub const CA_CERT_FILE: &str = "/etc/launch/ca.pem";
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct InstallArgs {
-    /// The control plane, e.g. http://10.0.0.5:7400
-    #[arg(long, env = "LAUNCH_AGENT_CONTROL_URL")]
-    pub control_url: String,
+    /// The control plane, e.g. http://10.0.0.5:7400; repeat it (or separate
+    /// with commas) for replicas
+    #[arg(
+        long,
+        env = "LAUNCH_AGENT_CONTROL_URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub control_url: Vec<String>,
     /// Single-use join token from `launch token create` (or terraform)
     #[arg(long, env = "LAUNCH_AGENT_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: String,
@@ -97,7 +104,7 @@ pub enum InstallError {
 /// The subset of `/etc/launch/agent.toml` that install writes and reads.
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 struct InstalledConfig {
-    control_url: String,
+    control_url: Setting,
     join_token: Option<String>,
     labels: String,
     data_dir: PathBuf,
@@ -122,12 +129,27 @@ pub enum Outcome {
 pub fn install(args: &InstallArgs) -> Result<Outcome, InstallError> {
     let labels =
         Labels::parse(&args.labels).map_err(|e| InstallError::Invalid(format!("--labels: {e}")))?;
-    let control_url = args.control_url.trim_end_matches('/').to_owned();
-    if !(control_url.starts_with("http://") || control_url.starts_with("https://")) {
-        return Err(InstallError::Invalid(format!(
-            "--control-url {control_url:?} must be an http:// or https:// URL, e.g. http://10.0.0.5:7400"
-        )));
+    let control_urls: Vec<String> = args
+        .control_url
+        .iter()
+        .map(|url| url.trim().trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty())
+        .collect();
+    if control_urls.is_empty() {
+        return Err(InstallError::Invalid(
+            "--control-url is empty: give the control plane's URL, e.g. http://10.0.0.5:7400"
+                .into(),
+        ));
     }
+    for control_url in &control_urls {
+        if !(control_url.starts_with("http://") || control_url.starts_with("https://")) {
+            return Err(InstallError::Invalid(format!(
+                "--control-url {control_url:?} must be an http:// or https:// URL, e.g. http://10.0.0.5:7400"
+            )));
+        }
+    }
+    let plain = control_urls.iter().find(|url| !url.starts_with("https://"));
+    let control_url = Setting::from_urls(control_urls.clone());
     if args.join_token.trim().is_empty() {
         return Err(InstallError::Invalid(
             "--join-token is empty: create one with `launch token create --service S --env E`"
@@ -136,7 +158,8 @@ pub fn install(args: &InstallArgs) -> Result<Outcome, InstallError> {
     }
     let ca_pem = match &args.ca_cert {
         None => None,
-        Some(_) if !control_url.starts_with("https://") => {
+        Some(_) if plain.is_some() => {
+            let control_url = plain.expect("checked");
             return Err(InstallError::Invalid(format!(
                 "--ca-cert is only used with an https:// control url, but it is {control_url:?}: use https://"
             )));
@@ -168,15 +191,15 @@ pub fn install(args: &InstallArgs) -> Result<Outcome, InstallError> {
         .and_then(|text| toml::from_str(&text).ok());
 
     if let Some(existing) = &existing {
-        let same_place = existing.control_url == control_url
+        let same_place = existing.control_url.urls() == control_urls
             && Labels::parse(&existing.labels).map(|l| l.to_string()).ok()
                 == Some(labels.to_string());
         if registered && !same_place {
             if !args.force {
                 return Err(InstallError::Registered {
-                    existing: existing.control_url.clone(),
+                    existing: existing.control_url.urls().join(", "),
                     existing_labels: existing.labels.clone(),
-                    wanted: control_url,
+                    wanted: control_urls.join(", "),
                     wanted_labels: labels.to_string(),
                 });
             }
@@ -403,7 +426,7 @@ mod tests {
 
     fn args(root: &Path, url: &str, labels: &str) -> InstallArgs {
         InstallArgs {
-            control_url: url.into(),
+            control_url: vec![url.into()],
             join_token: "lt_join_secret".into(),
             labels: labels.into(),
             data_dir: DEFAULT_DATA_DIR.into(),
@@ -417,6 +440,33 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn several_control_urls_are_written_as_a_list_the_agent_reads() {
+        let root = tempfile::tempdir().unwrap();
+        let mut a = args(root.path(), "", "service-name=hello,environment=prod");
+        a.control_url = vec![
+            "http://10.0.0.5:7400/".into(),
+            "http://10.0.0.6:7400".into(),
+        ];
+        assert_eq!(install(&a).unwrap(), Outcome::Installed);
+        let path = root.path().join("etc/launch/agent.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("control_url = [\"http://10.0.0.5:7400\", \"http://10.0.0.6:7400\"]"),
+            "{text}"
+        );
+        let config = crate::config::Config::load(&crate::config::RunArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.control_urls.all(),
+            ["http://10.0.0.5:7400", "http://10.0.0.6:7400"]
+        );
+        assert_eq!(install(&a).unwrap(), Outcome::Unchanged);
     }
 
     #[test]
@@ -564,7 +614,7 @@ mod tests {
             "a new CA is a change"
         );
 
-        a.control_url = "http://10.0.0.5:7400".into();
+        a.control_url = vec!["http://10.0.0.5:7400".into()];
         let err = install(&a).unwrap_err().to_string();
         assert!(err.contains("use https://"), "{err}");
 

@@ -12,6 +12,7 @@
 //! - [`install`]: `launch-agent install`/`uninstall`: config, systemd unit, enable.
 //! - `identity`: registration and the saved agent token.
 //! - `resolve`: host names resolved in Rust, so the static binary needs no NSS.
+//! - [`control_urls`]: the control plane's replicas, and moving to the next.
 //! - `session`: the Session stream, heartbeats, reconnects.
 //! - `uplink`: the ordered, acknowledged queue of log lines and updates.
 //! - `journal`: missions on disk, so a restart neither loses nor repeats one.
@@ -37,6 +38,7 @@
 mod cancels;
 mod compose;
 pub mod config;
+pub mod control_urls;
 mod cutover;
 mod dotenv;
 mod executor;

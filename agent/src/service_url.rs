@@ -19,7 +19,7 @@ pub async fn unrouted(config: &Config, registered: &str, port: Option<u16>) -> S
         return String::new();
     };
     let local = if registered.is_empty() && config.advertise_host == config.hostname {
-        local_address_toward(&config.control_url).await
+        local_address_toward(&config.control_urls.current()).await
     } else {
         None
     };

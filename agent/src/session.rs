@@ -3,8 +3,10 @@
 //! until the stream breaks: heartbeats, the uplink pump, and handling what the
 //! control plane sends (missions are journalled before they are acknowledged).
 //! Each heartbeat carries the front door's report (`ingress::Reporter`).
-//! Any failure ends only the session: the loop reconnects with jittered
-//! exponential backoff from 1 s to 64 s, reset after a session that worked.
+//! Any failure ends only the session: the loop moves to the next control
+//! URL (`control_urls`: replicas) at once, and once every URL was tried
+//! since a session last worked it waits a jittered exponential backoff from
+//! 1 s to 64 s, reset after a session that worked.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -20,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::control_urls::Failover;
 use crate::identity::{self, Identity};
 use crate::journal::{Journal, Record};
 use crate::uplink::Uplink;
@@ -98,6 +101,7 @@ enum Ended {
 impl Sessions {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Backoff::new();
+        let mut failover = Failover::default();
         let mut announced = false;
         loop {
             let identity = match self.identity.get() {
@@ -111,18 +115,30 @@ impl Sessions {
                 Err(err) => Ended::Failed(err.to_string()),
                 Ok(identity) => tokio::select! {
                     _ = shutdown.cancelled() => Ended::Shutdown,
-                    ended = self.session(&identity, &mut announced, &mut backoff) => ended,
+                    ended = self.session(&identity, &mut announced, &mut backoff, &mut failover) => ended,
                 },
             };
+            let control_url = self.config.control_urls.current();
+            let wait =
+                !matches!(ended, Ended::Shutdown) && failover.next(&self.config.control_urls);
+            let next_url = self.config.control_urls.current();
             let delay = match ended {
                 Ended::Shutdown => return Ok(()),
                 Ended::Broke(reason) => {
-                    warn!(%reason, "session with the control plane ended; reconnecting");
-                    backoff.next_delay()
+                    warn!(%reason, %control_url, %next_url, "session with the control plane ended; reconnecting");
+                    if wait {
+                        backoff.next_delay()
+                    } else {
+                        Duration::ZERO
+                    }
+                }
+                Ended::Failed(reason) if !wait => {
+                    warn!(%reason, %control_url, %next_url, "cannot open a session with the control plane: trying the next url");
+                    Duration::ZERO
                 }
                 Ended::Failed(reason) => {
                     let delay = backoff.next_delay();
-                    error!(%reason, retry_in = ?delay, "cannot open a session with the control plane");
+                    error!(%reason, %control_url, retry_in = ?delay, "cannot open a session with the control plane");
                     delay
                 }
             };
@@ -138,8 +154,9 @@ impl Sessions {
         identity: &Identity,
         announced: &mut bool,
         backoff: &mut Backoff,
+        failover: &mut Failover,
     ) -> Ended {
-        let channel = match identity::channel(&self.config.control_url).await {
+        let channel = match identity::channel(&self.config.control_urls.current()).await {
             Ok(channel) => channel,
             Err(err) => return Ended::Failed(err.to_string()),
         };
@@ -201,9 +218,10 @@ impl Sessions {
             let _ = std::io::stdout().flush();
             *announced = true;
         }
-        info!(agent_id = %welcome.agent_id, "session open");
+        info!(agent_id = %welcome.agent_id, control_url = %self.config.control_urls.current(), "session open");
         self.connected.set(true);
         backoff.reset();
+        failover.worked();
 
         let heartbeat_every =
             Duration::from_millis(welcome.heartbeat_interval_ms.clamp(1000, 15_000) as u64);

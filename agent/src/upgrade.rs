@@ -304,7 +304,7 @@ async fn fetch(
     path: &Path,
 ) -> Result<(), String> {
     let identity = identity.get().ok_or("the agent is not registered yet")?;
-    let channel = identity::channel(&config.control_url)
+    let channel = identity::channel(&config.control_urls.current())
         .await
         .map_err(|e| e.to_string())?;
     let mut client = identity::client(channel, &identity.token).map_err(|e| e.to_string())?;

@@ -63,7 +63,7 @@ pub struct Cli {
 /// Flags every client command takes.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Global {
-    /// Control plane address
+    /// Control plane address; several replicas comma-separated, tried in turn
     #[arg(
         long,
         global = true,

@@ -66,6 +66,7 @@ mod log_cursor;
 mod missions;
 pub mod previews;
 mod provider_mirror;
+mod relay;
 pub mod rotate;
 pub mod secrets;
 mod state;
@@ -171,6 +172,9 @@ pub struct ServerConfig {
     /// On PostgreSQL, how often queued missions of the agents held here are
     /// looked for, in case a notification from another replica was lost.
     pub mission_check_every: Duration,
+    /// How often the lines and state of missions watched here but written
+    /// elsewhere are compared with the store (PostgreSQL; `relay`).
+    pub relay_check_every: Duration,
     pub agent_binary: Option<PathBuf>,
     pub cli_binary: Option<PathBuf>,
     pub max_bundle_bytes: u64,
@@ -199,6 +203,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("database_url", &store::redacted_url(&self.database_url))
             .field("database_pool_size", &self.database_pool_size)
             .field("mission_check_every", &self.mission_check_every)
+            .field("relay_check_every", &self.relay_check_every)
             .field("agent_binary", &self.agent_binary)
             .field("cli_binary", &self.cli_binary)
             .field("max_bundle_bytes", &self.max_bundle_bytes)
@@ -225,6 +230,7 @@ impl ServerConfig {
             database_url: sqlite_url(&data_dir),
             database_pool_size: None,
             mission_check_every: wakeup::CHECK_EVERY,
+            relay_check_every: relay::CHECK_EVERY,
             data_dir,
             agent_binary: agent_binary_beside_exe(),
             cli_binary: std::env::current_exe().ok(),
@@ -348,6 +354,7 @@ impl ServerConfig {
             database_url: database_url.expect("checked"),
             database_pool_size: flags.database_pool_size,
             mission_check_every: wakeup::CHECK_EVERY,
+            relay_check_every: relay::CHECK_EVERY,
             agent_binary: flags.agent_binary.clone().or_else(agent_binary_beside_exe),
             cli_binary: flags
                 .cli_binary
@@ -522,9 +529,17 @@ pub async fn run(
         previews: config.previews.clone(),
     });
     let _idle_previews = tokio::spawn(previews::sweep_idle(state.clone()));
+    let (relay_inbox, relay_notifications) = tokio::sync::mpsc::channel(relay::INBOX);
     let _wakeups = tokio::spawn(wakeup::run(
         state.clone(),
         config.mission_check_every,
+        relay_inbox,
+        shutdown.clone(),
+    ));
+    let _relay = tokio::spawn(relay::run(
+        state.clone(),
+        config.relay_check_every,
+        relay_notifications,
         shutdown.clone(),
     ));
 

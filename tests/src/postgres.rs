@@ -74,20 +74,7 @@ impl Cluster {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let status = pg_command(as_root, &bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(root.join("data"))
-                .arg("-o")
-                .arg(format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                    root.display()
-                ))
-                .arg("-l")
-                .arg(root.join("log"))
-                .args(["-w", "-t", "30", "start"])
-                .output()
-                .expect("run pg_ctl");
-            if status.status.success() {
+            if pg_ctl_start(as_root, &bin, &root, port) {
                 return Cluster {
                     root,
                     bin,
@@ -144,6 +131,30 @@ impl Cluster {
         );
     }
 
+    /// Stops the server as an outage would (fast shutdown: open sessions
+    /// are ended), keeping its files for [`Cluster::resume`].
+    pub fn pause(&self) {
+        let as_root = unsafe { libc::geteuid() } == 0;
+        run(
+            pg_command(as_root, &self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.root.join("data"))
+                .args(["-m", "fast", "-w", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Starts a paused server again on the same port.
+    pub fn resume(&self) {
+        let as_root = unsafe { libc::geteuid() } == 0;
+        assert!(
+            pg_ctl_start(as_root, &self.bin, &self.root, self.port),
+            "pg_ctl start on port {} failed: {}",
+            self.port,
+            std::fs::read_to_string(self.root.join("log")).unwrap_or_default()
+        );
+    }
+
     /// Stops the server (fast shutdown: open sessions are ended) and removes
     /// its files; later calls do nothing.
     pub fn stop(&self) {
@@ -164,6 +175,25 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts the cluster in `root` on `port`; false when pg_ctl failed.
+fn pg_ctl_start(as_root: bool, bin: &Path, root: &Path, port: u16) -> bool {
+    pg_command(as_root, &bin.join("pg_ctl"))
+        .arg("-D")
+        .arg(root.join("data"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            root.display()
+        ))
+        .arg("-l")
+        .arg(root.join("log"))
+        .args(["-w", "-t", "30", "start"])
+        .output()
+        .expect("run pg_ctl")
+        .status
+        .success()
 }
 
 /// The newest `/usr/lib/postgresql/<major>/bin` holding `initdb`.

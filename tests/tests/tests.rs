@@ -21,6 +21,7 @@
 //! - `dev`: `launch dev` deploys and follows the log from the last line it printed.
 //! - `logs`: runtime log lines and secret redaction everywhere.
 //! - `restarts`: agent and control plane kill -9 and restart.
+//! - `replicas`: two servers on one PostgreSQL; kill -9 of the one holding the agent mid-deploy.
 //! - `isolation`: an agent of one service cannot reach another's bundles or secrets.
 //! - `provider`: terraform + the provider against moto and a real control plane.
 //! - `provider_refresh`: the EC2 calls a refresh makes: one listing for many services, and it hides no change.
@@ -68,6 +69,7 @@ mod provider_identity;
 mod provider_mirror;
 mod provider_refresh;
 mod proxmox;
+mod replicas;
 mod restarts;
 mod security;
 mod tags;

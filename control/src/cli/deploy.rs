@@ -475,8 +475,9 @@ pub async fn rollback(global: &Global, args: RollbackArgs) -> Result<u8, CliErro
     Ok(outcome.exit_code())
 }
 
-/// True for statuses after which watching again may work (server restarting).
-fn transient(status: &tonic::Status) -> bool {
+/// True for statuses after which watching again may work (server restarting,
+/// or a replica gone while another of `--addr` answers).
+pub(super) fn transient(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
         tonic::Code::Unavailable

@@ -64,6 +64,10 @@ impl CliError {
         }
         let code = exit_code(status.code());
         let message = match status.code() {
+            // The server answered: it is the database behind it that is away.
+            Code::Unavailable if message.contains("cannot reach its database") => {
+                format!("{addr}: {message}")
+            }
             Code::Unavailable => format!(
                 "cannot reach the control plane at {addr} ({message}): is `launch server` running there? set --addr or LAUNCH_ADDR"
             ),
@@ -139,5 +143,20 @@ mod tests {
             "http://h:1",
         );
         assert!(err.message.contains("LAUNCH_TOKEN"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_control_plane_without_its_database_exits_3_saying_so() {
+        let err = CliError::from_status(
+            &tonic::Status::unavailable(
+                "the control plane cannot reach its database: try again once it is back (the server's log says why)",
+            ),
+            "http://h:1",
+        );
+        assert_eq!(err.code, 3);
+        assert_eq!(
+            err.message,
+            "http://h:1: the control plane cannot reach its database: try again once it is back (the server's log says why)"
+        );
     }
 }

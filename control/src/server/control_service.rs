@@ -23,6 +23,7 @@ use launch_proto::*;
 
 use super::github::ReportEvent;
 use super::log_cursor::LogCursor;
+use super::relay::update_event;
 use super::secrets;
 use super::state::{State, internal};
 use super::store::github::ReleaseSource;
@@ -108,23 +109,6 @@ pub(super) fn mission_info(m: &MissionRow) -> MissionInfo {
         agent_id: m.agent_id.clone(),
         created_unix_ms: m.created,
         updated_unix_ms: m.updated,
-    }
-}
-
-/// The final update of a finished mission, rebuilt from the store.
-fn final_update(m: &MissionRow) -> MissionEvent {
-    MissionEvent {
-        event: Some(mission_event::Event::Update(MissionUpdate {
-            mission_id: m.id.clone(),
-            state: m.state as i32,
-            message: m.message.clone(),
-            release_id: if m.result_release_id.is_empty() {
-                m.release_id.clone()
-            } else {
-                m.result_release_id.clone()
-            },
-            url: m.url.clone(),
-        })),
     }
 }
 
@@ -544,7 +528,7 @@ impl ControlService for Control {
                 for event in cursor.replay(&state).await? {
                     yield event;
                 }
-                yield final_update(&mission);
+                yield update_event(&mission);
             } else {
                 loop {
                     let received = tokio::select! {
@@ -575,7 +559,7 @@ impl ControlService for Control {
                             let mission = state.store.mission(&mission_id).await.map_err(internal)?
                                 .ok_or_else(|| Status::not_found(format!("no mission {mission_id}")))?;
                             if mission.state.is_final() {
-                                yield final_update(&mission);
+                                yield update_event(&mission);
                                 break;
                             }
                         }

@@ -4,7 +4,10 @@
 //! per-service broadcast of "a newer mission started" that `logs -f` follows,
 //! the fleet-wide stream of state changes the dashboard follows (`WatchEvents`),
 //! and the counters behind `/metrics`. Everything durable is in the store;
-//! losing the hub loses nothing but live connections.
+//! losing the hub loses nothing but live connections. What is published here
+//! also goes to the other replicas through the `relay`'s outbox (PostgreSQL
+//! only); what they relay back comes in through `publish_local` and
+//! `announce_local`, which do not send it out again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +55,8 @@ pub struct Hub {
     missions: Mutex<HashMap<String, broadcast::Sender<MissionEvent>>>,
     services: Mutex<HashMap<(String, String), broadcast::Sender<String>>>,
     fleet: Fleet,
+    /// What the other replicas must hear of (enabled on PostgreSQL).
+    pub outbox: super::relay::Outbox,
     pub log_lines_total: AtomicU64,
     pub deploys_total: AtomicU64,
     /// The compose each (service, environment)'s agent last said it runs.
@@ -265,9 +270,16 @@ impl Hub {
             .subscribe()
     }
 
-    /// Sends to the mission's current subscribers (none is fine); an update
-    /// is also a fleet event.
+    /// Sends to the mission's current subscribers (none is fine) and, through
+    /// the outbox, to the other replicas' (a line or an update, once stored);
+    /// an update is also a fleet event.
     pub fn publish(&self, mission_id: &str, event: MissionEvent) {
+        self.outbox.published(mission_id, &event);
+        self.publish_local(mission_id, event);
+    }
+
+    /// [`Hub::publish`] on this replica only: for what another replica stored.
+    pub fn publish_local(&self, mission_id: &str, event: MissionEvent) {
         if let Some(mission_event::Event::Update(update)) = &event.event {
             self.mission_event(mission_id, update.state(), None);
         }
@@ -295,8 +307,47 @@ impl Hub {
             .subscribe()
     }
 
-    /// Tells `logs -f` followers that `mission_id` is the service's newest mission.
+    /// Whether anyone on this replica watches the mission.
+    pub fn is_watched(&self, mission_id: &str) -> bool {
+        self.missions
+            .lock()
+            .expect("hub lock")
+            .get(mission_id)
+            .is_some_and(|sender| sender.receiver_count() > 0)
+    }
+
+    /// The missions someone on this replica watches.
+    pub fn watched_missions(&self) -> Vec<String> {
+        self.missions
+            .lock()
+            .expect("hub lock")
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(mission_id, _)| mission_id.clone())
+            .collect()
+    }
+
+    /// The (service, environment) pairs someone on this replica follows
+    /// (`logs -f`).
+    pub fn followed_services(&self) -> Vec<(String, String)> {
+        self.services
+            .lock()
+            .expect("hub lock")
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(service, _)| service.clone())
+            .collect()
+    }
+
+    /// Tells `logs -f` followers on every replica that `mission_id` is the
+    /// service's newest mission.
     pub fn announce_mission(&self, service: &str, environment: &str, mission_id: &str) {
+        self.outbox.newest(service, environment, mission_id);
+        self.announce_local(service, environment, mission_id);
+    }
+
+    /// [`Hub::announce_mission`] on this replica only.
+    pub fn announce_local(&self, service: &str, environment: &str, mission_id: &str) {
         self.mission_event(
             mission_id,
             MissionState::Queued,

@@ -40,8 +40,18 @@ pub struct State {
     pub previews: super::previews::Settings,
 }
 
-/// A store failure as the caller sees it: generic, with the details logged.
-pub fn internal(err: impl std::fmt::Display) -> Status {
+/// A store failure as the caller sees it: generic, with the details logged;
+/// `Unavailable` (the CLI's exit 3, a retry for `deploy --wait`) while the
+/// database cannot be reached.
+pub fn internal(err: impl std::fmt::Display + 'static) -> Status {
+    if let Some(db) = (&err as &dyn std::any::Any).downcast_ref::<sqlx::Error>()
+        && super::store::is_unreachable(db)
+    {
+        warn!(cause = %err, "the database is unreachable");
+        return Status::unavailable(
+            "the control plane cannot reach its database: try again once it is back (the server's log says why)",
+        );
+    }
     error!(cause = %err, "internal error");
     Status::internal("internal error in the control plane: see its log")
 }

@@ -30,9 +30,11 @@ mod front_door;
 mod health;
 mod host_address;
 mod listing;
+mod relay;
 pub use allowances::AllowanceRow;
 pub use health::HealthRow;
 pub use listing::ServiceDetails;
+pub use relay::RELAY_CHANNEL;
 pub mod github;
 pub mod previews;
 mod tags;
@@ -40,10 +42,10 @@ pub use provisioning::HostRetired;
 pub use tags::{TagRow, TagSource};
 
 mod engine;
-pub use engine::{Engine, check_url, redacted_url};
+pub use engine::{Engine, check_url, is_unreachable, redacted_url};
 
 /// The PostgreSQL notification channel of missions waiting for an agent.
-const MISSION_CHANNEL: &str = "launch_missions";
+pub const MISSION_CHANNEL: &str = "launch_missions";
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
@@ -281,6 +283,9 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(pool_size.unwrap_or(engine.default_pool_size()))
+            // A database that is away fails a call within this (as
+            // `Unavailable`, see `state::internal`) instead of sqlx's 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     for statement in engine.connection_setup() {
@@ -318,7 +323,7 @@ impl Store {
         self.engine
     }
 
-    /// Tells every replica listening ([`Store::mission_listener`]) that
+    /// Tells every replica listening ([`Store::listener`]) that
     /// `mission_id` waits for its agent. PostgreSQL only (a notification is
     /// delivered when the sending transaction commits, and may be lost: the
     /// missions table stays the truth); nothing on SQLite, one replica.
@@ -333,14 +338,17 @@ impl Store {
         Ok(())
     }
 
-    /// A connection listening for [`Store::notify_mission`]; `None` on
-    /// SQLite. Its `recv` reconnects by itself after a lost connection.
-    pub async fn mission_listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+    /// A connection listening for [`Store::notify_mission`] and
+    /// [`Store::notify_relay`]; `None` on SQLite. Its `recv` reconnects by
+    /// itself after a lost connection (and listens again).
+    pub async fn listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
         let Some(url) = &self.listen_url else {
             return Ok(None);
         };
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-        listener.listen(MISSION_CHANNEL).await?;
+        listener
+            .listen_all([MISSION_CHANNEL, RELAY_CHANNEL])
+            .await?;
         Ok(Some(listener))
     }
 

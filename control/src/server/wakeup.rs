@@ -8,50 +8,81 @@
 //! replica also dispatches the
 //! queued missions of the services whose agents it holds. An agent may get a
 //! mission twice (it dedupes by id); `mark_dispatched` never moves a mission
-//! backwards.
+//! backwards. The same LISTEN connection hears the `relay`'s channel and
+//! hands those notifications to it; when it breaks (PostgreSQL restarted) it
+//! is connected again every second until it works.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use launch_proto::MissionState;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::state::State;
+use super::store::RELAY_CHANNEL;
 
 /// How often queued missions of locally held sessions are looked for, by default.
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How long to wait before connecting the LISTEN connection again.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown`; returns at once on SQLite (one replica).
-pub async fn run(state: Arc<State>, check_every: Duration, shutdown: CancellationToken) {
-    let mut listener = match state.store.mission_listener().await {
+/// Runs until `shutdown`; returns at once on SQLite (one replica). The
+/// relay's notifications go to `relay` (dropped when it is full: the relay's
+/// own periodic check catches up).
+pub async fn run(
+    state: Arc<State>,
+    check_every: Duration,
+    relay: mpsc::Sender<String>,
+    shutdown: CancellationToken,
+) {
+    let mut listener = match state.store.listener().await {
         Ok(Some(listener)) => Some(listener),
         Ok(None) => return,
         Err(err) => {
-            warn!(cause = %err, "cannot LISTEN for missions of other replicas: checking every {check_every:?} only");
+            warn!(cause = %err, "cannot LISTEN for other replicas yet: retrying; checking every {check_every:?} meanwhile");
             None
         }
     };
     let mut check = tokio::time::interval(check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // `None`: the time to connect again has come.
         let notified = async {
             match listener.as_mut() {
-                Some(listener) => listener.recv().await.map(|n| n.payload().to_owned()),
-                None => std::future::pending().await,
+                Some(listener) => Some(
+                    listener
+                        .recv()
+                        .await
+                        .map(|n| (n.channel() == RELAY_CHANNEL, n.payload().to_owned())),
+                ),
+                None => {
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                    None
+                }
             }
         };
         tokio::select! {
             () = shutdown.cancelled() => return,
             notified = notified => match notified {
-                Ok(mission_id) => wake(&state, &mission_id).await,
-                Err(err) => {
-                    warn!(cause = %err, "the LISTEN connection failed: retrying; the periodic check covers the gap");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                Some(Ok((false, mission_id))) => wake(&state, &mission_id).await,
+                Some(Ok((true, payload))) => {
+                    if relay.try_send(payload).is_err() {
+                        debug!("the relay is behind: a notification dropped, its periodic check catches up");
                     }
                 }
+                Some(Err(err)) => {
+                    warn!(cause = %err, "the LISTEN connection failed: connecting again; the periodic checks cover the gap");
+                    listener = None;
+                }
+                None => match state.store.listener().await {
+                    Ok(found) => {
+                        info!("listening for other replicas again");
+                        listener = found;
+                    }
+                    Err(err) => debug!(cause = %err, "cannot LISTEN yet: retrying"),
+                },
             },
             _ = check.tick() => sweep(&state).await,
         }

@@ -123,6 +123,25 @@ pub fn redacted_url(url: &str) -> String {
     out
 }
 
+/// Whether `err` says the database cannot be reached now (down, restarting,
+/// no connection within the pool's timeout) rather than that a query is
+/// wrong: callers may try again once it is back.
+pub fn is_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (the
+        // server shutting down, crashed, not accepting connections yet).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    }
+}
+
 /// The error for a database that holds migrations this binary does not
 /// know: a newer `launch server` migrated it.
 pub(super) async fn schema_too_new(pool: &AnyPool, migrator: &Migrator) -> sqlx::Error {

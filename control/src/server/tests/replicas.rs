@@ -2,7 +2,10 @@
 //! replica locks only its own data dir, all of them must hold the same
 //! secret key (its fingerprint is stored at the first start), migrations run
 //! once when replicas start together, and a schema newer than the binary is
-//! refused saying which versions and what to do. With one S3 bundle store
+//! refused saying which versions and what to do. On PostgreSQL, missions,
+//! log lines and updates written through one replica reach the agents and
+//! watchers of another, by notification or, when one is lost, by the
+//! periodic check. With one S3 bundle store
 //! they share bundles: an agent held by one replica fetches what was
 //! uploaded through another; with bundles in each data dir it is told
 //! clearly that the bundle is not there.
@@ -162,7 +165,8 @@ async fn a_schema_newer_than_the_binary_is_refused_naming_both_versions(db) {
 }
 
 /// A [`TestServer`] replica on `db` (PostgreSQL) holding `key`, looking
-/// for queued missions every `check_every`, using the admin token of
+/// for queued missions and comparing watched missions with the store every
+/// `check_every`, using the admin token of
 /// `admin_from` (the first replica) if given.
 async fn replica(
     db: &TestDb,
@@ -185,6 +189,7 @@ async fn replica_with(
     let mut config = db.config(data_dir.path().join("server"));
     config.secret_key = Some(key);
     config.mission_check_every = check_every;
+    config.relay_check_every = check_every;
     adjust(&mut config);
     let database_url = config.database_url.clone();
     let (addr, shutdown, handle) = start_replica(config).await.expect("the replica starts");
@@ -404,4 +409,258 @@ async fn a_server_whose_bucket_does_not_answer_refuses_to_start_naming_it() {
         .expect("a server with an existing bucket starts");
     stop.cancel();
     handle.await.unwrap().unwrap();
+}
+
+/// Everything a WatchMission stream carries until it ends, as `line N`,
+/// `gap A-B` and `update STATE` labels.
+async fn watch_labels(stream: &mut Streaming<MissionEvent>) -> Vec<String> {
+    let mut labels = Vec::new();
+    loop {
+        let event = tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no mission event within {DEADLINE:?}; so far {labels:?}"))
+            .unwrap();
+        let Some(event) = event else { return labels };
+        labels.push(match event.event.unwrap() {
+            mission_event::Event::Line(line) => format!("line {}", line.seq),
+            mission_event::Event::Gap(gap) => format!("gap {}-{}", gap.from_seq, gap.to_seq),
+            mission_event::Event::Update(update) => format!("update {}", update.state().label()),
+        });
+    }
+}
+
+fn line_labels(seqs: impl IntoIterator<Item = u64>) -> Vec<String> {
+    seqs.into_iter().map(|seq| format!("line {seq}")).collect()
+}
+
+async fn watch(server: &TestServer, mission_id: &str, since_seq: u64) -> Streaming<MissionEvent> {
+    server
+        .control()
+        .await
+        .watch_mission(server.admin(WatchMissionRequest {
+            mission_id: mission_id.into(),
+            since_seq,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn follow(server: &TestServer, since_seq: u64) -> Streaming<LogEvent> {
+    server
+        .control()
+        .await
+        .stream_logs(server.admin(StreamLogsRequest {
+            target: Some(target("web", "prod")),
+            mission_id: String::new(),
+            since_seq,
+            follow: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_and_updates_stored_by_one_replica_reach_watchers_on_another() {
+    let db = TestDb::postgres();
+    let key: [u8; 32] = rand::random();
+    let holder = replica(&db, key, NEVER, None).await;
+    let other = replica(&db, key, NEVER, Some(&holder)).await;
+    let (_, agent_token) = holder.register("web", "prod").await;
+    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    let deployed = other.deploy("web", "prod", good_bundle("1")).await;
+    let mission_id = session.next_mission().await.mission_id;
+    assert_eq!(mission_id, deployed.mission_id);
+
+    // Watchers on the replica that does not hold the agent, before any line.
+    let mut watcher = watch(&other, &mission_id, 0).await;
+    let mut follower = follow(&other, 0).await;
+    session.ack(&mission_id).await;
+    session.logs(&mission_id, 1..=3).await;
+    assert_eq!(session.next_log_ack(&mission_id).await, 3);
+    assert_eq!(log_labels(&mut follower, 3).await, line_labels(1..=3));
+    // One that resumes after seq 2, while the mission runs.
+    let mut resumed = follow(&other, 2).await;
+    assert_eq!(log_labels(&mut resumed, 3).await, line_labels([3]));
+
+    // Many batches, then lines 301 and 302 lost by the agent.
+    for batch in 0..30u64 {
+        session
+            .logs(&mission_id, 4 + batch * 10..=(13 + batch * 10).min(300))
+            .await;
+    }
+    session.logs(&mission_id, 303..=310).await;
+    while session.next_log_ack(&mission_id).await < 310 {}
+    let mut expected = line_labels(4..=300);
+    expected.push("gap 301-302".into());
+    expected.extend(line_labels(303..=310));
+    assert_eq!(log_labels(&mut follower, 310).await, expected);
+    assert_eq!(log_labels(&mut resumed, 310).await, expected);
+    session
+        .update(&mission_id, MissionState::Healthy, &deployed.release_id)
+        .await;
+
+    let shown = watch_labels(&mut watcher).await;
+    let (updates, lines): (Vec<String>, Vec<String>) = shown
+        .iter()
+        .cloned()
+        .partition(|label| label.starts_with("update"));
+    let mut all = line_labels(1..=300);
+    all.push("gap 301-302".into());
+    all.extend(line_labels(303..=310));
+    assert_eq!(lines, all, "every line once, in order");
+    assert_eq!(
+        shown.last().map(String::as_str),
+        Some("update healthy"),
+        "{shown:?}"
+    );
+    assert!(
+        updates == ["update healthy"] || updates == ["update running", "update healthy"],
+        "{updates:?}"
+    );
+
+    // Resuming after the end, from a seq, on the other replica.
+    let replayed = watch_labels(&mut watch(&other, &mission_id, 305).await).await;
+    let mut tail = line_labels(306..=310);
+    tail.push("update healthy".into());
+    assert_eq!(replayed, tail);
+
+    // `logs -f` there moves to the newer mission the holder records.
+    let newer = holder.deploy("web", "prod", good_bundle("2")).await;
+    assert_eq!(session.next_mission().await.mission_id, newer.mission_id);
+    session.ack(&newer.mission_id).await;
+    session.logs(&newer.mission_id, 1..=2).await;
+    let event = tokio::time::timeout(DEADLINE, follower.message())
+        .await
+        .expect("the follower moves to the newer mission within the deadline")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.mission_id, event.line.map(|line| line.seq)),
+        (newer.mission_id.clone(), Some(1))
+    );
+    drop(session);
+    other.stop().await;
+    holder.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_and_a_final_state_never_notified_reach_watchers_through_the_periodic_check() {
+    let db = TestDb::postgres();
+    let key: [u8; 32] = rand::random();
+    let watched = replica(&db, key, Duration::from_millis(200), None).await;
+    let deployed = watched.deploy("web", "prod", good_bundle("1")).await;
+    let mut watcher = watch(&watched, &deployed.mission_id, 0).await;
+    let mut follower = follow(&watched, 0).await;
+    // Written straight to the store, as by a replica that died before its
+    // NOTIFY.
+    let store = watched.store().await;
+    let lines: Vec<LogLine> = (1..=5)
+        .map(|seq| LogLine {
+            seq,
+            unix_ms: 1,
+            stream: LogStream::Stdout as i32,
+            source: "compose".into(),
+            text: format!("line {seq}"),
+        })
+        .collect();
+    store
+        .insert_lines(&deployed.mission_id, &lines)
+        .await
+        .unwrap();
+    assert_eq!(log_labels(&mut follower, 5).await, line_labels(1..=5));
+    let mission = store.mission(&deployed.mission_id).await.unwrap().unwrap();
+    let update = MissionUpdate {
+        mission_id: deployed.mission_id.clone(),
+        state: MissionState::Failed as i32,
+        message: "the replica died".into(),
+        release_id: deployed.release_id.clone(),
+        url: String::new(),
+    };
+    store
+        .apply_update(&mission, &update, MissionState::Failed)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut expected = line_labels(1..=5);
+    expected.push("update failed".into());
+    assert_eq!(watch_labels(&mut watcher).await, expected);
+    watched.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_carry_on_after_postgresql_restarts_and_fail_calls_clearly_meanwhile() {
+    let cluster = super::super::test_postgres::Cluster::start();
+    let db = TestDb::Postgres(cluster.new_database());
+    let key: [u8; 32] = rand::random();
+    let holder = replica(&db, key, NEVER, None).await;
+    let other = replica(&db, key, NEVER, Some(&holder)).await;
+    let (_, agent_token) = holder.register("web", "prod").await;
+    let deployed = other.deploy("web", "prod", good_bundle("1")).await;
+
+    cluster.pause();
+    let during = tokio::time::timeout(
+        Duration::from_secs(30),
+        other
+            .control()
+            .await
+            .list_services(other.admin(ListServicesRequest::default())),
+    )
+    .await
+    .expect("a call during the outage fails within the pool's timeout")
+    .unwrap_err();
+    assert_eq!(during.code(), Code::Unavailable, "{during:?}");
+    assert!(
+        during.message().contains("cannot reach its database"),
+        "{during:?}"
+    );
+    cluster.resume();
+
+    eventually("calls to succeed again", || async {
+        other
+            .control()
+            .await
+            .list_services(other.admin(ListServicesRequest::default()))
+            .await
+            .map(|_| ())
+            .map_err(|status| status.to_string())
+    })
+    .await;
+    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    let mission_id = session.next_mission().await.mission_id;
+    assert_eq!(mission_id, deployed.mission_id);
+    let mut watcher = watch(&other, &mission_id, 0).await;
+    session.ack(&mission_id).await;
+    // No periodic check: lines reach the other replica's watcher once its
+    // LISTEN connection is back, those sent before it through the store.
+    let mut sent = 0;
+    let first = loop {
+        sent += 1;
+        session.logs(&mission_id, sent..=sent).await;
+        if let Ok(event) = tokio::time::timeout(Duration::from_millis(500), watcher.message()).await
+        {
+            break event.unwrap().unwrap();
+        }
+        assert!(
+            sent < 40,
+            "no line reached the other replica in 20 s after the restart"
+        );
+    };
+    session
+        .update(&mission_id, MissionState::Healthy, &deployed.release_id)
+        .await;
+    let mut shown = vec![match first.event.unwrap() {
+        mission_event::Event::Line(line) => format!("line {}", line.seq),
+        mission_event::Event::Update(update) => format!("update {}", update.state().label()),
+        mission_event::Event::Gap(gap) => format!("gap {}-{}", gap.from_seq, gap.to_seq),
+    }];
+    shown.extend(watch_labels(&mut watcher).await);
+    shown.retain(|label| label != "update running");
+    let mut expected = line_labels(1..=sent);
+    expected.push("update healthy".into());
+    assert_eq!(shown, expected);
+    drop(session);
+    other.stop().await;
+    holder.stop().await;
 }
