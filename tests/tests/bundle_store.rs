@@ -1,7 +1,7 @@
 //! Bundles off the local disk (issue #17): `launch server --bundle-store
 //! s3://…` against moto's S3, configured as any AWS tool is (region,
 //! credentials, `AWS_ENDPOINT_URL_S3`). Two replicas on one PostgreSQL
-//! database and one bucket serve one fleet: a deploy uploaded through one
+//! database and one bucket serve one fleet: `deploy --wait` through one
 //! reaches a real agent connected to the other and ends healthy; a bundle
 //! gone from the bucket fails its mission saying so; a bucket that does not
 //! answer keeps the server from starting (exit 64, before binding).
@@ -14,26 +14,6 @@ use launch_e2e::poll::eventually;
 use launch_e2e::server::SCRUBBED_ENV;
 use launch_e2e::{Agent, Server, Service, binaries, cli, grpc};
 use launch_proto::{GetMissionRequest, MissionState};
-
-/// What a server needs to reach moto's S3, as in any AWS deployment.
-fn aws_env(moto: &MotoS3) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL_S3", moto.url()),
-        ("AWS_REGION", moto_s3::REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", moto_s3::ACCESS_KEY_ID.to_owned()),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            moto_s3::SECRET_ACCESS_KEY.to_owned(),
-        ),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-    ]
-}
-
-fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect()
-}
 
 /// The releases of `service` as `server` lists them once `ready` holds.
 fn wait_for_release(
@@ -59,21 +39,22 @@ fn a_deploy_through_one_replica_reaches_an_agent_on_another_through_one_bucket()
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
     let store = format!("s3://{bucket}/launch");
-    let env = aws_env(moto);
+    let env = moto.server_env();
     let first = Server::start_with_env(
         &["--database-url", &url, "--bundle-store", &store],
-        &as_refs(&env),
+        &moto_s3::env_refs(&env),
     );
     let second = Server::start_replica(&first).expect("a second replica starts");
     let service = Service::quickstart();
     let _agent = Agent::start(&first, &service.name, &service.environment);
 
     // Uploaded through the replica the agent is not connected to. Its
-    // mission reaches the agent through the database, its bundle through S3.
+    // mission reaches the agent through the database, its bundle through S3,
+    // and its outcome comes back to `deploy --wait` through the relay.
     service.set_index("served from the bucket\n");
     let dir = service.dir_arg();
-    let queued = second.cli(&service.deploy_args(&dir, &[]));
-    queued.success();
+    let deployed = second.cli(&service.deploy_args(&dir, &["--wait"]));
+    deployed.success();
     let healthy = wait_for_release(&second, &service, "the release to be healthy", |r| {
         cli::field(r, "state") == "healthy"
     });
@@ -99,10 +80,10 @@ fn a_deploy_through_one_replica_reaches_an_agent_on_another_through_one_bucket()
 fn a_bundle_gone_from_the_bucket_fails_its_mission_saying_so() {
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
-    let env = aws_env(moto);
+    let env = moto.server_env();
     let server = Server::start_with_env(
         &["--bundle-store", &format!("s3://{bucket}")],
-        &as_refs(&env),
+        &moto_s3::env_refs(&env),
     );
     let service = Service::quickstart();
     // Queued with no agent yet; the object goes before any agent asks.
@@ -152,7 +133,7 @@ fn a_bundle_gone_from_the_bucket_fails_its_mission_saying_so() {
 fn server_refuses_a_bundle_bucket_that_does_not_answer_with_exit_64_before_binding() {
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
-    let env = aws_env(moto);
+    let env = moto.server_env();
     let temp = tempfile::tempdir().unwrap();
     let mut command = Command::new(binaries::launch());
     for var in SCRUBBED_ENV {
@@ -190,7 +171,7 @@ fn server_refuses_a_bundle_bucket_that_does_not_answer_with_exit_64_before_bindi
     // Positive control: the bucket that exists, with the same settings.
     let server = Server::start_with_env(
         &["--bundle-store", &format!("s3://{bucket}/p")],
-        &as_refs(&env),
+        &moto_s3::env_refs(&env),
     );
     let (code, _) = launch_e2e::http::get(server.addr.port(), "/healthz").expect("GET /healthz");
     assert_eq!(code, 200);

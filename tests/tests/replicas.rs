@@ -1,15 +1,17 @@
-//! Two `launch server` replicas on one throwaway PostgreSQL: an agent given
-//! both URLs and a `deploy --wait` given both addresses survive `kill -9` of
-//! the replica holding the agent in the middle of a deploy that logs heavily;
-//! a `logs -f` on the other replica sees every line once, in order, before
-//! and after. Bundles still live on the replica that received the upload, so
-//! the upload goes to the replica that is killed only once the agent has
-//! fetched it (its containers already log).
+//! Two `launch server` replicas on one throwaway PostgreSQL and one S3
+//! bucket (moto): an agent given both URLs and a `deploy --wait` given both
+//! addresses survive `kill -9` of the replica holding the agent in the middle
+//! of a deploy that logs heavily. The deploy is uploaded through the replica
+//! that does not hold the agent, so its bundle reaches the agent through the
+//! bucket and its lines reach `deploy --wait` through the relay until the
+//! kill; a `logs -f` on that replica sees every line once, in order, before
+//! and after.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use launch_e2e::agent::create_join_token;
+use launch_e2e::moto_s3::{self, MotoS3};
 use launch_e2e::poll::eventually;
 use launch_e2e::postgres::Cluster;
 use launch_e2e::{Agent, Server, Service, cli};
@@ -56,9 +58,17 @@ fn consecutive(numbers: &[u64]) -> bool {
 fn killing_the_replica_that_holds_the_agent_mid_deploy_loses_and_repeats_nothing() {
     let cluster = Cluster::start();
     let url = cluster.new_database();
-    let mut holder = Server::start_with(&["--database-url", &url]);
+    let moto = MotoS3::shared();
+    let bucket = format!("s3://{}/bundles", moto.new_bucket());
+    let env = moto.server_env();
+    let mut holder = Server::start_with_env(
+        &["--database-url", &url, "--bundle-store", &bucket],
+        &moto_s3::env_refs(&env),
+    );
     let other = Server::start_replica(&holder).expect("a second replica starts");
     let both = format!("{},{}", holder.url(), other.url());
+    // The CLI takes the first replica that accepts: the one without the agent.
+    let other_first = format!("{},{}", other.url(), holder.url());
 
     let service = Service::quickstart();
     let join_token = create_join_token(&holder, &service.name, &service.environment);
@@ -74,7 +84,7 @@ fn killing_the_replica_that_holds_the_agent_mid_deploy_loses_and_repeats_nothing
         &holder,
         &service.deploy_args(&dir, &["--wait", "--timeout", "3m"]),
     );
-    command.env("LAUNCH_ADDR", &both);
+    command.env("LAUNCH_ADDR", &other_first);
     let mut deploy = launch_e2e::process::Process::spawn("launch deploy", command);
     deploy
         .stdout
