@@ -32,7 +32,8 @@ pub struct ServiceDetails {
     pub fqdn: String,
 }
 
-type Key = (String, String);
+/// A service by name and environment.
+pub type Key = (String, String);
 
 fn key_of(row: &sqlx::any::AnyRow) -> Key {
     (row.get("service"), row.get("environment"))
@@ -68,6 +69,20 @@ impl Store {
     /// answers as [`Store::service_details`] for each, one query per table.
     /// `rows` must be fresh (the address and name are taken from them).
     pub async fn services_details(&self, rows: &[ServiceRow]) -> Result<Vec<ServiceDetails>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tags = self.tags_by_service().await?;
+        self.services_details_with(rows, tags).await
+    }
+
+    /// [`Store::services_details`] with every service's tags already read
+    /// ([`Store::tags_by_service`], e.g. to search them first).
+    pub async fn services_details_with(
+        &self,
+        rows: &[ServiceRow],
+        mut tags: HashMap<Key, Vec<TagRow>>,
+    ) -> Result<Vec<ServiceDetails>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -137,10 +152,34 @@ impl Store {
         .iter()
         .map(|row| (key_of(row), row.get("previews")))
         .collect();
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let key = (row.service.clone(), row.environment.clone());
+                ServiceDetails {
+                    newest_mission: newest.remove(&key),
+                    newest_url: urls.remove(&key),
+                    health: health.remove(&key),
+                    front_door_report: reports.remove(&key),
+                    current_release: row
+                        .current_release_id
+                        .as_ref()
+                        .and_then(|id| releases.get(id).cloned()),
+                    previews: previews.get(&key).copied().unwrap_or_default() as usize,
+                    tags: tags.remove(&key).unwrap_or_default(),
+                    host_address: row.host_address.clone(),
+                    fqdn: row.fqdn.clone(),
+                }
+            })
+            .collect())
+    }
+
+    /// Every service's tags, by key in byte order.
+    pub async fn tags_by_service(&self) -> Result<HashMap<Key, Vec<TagRow>>> {
         // One row per service, its tags joined (`key value source` lines):
         // a thousand rows instead of ten thousand is most of a listing's
         // time. A checked tag has neither a space nor a line break.
-        let mut tags: HashMap<Key, Vec<TagRow>> = sqlx::query(&format!(
+        Ok(sqlx::query(&format!(
             "SELECT service, environment, {}(key || ' ' || value || ' ' || source, $1) AS tags
              FROM service_tags GROUP BY service, environment",
             self.engine.string_agg(),
@@ -168,26 +207,6 @@ impl Store {
             tags.sort_by(|a, b| a.key.cmp(&b.key));
             ((service, environment), tags)
         })
-        .collect();
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let key = (row.service.clone(), row.environment.clone());
-                ServiceDetails {
-                    newest_mission: newest.remove(&key),
-                    newest_url: urls.remove(&key),
-                    health: health.remove(&key),
-                    front_door_report: reports.remove(&key),
-                    current_release: row
-                        .current_release_id
-                        .as_ref()
-                        .and_then(|id| releases.get(id).cloned()),
-                    previews: previews.get(&key).copied().unwrap_or_default() as usize,
-                    tags: tags.remove(&key).unwrap_or_default(),
-                    host_address: row.host_address.clone(),
-                    fqdn: row.fqdn.clone(),
-                }
-            })
-            .collect())
+        .collect())
     }
 }
