@@ -525,6 +525,7 @@ pub async fn run(
         cli_binary: config.cli_binary.clone(),
         shutdown: shutdown.clone(),
         revocations: authz::Revocations::default(),
+        fleet: Default::default(),
         github: reporter.clone(),
         previews: config.previews.clone(),
     });

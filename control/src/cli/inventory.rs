@@ -142,6 +142,7 @@ pub async fn services(global: &Global, tags: &[String]) -> Result<u8, CliError> 
     let services = client
         .list_services(ListServicesRequest {
             tags: tags.to_vec(),
+            ..Default::default()
         })
         .await
         .map_err(|s| CliError::from_status(&s, &global.addr))?

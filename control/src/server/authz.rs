@@ -435,7 +435,7 @@ where
     }
 }
 
-type EndFuture = Pin<Box<dyn Future<Output = Status> + Send>>;
+pub type EndFuture = Pin<Box<dyn Future<Output = Status> + Send>>;
 
 /// Checks the call; returns the request (its body intact) with the caller in
 /// its extensions, and what ends the response early (a scoped token's
@@ -530,7 +530,26 @@ async fn authenticate(state: &State, headers: &http::HeaderMap) -> Result<Caller
     let Some(token) = tokens::bearer(&metadata) else {
         return Err(unauthenticated("missing token"));
     };
-    let hash = tokens::hash(&token);
+    authenticate_token(state, &token).await
+}
+
+/// What ends a stream served for `token` outside a control call (the
+/// dashboard's shared log stream, authorized by a control call first): the
+/// same revocation or expiry that ends a control call's response, `None`
+/// when nothing does. A token refused now is refused here.
+pub async fn stream_end(state: &State, token: &str) -> Result<Option<EndFuture>, Status> {
+    let caller = authenticate_token(state, token).await?;
+    Ok(end_of(state, &caller))
+}
+
+async fn authenticate_token(state: &State, token: &str) -> Result<Caller, Status> {
+    let unauthenticated = |why: &str| {
+        Status::unauthenticated(format!(
+            "{why}: pass --token or set LAUNCH_TOKEN (the admin token is in {})",
+            state.data_dir.join(super::ADMIN_TOKEN_FILE).display()
+        ))
+    };
+    let hash = tokens::hash(token);
     if hash == state.admin_hash {
         return Ok(Caller::admin());
     }

@@ -688,10 +688,46 @@ impl ControlService for Control {
         &self,
         request: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
-        let rows = self.state.store.services().await.map_err(internal)?;
-        let rows = super::tags::filter(&self.state, &request.get_ref().tags, rows).await?;
+        let request = request.into_inner();
+        let store = &self.state.store;
+        let (page, matched, tags) =
+            if request.limit > 0 && request.tags.is_empty() && request.search.trim().is_empty() {
+                // A page of every service: only its rows and their tags are read.
+                let (page, total) = store
+                    .services_page(request.offset, request.limit)
+                    .await
+                    .map_err(internal)?;
+                let tags = store.tags_of_services(&page).await.map_err(internal)?;
+                (page, total as u32, tags)
+            } else {
+                let rows = store.services().await.map_err(internal)?;
+                let rows = super::tags::filter(&self.state, &request.tags, rows).await?;
+                let (rows, tags) = super::tags::search(&self.state, &request.search, rows).await?;
+                let matched = rows.len() as u32;
+                let limit = match request.limit {
+                    0 => usize::MAX,
+                    limit => limit as usize,
+                };
+                let page: Vec<ServiceRow> = rows
+                    .into_iter()
+                    .skip(request.offset as usize)
+                    .take(limit)
+                    .collect();
+                (page, matched, tags)
+            };
+        let details = self
+            .state
+            .store
+            .services_details_with(&page, tags)
+            .await
+            .map_err(internal)?;
         Ok(Response::new(ListServicesResponse {
-            services: self.service_infos(&rows).await?,
+            services: page
+                .iter()
+                .zip(details)
+                .map(|(row, details)| self.info_of(row, details))
+                .collect(),
+            matched,
         }))
     }
 

@@ -16,7 +16,8 @@
 //! - `pages`: the pages and fragments (services, mission, agents) and what
 //!   every page shares; `service_page`: one service and its live fragments.
 //! - `actions`: the POSTs (activate, redeploy, remove preview, secrets).
-//! - `sse`: the fleet event stream and the resumable mission log stream.
+//! - `sse`: the fleet event stream and the resumable mission log stream;
+//!   `follow`: a mission's log rendered once and shared by its followers.
 //! - `search`: the services search (AND of terms) and its suggestions.
 //! - `ansi`: log text to escaped HTML with ANSI colours as classes.
 //! - `assets`: the embedded htmx, script and stylesheet.
@@ -40,6 +41,7 @@ mod actions;
 pub mod ansi;
 pub mod assets;
 mod csrf;
+pub mod follow;
 mod pages;
 mod search;
 mod service_page;
@@ -57,6 +59,8 @@ pub type ControlClient = ControlServiceClient<AuthorizedControl>;
 pub struct Dash {
     pub state: Arc<State>,
     control: ControlClient,
+    /// The followed missions' shared log renderings.
+    pub follows: Arc<follow::Follows>,
     /// Served over TLS: cookies are `Secure`.
     pub secure: bool,
 }
@@ -68,6 +72,7 @@ impl Dash {
             control: ControlServiceClient::new(control)
                 .max_decoding_message_size(launch_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(launch_proto::MAX_MESSAGE_BYTES),
+            follows: Arc::default(),
             secure,
         }
     }

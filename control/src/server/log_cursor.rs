@@ -45,27 +45,50 @@ impl LogCursor {
         &self.mission_id
     }
 
+    /// The highest seq delivered.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Records that everything up to `seq` was delivered another way (the
+    /// dashboard's shared rendering); the cursor never goes back.
+    pub fn delivered(&mut self, seq: u64) {
+        self.sent = self.sent.max(seq);
+    }
+
     /// Stored lines after the cursor, with a gap event wherever seqs jump.
     pub async fn replay(&mut self, state: &State) -> Result<Vec<MissionEvent>, Status> {
         let mut events = Vec::new();
         loop {
-            let lines = state
-                .store
-                .lines_after(&self.mission_id, self.sent, PAGE)
-                .await
-                .map_err(internal)?;
-            let done = (lines.len() as i64) < PAGE;
-            for line in lines {
-                if line.seq > self.sent + 1 {
-                    events.push(gap_event(self.sent + 1, line.seq - 1));
-                }
-                self.sent = line.seq;
-                events.push(line_event(line));
-            }
+            let (page, done) = self.replay_page(state).await?;
+            events.extend(page);
             if done {
                 return Ok(events);
             }
         }
+    }
+
+    /// One page of [`LogCursor::replay`]: at most a page of stored lines
+    /// after the cursor, and whether it was the last.
+    pub async fn replay_page(
+        &mut self,
+        state: &State,
+    ) -> Result<(Vec<MissionEvent>, bool), Status> {
+        let lines = state
+            .store
+            .lines_after(&self.mission_id, self.sent, PAGE)
+            .await
+            .map_err(internal)?;
+        let done = (lines.len() as i64) < PAGE;
+        let mut events = Vec::with_capacity(lines.len());
+        for line in lines {
+            if line.seq > self.sent + 1 {
+                events.push(gap_event(self.sent + 1, line.seq - 1));
+            }
+            self.sent = line.seq;
+            events.push(line_event(line));
+        }
+        Ok((events, done))
     }
 
     /// What to deliver for one event published live for the mission: a

@@ -38,6 +38,8 @@ pub struct State {
     pub github: super::github::Reporter,
     /// The previews' cap, idle TTL and container limits.
     pub previews: super::previews::Settings,
+    /// The fleet's events, completed once for every `WatchEvents` watcher.
+    pub fleet: super::fleet::Completer,
 }
 
 /// A store failure as the caller sees it: generic, with the details logged;

@@ -1,5 +1,5 @@
 //! Service tags on the wire: `SetServiceTags` (the CLI's `tag`/`untag`), the
-//! tag filter of `ListServices`, the tags in `ServiceInfo`, `TagVocabulary`
+//! tag filter and the search of `ListServices`, the tags in `ServiceInfo`, `TagVocabulary`
 //! (the dashboard search's completions), and the check of
 //! the provider's `tags` (`EnsureService`). Every tag is checked by
 //! `launch_core::tags` before the store sees it (a deploy's `launch.toml`
@@ -111,6 +111,76 @@ pub async fn filter(
     Ok(rows)
 }
 
+/// The search of `ListServices` (the dashboard's): terms separated by
+/// spaces, all of which must hold (AND). `key:value` matches a tag (value by
+/// prefix), `key:` any service with that tag key, and a bare word a service
+/// name, environment or tag key by prefix. `service:` and `env:` are
+/// built-in keys.
+pub struct Search(Vec<Term>);
+
+enum Term {
+    /// `key:value` (value a prefix; empty: any value).
+    Pair(String, String),
+    /// A bare word: a prefix of the name, environment or a tag key.
+    Word(String),
+}
+
+impl Search {
+    pub fn parse(query: &str) -> Self {
+        Search(
+            query
+                .split_whitespace()
+                .map(|term| match term.split_once(':') {
+                    Some((key, value)) => Term::Pair(key.to_lowercase(), value.to_lowercase()),
+                    None => Term::Word(term.to_lowercase()),
+                })
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn matches(&self, service: &str, environment: &str, own: &[TagRow]) -> bool {
+        self.0.iter().all(|term| match term {
+            Term::Pair(key, value) => match key.as_str() {
+                "service" => service.starts_with(value.as_str()),
+                "env" | "environment" => environment.starts_with(value.as_str()),
+                _ => own.iter().any(|tag| {
+                    tag.key == *key && tag.value.to_lowercase().starts_with(value.as_str())
+                }),
+            },
+            Term::Word(word) => {
+                service.starts_with(word.as_str())
+                    || environment.starts_with(word.as_str())
+                    || own.iter().any(|tag| tag.key.starts_with(word.as_str()))
+            }
+        })
+    }
+}
+
+/// The services of `rows` that `search` matches, with every service's tags
+/// (read once, for the search and the answer).
+pub async fn search(
+    state: &State,
+    search: &str,
+    mut rows: Vec<ServiceRow>,
+) -> Result<(Vec<ServiceRow>, HashMap<(String, String), Vec<TagRow>>), Status> {
+    let tags = state.store.tags_by_service().await.map_err(internal)?;
+    let search = Search::parse(search);
+    if !search.is_empty() {
+        rows.retain(|row| {
+            let own = tags
+                .get(&(row.service.clone(), row.environment.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            search.matches(&row.service, &row.environment, own)
+        });
+    }
+    Ok((rows, tags))
+}
+
 /// `TagVocabulary`: the stored tags' completions of a prefix.
 pub async fn vocabulary(
     state: &State,
@@ -158,4 +228,42 @@ fn owner(source: TagSource) -> &'static str {
 
 fn nothing_changed(error: launch_core::Error) -> Status {
     Status::invalid_argument(format!("{error}; nothing was changed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_are_anded_and_matched_by_prefix() {
+        let tags = vec![TagRow {
+            service: "web".to_owned(),
+            environment: "prod".to_owned(),
+            key: "team".to_owned(),
+            value: "Core".to_owned(),
+            source: TagSource::Cli,
+        }];
+        let table = [
+            ("", true),
+            ("we", true),
+            ("env:pr", true),
+            ("env:staging", false),
+            ("service:w", true),
+            ("service:x", false),
+            ("team:", true),
+            ("team:co", true),
+            ("team:co env:prod", true),
+            ("team:co env:dev", false),
+            ("owner:", false),
+            ("te", true),
+            ("x", false),
+        ];
+        for (query, want) in table {
+            assert_eq!(
+                Search::parse(query).matches("web", "prod", &tags),
+                want,
+                "{query:?}"
+            );
+        }
+    }
 }

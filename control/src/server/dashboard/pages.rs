@@ -134,19 +134,21 @@ pub(super) fn row_of(info: &ServiceInfo) -> ServiceRow {
     }
 }
 
+/// Services shown per page (and per search answer).
+pub const PAGE: u32 = 100;
+
 #[derive(Template)]
 #[template(path = "dashboard/services.html")]
 struct ServicesPage {
     chrome: Chrome,
     query: String,
-    rows: Vec<ServiceRow>,
-    total: usize,
+    listed: Listed,
 }
 
 #[derive(Template)]
 #[template(path = "dashboard/service_rows.html")]
 struct ServiceRows {
-    rows: Vec<ServiceRow>,
+    listed: Listed,
 }
 
 #[derive(Template)]
@@ -159,61 +161,114 @@ struct ServiceRowFragment {
 pub struct SearchQuery {
     #[serde(default)]
     q: String,
+    /// The page of the services that match, from 1.
+    #[serde(default)]
+    page: Option<u32>,
 }
 
-/// Every service the session may list, with its tags, filtered by `query`.
+/// One page of the services a search matched.
+struct Listed {
+    rows: Vec<ServiceRow>,
+    /// How many services matched.
+    matched: u32,
+    /// The first row's place among them, from 1 (0 when there is none).
+    first: u32,
+    /// The links to the neighbouring pages (empty when there is none).
+    previous: String,
+    next: String,
+    /// Rows per page.
+    size: u32,
+}
+
+/// The page `page` of the services the session may list that match
+/// `query`: the search and the page are applied by `ListServices`.
 async fn listed(
     dash: &Dash,
     session: &Session,
-    query: &str,
+    query: &SearchQuery,
     page: bool,
-) -> Result<(Vec<ServiceRow>, usize), Failure> {
-    let services = session
+) -> Result<Listed, Failure> {
+    let number = query.page.unwrap_or(1).max(1);
+    let offset = (number - 1).saturating_mul(PAGE);
+    let answer = session
         .outcome(
             dash,
             dash.control()
-                .list_services(session.request(ListServicesRequest::default()))
+                .list_services(session.request(ListServicesRequest {
+                    search: query.q.clone(),
+                    limit: PAGE,
+                    offset,
+                    ..Default::default()
+                }))
                 .await,
             page,
         )
-        .await?
-        .services;
-    let filter = search::Filter::parse(query);
-    let total = services.len();
-    let rows = services
-        .iter()
-        .filter(|info| {
-            let target = info.target.clone().unwrap_or_default();
-            filter.matches(&target.service, &target.environment, &search::tags_of(info))
-        })
-        .map(row_of)
-        .collect();
-    Ok((rows, total))
+        .await?;
+    let rows: Vec<ServiceRow> = answer.services.iter().map(row_of).collect();
+    let link = |number: u32| match query.q.as_str() {
+        "" => format!("/?page={number}"),
+        q => format!("/?q={}&page={number}", query_escaped(q)),
+    };
+    Ok(Listed {
+        first: if rows.is_empty() { 0 } else { offset + 1 },
+        previous: if number > 1 {
+            link(number - 1)
+        } else {
+            String::new()
+        },
+        next: if offset.saturating_add(PAGE) < answer.matched {
+            link(number + 1)
+        } else {
+            String::new()
+        },
+        matched: answer.matched,
+        rows,
+        size: PAGE,
+    })
 }
 
-/// `GET /`: the services.
+/// `text` as a URL query value: unreserved bytes as they are, the rest as `%XX`.
+fn query_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl Listed {
+    /// The last row's place among the matches.
+    fn last(&self) -> u32 {
+        self.first + (self.rows.len() as u32).saturating_sub(1)
+    }
+}
+
+/// `GET /?q=&page=`: the services, a page at a time.
 pub async fn services(
     Extract(dash): Extract<Arc<Dash>>,
     PageSession(session): PageSession,
     Query(query): Query<SearchQuery>,
 ) -> Result<Response, Failure> {
-    let (rows, total) = listed(&dash, &session, &query.q, true).await?;
+    let listed = listed(&dash, &session, &query, true).await?;
     Ok(html(&ServicesPage {
         chrome: Chrome::of(&session, "Services"),
         query: query.q,
-        rows,
-        total,
+        listed,
     }))
 }
 
-/// `GET /fragments/services?q=`: the table's rows for a search.
+/// `GET /fragments/services?q=&page=`: the table's rows for a search.
 pub async fn services_rows(
     Extract(dash): Extract<Arc<Dash>>,
     ApiSession(session): ApiSession,
     Query(query): Query<SearchQuery>,
 ) -> Result<Response, Failure> {
-    let (rows, _) = listed(&dash, &session, &query.q, false).await?;
-    Ok(html(&ServiceRows { rows }))
+    let listed = listed(&dash, &session, &query, false).await?;
+    Ok(html(&ServiceRows { listed }))
 }
 
 #[derive(Template)]

@@ -1,8 +1,8 @@
-//! The services search. A query is terms separated by spaces, all of which
-//! must hold (AND): `key:value` matches a tag (value by prefix), `key:`
-//! any service with that tag key, and a bare word a service name,
-//! environment or tag key by prefix. `service:` and `env:` are built-in
-//! keys. Suggestions complete the last term: keys (`env:`), then
+//! The services search's suggestions. A query is terms separated by
+//! spaces, all of which must hold (AND), applied by `ListServices` in the
+//! control plane (`tags::Search`): `key:value` matches a tag (value by
+//! prefix), `key:` any service with that tag key, and a bare word a service
+//! name, environment or tag key by prefix. Suggestions complete the last term: keys (`env:`), then
 //! `key:value` pairs, from the stored tag vocabulary (`TagVocabulary`, with
 //! the built-in keys), which a session may read when it may list every
 //! service.
@@ -22,46 +22,6 @@ pub fn tags_of(info: &ServiceInfo) -> Vec<(String, String)> {
         .iter()
         .map(|tag| (tag.key.clone(), tag.value.clone()))
         .collect()
-}
-
-enum Term {
-    /// `key:value` (value a prefix; empty: any value).
-    Pair(String, String),
-    /// A bare word: a prefix of the name, environment or a tag key.
-    Word(String),
-}
-
-pub struct Filter(Vec<Term>);
-
-impl Filter {
-    pub fn parse(query: &str) -> Self {
-        Filter(
-            query
-                .split_whitespace()
-                .map(|term| match term.split_once(':') {
-                    Some((key, value)) => Term::Pair(key.to_lowercase(), value.to_lowercase()),
-                    None => Term::Word(term.to_lowercase()),
-                })
-                .collect(),
-        )
-    }
-
-    pub fn matches(&self, service: &str, environment: &str, own: &[(String, String)]) -> bool {
-        self.0.iter().all(|term| match term {
-            Term::Pair(key, value) => match key.as_str() {
-                "service" => service.starts_with(value.as_str()),
-                "env" | "environment" => environment.starts_with(value.as_str()),
-                _ => own
-                    .iter()
-                    .any(|(k, v)| k == key && v.to_lowercase().starts_with(value.as_str())),
-            },
-            Term::Word(word) => {
-                service.starts_with(word.as_str())
-                    || environment.starts_with(word.as_str())
-                    || own.iter().any(|(k, _)| k.starts_with(word.as_str()))
-            }
-        })
-    }
 }
 
 /// One completion: what replaces the last term, and how many services have it.
@@ -120,30 +80,6 @@ fn complete(terms: Vec<VocabularyTerm>, last: &str) -> Vec<Suggestion> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn terms_are_anded_and_matched_by_prefix() {
-        let tags = vec![("team".to_owned(), "core".to_owned())];
-        let table = [
-            ("", true),
-            ("we", true),
-            ("env:pr", true),
-            ("env:staging", false),
-            ("team:", true),
-            ("team:co", true),
-            ("team:co env:prod", true),
-            ("team:co env:dev", false),
-            ("owner:", false),
-            ("te", true),
-        ];
-        for (query, want) in table {
-            assert_eq!(
-                Filter::parse(query).matches("web", "prod", &tags),
-                want,
-                "{query:?}"
-            );
-        }
-    }
 
     #[test]
     fn keys_are_suggested_with_a_colon_and_pairs_only_after_one() {

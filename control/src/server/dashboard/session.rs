@@ -66,6 +66,17 @@ impl Session {
         request
     }
 
+    /// What ends a stream the dashboard serves for this session itself: the
+    /// token's revocation or expiry, as `authz` ends a control call's.
+    pub async fn stream_end(
+        &self,
+        dash: &Dash,
+    ) -> Result<Option<super::super::authz::EndFuture>, Failure> {
+        let end = super::super::authz::stream_end(&dash.state, &self.token).await;
+        self.outcome(dash, end.map(tonic::Response::new), false)
+            .await
+    }
+
     /// May press deploy buttons (activate, redeploy, remove preview).
     pub fn can_deploy(&self) -> bool {
         self.scope >= Scope::Deploy

@@ -2,19 +2,21 @@
 //! session's control calls. `/events` relays `WatchEvents`: one `fleet`
 //! event per state change (service and environment as JSON) that the
 //! script answers by re-fetching the fragments watching that service, and
-//! `resync` when events were missed. `/missions/{id}/stream` relays
-//! `WatchMission` with each line's seq as the event id, so a browser that
-//! reconnects (a dropped connection, a control plane restart) sends
-//! `Last-Event-ID` and continues after it: no line twice, none missing, a
-//! gap shown as a gap. Lines are sent as escaped HTML (`ansi`). Both streams
-//! end when the session's token is revoked (`authz` ends the call).
+//! `resync` when events were missed. `/missions/{id}/stream` is the
+//! mission's log from its shared rendering (`follow`) with each line's seq
+//! as the event id, so a browser that reconnects (a dropped connection, a
+//! control plane restart) sends `Last-Event-ID` and continues after it: no
+//! line twice, none missing, a gap shown as a gap. Lines are sent as
+//! escaped HTML (`ansi`). Both streams end when the session's token is
+//! revoked (`authz`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Path, State as Extract};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -22,7 +24,7 @@ use futures::{Stream, StreamExt};
 use launch_proto::*;
 
 use super::session::ApiSession;
-use super::{Dash, ansi};
+use super::{Dash, follow};
 
 /// How long a browser waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(1);
@@ -87,33 +89,10 @@ fn resume_after(headers: &HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-/// One mission event as SSE.
-pub fn log_event(event: MissionEvent) -> Option<Event> {
-    match event.event? {
-        mission_event::Event::Line(line) => Some(
-            Event::default()
-                .id(line.seq.to_string())
-                .event("line")
-                .data(ansi::to_html(&line.text)),
-        ),
-        mission_event::Event::Gap(gap) => Some(
-            Event::default()
-                .id(gap.to_seq.to_string())
-                .event("gap")
-                .data(format!(
-                    "… lines {}–{} are missing (the agent dropped them) …",
-                    gap.from_seq, gap.to_seq
-                )),
-        ),
-        mission_event::Event::Update(update) => Some(
-            Event::default()
-                .event("state")
-                .data(update.state().label().replace('_', " ")),
-        ),
-    }
-}
-
-/// `GET /missions/{mission_id}/stream`: the mission's log, resumable.
+/// `GET /missions/{mission_id}/stream`: the mission's log, resumable,
+/// from the mission's shared rendering (`follow`). The session's token is
+/// checked here by a `GetMission` call (the rule `WatchMission` has), and
+/// the stream ends when the token is revoked or expires.
 pub async fn mission_log(
     Extract(dash): Extract<Arc<Dash>>,
     ApiSession(session): ApiSession,
@@ -121,39 +100,37 @@ pub async fn mission_log(
     headers: HeaderMap,
 ) -> Response {
     let since_seq = resume_after(&headers);
-    let stream = match session
+    let authorized = session
         .outcome(
             &dash,
             dash.control()
-                .watch_mission(session.request(WatchMissionRequest {
-                    mission_id,
-                    since_seq,
+                .get_mission(session.request(GetMissionRequest {
+                    mission_id: mission_id.clone(),
                 }))
                 .await,
             false,
         )
-        .await
-    {
-        Ok(stream) => stream,
+        .await;
+    if let Err(failure) = authorized {
+        return failure.into_response();
+    }
+    let end = match session.stream_end(&dash).await {
+        Ok(end) => end,
         Err(failure) => return failure.into_response(),
     };
-    let events = async_stream::stream! {
-        yield Event::default().retry(RETRY).comment("log");
-        let mut stream = stream;
-        // An error (shutdown, a revoked token) just closes the connection:
-        // the browser reconnects with Last-Event-ID, and the session decides.
-        while let Some(Ok(event)) = stream.next().await {
-            let done = matches!(&event.event, Some(mission_event::Event::Update(update))
-                if update.state().is_final());
-            if let Some(event) = log_event(event) {
-                yield event;
-            }
-            if done {
-                // The mission is over: the browser stops listening.
-                yield Event::default().event("end").data("");
-                break;
-            }
-        }
-    };
-    sse(events)
+    let stream = follow::follow(
+        dash.state.clone(),
+        dash.follows.clone(),
+        mission_id,
+        since_seq,
+        end,
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

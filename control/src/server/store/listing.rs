@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{HealthRow, MissionRow, ReleaseRow, Result, ServiceRow, Store, TagRow, TagSource};
-use super::{mission_row, release_row};
+use super::{mission_row, release_row, service_row};
 
 /// One service's details as the per-service queries answer them.
 #[derive(Clone, Debug, Default)]
@@ -32,7 +32,8 @@ pub struct ServiceDetails {
     pub fqdn: String,
 }
 
-type Key = (String, String);
+/// A service by name and environment.
+pub type Key = (String, String);
 
 fn key_of(row: &sqlx::any::AnyRow) -> Key {
     (row.get("service"), row.get("environment"))
@@ -68,6 +69,20 @@ impl Store {
     /// answers as [`Store::service_details`] for each, one query per table.
     /// `rows` must be fresh (the address and name are taken from them).
     pub async fn services_details(&self, rows: &[ServiceRow]) -> Result<Vec<ServiceDetails>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tags = self.tags_by_service().await?;
+        self.services_details_with(rows, tags).await
+    }
+
+    /// [`Store::services_details`] with every service's tags already read
+    /// ([`Store::tags_by_service`], e.g. to search them first).
+    pub async fn services_details_with(
+        &self,
+        rows: &[ServiceRow],
+        mut tags: HashMap<Key, Vec<TagRow>>,
+    ) -> Result<Vec<ServiceDetails>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -137,38 +152,6 @@ impl Store {
         .iter()
         .map(|row| (key_of(row), row.get("previews")))
         .collect();
-        // One row per service, its tags joined (`key value source` lines):
-        // a thousand rows instead of ten thousand is most of a listing's
-        // time. A checked tag has neither a space nor a line break.
-        let mut tags: HashMap<Key, Vec<TagRow>> = sqlx::query(&format!(
-            "SELECT service, environment, {}(key || ' ' || value || ' ' || source, $1) AS tags
-             FROM service_tags GROUP BY service, environment",
-            self.engine.string_agg(),
-        ))
-        .bind("\n")
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            let (service, environment): Key = key_of(row);
-            let joined: String = row.get("tags");
-            let mut tags: Vec<TagRow> = joined
-                .split('\n')
-                .filter_map(|line| {
-                    let mut fields = line.splitn(3, ' ');
-                    Some(TagRow {
-                        service: service.clone(),
-                        environment: environment.clone(),
-                        key: fields.next()?.to_owned(),
-                        value: fields.next()?.to_owned(),
-                        source: TagSource::from_label(fields.next()?),
-                    })
-                })
-                .collect();
-            tags.sort_by(|a, b| a.key.cmp(&b.key));
-            ((service, environment), tags)
-        })
-        .collect();
         Ok(rows
             .iter()
             .map(|row| {
@@ -187,6 +170,96 @@ impl Store {
                     host_address: row.host_address.clone(),
                     fqdn: row.fqdn.clone(),
                 }
+            })
+            .collect())
+    }
+
+    /// The services not retired, `limit` of them after `offset` in
+    /// (service, environment) order, and how many there are in all: a
+    /// page of the listing without reading the rest.
+    pub async fn services_page(&self, offset: u32, limit: u32) -> Result<(Vec<ServiceRow>, u64)> {
+        let rows = sqlx::query(
+            "SELECT * FROM services WHERE retired = 0 ORDER BY service, environment LIMIT $1 OFFSET $2",
+        )
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(service_row)
+        .collect();
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM services WHERE retired = 0")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows, total as u64))
+    }
+
+    /// Every service's tags, by key in byte order.
+    pub async fn tags_by_service(&self) -> Result<HashMap<Key, Vec<TagRow>>> {
+        self.joined_tags(&[]).await
+    }
+
+    /// The tags of the services of `rows` (a page of the listing), by key
+    /// in byte order: read for those services' names only.
+    pub async fn tags_of_services(&self, rows: &[ServiceRow]) -> Result<HashMap<Key, Vec<TagRow>>> {
+        if rows.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut tags = self.joined_tags(rows).await?;
+        tags.retain(|(service, environment), _| {
+            rows.iter()
+                .any(|row| row.service == *service && row.environment == *environment)
+        });
+        Ok(tags)
+    }
+
+    /// Tags joined into one row per service, of every service or of the
+    /// names of `rows`.
+    async fn joined_tags(&self, rows: &[ServiceRow]) -> Result<HashMap<Key, Vec<TagRow>>> {
+        let mut names: Vec<&str> = rows.iter().map(|row| row.service.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let only = if names.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> =
+                (0..names.len()).map(|i| format!("${}", i + 2)).collect();
+            format!("WHERE service IN ({})", placeholders.join(", "))
+        };
+        // One row per service, its tags joined (`key value source` lines):
+        // a thousand rows instead of ten thousand is most of a listing's
+        // time. A checked tag has neither a space nor a line break.
+        let sql = format!(
+            "SELECT service, environment, {}(key || ' ' || value || ' ' || source, $1) AS tags
+             FROM service_tags {only} GROUP BY service, environment",
+            self.engine.string_agg(),
+        );
+        let mut query = sqlx::query(&sql).bind("\n");
+        for name in names {
+            query = query.bind(name);
+        }
+        Ok(query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let (service, environment): Key = key_of(row);
+                let joined: String = row.get("tags");
+                let mut tags: Vec<TagRow> = joined
+                    .split('\n')
+                    .filter_map(|line| {
+                        let mut fields = line.splitn(3, ' ');
+                        Some(TagRow {
+                            service: service.clone(),
+                            environment: environment.clone(),
+                            key: fields.next()?.to_owned(),
+                            value: fields.next()?.to_owned(),
+                            source: TagSource::from_label(fields.next()?),
+                        })
+                    })
+                    .collect();
+                tags.sort_by(|a, b| a.key.cmp(&b.key));
+                ((service, environment), tags)
             })
             .collect())
     }

@@ -9,6 +9,7 @@ use super::*;
 use crate::server::dashboard::{self, Access};
 
 mod browser;
+mod follow;
 use browser::{Browser, between, cookie_pair, fetch};
 
 /// A server with hello/prod deployed once and an agent session holding

@@ -69,6 +69,7 @@ async fn listed(server: &TestServer, tags: &[&str]) -> Vec<ServiceInfo> {
         .await
         .list_services(server.admin(ListServicesRequest {
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
         }))
         .await
         .unwrap()

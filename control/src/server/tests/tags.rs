@@ -75,6 +75,7 @@ async fn listed(server: &TestServer, filters: &[&str]) -> Result<Vec<String>, St
         .await
         .list_services(server.admin(ListServicesRequest {
             tags: filters.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
         }))
         .await?
         .into_inner()

@@ -130,7 +130,13 @@ impl Browser {
         }
         let cookie = cookie_pair(&done.header("set-cookie"), "launch_session");
         let home = fetch(addr, "GET", "/", Some(&cookie), &[], &[]).await;
-        let csrf = between(&home.body, "<meta name=\"csrf\" content=\"", "\"");
+        // A token that may not list every service is refused the services
+        // page: its session has no CSRF token to read there.
+        let csrf = if home.status == 200 {
+            between(&home.body, "<meta name=\"csrf\" content=\"", "\"")
+        } else {
+            String::new()
+        };
         Ok(Browser { addr, cookie, csrf })
     }
 
@@ -229,6 +235,19 @@ impl SseReader {
                 .unwrap();
             if let Ok(data) = frame.into_data() {
                 self.buffer.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    }
+
+    /// Waits for the stream to end (events before the end are skipped).
+    pub async fn ended(&mut self) {
+        loop {
+            let frame = tokio::time::timeout(DEADLINE, self.body.frame())
+                .await
+                .expect("the stream ends within the deadline");
+            match frame {
+                None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
             }
         }
     }
