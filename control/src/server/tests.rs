@@ -1911,6 +1911,7 @@ mod missions;
 mod previews;
 mod recreate;
 mod replicas;
+mod store_writes;
 mod tags;
 
 mod front_door;

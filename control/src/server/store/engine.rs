@@ -7,8 +7,9 @@
 
 use std::fmt::Write;
 
-use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Connection, Executor};
 
 /// The PostgreSQL advisory lock every running replica holds shared and
 /// `rotate-key` takes exclusively (sqlx's migration lock uses another key).
@@ -43,7 +44,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn connection_setup(self) -> &'static [&'static str] {
+    fn connection_setup(self) -> &'static [&'static str] {
         match self {
             // WAL: readers never wait for the writer; NORMAL is durable in
             // WAL mode up to the last checkpoint-free commit; a writer
@@ -74,6 +75,35 @@ impl Engine {
         }
     }
 }
+
+/// A pool of up to `size` connections set up for `engine`. An idle
+/// connection is pinged before use only when it has been idle a while: a
+/// ping per acquire would double the round trips of every query.
+pub(super) fn pool_options(engine: Engine, size: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                for statement in engine.connection_setup() {
+                    conn.execute(*statement).await?;
+                }
+                Ok(())
+            })
+        })
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// How long a pooled connection may sit idle before it is pinged on its
+/// next use (a broken one is then replaced instead of failing a query).
+const PING_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why `url` cannot be a `--database-url`, said as the rest of a sentence
 /// that starts with the flag and the URL.
