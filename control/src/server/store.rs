@@ -1103,6 +1103,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         for chunk in lines.chunks(150) {
             let sql = engine::multi_row_insert(
+                self.engine,
                 "INSERT INTO log_lines (mission_id, seq, unix_ms, stream, source, text)",
                 6,
                 chunk.len(),

@@ -2,8 +2,8 @@
 //! things SQL written once cannot say: which engine a URL names, the pool
 //! size, the per-connection set-up (SQLite's WAL, busy timeout and foreign
 //! keys), the refusal of a schema newer than this binary, and the
-//! placeholders of a multi-row INSERT (sqlx's `QueryBuilder` writes `?` for
-//! `Any`, which PostgreSQL does not take).
+//! placeholders of a multi-row INSERT (numbered on PostgreSQL, plain `?` on
+//! SQLite, where numbered ones cost a list walk per parameter).
 
 use std::fmt::Write;
 
@@ -195,14 +195,31 @@ pub(super) async fn lock_beside(database: &std::path::Path) -> sqlx::Result<std:
     .map_err(sqlx::Error::Io)
 }
 
-/// `head VALUES ($1, …, $columns), (…), … tail`, for `rows` rows.
-pub(super) fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+/// `head VALUES (…), (…), … tail` for `rows` rows of `columns` values. On
+/// PostgreSQL the placeholders are numbered (`$1`, `$2`, …); on SQLite they
+/// are plain `?`: SQLite keeps named and numbered parameters in a list that
+/// sqlx walks once per parameter to bind it, so a 600-parameter `$N` insert
+/// spent more CPU finding its parameters than storing its rows.
+pub(super) fn multi_row_insert(
+    engine: Engine,
+    head: &str,
+    columns: usize,
+    rows: usize,
+    tail: &str,
+) -> String {
     let mut sql = format!("{head} VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..columns {
             let separator = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", row * columns + column + 1);
+            match engine {
+                Engine::Sqlite => {
+                    let _ = write!(sql, "{separator}?");
+                }
+                Engine::Postgres => {
+                    let _ = write!(sql, "{separator}${}", row * columns + column + 1);
+                }
+            }
         }
         sql.push(')');
     }
@@ -272,10 +289,26 @@ mod tests {
     }
 
     #[test]
-    fn a_multi_row_insert_numbers_every_placeholder_once() {
+    fn a_multi_row_insert_has_one_placeholder_per_value_in_the_engines_style() {
         assert_eq!(
-            multi_row_insert("INSERT INTO t (a, b)", 2, 3, "ON CONFLICT DO NOTHING"),
+            multi_row_insert(
+                Engine::Postgres,
+                "INSERT INTO t (a, b)",
+                2,
+                3,
+                "ON CONFLICT DO NOTHING"
+            ),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            multi_row_insert(
+                Engine::Sqlite,
+                "INSERT INTO t (a, b)",
+                2,
+                3,
+                "ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?) ON CONFLICT DO NOTHING"
         );
     }
 
