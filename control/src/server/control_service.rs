@@ -389,20 +389,14 @@ impl ControlService for Control {
             preview: header.preview.clone(),
             tags: config.tags.into_iter().collect(),
         };
-        self.state
+        let mission = self
+            .state
             .store
             .record_deploy(&deploy)
             .await
             .map_err(internal)?;
         self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
         info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, "deploy queued");
-        let mission = self
-            .state
-            .store
-            .mission(&deploy.mission_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| internal("mission vanished after insert"))?;
         self.state.dispatch(&mission).await?;
         self.state
             .github

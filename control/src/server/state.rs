@@ -173,6 +173,15 @@ impl State {
         let (bundle_sha256, bundle_size) = release
             .map(|r| (r.bundle_sha256, r.bundle_size.max(0) as u64))
             .unwrap_or_default();
+        // The host's names and address are on the service's row: one read.
+        let service = self
+            .store
+            .service(&mission.service, &mission.environment)
+            .await
+            .map_err(internal)?;
+        let (fqdn, host_address) = service
+            .map(|row| (row.fqdn, row.host_address))
+            .unwrap_or_default();
         Ok(ControlMessage {
             msg: Some(control_message::Msg::Mission(Mission {
                 mission_id: mission.id.clone(),
@@ -193,21 +202,10 @@ impl State {
                     .into_iter()
                     .map(|row| row.allowance)
                     .collect(),
-                host_names: self
-                    .store
-                    .fqdn(&mission.service, &mission.environment)
-                    .await
-                    .map_err(internal)?
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect(),
+                host_names: fqdn.split_whitespace().map(str::to_owned).collect(),
                 agent_sha256,
                 agent_version,
-                host_address: self
-                    .store
-                    .host_address(&mission.service, &mission.environment)
-                    .await
-                    .map_err(internal)?,
+                host_address,
                 preview: mission.preview.clone(),
                 preview_memory_bytes: self.previews.memory_bytes,
                 preview_millicpus: self.previews.millicpus,

@@ -12,9 +12,9 @@
 
 use std::str::FromStr;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, ConnectOptions, Executor, Row};
+use sqlx::{AnyPool, ConnectOptions, Row};
 
 use launch_proto::{LogLine, MissionKind, MissionState, ReleaseState};
 
@@ -60,7 +60,12 @@ pub fn now_ms() -> i64 {
 
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, writes too).
     pool: AnyPool,
+    /// Every write: on SQLite a pool of its own with one connection, so
+    /// writers queue here in order instead of in SQLite's busy handler,
+    /// which polls with sleeps of up to 100 ms; on PostgreSQL `pool` itself.
+    writer: AnyPool,
     engine: Engine,
     /// The URL, kept on PostgreSQL for the LISTEN connection.
     listen_url: Option<String>,
@@ -281,20 +286,8 @@ impl Store {
             }
             Engine::Postgres => AnyConnectOptions::from_str(url)?,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(pool_size.unwrap_or(engine.default_pool_size()))
-            // A database that is away fails a call within this (as
-            // `Unavailable`, see `state::internal`) instead of sqlx's 30 s.
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    for statement in engine.connection_setup() {
-                        conn.execute(*statement).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = engine::pool_options(engine, pool_size.unwrap_or(engine.default_pool_size()))
+            .connect_with(options.clone())
             .await?;
         let migrator = match engine {
             Engine::Sqlite => &SQLITE_MIGRATOR,
@@ -311,9 +304,18 @@ impl Store {
             return Err(err);
         }
         drop(migration_lock);
+        let writer = match engine {
+            Engine::Sqlite => {
+                engine::pool_options(engine, 1)
+                    .connect_with(options)
+                    .await?
+            }
+            Engine::Postgres => pool.clone(),
+        };
         let listen_url = (engine == Engine::Postgres).then(|| url.to_owned());
         Ok(Store {
             pool,
+            writer,
             engine,
             listen_url,
         })
@@ -332,7 +334,7 @@ impl Store {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(MISSION_CHANNEL)
                 .bind(mission_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())
@@ -385,6 +387,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -402,7 +405,7 @@ impl Store {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -416,7 +419,7 @@ impl Store {
         )
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
@@ -456,7 +459,7 @@ impl Store {
             .bind(fqdn)
             .bind(service)
             .bind(environment)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -476,7 +479,7 @@ impl Store {
             .bind(note)
             .bind(service)
             .bind(environment)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -485,7 +488,7 @@ impl Store {
     /// cancels its unfinished missions, and ends its history: its missions and
     /// releases are kept for audit but no longer the service's (`retired = 1`).
     pub async fn retire_service(&self, service: &str, environment: &str) -> Result<Retired> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // Writes first: a deferred transaction that reads before writing can
         // fail with SQLITE_BUSY instead of waiting for the busy timeout.
         let agents: Vec<String> = sqlx::query(
@@ -555,7 +558,7 @@ impl Store {
             .bind(environment)
             .bind(now_ms())
             .bind(expires)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -581,7 +584,7 @@ impl Store {
     pub async fn revoke_join_token(&self, id: &str) -> Result<bool> {
         sqlx::query("UPDATE join_tokens SET revoked = 1 WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
     }
@@ -594,7 +597,7 @@ impl Store {
         agent: &AgentRow,
         token_hash: &str,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let used = sqlx::query("UPDATE join_tokens SET used_at = $1, used_by_agent = $2 WHERE id = $3 AND used_at IS NULL AND revoked = 0")
             .bind(agent.registered)
             .bind(&agent.id)
@@ -653,7 +656,7 @@ impl Store {
     pub async fn revoke_agent(&self, id: &str) -> Result<bool> {
         sqlx::query("UPDATE agents SET revoked = 1 WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
     }
@@ -669,7 +672,7 @@ impl Store {
             .bind(hostname)
             .bind(version)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -691,7 +694,7 @@ impl Store {
             .bind(nonce)
             .bind(ciphertext)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -745,7 +748,7 @@ impl Store {
     where
         E: From<sqlx::Error>,
     {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let rows = sqlx::query("SELECT service, environment, key, nonce, ciphertext FROM secrets")
             .fetch_all(&mut *tx)
             .await?;
@@ -779,7 +782,7 @@ impl Store {
             .bind(service)
             .bind(environment)
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
     }
@@ -787,10 +790,10 @@ impl Store {
     // ---- releases and missions ----
 
     /// Records a deploy: service (if missing), secrets, release (pending) and
-    /// mission (queued) in one transaction.
-    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<()> {
+    /// mission (queued) in one transaction; returns the mission as stored.
+    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<MissionRow> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO UPDATE SET retired = 0")
             .bind(&deploy.service)
             .bind(&deploy.environment)
@@ -847,7 +850,22 @@ impl Store {
         } else {
             previews::record_deploy(&mut tx, deploy, now).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(MissionRow {
+            id: deploy.mission_id.clone(),
+            kind: MissionKind::Deploy,
+            service: deploy.service.clone(),
+            environment: deploy.environment.clone(),
+            release_id: deploy.release_id.clone(),
+            state: MissionState::Queued,
+            message: String::new(),
+            url: String::new(),
+            agent_id: String::new(),
+            result_release_id: String::new(),
+            created: now,
+            updated: now,
+            preview: deploy.preview.clone(),
+        })
     }
 
     pub async fn insert_mission(
@@ -867,7 +885,7 @@ impl Store {
             .bind(release_id)
             .bind(now)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -979,14 +997,14 @@ impl Store {
             .bind(agent_id)
             .bind(now_ms())
             .bind(mission_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
 
     /// queued/dispatched → running, release → deploying; true if it moved.
     pub async fn mark_running(&self, mission: &MissionRow, agent_id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let moved = sqlx::query("UPDATE missions SET state = 'running', agent_id = $1, updated = $2 WHERE id = $3 AND state IN ('queued', 'dispatched')")
             .bind(agent_id)
             .bind(now_ms())
@@ -1015,7 +1033,7 @@ impl Store {
         update: &launch_proto::MissionUpdate,
         state: MissionState,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE missions SET state = $1, message = $2, url = $3, result_release_id = $4, updated = $5 WHERE id = $6")
             .bind(state.label())
             .bind(&update.message)
@@ -1087,9 +1105,10 @@ impl Store {
     pub async fn insert_lines(&self, mission_id: &str, lines: &[LogLine]) -> Result<()> {
         // One multi-row INSERT per 150 lines (6 parameters each stays under
         // SQLite's oldest limit of 999): a statement per line costs ~5x more.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for chunk in lines.chunks(150) {
             let sql = engine::multi_row_insert(
+                self.engine,
                 "INSERT INTO log_lines (mission_id, seq, unix_ms, stream, source, text)",
                 6,
                 chunk.len(),
@@ -1136,7 +1155,7 @@ impl Store {
             .bind(version)
             .bind(true)
             .bind(vec![0u8; 48])
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .expect("plant a migration");
     }

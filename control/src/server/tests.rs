@@ -1924,6 +1924,7 @@ mod missions;
 mod previews;
 mod recreate;
 mod replicas;
+mod store_writes;
 mod tags;
 
 mod front_door;

@@ -21,7 +21,7 @@ impl Store {
         allowances: &[String],
         granted_by: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for allowance in allowances {
             sqlx::query(
                 "INSERT INTO service_allowances (service, environment, allowance, granted_by, granted) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service, environment, allowance) DO NOTHING",
@@ -45,7 +45,7 @@ impl Store {
         environment: &str,
         allowances: &[String],
     ) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut removed = 0;
         for allowance in allowances {
             removed += sqlx::query(

@@ -69,7 +69,7 @@ impl Store {
         .bind(token.environment_pattern)
         .bind(token.expires)
         .bind(token.creator)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let query = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1");
         sqlx::query(&query)
@@ -111,7 +111,7 @@ impl Store {
     pub async fn revoke_api_token(&self, id: &str) -> Result<bool> {
         sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|done| done.rows_affected() > 0)
     }
@@ -125,7 +125,7 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(now - LAST_USED_EVERY_MS)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(drop)
     }
@@ -138,7 +138,7 @@ impl Store {
         sqlx::query("UPDATE api_tokens SET expires = $1 WHERE id = $2")
             .bind(now_ms() - 1000)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .expect("expire the token");
     }

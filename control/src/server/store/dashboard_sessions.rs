@@ -35,7 +35,7 @@ impl Store {
         .bind(&session.scope)
         .bind(session.created)
         .bind(session.expires)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -66,7 +66,7 @@ impl Store {
     pub async fn delete_dashboard_session(&self, id_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -76,7 +76,7 @@ impl Store {
         Ok(
             sqlx::query("DELETE FROM dashboard_sessions WHERE token_hash = $1")
                 .bind(token_hash)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected(),
         )
@@ -86,7 +86,7 @@ impl Store {
         Ok(
             sqlx::query("DELETE FROM dashboard_sessions WHERE expires <= $1")
                 .bind(now_ms())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected(),
         )

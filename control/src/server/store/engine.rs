@@ -2,13 +2,14 @@
 //! things SQL written once cannot say: which engine a URL names, the pool
 //! size, the per-connection set-up (SQLite's WAL, busy timeout and foreign
 //! keys), the refusal of a schema newer than this binary, and the
-//! placeholders of a multi-row INSERT (sqlx's `QueryBuilder` writes `?` for
-//! `Any`, which PostgreSQL does not take).
+//! placeholders of a multi-row INSERT (numbered on PostgreSQL, plain `?` on
+//! SQLite, where numbered ones cost a list walk per parameter).
 
 use std::fmt::Write;
 
-use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Connection, Executor};
 
 /// The PostgreSQL advisory lock every running replica holds shared and
 /// `rotate-key` takes exclusively (sqlx's migration lock uses another key).
@@ -43,7 +44,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn connection_setup(self) -> &'static [&'static str] {
+    fn connection_setup(self) -> &'static [&'static str] {
         match self {
             // WAL: readers never wait for the writer; NORMAL is durable in
             // WAL mode up to the last checkpoint-free commit; a writer
@@ -74,6 +75,38 @@ impl Engine {
         }
     }
 }
+
+/// A pool of up to `size` connections set up for `engine`. An idle
+/// connection is pinged before use only when it has been idle a while: a
+/// ping per acquire would double the round trips of every query.
+pub(super) fn pool_options(engine: Engine, size: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        // A database that is away fails a call within this (as
+        // `Unavailable`, see `state::internal`) instead of sqlx's 30 s.
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                for statement in engine.connection_setup() {
+                    conn.execute(*statement).await?;
+                }
+                Ok(())
+            })
+        })
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// How long a pooled connection may sit idle before it is pinged on its
+/// next use (a broken one is then replaced instead of failing a query).
+const PING_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why `url` cannot be a `--database-url`, said as the rest of a sentence
 /// that starts with the flag and the URL.
@@ -184,14 +217,31 @@ pub(super) async fn lock_beside(database: &std::path::Path) -> sqlx::Result<std:
     .map_err(sqlx::Error::Io)
 }
 
-/// `head VALUES ($1, …, $columns), (…), … tail`, for `rows` rows.
-pub(super) fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+/// `head VALUES (…), (…), … tail` for `rows` rows of `columns` values. On
+/// PostgreSQL the placeholders are numbered (`$1`, `$2`, …); on SQLite they
+/// are plain `?`: SQLite keeps named and numbered parameters in a list that
+/// sqlx walks once per parameter to bind it, so a 600-parameter `$N` insert
+/// spent more CPU finding its parameters than storing its rows.
+pub(super) fn multi_row_insert(
+    engine: Engine,
+    head: &str,
+    columns: usize,
+    rows: usize,
+    tail: &str,
+) -> String {
     let mut sql = format!("{head} VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..columns {
             let separator = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", row * columns + column + 1);
+            match engine {
+                Engine::Sqlite => {
+                    let _ = write!(sql, "{separator}?");
+                }
+                Engine::Postgres => {
+                    let _ = write!(sql, "{separator}${}", row * columns + column + 1);
+                }
+            }
         }
         sql.push(')');
     }
@@ -261,10 +311,26 @@ mod tests {
     }
 
     #[test]
-    fn a_multi_row_insert_numbers_every_placeholder_once() {
+    fn a_multi_row_insert_has_one_placeholder_per_value_in_the_engines_style() {
         assert_eq!(
-            multi_row_insert("INSERT INTO t (a, b)", 2, 3, "ON CONFLICT DO NOTHING"),
+            multi_row_insert(
+                Engine::Postgres,
+                "INSERT INTO t (a, b)",
+                2,
+                3,
+                "ON CONFLICT DO NOTHING"
+            ),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            multi_row_insert(
+                Engine::Sqlite,
+                "INSERT INTO t (a, b)",
+                2,
+                3,
+                "ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?) ON CONFLICT DO NOTHING"
         );
     }
 

@@ -27,7 +27,7 @@ impl Store {
         .bind(service)
         .bind(environment)
         .bind(report)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -76,7 +76,7 @@ impl Store {
         marks: &Marks,
         growth: &[Growth],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO proxy_counter_marks (agent_id, epoch, marks) VALUES ($1, $2, $3)
              ON CONFLICT (agent_id) DO UPDATE SET epoch = excluded.epoch, marks = excluded.marks",

@@ -71,7 +71,7 @@ impl Store {
     /// Records a delivery and marks a pull request closed, in one
     /// transaction; false (and nothing changed) when the delivery was seen.
     pub async fn close_pull_request(&self, delivery: &str, repo: &str, pr: u64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let fresh = sqlx::query("INSERT INTO github_deliveries (id, event, received) VALUES ($1, 'pull_request', $2) ON CONFLICT (id) DO NOTHING")
             .bind(delivery)
             .bind(now_ms())
@@ -113,7 +113,7 @@ impl Store {
             .bind(repo)
             .bind(pr as i64)
             .bind(comment_id as i64)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -131,7 +131,7 @@ impl Store {
             .bind(&entry.url)
             .bind(&entry.detail)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }
@@ -170,7 +170,7 @@ impl Store {
         sqlx::query("INSERT INTO github_deployments (release_id, deployment_id) VALUES ($1, $2) ON CONFLICT (release_id) DO UPDATE SET deployment_id = excluded.deployment_id")
             .bind(release_id)
             .bind(deployment_id as i64)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }

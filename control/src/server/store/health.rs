@@ -29,7 +29,7 @@ impl Store {
         .bind(i64::from(health.degraded))
         .bind(&health.message)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -17,7 +17,7 @@ impl Store {
             .bind(address)
             .bind(service)
             .bind(environment)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(drop)
     }

@@ -158,7 +158,7 @@ impl Store {
     ) -> Result<Option<PreviewRow>> {
         let query =
             format!("{SELECT} WHERE p.service = $1 AND p.environment = $2 AND p.preview = $3");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let Some(row) = sqlx::query(&query)
             .bind(service)
             .bind(environment)

@@ -34,7 +34,7 @@ impl Store {
         .bind(service)
         .bind(environment)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         let revived = if inserted == 0 {
@@ -43,7 +43,7 @@ impl Store {
             )
             .bind(service)
             .bind(environment)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected()
         } else {
@@ -82,7 +82,7 @@ impl Store {
         agent_id: &str,
         join_token_id: &str,
     ) -> Result<HostRetired> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let agent_revoked = sqlx::query(
             "UPDATE agents SET revoked = 1 WHERE id = $1 AND service = $2 AND environment = $3 AND revoked = 0",
         )

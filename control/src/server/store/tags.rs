@@ -81,7 +81,7 @@ impl Store {
         // Writes first (each touching only the CLI's own rows), then the
         // check: a transaction that reads before it writes can fail with
         // SQLITE_BUSY instead of waiting for the busy timeout.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for key in remove {
             sqlx::query(
                 "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND key = $3 AND source = $4",
@@ -122,7 +122,7 @@ impl Store {
         source: TagSource,
         tags: &[(String, String)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         replace_in(&mut tx, service, environment, source, tags).await?;
         tx.commit().await
     }
