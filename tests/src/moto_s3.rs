@@ -94,18 +94,6 @@ impl MotoS3 {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The environment a `launch server` needs to keep bundles here, as in
-    /// any AWS deployment: region, credentials, `AWS_ENDPOINT_URL_S3`.
-    pub fn server_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL_S3", self.url()),
-            ("AWS_REGION", REGION.to_owned()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ]
-    }
-
     /// Makes a bucket no other test uses and returns its name.
     pub fn new_bucket(&self) -> String {
         let name = format!(
@@ -177,11 +165,4 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("bind a free port")
-}
-
-/// `env` as the `(name, value)` pairs `Server::start_with_env` takes.
-pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect()
 }

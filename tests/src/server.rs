@@ -271,3 +271,23 @@ fn spawn(
         }
     }
 }
+
+/// The environment a `launch server` needs to keep its bundles on `moto`'s
+/// S3, as in any AWS deployment: region, credentials, `AWS_ENDPOINT_URL_S3`.
+pub fn s3_env(moto: &crate::moto_s3::MotoS3) -> Vec<(&'static str, String)> {
+    use crate::moto_s3::{ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+    vec![
+        ("AWS_ENDPOINT_URL_S3", moto.url()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
+/// `env` as the `(name, value)` pairs [`Server::start_with_env`] takes.
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect()
+}

@@ -9,9 +9,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use launch_e2e::moto_s3::{self, MotoS3};
+use launch_e2e::moto_s3::MotoS3;
 use launch_e2e::poll::eventually;
-use launch_e2e::server::SCRUBBED_ENV;
+use launch_e2e::server::{self, SCRUBBED_ENV};
 use launch_e2e::{Agent, Server, Service, binaries, cli, grpc};
 use launch_proto::{GetMissionRequest, MissionState};
 
@@ -39,10 +39,10 @@ fn a_deploy_through_one_replica_reaches_an_agent_on_another_through_one_bucket()
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
     let store = format!("s3://{bucket}/launch");
-    let env = moto.server_env();
+    let env = server::s3_env(moto);
     let first = Server::start_with_env(
         &["--database-url", &url, "--bundle-store", &store],
-        &moto_s3::env_refs(&env),
+        &server::env_refs(&env),
     );
     let second = Server::start_replica(&first).expect("a second replica starts");
     let service = Service::quickstart();
@@ -80,10 +80,10 @@ fn a_deploy_through_one_replica_reaches_an_agent_on_another_through_one_bucket()
 fn a_bundle_gone_from_the_bucket_fails_its_mission_saying_so() {
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
-    let env = moto.server_env();
+    let env = server::s3_env(moto);
     let server = Server::start_with_env(
         &["--bundle-store", &format!("s3://{bucket}")],
-        &moto_s3::env_refs(&env),
+        &server::env_refs(&env),
     );
     let service = Service::quickstart();
     // Queued with no agent yet; the object goes before any agent asks.
@@ -133,7 +133,7 @@ fn a_bundle_gone_from_the_bucket_fails_its_mission_saying_so() {
 fn server_refuses_a_bundle_bucket_that_does_not_answer_with_exit_64_before_binding() {
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
-    let env = moto.server_env();
+    let env = server::s3_env(moto);
     let temp = tempfile::tempdir().unwrap();
     let mut command = Command::new(binaries::launch());
     for var in SCRUBBED_ENV {
@@ -171,7 +171,7 @@ fn server_refuses_a_bundle_bucket_that_does_not_answer_with_exit_64_before_bindi
     // Positive control: the bucket that exists, with the same settings.
     let server = Server::start_with_env(
         &["--bundle-store", &format!("s3://{bucket}/p")],
-        &moto_s3::env_refs(&env),
+        &server::env_refs(&env),
     );
     let (code, _) = launch_e2e::http::get(server.addr.port(), "/healthz").expect("GET /healthz");
     assert_eq!(code, 200);

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use launch_e2e::agent::create_join_token;
-use launch_e2e::moto_s3::{self, MotoS3};
+use launch_e2e::moto_s3::MotoS3;
 use launch_e2e::poll::eventually;
 use launch_e2e::postgres::Cluster;
-use launch_e2e::{Agent, Server, Service, cli};
+use launch_e2e::{Agent, Server, Service, cli, server};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -60,10 +60,10 @@ fn killing_the_replica_that_holds_the_agent_mid_deploy_loses_and_repeats_nothing
     let url = cluster.new_database();
     let moto = MotoS3::shared();
     let bucket = format!("s3://{}/bundles", moto.new_bucket());
-    let env = moto.server_env();
+    let env = server::s3_env(moto);
     let mut holder = Server::start_with_env(
         &["--database-url", &url, "--bundle-store", &bucket],
-        &moto_s3::env_refs(&env),
+        &server::env_refs(&env),
     );
     let other = Server::start_replica(&holder).expect("a second replica starts");
     let both = format!("{},{}", holder.url(), other.url());
