@@ -76,9 +76,8 @@ impl Engine {
     }
 }
 
-/// A pool of up to `size` connections set up for `engine`. An idle
-/// connection is pinged before use only when it has been idle a while: a
-/// ping per acquire would double the round trips of every query.
+/// A pool of up to `size` connections set up for `engine`. A connection is
+/// pinged before use only when [`Engine::ping_when_idle`] says so.
 pub(super) fn pool_options(engine: Engine, size: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(size)
@@ -94,9 +93,9 @@ pub(super) fn pool_options(engine: Engine, size: u32) -> AnyPoolOptions {
             })
         })
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        .before_acquire(move |conn, meta| {
             Box::pin(async move {
-                if meta.idle_for >= PING_WHEN_IDLE {
+                if meta.idle_for >= engine.ping_when_idle() {
                     conn.ping().await?;
                 }
                 Ok(true)
@@ -104,9 +103,22 @@ pub(super) fn pool_options(engine: Engine, size: u32) -> AnyPoolOptions {
         })
 }
 
-/// How long a pooled connection may sit idle before it is pinged on its
-/// next use (a broken one is then replaced instead of failing a query).
-const PING_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+impl Engine {
+    /// How long a pooled connection may sit idle before it is pinged on its
+    /// next use (a broken one is then closed and another taken, instead of
+    /// failing a query). SQLite's file connections do not break, so a ping
+    /// per acquire would only double the round trips of every query. A
+    /// PostgreSQL connection breaks with its server: after a restart every
+    /// pooled one is dead however briefly it idled, and without a ping each
+    /// would fail one call (red: `replicas_carry_on_after_postgresql_restarts…`),
+    /// so on PostgreSQL every acquire pings, as sqlx does by default.
+    fn ping_when_idle(self) -> std::time::Duration {
+        match self {
+            Engine::Sqlite => std::time::Duration::from_secs(10),
+            Engine::Postgres => std::time::Duration::ZERO,
+        }
+    }
+}
 
 /// Why `url` cannot be a `--database-url`, said as the rest of a sentence
 /// that starts with the flag and the URL.
