@@ -214,14 +214,23 @@ async fn replica_with(
 /// No periodic check within any test's time: only a notification helps.
 const NEVER: Duration = Duration::from_secs(3600);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mission_recorded_by_one_replica_reaches_an_agent_held_by_another() {
+/// Two replicas on a new PostgreSQL database with no periodic checks, each
+/// config changed by `adjust`; the first holds an agent session of web/prod.
+async fn two_replicas(
+    adjust: impl Fn(&mut ServerConfig) + Clone,
+) -> (TestServer, TestServer, String, AgentSession) {
     let db = TestDb::postgres();
     let key: [u8; 32] = rand::random();
-    let holder = replica(&db, key, NEVER, None).await;
-    let other = replica(&db, key, NEVER, Some(&holder)).await;
+    let holder = replica_with(&db, key, NEVER, None, adjust.clone()).await;
+    let other = replica_with(&db, key, NEVER, Some(&holder), adjust).await;
     let (_, agent_token) = holder.register("web", "prod").await;
-    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    let session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    (holder, other, agent_token, session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mission_recorded_by_one_replica_reaches_an_agent_held_by_another() {
+    let (holder, other, agent_token, mut session) = two_replicas(|_| {}).await;
     // The holder's first check runs at its start, before the session: from
     // here on only the notification can bring the mission.
     let deployed = other.deploy("web", "prod", good_bundle("1")).await;
@@ -304,14 +313,9 @@ fn bundle_files(server: &TestServer) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_held_by_one_replica_fetches_a_bundle_uploaded_through_another_from_s3() {
-    let db = TestDb::postgres();
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
-    let key: [u8; 32] = rand::random();
-    let holder = replica_with(&db, key, NEVER, None, on_s3(moto, &bucket)).await;
-    let other = replica_with(&db, key, NEVER, Some(&holder), on_s3(moto, &bucket)).await;
-    let (_, agent_token) = holder.register("web", "prod").await;
-    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    let (holder, other, agent_token, mut session) = two_replicas(on_s3(moto, &bucket)).await;
 
     let bundle = good_bundle("through the other replica");
     let deployed = other.deploy("web", "prod", bundle.clone()).await;
@@ -350,12 +354,7 @@ async fn an_agent_held_by_one_replica_fetches_a_bundle_uploaded_through_another_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_bundles_in_each_data_dir_another_replicas_agent_is_told_the_bundle_is_missing() {
-    let db = TestDb::postgres();
-    let key: [u8; 32] = rand::random();
-    let holder = replica(&db, key, NEVER, None).await;
-    let other = replica(&db, key, NEVER, Some(&holder)).await;
-    let (_, agent_token) = holder.register("web", "prod").await;
-    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    let (holder, other, agent_token, mut session) = two_replicas(|_| {}).await;
 
     let deployed = other.deploy("web", "prod", good_bundle("1")).await;
     let mission = session.next_mission().await;
@@ -463,12 +462,7 @@ async fn follow(server: &TestServer, since_seq: u64) -> Streaming<LogEvent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_and_updates_stored_by_one_replica_reach_watchers_on_another() {
-    let db = TestDb::postgres();
-    let key: [u8; 32] = rand::random();
-    let holder = replica(&db, key, NEVER, None).await;
-    let other = replica(&db, key, NEVER, Some(&holder)).await;
-    let (_, agent_token) = holder.register("web", "prod").await;
-    let mut session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    let (holder, other, agent_token, mut session) = two_replicas(|_| {}).await;
     let deployed = other.deploy("web", "prod", good_bundle("1")).await;
     let mission_id = session.next_mission().await.mission_id;
     assert_eq!(mission_id, deployed.mission_id);
