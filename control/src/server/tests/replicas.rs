@@ -230,7 +230,7 @@ async fn two_replicas(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mission_recorded_by_one_replica_reaches_an_agent_held_by_another() {
-    let (holder, other, agent_token, mut session) = two_replicas(|_| {}).await;
+    let (holder, other, _, mut session) = two_replicas(|_| {}).await;
     // The holder's first check runs at its start, before the session: from
     // here on only the notification can bring the mission.
     let deployed = other.deploy("web", "prod", good_bundle("1")).await;
@@ -462,7 +462,7 @@ async fn follow(server: &TestServer, since_seq: u64) -> Streaming<LogEvent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_and_updates_stored_by_one_replica_reach_watchers_on_another() {
-    let (holder, other, agent_token, mut session) = two_replicas(|_| {}).await;
+    let (holder, other, _, mut session) = two_replicas(|_| {}).await;
     let deployed = other.deploy("web", "prod", good_bundle("1")).await;
     let mission_id = session.next_mission().await.mission_id;
     assert_eq!(mission_id, deployed.mission_id);
