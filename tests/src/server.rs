@@ -291,3 +291,44 @@ pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a
         .map(|(name, value)| (*name, value.as_str()))
         .collect()
 }
+
+/// Runs `launch server` on a fresh data dir with `args` and `env`, expecting
+/// it to refuse to start: its exit status and output once it exits, or a
+/// panic saying `what` kept running past `within`.
+pub fn run_refused(
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: std::time::Duration,
+    what: &str,
+) -> (std::process::ExitStatus, std::process::Output) {
+    let temp = tempfile::tempdir().expect("create a temp dir");
+    let mut command = std::process::Command::new(crate::binaries::launch());
+    for var in SCRUBBED_ENV {
+        command.env_remove(var);
+    }
+    command
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(temp.path().join("data"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run launch server");
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for launch server") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} kept running for {within:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (
+        status,
+        child
+            .wait_with_output()
+            .expect("read launch server's output"),
+    )
+}

@@ -6,13 +6,12 @@
 //! gone from the bucket fails its mission saying so; a bucket that does not
 //! answer keeps the server from starting (exit 64, before binding).
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use launch_e2e::moto_s3::MotoS3;
 use launch_e2e::poll::eventually;
-use launch_e2e::server::{self, SCRUBBED_ENV};
-use launch_e2e::{Agent, Server, Service, binaries, cli, grpc};
+use launch_e2e::server;
+use launch_e2e::{Agent, Server, Service, cli, grpc};
 use launch_proto::{GetMissionRequest, MissionState};
 
 /// The releases of `service` as `server` lists them once `ready` holds.
@@ -134,31 +133,12 @@ fn server_refuses_a_bundle_bucket_that_does_not_answer_with_exit_64_before_bindi
     let moto = MotoS3::shared();
     let bucket = moto.new_bucket();
     let env = server::s3_env(moto);
-    let temp = tempfile::tempdir().unwrap();
-    let mut command = Command::new(binaries::launch());
-    for var in SCRUBBED_ENV {
-        command.env_remove(var);
-    }
-    command
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(temp.path().join("data"))
-        .args(["--bundle-store", "s3://launch-no-such-bucket/p"])
-        .envs(env.iter().map(|(name, value)| (name, value)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("run launch server");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a server with a missing bucket kept running for 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
+    let (status, out) = server::run_refused(
+        &["--bundle-store", "s3://launch-no-such-bucket/p"],
+        &server::env_refs(&env),
+        Duration::from_secs(60),
+        "a server with a missing bucket",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("\"launch-no-such-bucket\""), "{stderr}");

@@ -88,30 +88,12 @@ fn two_server_processes_on_one_postgres_database_serve_the_same_state() {
     assert!(listed.stdout.contains("ci-read"), "{listed}");
 
     // A replica with a key of its own refuses to start, naming the key.
-    let temp = tempfile::tempdir().unwrap();
-    let mut command = Command::new(binaries::launch());
-    for var in SCRUBBED_ENV {
-        command.env_remove(var);
-    }
-    command
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(temp.path().join("data"))
-        .args(["--database-url", &url])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("run launch server");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a replica with another secret key kept running for 30 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
+    let (status, out) = launch_e2e::server::run_refused(
+        &["--database-url", &url],
+        &[],
+        std::time::Duration::from_secs(30),
+        "a replica with another secret key",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!status.success(), "{stderr}");
     assert!(

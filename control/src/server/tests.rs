@@ -297,6 +297,19 @@ fn bundle_with_symlink() -> Vec<u8> {
     builder.into_inner().unwrap().finish().unwrap()
 }
 
+/// Compose lines `line N` for each seq of `seqs`, as an agent sends them.
+fn numbered_lines(seqs: impl IntoIterator<Item = u64>) -> Vec<LogLine> {
+    seqs.into_iter()
+        .map(|seq| LogLine {
+            seq,
+            unix_ms: 1,
+            stream: LogStream::Stdout as i32,
+            source: "compose".into(),
+            text: format!("line {seq}"),
+        })
+        .collect()
+}
+
 /// An agent session driven by the test.
 struct AgentSession {
     outbound: mpsc::Sender<AgentMessage>,
@@ -406,15 +419,7 @@ impl AgentSession {
     }
 
     async fn logs(&self, mission_id: &str, seqs: std::ops::RangeInclusive<u64>) {
-        let lines = seqs
-            .map(|seq| LogLine {
-                seq,
-                unix_ms: 1,
-                stream: LogStream::Stdout as i32,
-                source: "compose".into(),
-                text: format!("line {seq}"),
-            })
-            .collect();
+        let lines = numbered_lines(seqs);
         self.send(agent_message::Msg::Logs(LogBatch {
             mission_id: mission_id.into(),
             lines,

@@ -550,15 +550,7 @@ async fn lines_and_a_final_state_never_notified_reach_watchers_through_the_perio
     // Written straight to the store, as by a replica that died before its
     // NOTIFY.
     let store = watched.store().await;
-    let lines: Vec<LogLine> = (1..=5)
-        .map(|seq| LogLine {
-            seq,
-            unix_ms: 1,
-            stream: LogStream::Stdout as i32,
-            source: "compose".into(),
-            text: format!("line {seq}"),
-        })
-        .collect();
+    let lines = numbered_lines(1..=5);
     store
         .insert_lines(&deployed.mission_id, &lines)
         .await
