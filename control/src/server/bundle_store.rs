@@ -9,18 +9,23 @@
 //! An upload is always received into a temp file in `<data-dir>/bundles`
 //! first (hashed and size-checked while it arrives, then checked as a
 //! bundle); only a bundle the control plane accepted is put. The data dir
-//! renames the file to `<sha256>.tar.gz`; S3 streams it from the file to
-//! `<prefix>/<sha256>.tar.gz` unless HeadObject finds it there already. A
-//! bundle missing at fetch time is [`BundleStoreError::Missing`], which the
-//! agent reports as its mission's failure.
+//! syncs the file to disk and renames it to `<sha256>.tar.gz`; S3 streams it
+//! from the file to `<prefix>/<sha256>.tar.gz`. Both skip a bundle that is
+//! stored already, and puts of one sha256 run one at a time ([`Inflight`]):
+//! a hundred concurrent deploys of one bundle write and sync it once, not a
+//! hundred times over, while puts of different bundles do not wait for each
+//! other. A bundle missing at fetch time is [`BundleStoreError::Missing`],
+//! which the agent reports as its mission's failure.
 
 mod s3;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncRead;
 
@@ -89,6 +94,7 @@ pub struct BundleStore {
     /// dir, where bundles stay).
     staging_dir: PathBuf,
     backend: Backend,
+    inflight: Inflight,
 }
 
 enum Backend {
@@ -112,6 +118,7 @@ impl BundleStore {
         Ok(BundleStore {
             staging_dir: bundles_dir,
             backend,
+            inflight: Inflight::default(),
         })
     }
 
@@ -129,18 +136,33 @@ impl BundleStore {
     }
 
     /// Stores the accepted upload `temp` (in [`Self::staging_dir`]) as
-    /// `sha256`, which must be its content's hash.
+    /// `sha256`, which must be its content's hash. Concurrent puts of one
+    /// sha256 wait for each other; the first stores, the rest find it there.
     pub async fn put(
         &self,
         temp: tempfile::NamedTempFile,
         sha256: &str,
     ) -> Result<Stored, BundleStoreError> {
+        let turn = self.inflight.turn(sha256);
+        let _held = turn.lock().await;
+        if self.exists(sha256).await? {
+            return Ok(Stored::AlreadyThere);
+        }
         match &self.backend {
             Backend::DataDir => {
-                if self.exists(sha256).await? {
-                    return Ok(Stored::AlreadyThere);
-                }
                 let path = self.data_dir_path(sha256);
+                // On disk before it has its name: a crash never leaves a
+                // named bundle with missing bytes.
+                let temp =
+                    tokio::task::spawn_blocking(move || temp.as_file().sync_all().map(|()| temp))
+                        .await
+                        .map_err(io::Error::other)
+                        .and_then(|synced| synced)
+                        .map_err(|source| BundleStoreError::Io {
+                            what: "sync the upload before storing it as",
+                            path: path.clone(),
+                            source,
+                        })?;
                 temp.persist(&path).map_err(|err| BundleStoreError::Io {
                     what: "store the bundle as",
                     path,
@@ -196,6 +218,48 @@ impl BundleStore {
 
     fn data_dir_path(&self, sha256: &str) -> PathBuf {
         self.staging_dir.join(file_name(sha256))
+    }
+}
+
+/// One lock per sha256 being put, so concurrent puts of one bundle take
+/// turns while puts of different bundles run side by side. An entry lives
+/// while someone holds or waits for its lock.
+#[derive(Default)]
+struct Inflight(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Inflight {
+    fn turn(&self, sha256: &str) -> Turn<'_> {
+        let mut map = self.0.lock().expect("inflight map poisoned");
+        let lock = map.entry(sha256.to_owned()).or_default().clone();
+        Turn {
+            inflight: self,
+            sha256: sha256.to_owned(),
+            lock,
+        }
+    }
+}
+
+/// A place in the queue of puts of one sha256; forgets the entry when the
+/// last one leaves.
+struct Turn<'a> {
+    inflight: &'a Inflight,
+    sha256: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Turn<'_> {
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.inflight.0.lock().expect("inflight map poisoned");
+        // The map's own reference plus ours: nobody else waits.
+        if Arc::strong_count(&self.lock) == 2 {
+            map.remove(&self.sha256);
+        }
     }
 }
 

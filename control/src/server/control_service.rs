@@ -280,8 +280,8 @@ impl Control {
                 "the deploy carried no bundle: send the tar.gz as chunks after the header",
             ));
         }
+        // Synced to disk only if the store keeps it (`BundleStore::put`).
         file.flush().await.map_err(internal)?;
-        file.sync_all().await.map_err(internal)?;
         let sha256 = hex::encode(hasher.finalize());
         if !header.bundle_sha256.is_empty() && !header.bundle_sha256.eq_ignore_ascii_case(&sha256) {
             return Err(Status::invalid_argument(format!(

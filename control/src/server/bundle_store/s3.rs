@@ -184,14 +184,11 @@ impl S3Bundles {
         }
     }
 
-    /// Uploads the file at `path` (streamed from disk) unless its object is
-    /// there already. The request carries `sha256` as its
+    /// Uploads the file at `path` (streamed from disk); the caller has
+    /// checked that its object is not there yet. The request carries `sha256` as its
     /// `x-amz-checksum-sha256`, which AWS S3 checks the received bytes
     /// against (moto does not: no test here can show a refusal).
     pub(super) async fn put(&self, path: &Path, sha256: &str) -> Result<Stored, BundleStoreError> {
-        if self.exists(sha256).await? {
-            return Ok(Stored::AlreadyThere);
-        }
         let key = self.location.key(sha256);
         let body = ByteStream::from_path(path)
             .await

@@ -37,6 +37,17 @@ async fn read_all(mut reader: BundleReader) -> Vec<u8> {
     out
 }
 
+/// The uploads (temp files) in the staging dir.
+fn uploads_in(store: &BundleStore) -> Vec<String> {
+    std::fs::read_dir(store.staging_dir())
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with(".upload-").then_some(name)
+        })
+        .collect()
+}
+
 /// The contract both backends keep.
 async fn holds_the_contract(store: &BundleStore) {
     let bytes = payload(1);
@@ -57,14 +68,40 @@ async fn holds_the_contract(store: &BundleStore) {
     assert_eq!(fetched.len(), bytes.len());
     assert_eq!(sha256_hex(&fetched), sha256);
 
-    // No upload stays behind in the staging dir.
-    let leftovers: Vec<_> = std::fs::read_dir(store.staging_dir())
-        .unwrap()
-        .filter_map(|entry| {
-            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            name.starts_with(".upload-").then_some(name)
-        })
+    // Concurrent deploys of one new bundle store it once (one write, one
+    // sync); of different bundles, each.
+    let same = payload(3);
+    let same_sha = sha256_hex(&same);
+    let puts = (0..8).map(|_| store.put(upload(store, &same), &same_sha));
+    let outcomes = futures::future::join_all(puts).await;
+    let new = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Ok(Stored::New)))
+        .count();
+    assert_eq!(new, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let different: Vec<_> = (4..7)
+        .map(payload)
+        .map(|bytes| (sha256_hex(&bytes), bytes))
         .collect();
+    let puts = different
+        .iter()
+        .map(|(sha256, bytes)| store.put(upload(store, bytes), sha256))
+        .collect::<Vec<_>>();
+    for outcome in futures::future::join_all(puts).await {
+        assert_eq!(outcome.unwrap(), Stored::New);
+    }
+    assert!(
+        store.inflight.0.lock().unwrap().is_empty(),
+        "a finished put left its lock behind"
+    );
+
+    // No upload stays behind in the staging dir (the walker finds one
+    // while it is there).
+    let pending = upload(store, b"pending");
+    assert_eq!(uploads_in(store).len(), 1);
+    drop(pending);
+    let leftovers = uploads_in(store);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     let absent = sha256_hex(&payload(2));
