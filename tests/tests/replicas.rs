@@ -5,7 +5,8 @@
 //! that does not hold the agent, so its bundle reaches the agent through the
 //! bucket and its lines reach `deploy --wait` through the relay until the
 //! kill; a `logs -f` on that replica sees every line once, in order, before
-//! and after.
+//! and after. And both replicas ride out a PostgreSQL restart: the CLI's
+//! calls fail with exit 3 meanwhile, and nothing is half-written.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -204,5 +205,77 @@ fn killing_the_replica_that_holds_the_agent_mid_deploy_loses_and_repeats_nothing
     for (seq, text) in followed.iter().filter(|(seq, _)| *seq <= through) {
         assert_eq!(Some(text), lines.get(seq), "line {seq}");
     }
+    agent.process.kill_hard();
+}
+
+/// PostgreSQL restarted under two replicas: while it is away, calls through
+/// either replica fail with exit 3 saying the database cannot be reached, a
+/// deploy among them leaves no release behind; once it is back, both carry
+/// on without a restart of their own and `deploy --wait` through the
+/// replica without the agent ends healthy.
+#[test]
+fn postgresql_restarting_fails_cli_calls_with_exit_3_then_both_replicas_carry_on() {
+    let cluster = Cluster::start();
+    let url = cluster.new_database();
+    let moto = MotoS3::shared();
+    let bucket = format!("s3://{}/bundles", moto.new_bucket());
+    let env = server::s3_env(moto);
+    let holder = Server::start_with_env(
+        &["--database-url", &url, "--bundle-store", &bucket],
+        &server::env_refs(&env),
+    );
+    let other = Server::start_replica(&holder).expect("a second replica starts");
+    let service = Service::quickstart();
+    let join_token = create_join_token(&holder, &service.name, &service.environment);
+    let mut agent = Agent::spawn_through(
+        &format!("{},{}", holder.url(), other.url()),
+        &service.name,
+        &service.environment,
+        &join_token,
+    );
+    agent.wait_connected();
+    let dir = service.dir_arg();
+    cli::run(&other, &["services", "--output", "json"]).success();
+
+    cluster.pause();
+    for replica in [&holder, &other] {
+        let listed = cli::run(replica, &["services", "--output", "json"]);
+        listed.expect_code(3);
+        assert!(
+            listed.stderr.contains("cannot reach its database"),
+            "{listed}"
+        );
+    }
+    let refused = cli::run(&other, &service.deploy_args(&dir, &[]));
+    refused.expect_code(3);
+    assert!(refused.stderr.contains("database"), "{refused}");
+
+    cluster.resume();
+    eventually(
+        Duration::from_secs(30),
+        "both replicas to answer again",
+        || {
+            for replica in [&holder, &other] {
+                let listed = cli::run(replica, &["services", "--output", "json"]);
+                if listed.code != Some(0) {
+                    return Err(listed.to_string());
+                }
+            }
+            Ok(())
+        },
+    );
+    assert!(
+        cli::releases(&other, &service.name, &service.environment).is_empty(),
+        "the deploy refused during the outage left a release behind"
+    );
+    let deployed = cli::run(
+        &other,
+        &service.deploy_args(&dir, &["--wait", "--timeout", "3m"]),
+    );
+    deployed.success();
+    assert!(deployed.stdout.contains("healthy:"), "{deployed}");
+    let releases = cli::releases(&holder, &service.name, &service.environment);
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(cli::field(&releases[0], "state"), "healthy", "{releases:?}");
     agent.process.kill_hard();
 }
