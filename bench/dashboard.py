@@ -7,7 +7,10 @@ The fixture is written straight into the server's SQLite database between a
 first start (which runs the migrations) and a second one: the benchmark
 measures rendering and the in-process control calls, not 11,000 RPCs of
 set-up. Each figure is RUNS (default 300) requests on a kept-alive connection
-after WARMUP (default 20), p50 and p99 of the wall time to the last byte.
+after WARMUP (default 20), p50 and p99 of the wall time to the last byte,
+and the server's CPU time (user + system, from /proc) per measured request:
+on a loaded machine the tails measure the scheduler more than the server,
+the CPU time much less so.
 Usage: bench/dashboard.py BIN_DIR
 """
 
@@ -107,10 +110,22 @@ def login(port, token):
     return conn, session
 
 
-def measure(conn, cookie, path):
+def cpu_seconds(pid):
+    """The process's user + system CPU time so far; None off Linux."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(conn, cookie, path, pid):
     times = []
     size = 0
+    cpu_before = None
     for i in range(WARMUP + RUNS):
+        if i == WARMUP:
+            cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         conn.request("GET", path, headers={"Cookie": cookie})
         response = conn.getresponse()
@@ -121,9 +136,13 @@ def measure(conn, cookie, path):
         if i >= WARMUP:
             times.append(elapsed * 1000)
             size = len(body)
+    cpu_after = cpu_seconds(pid)
     times.sort()
     p = lambda q: times[round((len(times) - 1) * q)]
-    return f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, {size} bytes"
+    cpu = ""
+    if cpu_before is not None and cpu_after is not None:
+        cpu = f", server CPU {(cpu_after - cpu_before) * 1000 / RUNS:.2f} ms/request"
+    return f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, {size} bytes{cpu}"
 
 
 def main():
@@ -134,11 +153,12 @@ def main():
     proc = start(port)
     try:
         conn, cookie = login(port, token)
-        rows = measure(conn, cookie, "/")
+        pid = proc.pid
+        rows = measure(conn, cookie, "/", pid)
         print(f"services page ({SERVICES} services, {tags} tags): {rows}")
-        print(f"search rows (q=team:co env:prod): {measure(conn, cookie, '/fragments/services?q=team%3Aco+env%3Aprod')}")
-        print(f"suggestions (q=te): {measure(conn, cookie, '/fragments/suggest?q=te')}")
-        print(f"suggestions (q=team:c): {measure(conn, cookie, '/fragments/suggest?q=team%3Ac')}")
+        print(f"search rows (q=team:co env:prod): {measure(conn, cookie, '/fragments/services?q=team%3Aco+env%3Aprod', pid)}")
+        print(f"suggestions (q=te): {measure(conn, cookie, '/fragments/suggest?q=te', pid)}")
+        print(f"suggestions (q=team:c): {measure(conn, cookie, '/fragments/suggest?q=team%3Ac', pid)}")
     finally:
         stop(proc)
 

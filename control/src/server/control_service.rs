@@ -684,31 +684,17 @@ impl ControlService for Control {
     ) -> Result<Response<ListServicesResponse>, Status> {
         let request = request.into_inner();
         let store = &self.state.store;
-        let (page, matched, tags) =
-            if request.limit > 0 && request.tags.is_empty() && request.search.trim().is_empty() {
-                // A page of every service: only its rows and their tags are read.
-                let (page, total) = store
-                    .services_page(request.offset, request.limit)
-                    .await
-                    .map_err(internal)?;
-                let tags = store.tags_of_services(&page).await.map_err(internal)?;
-                (page, total as u32, tags)
-            } else {
-                let rows = store.services().await.map_err(internal)?;
-                let rows = super::tags::filter(&self.state, &request.tags, rows).await?;
-                let (rows, tags) = super::tags::search(&self.state, &request.search, rows).await?;
-                let matched = rows.len() as u32;
-                let limit = match request.limit {
-                    0 => usize::MAX,
-                    limit => limit as usize,
-                };
-                let page: Vec<ServiceRow> = rows
-                    .into_iter()
-                    .skip(request.offset as usize)
-                    .take(limit)
-                    .collect();
-                (page, matched, tags)
-            };
+        // The filters and the search are evaluated by the store, which reads
+        // only the page's rows (and a count); then only their tags.
+        let filters = super::tags::filters(&request.tags)?;
+        let search = super::tags::Search::parse(&request.search);
+        let limit = (request.limit > 0).then_some(request.limit);
+        let (page, matched) = store
+            .services_found(&filters, search.terms(), request.offset, limit)
+            .await
+            .map_err(internal)?;
+        let matched = u32::try_from(matched).unwrap_or(u32::MAX);
+        let tags = store.tags_of_services(&page).await.map_err(internal)?;
         let details = self
             .state
             .store

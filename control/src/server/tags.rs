@@ -7,7 +7,7 @@
 //! `record_deploy`'s transaction); who owns a key is the store's rule
 //! (`store::tags`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use launch_core::tags::{TagFilter, check_key, check_tag};
 use launch_proto::{
@@ -18,7 +18,7 @@ use tracing::info;
 
 use super::control_service::target;
 use super::state::{State, internal};
-use super::store::{ServiceRow, TagRow, TagSource};
+use super::store::{SearchTerm, ServiceRow, TagRow, TagSource};
 
 /// Applies `SetServiceTags`; returns the service's row for the answer.
 pub async fn set(state: &State, request: &SetServiceTagsRequest) -> Result<ServiceRow, Status> {
@@ -87,43 +87,20 @@ pub fn checked(tags: &HashMap<String, String>) -> Result<Vec<(String, String)>, 
     Ok(pairs)
 }
 
-/// The services of `rows` whose tags pass every filter of `ListServices`.
-pub async fn filter(
-    state: &State,
-    filters: &[String],
-    mut rows: Vec<ServiceRow>,
-) -> Result<Vec<ServiceRow>, Status> {
-    if filters.is_empty() {
-        return Ok(rows);
-    }
-    let filters = filters
+/// The tag filters of `ListServices` (`launch services --tag`), each checked.
+pub fn filters(filters: &[String]) -> Result<Vec<TagFilter>, Status> {
+    filters
         .iter()
         .map(|text| TagFilter::parse(text).map_err(|e| Status::invalid_argument(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let matching: HashSet<(String, String)> = state
-        .store
-        .services_matching_tags(&filters)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .collect();
-    rows.retain(|row| matching.contains(&(row.service.clone(), row.environment.clone())));
-    Ok(rows)
+        .collect()
 }
 
 /// The search of `ListServices` (the dashboard's): terms separated by
 /// spaces, all of which must hold (AND). `key:value` matches a tag (value by
-/// prefix), `key:` any service with that tag key, and a bare word a service
-/// name, environment or tag key by prefix. `service:` and `env:` are
-/// built-in keys.
-pub struct Search(Vec<Term>);
-
-enum Term {
-    /// `key:value` (value a prefix; empty: any value).
-    Pair(String, String),
-    /// A bare word: a prefix of the name, environment or a tag key.
-    Word(String),
-}
+/// prefix, in any case), `key:` any service with that tag key, and a bare
+/// word a service name, environment or tag key by prefix. `service:` and
+/// `env:` are built-in keys. The store evaluates it (`store::search`).
+pub struct Search(Vec<SearchTerm>);
 
 impl Search {
     pub fn parse(query: &str) -> Self {
@@ -131,54 +108,18 @@ impl Search {
             query
                 .split_whitespace()
                 .map(|term| match term.split_once(':') {
-                    Some((key, value)) => Term::Pair(key.to_lowercase(), value.to_lowercase()),
-                    None => Term::Word(term.to_lowercase()),
+                    Some((key, value)) => {
+                        SearchTerm::Pair(key.to_lowercase(), value.to_lowercase())
+                    }
+                    None => SearchTerm::Word(term.to_lowercase()),
                 })
                 .collect(),
         )
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    pub fn terms(&self) -> &[SearchTerm] {
+        &self.0
     }
-
-    pub fn matches(&self, service: &str, environment: &str, own: &[TagRow]) -> bool {
-        self.0.iter().all(|term| match term {
-            Term::Pair(key, value) => match key.as_str() {
-                "service" => service.starts_with(value.as_str()),
-                "env" | "environment" => environment.starts_with(value.as_str()),
-                _ => own.iter().any(|tag| {
-                    tag.key == *key && tag.value.to_lowercase().starts_with(value.as_str())
-                }),
-            },
-            Term::Word(word) => {
-                service.starts_with(word.as_str())
-                    || environment.starts_with(word.as_str())
-                    || own.iter().any(|tag| tag.key.starts_with(word.as_str()))
-            }
-        })
-    }
-}
-
-/// The services of `rows` that `search` matches, with every service's tags
-/// (read once, for the search and the answer).
-pub async fn search(
-    state: &State,
-    search: &str,
-    mut rows: Vec<ServiceRow>,
-) -> Result<(Vec<ServiceRow>, HashMap<(String, String), Vec<TagRow>>), Status> {
-    let tags = state.store.tags_by_service().await.map_err(internal)?;
-    let search = Search::parse(search);
-    if !search.is_empty() {
-        rows.retain(|row| {
-            let own = tags
-                .get(&(row.service.clone(), row.environment.clone()))
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            search.matches(&row.service, &row.environment, own)
-        });
-    }
-    Ok((rows, tags))
 }
 
 /// `TagVocabulary`: the stored tags' completions of a prefix.
@@ -228,42 +169,4 @@ fn owner(source: TagSource) -> &'static str {
 
 fn nothing_changed(error: launch_core::Error) -> Status {
     Status::invalid_argument(format!("{error}; nothing was changed"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_terms_are_anded_and_matched_by_prefix() {
-        let tags = vec![TagRow {
-            service: "web".to_owned(),
-            environment: "prod".to_owned(),
-            key: "team".to_owned(),
-            value: "Core".to_owned(),
-            source: TagSource::Cli,
-        }];
-        let table = [
-            ("", true),
-            ("we", true),
-            ("env:pr", true),
-            ("env:staging", false),
-            ("service:w", true),
-            ("service:x", false),
-            ("team:", true),
-            ("team:co", true),
-            ("team:co env:prod", true),
-            ("team:co env:dev", false),
-            ("owner:", false),
-            ("te", true),
-            ("x", false),
-        ];
-        for (query, want) in table {
-            assert_eq!(
-                Search::parse(query).matches("web", "prod", &tags),
-                want,
-                "{query:?}"
-            );
-        }
-    }
 }

@@ -68,6 +68,17 @@ impl Engine {
         }
     }
 
+    /// What follows a text column to compare it in byte order (UTF-8
+    /// code point order), as a range of an index on `column COLLATE "C"`
+    /// must: SQLite's default; on PostgreSQL the `C` collation, since the
+    /// database's may sort otherwise.
+    pub(super) fn byte_order(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " COLLATE \"C\"",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Engine::Sqlite => "SQLite",

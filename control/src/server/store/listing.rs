@@ -6,12 +6,12 @@
 //! [`Store::newest_url`], …) for every service; a test over the wire holds
 //! `ListServices` to `GetService`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
 use super::{HealthRow, MissionRow, ReleaseRow, Result, ServiceRow, Store, TagRow, TagSource};
-use super::{mission_row, release_row, service_row};
+use super::{mission_row, release_row};
 
 /// One service's details as the per-service queries answer them.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +31,10 @@ pub struct ServiceDetails {
     pub host_address: String,
     pub fqdn: String,
 }
+
+/// Most service names [`Store::tags_of_services`] binds in one query
+/// (SQLite allows 32,766 parameters, PostgreSQL 65,535).
+const MOST_NAMES: usize = 1000;
 
 /// A service by name and environment.
 pub type Key = (String, String);
@@ -174,41 +178,26 @@ impl Store {
             .collect())
     }
 
-    /// The services not retired, `limit` of them after `offset` in
-    /// (service, environment) order, and how many there are in all: a
-    /// page of the listing without reading the rest.
-    pub async fn services_page(&self, offset: u32, limit: u32) -> Result<(Vec<ServiceRow>, u64)> {
-        let rows = sqlx::query(
-            "SELECT * FROM services WHERE retired = 0 ORDER BY service, environment LIMIT $1 OFFSET $2",
-        )
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(service_row)
-        .collect();
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM services WHERE retired = 0")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((rows, total as u64))
-    }
-
     /// Every service's tags, by key in byte order.
     pub async fn tags_by_service(&self) -> Result<HashMap<Key, Vec<TagRow>>> {
         self.joined_tags(&[]).await
     }
 
     /// The tags of the services of `rows` (a page of the listing), by key
-    /// in byte order: read for those services' names only.
+    /// in byte order: read for those services' names only (every service's
+    /// when there are more names than one query should bind).
     pub async fn tags_of_services(&self, rows: &[ServiceRow]) -> Result<HashMap<Key, Vec<TagRow>>> {
         if rows.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut tags = self.joined_tags(rows).await?;
+        let named = if rows.len() <= MOST_NAMES { rows } else { &[] };
+        let mut tags = self.joined_tags(named).await?;
+        let wanted: HashSet<(&str, &str)> = rows
+            .iter()
+            .map(|row| (row.service.as_str(), row.environment.as_str()))
+            .collect();
         tags.retain(|(service, environment), _| {
-            rows.iter()
-                .any(|row| row.service == *service && row.environment == *environment)
+            wanted.contains(&(service.as_str(), environment.as_str()))
         });
         Ok(tags)
     }

@@ -1,8 +1,8 @@
 //! The queries of service tags (`key=value` on a service and environment):
 //! written by the provider (`EnsureService`), by a deploy's `launch.toml`
-//! `[tags]` and by `launch services tag|untag`; read with the services, by
-//! tag filters (AND, the last term as a prefix while typed) and as the
-//! vocabulary the dashboard's search completes from.
+//! `[tags]` and by `launch services tag|untag`; read with the services (and
+//! searched by them, `store::search`) and as the vocabulary the dashboard's
+//! search completes from.
 //!
 //! Each key has one owner ([`TagSource`]). Terraform and `launch.toml` are
 //! declarations: each apply or deploy replaces exactly the keys its source
@@ -13,9 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use launch_core::tags::TagFilter;
 use sqlx::{Any, Row, Transaction};
 
+use super::search::after_prefix;
 use super::{Result, Store, now_ms};
 
 /// Who owns a tag key.
@@ -150,55 +150,6 @@ impl Store {
         .map(|rows| rows.iter().map(tag_row).collect())
     }
 
-    /// The `(service, environment)` pairs, not retired, whose tags pass
-    /// every filter (AND), in order; every service when `filters` is empty.
-    pub async fn services_matching_tags(
-        &self,
-        filters: &[TagFilter],
-    ) -> Result<Vec<(String, String)>> {
-        let mut sql =
-            String::from("SELECT s.service, s.environment FROM services s WHERE s.retired = 0");
-        let mut binds: Vec<&str> = Vec::new();
-        fn next<'a>(binds: &mut Vec<&'a str>, value: &'a str) -> String {
-            binds.push(value);
-            format!("${}", binds.len())
-        }
-        for filter in filters {
-            // substr(…) = $n is a prefix test with the same meaning in SQLite
-            // and PostgreSQL (LIKE differs in case and needs escaping).
-            let key = next(&mut binds, &filter.key);
-            let key_test = if filter.prefix && filter.value.is_none() {
-                format!("substr(t.key, 1, length({key})) = {key}")
-            } else {
-                format!("t.key = {key}")
-            };
-            let value_test = match &filter.value {
-                None => String::new(),
-                Some(value) => {
-                    let value = next(&mut binds, value);
-                    if filter.prefix {
-                        format!(" AND substr(t.value, 1, length({value})) = {value}")
-                    } else {
-                        format!(" AND t.value = {value}")
-                    }
-                }
-            };
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM service_tags t WHERE t.service = s.service AND t.environment = s.environment AND {key_test}{value_test})"
-            ));
-        }
-        sql.push_str(" ORDER BY s.service, s.environment");
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = query.bind(bind);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get("service"), row.get("environment")))
-            .collect())
-    }
-
     /// What a search box completes `prefix` to, from the tags of services
     /// that are not retired: bare keys starting with `prefix`, then
     /// `key:value` pairs starting with it, the value compared in any case
@@ -212,29 +163,56 @@ impl Store {
         limit: usize,
         names: bool,
     ) -> Result<Vec<(String, u64)>> {
+        if prefix.contains('\0') {
+            // No key or name holds one (and PostgreSQL refuses it in text).
+            return Ok(Vec::new());
+        }
         let prefix = prefix.replacen('=', ":", 1);
         let (key_prefix, value_prefix) = match prefix.split_once(':') {
             Some((key, value)) => (key, Some(value.to_lowercase())),
             None => (prefix.as_str(), None),
         };
-        let built_in = if names {
-            " UNION ALL SELECT 'service', service FROM services WHERE retired = 0
-              UNION ALL SELECT 'env', environment FROM services WHERE retired = 0"
-        } else {
-            ""
+        // Only the rows the answer can name, read from the (key, value)
+        // index: a typed value needs its key exactly; otherwise every key
+        // starting with the prefix, a range in byte order (exactly the keys
+        // with that prefix, see `after_prefix`).
+        let bytes = self.engine.byte_order();
+        let mut binds = vec![key_prefix.to_owned()];
+        let key_test = match (&value_prefix, after_prefix(key_prefix)) {
+            (Some(_), _) => "t.key = $1".to_owned(),
+            (None, None) => format!("t.key{bytes} >= $1"),
+            (None, Some(after)) => {
+                binds.push(after);
+                format!("t.key{bytes} >= $1 AND t.key{bytes} < $2")
+            }
         };
         // One row per (key, value) with the number of services that have it
-        // (a service has one value per key).
-        let rows = sqlx::query(&format!(
-            "SELECT term_key, term_value, COUNT(*) AS services FROM (
-                 SELECT t.key AS term_key, t.value AS term_value FROM service_tags t
-                 JOIN services s ON s.service = t.service AND s.environment = t.environment
-                 WHERE s.retired = 0{built_in}
-             ) terms WHERE substr(term_key, 1, length($1)) = $1 GROUP BY term_key, term_value",
-        ))
-        .bind(key_prefix)
-        .fetch_all(&self.pool)
-        .await?;
+        // (a service has one value per key); the built-in keys only when
+        // the answer can name them.
+        let mut sql = format!(
+            "SELECT t.key AS term_key, t.value AS term_value, COUNT(*) AS services FROM service_tags t
+             JOIN services s ON s.service = t.service AND s.environment = t.environment
+             WHERE s.retired = 0 AND {key_test} GROUP BY t.key, t.value"
+        );
+        let named = |key: &str| match value_prefix {
+            Some(_) => key == key_prefix,
+            None => key.starts_with(key_prefix),
+        };
+        if names && named("service") {
+            sql.push_str(
+                " UNION ALL SELECT 'service', service, COUNT(*) FROM services WHERE retired = 0 GROUP BY service",
+            );
+        }
+        if names && named("env") {
+            sql.push_str(
+                " UNION ALL SELECT 'env', environment, COUNT(*) FROM services WHERE retired = 0 GROUP BY environment",
+            );
+        }
+        let rows = binds
+            .iter()
+            .fold(sqlx::query(&sql), |query, bind| query.bind(bind.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
         let mut keys: BTreeMap<String, u64> = BTreeMap::new();
         let mut pairs: BTreeMap<String, u64> = BTreeMap::new();
         for row in &rows {
