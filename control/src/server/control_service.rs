@@ -1,33 +1,22 @@
 //! The gRPC service the CLI and the Terraform provider talk to. Who may call
-//! which RPC is decided before any handler runs, by `authz::Authorize`. Deploy is the careful one: the bundle is
-//! streamed to a temp file, size-limited, hash-checked and inspected with
-//! `launch_core::bundle` before anything is recorded; then service, secrets,
-//! release and mission are written in one transaction and only then dispatched.
+//! which RPC is decided before any handler runs, by `authz::Authorize`. The
+//! handlers are here, except the two long ones: `deploy` (the upload and
+//! its checks) and `follow` (`WatchMission` and `StreamLogs`).
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures::Stream;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::broadcast;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{debug, error, info, warn};
+use tracing::info;
 
-use launch_core::bundle::{self, Limits};
 use launch_core::names::{EnvironmentName, ServiceName};
-use launch_core::service_config::ServiceConfig;
 use launch_proto::control_service_server::ControlService;
 use launch_proto::*;
 
-use super::github::ReportEvent;
-use super::log_cursor::LogCursor;
-use super::relay::update_event;
 use super::secrets;
 use super::state::{State, internal};
-use super::store::github::ReleaseSource;
-use super::store::{MissionRow, NewDeploy, ReleaseRow, ServiceDetails, ServiceRow, TagSource};
+use super::store::{MissionRow, ReleaseRow, ServiceDetails, ServiceRow, TagSource};
 use super::tokens;
 
 /// Default join token lifetime.
@@ -43,27 +32,12 @@ impl Control {
     }
 }
 
+mod deploy;
+mod follow;
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Validated `(service, environment)` of a request.
-/// Where the deploy says its release came from: `repo` checked, `pr` only with a repo.
-fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status> {
-    if header.repo.is_empty() {
-        if header.pr != 0 {
-            return Err(Status::invalid_argument(
-                "a pull request number needs its repository: pass --repo owner/name with --pr",
-            ));
-        }
-        return Ok(None);
-    }
-    launch_core::repo::validate_repo(&header.repo)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    Ok(Some(ReleaseSource {
-        repo: header.repo.clone(),
-        pr: header.pr,
-    }))
-}
-
 pub(super) fn target(target: Option<&ServiceRef>) -> Result<(String, String), Status> {
     let target = target.ok_or_else(|| {
         Status::invalid_argument("the request has no target: give a service and an environment")
@@ -110,25 +84,6 @@ pub(super) fn mission_info(m: &MissionRow) -> MissionInfo {
         created_unix_ms: m.created,
         updated_unix_ms: m.updated,
     }
-}
-
-/// The lines and gaps among `events` as StreamLogs events of the cursor's mission.
-fn log_events(cursor: &LogCursor, events: Vec<MissionEvent>) -> Vec<LogEvent> {
-    events
-        .into_iter()
-        .filter_map(|event| {
-            let (line, gap) = match event.event? {
-                mission_event::Event::Line(line) => (Some(line), None),
-                mission_event::Event::Gap(gap) => (None, Some(gap)),
-                mission_event::Event::Update(_) => return None,
-            };
-            Some(LogEvent {
-                mission_id: cursor.mission_id().to_owned(),
-                line,
-                gap,
-            })
-        })
-        .collect()
 }
 
 impl Control {
@@ -236,61 +191,6 @@ impl Control {
             })
             .collect())
     }
-
-    /// Receives the bundle into a temp file in the bundle store's staging dir, checking
-    /// size and hash; returns the temp file, its sha256 and size.
-    async fn receive_bundle(
-        &self,
-        stream: &mut Streaming<DeployRequest>,
-        header: &DeployHeader,
-    ) -> Result<(tempfile::NamedTempFile, String, u64), Status> {
-        let limit = self.state.max_bundle_bytes;
-        let temp = tempfile::Builder::new()
-            .prefix(".upload-")
-            .suffix(".tar.gz")
-            .tempfile_in(self.state.bundles.staging_dir())
-            .map_err(internal)?;
-        let mut file = tokio::fs::File::from_std(temp.reopen().map_err(internal)?);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        while let Some(message) = stream.message().await? {
-            let chunk = match message.msg {
-                Some(deploy_request::Msg::Chunk(chunk)) => chunk,
-                Some(deploy_request::Msg::Header(_)) => {
-                    return Err(Status::invalid_argument(
-                        "a deploy stream carries one header, first: send the bundle as chunks after it",
-                    ));
-                }
-                None => continue,
-            };
-            size += chunk.len() as u64;
-            if size > limit {
-                continue; // keep counting to report the real size
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(internal)?;
-        }
-        if size > limit {
-            return Err(Status::invalid_argument(format!(
-                "bundle is {size} bytes, over the limit of {limit}: move large files out of the service directory (or add them to .dockerignore-style exclusions) or start the server with a larger --max-bundle-bytes"
-            )));
-        }
-        if size == 0 {
-            return Err(Status::invalid_argument(
-                "the deploy carried no bundle: send the tar.gz as chunks after the header",
-            ));
-        }
-        // Synced to disk only if the store keeps it (`BundleStore::put`).
-        file.flush().await.map_err(internal)?;
-        let sha256 = hex::encode(hasher.finalize());
-        if !header.bundle_sha256.is_empty() && !header.bundle_sha256.eq_ignore_ascii_case(&sha256) {
-            return Err(Status::invalid_argument(format!(
-                "bundle sha256 is {sha256} but the header says {}: the upload was corrupted, deploy again",
-                header.bundle_sha256
-            )));
-        }
-        Ok((temp, sha256, size))
-    }
 }
 
 #[tonic::async_trait]
@@ -299,112 +199,7 @@ impl ControlService for Control {
         &self,
         request: Request<Streaming<DeployRequest>>,
     ) -> Result<Response<DeployResponse>, Status> {
-        let mut stream = request.into_inner();
-        let header = match stream.message().await? {
-            Some(DeployRequest {
-                msg: Some(deploy_request::Msg::Header(header)),
-            }) => header,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "a deploy stream starts with a header: send DeployHeader first",
-                ));
-            }
-        };
-        let (service, environment) = target(header.target.as_ref())?;
-        let source = release_source(&header)?;
-        if !header.preview.is_empty() {
-            super::previews::check_deploy(&self.state, &service, &environment, &header.preview)
-                .await?;
-        }
-        for key in header.secrets.keys() {
-            if !secrets::valid_key(key) {
-                return Err(Status::invalid_argument(format!(
-                    "secret name {key:?} is not valid: use letters, digits and '_', not starting with a digit"
-                )));
-            }
-        }
-        let (temp, sha256, size) = self.receive_bundle(&mut stream, &header).await?;
-
-        let limits = Limits::for_max_bundle_bytes(self.state.max_bundle_bytes);
-        let inspect_path = temp.path().to_owned();
-        let summary = tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&inspect_path)
-                .map_err(|e| e.to_string())
-                .and_then(|file| {
-                    bundle::inspect(std::io::BufReader::new(file), &limits)
-                        .map_err(|e| e.to_string())
-                })
-        })
-        .await
-        .map_err(internal)?
-        .map_err(Status::invalid_argument)?;
-        let config = match &summary.service_config {
-            Some(text) => {
-                ServiceConfig::parse(text, std::path::Path::new(bundle::SERVICE_CONFIG_FILE))
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?
-            }
-            None => ServiceConfig::default(),
-        };
-        super::bundle_check::check(
-            &self.state,
-            &service,
-            &environment,
-            &summary,
-            &config,
-            header.secrets.keys(),
-        )
-        .await?;
-        let stored = self.state.bundles.put(temp, &sha256).await.map_err(|err| {
-            error!(cause = %err, bundle_sha256 = %sha256, "cannot store a bundle");
-            Status::unavailable(format!(
-                "the control plane cannot store the bundle in {}: see its log, then deploy again",
-                self.state.bundles.describe()
-            ))
-        })?;
-        debug!(bundle_sha256 = %sha256, ?stored, "bundle stored");
-
-        let secrets_environment =
-            super::store::previews::secrets_environment(&environment, &header.preview);
-        let sealed = header
-            .secrets
-            .iter()
-            .map(|(key, value)| {
-                let (nonce, ciphertext) = self.state.secrets.seal(
-                    &secrets::address(&service, &secrets_environment, key),
-                    value,
-                );
-                (key.clone(), nonce, ciphertext)
-            })
-            .collect();
-        let deploy = NewDeploy {
-            service: service.clone(),
-            environment: environment.clone(),
-            git_ref: header.git_ref.clone(),
-            bundle_sha256: sha256.clone(),
-            bundle_size: size as i64,
-            secrets: sealed,
-            release_id: tokens::new_id("r"),
-            mission_id: tokens::new_id("m"),
-            source,
-            preview: header.preview.clone(),
-            tags: config.tags.into_iter().collect(),
-        };
-        let mission = self
-            .state
-            .store
-            .record_deploy(&deploy)
-            .await
-            .map_err(internal)?;
-        self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
-        info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, "deploy queued");
-        self.state.dispatch(&mission).await?;
-        self.state
-            .github
-            .send(ReportEvent::Mission(deploy.mission_id.clone()));
-        Ok(Response::new(DeployResponse {
-            mission_id: deploy.mission_id,
-            release_id: deploy.release_id,
-        }))
+        self.accept_deploy(request).await
     }
 
     async fn rollback(
@@ -498,71 +293,7 @@ impl ControlService for Control {
         &self,
         request: Request<WatchMissionRequest>,
     ) -> Result<Response<Self::WatchMissionStream>, Status> {
-        let request = request.into_inner();
-        let state = self.state.clone();
-        let mission_id = request.mission_id;
-        if state
-            .store
-            .mission(&mission_id)
-            .await
-            .map_err(internal)?
-            .is_none()
-        {
-            return Err(Status::not_found(format!("no mission {mission_id}")));
-        }
-        let mut live = state.hub.subscribe_mission(&mission_id);
-        let stream = async_stream::try_stream! {
-            let mut cursor = LogCursor::new(mission_id.clone(), request.since_seq);
-            for event in cursor.replay(&state).await? {
-                yield event;
-            }
-            let mission = state.store.mission(&mission_id).await.map_err(internal)?
-                .ok_or_else(|| Status::not_found(format!("no mission {mission_id}")))?;
-            if mission.state.is_final() {
-                for event in cursor.replay(&state).await? {
-                    yield event;
-                }
-                yield update_event(&mission);
-            } else {
-                loop {
-                    let received = tokio::select! {
-                        _ = state.shutdown.cancelled() => None,
-                        received = live.recv() => Some(received),
-                    };
-                    let Some(received) = received else {
-                        Err(Status::unavailable("the control plane is shutting down: watch again to resume"))?;
-                        break;
-                    };
-                    match received {
-                        Ok(event) => {
-                            let mut done = false;
-                            for event in cursor.live(&state, event).await? {
-                                done |= matches!(&event.event, Some(mission_event::Event::Update(update))
-                                    if MissionState::try_from(update.state).is_ok_and(MissionState::is_final));
-                                yield event;
-                            }
-                            if done {
-                                break;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                            warn!(mission_id = %mission_id, skipped, "watcher lagged: re-reading from the store");
-                            for event in cursor.replay(&state).await? {
-                                yield event;
-                            }
-                            let mission = state.store.mission(&mission_id).await.map_err(internal)?
-                                .ok_or_else(|| Status::not_found(format!("no mission {mission_id}")))?;
-                            if mission.state.is_final() {
-                                yield update_event(&mission);
-                                break;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    }
-                }
-            }
-        };
-        Ok(Response::new(Box::pin(stream)))
+        self.watch(request).await
     }
 
     type StreamLogsStream = BoxStream<LogEvent>;
@@ -571,100 +302,7 @@ impl ControlService for Control {
         &self,
         request: Request<StreamLogsRequest>,
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
-        let request = request.into_inner();
-        let (service, environment) = target(request.target.as_ref())?;
-        let state = self.state.clone();
-        let mut newer = state.hub.subscribe_service(&service, &environment);
-        let mission_id = if request.mission_id.is_empty() {
-            state
-                .store
-                .newest_mission(&service, &environment)
-                .await
-                .map_err(internal)?
-                .map(|m| m.id)
-                .ok_or_else(|| {
-                    Status::not_found(format!(
-                        "no missions for {service} in {environment} yet: deploy it with `launch deploy`"
-                    ))
-                })?
-        } else {
-            let mission = state
-                .store
-                .mission(&request.mission_id)
-                .await
-                .map_err(internal)?
-                .filter(|m| m.service == service && m.environment == environment)
-                .ok_or_else(|| {
-                    Status::not_found(format!(
-                        "no mission {} for {service} in {environment}",
-                        request.mission_id
-                    ))
-                })?;
-            mission.id
-        };
-        let follow = request.follow;
-        let stream = async_stream::try_stream! {
-            let mut cursor = LogCursor::new(mission_id, request.since_seq);
-            'missions: loop {
-                let mut live = state.hub.subscribe_mission(cursor.mission_id());
-                let events = cursor.replay(&state).await?;
-                for event in log_events(&cursor, events) {
-                    yield event;
-                }
-                if !follow {
-                    break;
-                }
-                loop {
-                    enum Next {
-                        Shutdown,
-                        Live(Result<MissionEvent, broadcast::error::RecvError>),
-                        Newer(Result<String, broadcast::error::RecvError>),
-                    }
-                    let next = tokio::select! {
-                        _ = state.shutdown.cancelled() => Next::Shutdown,
-                        received = live.recv() => Next::Live(received),
-                        received = newer.recv() => Next::Newer(received),
-                    };
-                    match next {
-                        Next::Shutdown => {
-                            Err(Status::unavailable("the control plane is shutting down: follow again to resume"))?;
-                        }
-                        Next::Live(Ok(event)) => {
-                            let events = cursor.live(&state, event).await?;
-                for event in log_events(&cursor, events) {
-                                yield event;
-                            }
-                        }
-                        Next::Live(Err(broadcast::error::RecvError::Lagged(_))) => {
-                            let events = cursor.replay(&state).await?;
-                for event in log_events(&cursor, events) {
-                                yield event;
-                            }
-                        }
-                        Next::Live(Err(broadcast::error::RecvError::Closed)) => break 'missions,
-                        Next::Newer(Ok(newest)) => {
-                            if newest != cursor.mission_id() {
-                                let events = cursor.replay(&state).await?;
-                for event in log_events(&cursor, events) {
-                                    yield event;
-                                }
-                                cursor = LogCursor::new(newest, 0);
-                                continue 'missions;
-                            }
-                        }
-                        Next::Newer(Err(broadcast::error::RecvError::Lagged(_))) => {
-                            let newest = state.store.newest_mission(&service, &environment).await.map_err(internal)?;
-                            if let Some(newest) = newest.filter(|m| m.id != cursor.mission_id()) {
-                                cursor = LogCursor::new(newest.id, 0);
-                                continue 'missions;
-                            }
-                        }
-                        Next::Newer(Err(broadcast::error::RecvError::Closed)) => break 'missions,
-                    }
-                }
-            }
-        };
-        Ok(Response::new(Box::pin(stream)))
+        self.logs(request).await
     }
 
     async fn status(

@@ -1,0 +1,218 @@
+//! `Deploy`, the careful call: the bundle is streamed to a temp file,
+//! size-limited, hash-checked and inspected with `launch_core::bundle` (and
+//! its compose checked against what the host runs) before anything is
+//! recorded; then it is put in the bundle store, service, secrets, release
+//! and mission are written in one transaction, and only then is the mission
+//! dispatched. A refusal at any step leaves nothing behind.
+
+use std::sync::atomic::Ordering;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, error, info};
+
+use launch_core::bundle::{self, Limits};
+use launch_core::service_config::ServiceConfig;
+use launch_proto::*;
+
+use super::super::github::ReportEvent;
+use super::super::secrets;
+use super::super::state::internal;
+use super::super::store::NewDeploy;
+use super::super::store::github::ReleaseSource;
+use super::super::tokens;
+use super::{Control, target};
+
+/// Where the deploy says its release came from: `repo` checked, `pr` only with a repo.
+fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status> {
+    if header.repo.is_empty() {
+        if header.pr != 0 {
+            return Err(Status::invalid_argument(
+                "a pull request number needs its repository: pass --repo owner/name with --pr",
+            ));
+        }
+        return Ok(None);
+    }
+    launch_core::repo::validate_repo(&header.repo)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(Some(ReleaseSource {
+        repo: header.repo.clone(),
+        pr: header.pr,
+    }))
+}
+
+impl Control {
+    /// `Deploy`: see the module's comment.
+    pub(super) async fn accept_deploy(
+        &self,
+        request: Request<Streaming<DeployRequest>>,
+    ) -> Result<Response<DeployResponse>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(DeployRequest {
+                msg: Some(deploy_request::Msg::Header(header)),
+            }) => header,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a deploy stream starts with a header: send DeployHeader first",
+                ));
+            }
+        };
+        let (service, environment) = target(header.target.as_ref())?;
+        let source = release_source(&header)?;
+        if !header.preview.is_empty() {
+            super::super::previews::check_deploy(
+                &self.state,
+                &service,
+                &environment,
+                &header.preview,
+            )
+            .await?;
+        }
+        for key in header.secrets.keys() {
+            if !secrets::valid_key(key) {
+                return Err(Status::invalid_argument(format!(
+                    "secret name {key:?} is not valid: use letters, digits and '_', not starting with a digit"
+                )));
+            }
+        }
+        let (temp, sha256, size) = self.receive_bundle(&mut stream, &header).await?;
+
+        let limits = Limits::for_max_bundle_bytes(self.state.max_bundle_bytes);
+        let inspect_path = temp.path().to_owned();
+        let summary = tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&inspect_path)
+                .map_err(|e| e.to_string())
+                .and_then(|file| {
+                    bundle::inspect(std::io::BufReader::new(file), &limits)
+                        .map_err(|e| e.to_string())
+                })
+        })
+        .await
+        .map_err(internal)?
+        .map_err(Status::invalid_argument)?;
+        let config = match &summary.service_config {
+            Some(text) => {
+                ServiceConfig::parse(text, std::path::Path::new(bundle::SERVICE_CONFIG_FILE))
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+            }
+            None => ServiceConfig::default(),
+        };
+        super::super::bundle_check::check(
+            &self.state,
+            &service,
+            &environment,
+            &summary,
+            &config,
+            header.secrets.keys(),
+        )
+        .await?;
+        let stored = self.state.bundles.put(temp, &sha256).await.map_err(|err| {
+            error!(cause = %err, bundle_sha256 = %sha256, "cannot store a bundle");
+            Status::unavailable(format!(
+                "the control plane cannot store the bundle in {}: see its log, then deploy again",
+                self.state.bundles.describe()
+            ))
+        })?;
+        debug!(bundle_sha256 = %sha256, ?stored, "bundle stored");
+
+        let secrets_environment =
+            super::super::store::previews::secrets_environment(&environment, &header.preview);
+        let sealed = header
+            .secrets
+            .iter()
+            .map(|(key, value)| {
+                let (nonce, ciphertext) = self.state.secrets.seal(
+                    &secrets::address(&service, &secrets_environment, key),
+                    value,
+                );
+                (key.clone(), nonce, ciphertext)
+            })
+            .collect();
+        let deploy = NewDeploy {
+            service: service.clone(),
+            environment: environment.clone(),
+            git_ref: header.git_ref.clone(),
+            bundle_sha256: sha256.clone(),
+            bundle_size: size as i64,
+            secrets: sealed,
+            release_id: tokens::new_id("r"),
+            mission_id: tokens::new_id("m"),
+            source,
+            preview: header.preview.clone(),
+            tags: config.tags.into_iter().collect(),
+        };
+        let mission = self
+            .state
+            .store
+            .record_deploy(&deploy)
+            .await
+            .map_err(internal)?;
+        self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
+        info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, "deploy queued");
+        self.state.dispatch(&mission).await?;
+        self.state
+            .github
+            .send(ReportEvent::Mission(deploy.mission_id.clone()));
+        Ok(Response::new(DeployResponse {
+            mission_id: deploy.mission_id,
+            release_id: deploy.release_id,
+        }))
+    }
+
+    /// Receives the bundle into a temp file in the bundle store's staging dir, checking
+    /// size and hash; returns the temp file, its sha256 and size.
+    async fn receive_bundle(
+        &self,
+        stream: &mut Streaming<DeployRequest>,
+        header: &DeployHeader,
+    ) -> Result<(tempfile::NamedTempFile, String, u64), Status> {
+        let limit = self.state.max_bundle_bytes;
+        let temp = tempfile::Builder::new()
+            .prefix(".upload-")
+            .suffix(".tar.gz")
+            .tempfile_in(self.state.bundles.staging_dir())
+            .map_err(internal)?;
+        let mut file = tokio::fs::File::from_std(temp.reopen().map_err(internal)?);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(message) = stream.message().await? {
+            let chunk = match message.msg {
+                Some(deploy_request::Msg::Chunk(chunk)) => chunk,
+                Some(deploy_request::Msg::Header(_)) => {
+                    return Err(Status::invalid_argument(
+                        "a deploy stream carries one header, first: send the bundle as chunks after it",
+                    ));
+                }
+                None => continue,
+            };
+            size += chunk.len() as u64;
+            if size > limit {
+                continue; // keep counting to report the real size
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        if size > limit {
+            return Err(Status::invalid_argument(format!(
+                "bundle is {size} bytes, over the limit of {limit}: move large files out of the service directory (or add them to .dockerignore-style exclusions) or start the server with a larger --max-bundle-bytes"
+            )));
+        }
+        if size == 0 {
+            return Err(Status::invalid_argument(
+                "the deploy carried no bundle: send the tar.gz as chunks after the header",
+            ));
+        }
+        // Synced to disk only if the store keeps it (`BundleStore::put`).
+        file.flush().await.map_err(internal)?;
+        let sha256 = hex::encode(hasher.finalize());
+        if !header.bundle_sha256.is_empty() && !header.bundle_sha256.eq_ignore_ascii_case(&sha256) {
+            return Err(Status::invalid_argument(format!(
+                "bundle sha256 is {sha256} but the header says {}: the upload was corrupted, deploy again",
+                header.bundle_sha256
+            )));
+        }
+        Ok((temp, sha256, size))
+    }
+}
