@@ -12,6 +12,8 @@
 //! - `target`: one upstream with its in-flight count and drain.
 //! - `proxy`: what happens to one request (challenge, redirect, forward, upgrade).
 //! - `listener`: the accept loops, TLS and the slowloris timeouts.
+//! - `drain`: how a client connection ends on shutdown or hand-over without
+//!   resetting a request its client sent.
 //! - `pages`: the plain error pages.
 //! - `counters`: per-route responses by status class, upstream errors and
 //!   latency, for heartbeats; `report`: the front door's state and counters
@@ -27,6 +29,7 @@ pub mod acme;
 mod body;
 pub mod certs;
 pub mod counters;
+mod drain;
 pub(crate) mod handover;
 mod listener;
 mod pages;
@@ -150,8 +153,13 @@ pub struct Ingress {
     /// Where each listener is bound (port 0 resolved).
     pub http_addr: SocketAddr,
     pub https_addr: SocketAddr,
+    open: drain::Open,
     tasks: JoinSet<()>,
 }
+
+/// How long the front door may take to end its connections once it stops
+/// accepting (a self-upgrade waits that long before its re-exec).
+pub const DRAIN_WAIT: Duration = listener::DRAIN_WAIT;
 
 impl Ingress {
     /// Binds both listeners and serves `router` until `shutdown`.
@@ -172,6 +180,7 @@ impl Ingress {
             https_addr.port(),
         ));
         let tls = listener::tls_config(certificates.resolver());
+        let open = drain::Open::default();
         let mut tasks = JoinSet::new();
         tasks.spawn(listener::serve(
             http,
@@ -179,6 +188,7 @@ impl Ingress {
             shared.clone(),
             settings.timeouts,
             shutdown.clone(),
+            open.clone(),
         ));
         tasks.spawn(listener::serve(
             https,
@@ -186,14 +196,21 @@ impl Ingress {
             shared,
             settings.timeouts,
             shutdown.clone(),
+            open.clone(),
         ));
         info!(http = %http_addr, https = %https_addr, "front door listening");
         Ok(Ingress {
             router,
             http_addr,
             https_addr,
+            open,
             tasks,
         })
+    }
+
+    /// How many client connections both listeners hold open.
+    pub fn open_connections(&self) -> usize {
+        self.open.count()
     }
 
     /// Waits for the listeners to stop (after `shutdown`).

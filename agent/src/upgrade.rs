@@ -245,8 +245,10 @@ pub async fn begin(
         // Restart=always starts the new binary.
         std::process::exit(0);
     }
-    // The front door's sockets go to the new process (see `ingress::handover`).
-    let inherited = crate::ingress::handover::hand_over(FLUSH).await;
+    // The front door's sockets go to the new process (see `ingress::handover`),
+    // once its open connections have finished what their clients sent.
+    let grace = crate::ingress::DRAIN_WAIT + Duration::from_secs(1);
+    let inherited = crate::ingress::handover::hand_over(grace).await;
     let mut command = Command::new(&exe);
     command
         .arg0(

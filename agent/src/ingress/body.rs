@@ -2,7 +2,7 @@
 //! client pauses longer than the body timeout (a slow-loris upload cannot
 //! hold an upstream connection forever), and `Counted` keeps a response's
 //! in-flight guard alive until its last byte has gone, so a drain waits for
-//! streamed responses too.
+//! streamed responses too (and a client connection's drain, for its own).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -78,14 +78,15 @@ where
     }
 }
 
-/// A body that holds an in-flight guard until it is finished or dropped.
-pub struct Counted<B> {
+/// A body that holds an in-flight guard (a target's [`InFlight`], a client
+/// connection's `drain::Exchange`) until it is finished or dropped.
+pub struct Counted<B, G = InFlight> {
     inner: Pin<Box<B>>,
-    guard: Option<InFlight>,
+    guard: Option<G>,
 }
 
-impl<B> Counted<B> {
-    pub fn new(inner: B, guard: InFlight) -> Self {
+impl<B, G> Counted<B, G> {
+    pub fn new(inner: B, guard: G) -> Self {
         Counted {
             inner: Box::pin(inner),
             guard: Some(guard),
@@ -93,7 +94,7 @@ impl<B> Counted<B> {
     }
 }
 
-impl<B> Body for Counted<B>
+impl<B, G: Unpin> Body for Counted<B, G>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,

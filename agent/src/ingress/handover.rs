@@ -2,7 +2,7 @@
 //! re-exec, so a routed service keeps answering while its agent restarts:
 //! connections that arrive meanwhile wait in the sockets' backlog instead of
 //! being refused. [`hand_over`] stops the accept loops (their open
-//! connections finish, within a grace period), keeps the sockets open
+//! connections are drained, within a grace period: `ingress::drain`), keeps the sockets open
 //! without close-on-exec and names them in [`ENV`] (`ADDR=FD,…`, by the
 //! configured listen address); the new process [`adopt`]s them instead of
 //! binding. Under systemd the agent's restart closes them (a short gap).

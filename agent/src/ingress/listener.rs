@@ -2,19 +2,22 @@
 //! its TLS handshake and for every request head (which is also how long an
 //! idle HTTP/1 keep-alive connection lives), HTTP/2 pings to find dead
 //! peers, and is served by hyper's auto builder (HTTP/1.1 with upgrades, or
-//! HTTP/2 when ALPN chose it). On shutdown the listeners stop accepting and
-//! open connections are asked to finish, within a grace period.
+//! HTTP/2 when ALPN chose it). On shutdown or a hand-over the listeners stop
+//! accepting and open connections are drained (`drain`): each finishes the
+//! requests its client sent, within a grace period.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -23,11 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Timeouts;
+use super::drain;
 use super::handover;
 use super::proxy::{Peer, Proxy};
 
-/// How long open connections get to finish when the agent stops.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a listener waits for its connections to drain: each has
+/// `drain::GRACE` to finish its requests, then `drain::LINGER` to close.
+pub const DRAIN_WAIT: Duration = drain::GRACE.saturating_add(drain::LINGER);
 
 /// Listens on `addr`: the socket a self-upgrading agent handed over
 /// (`handover`), else a new one.
@@ -41,7 +46,7 @@ pub async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
             format!("the front door cannot listen on {addr}: free the port, choose another with {flag}, or pass --ingress off")
         })?,
     };
-    handover::register(addr, std::os::fd::AsRawFd::as_raw_fd(&listener));
+    handover::register(addr, listener.as_raw_fd());
     Ok(listener)
 }
 
@@ -62,13 +67,14 @@ pub fn tls_config(
 
 /// Accepts connections on `listener` until `shutdown`, or until a
 /// self-upgrade takes the socket over (then it stays open for the next
-/// process).
+/// process); then drains the open connections (`drain`).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     proxy: Arc<Proxy>,
     timeouts: Timeouts,
     shutdown: CancellationToken,
+    open: drain::Open,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -82,7 +88,7 @@ pub async fn serve(
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let acceptor = tls.map(TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
+    let draining = CancellationToken::new();
     let mut connections = JoinSet::new();
     let _running = handover::Running::start();
     let handing_over = handover::stopping();
@@ -101,54 +107,40 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let tracker = drain::Tracker::new(stream.as_raw_fd(), draining.clone());
+        let stream = drain::Io::new(stream, tracker.clone());
+        let counting = open.one();
         let builder = builder.clone();
         let proxy = proxy.clone();
         let acceptor = acceptor.clone();
-        let watcher = graceful.watcher();
         connections.spawn(async move {
+            let _counting = counting;
             let Some(acceptor) = acceptor else {
                 let peer = Peer {
                     addr,
                     tls_name: None,
                     tls: false,
                 };
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    let peer = peer.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                if let Err(err) = watcher.watch(conn.into_owned()).await {
-                    debug!(cause = %err, %addr, "a connection ended with an error");
-                }
-                return;
+                return serve_connection(Box::new(stream), builder, proxy, peer, tracker).await;
             };
-            let stream =
-                match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(err)) => {
-                        debug!(cause = %err, %addr, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%addr, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let handshake = tokio::time::timeout(timeouts.handshake, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    debug!(cause = %err, %addr, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%addr, "TLS handshake timed out");
+                    return;
+                }
+            };
             let peer = Peer {
                 addr,
                 tls_name: stream.get_ref().1.server_name().map(str::to_owned),
                 tls: true,
             };
-            let service = service_fn(move |req| {
-                let proxy = proxy.clone();
-                let peer = peer.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(conn.into_owned()).await {
-                debug!(cause = %err, %addr, "a connection ended with an error");
-            }
+            serve_connection(Box::new(stream), builder, proxy, peer, tracker).await;
         });
     }
     if handing_over.is_cancelled() {
@@ -157,6 +149,45 @@ pub async fn serve(
     } else {
         drop(listener);
     }
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    draining.cancel();
+    let all_closed = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_WAIT, all_closed).await.is_err() {
+        warn!(
+            open = connections.len(),
+            "front door connections still open at the end of the drain are cut"
+        );
+    }
     connections.abort_all();
+}
+
+/// A client connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Serves HTTP on one client connection (HTTP/1.1 with upgrades, or HTTP/2)
+/// until it ends or is drained.
+async fn serve_connection(
+    stream: Box<dyn Stream>,
+    builder: Arc<Builder<TokioExecutor>>,
+    proxy: Arc<Proxy>,
+    peer: Peer,
+    tracker: Arc<drain::Tracker>,
+) {
+    let addr = peer.addr;
+    let exchanges = tracker.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let exchange = exchanges.begin(req.version());
+        let proxy = proxy.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(exchange.respond(proxy.handle(req, peer).await)) }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    match drain::drive(Box::pin(conn), &tracker).await {
+        Some(Ok(())) => {}
+        Some(Err(err)) => debug!(cause = %err, %addr, "a connection ended with an error"),
+        None => debug!(%addr, "a connection open at the end of the drain is cut"),
+    }
 }

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 
+mod drain;
+
 /// An upstream named `name`: `/hold` waits until `release` is notified,
 /// an `Upgrade` request gets 101 and then an echo, anything else answers
 /// with what it saw.
