@@ -2,23 +2,67 @@
 //! launch-e2e --bench load`): a real `launch server` (from `LAUNCH_BIN_DIR`)
 //! with 1,000 simulated agents, each registered with its own join token for its
 //! own service and holding an open Session stream (spread over 20 HTTP/2
-//! connections), then 100 deploys issued at once to 100 of those services.
+//! connections) on which it heartbeats at the interval the server's Welcome
+//! asks for, then 100 deploys issued at once to 100 of those services.
 //! It reports how long each deploy took to reach its agent's session, whether
 //! any failed, and the server's resident memory before and after. With
 //! `LAUNCH_BENCH_DATABASE=postgres` the server's store is a database in a
 //! throwaway PostgreSQL cluster (`launch_e2e::postgres`) instead of SQLite,
 //! and the lines start `load on postgres:`.
+//!
+//! Knobs for the 10,000-agent runs (the defaults are the figures above):
+//! `LAUNCH_BENCH_AGENTS` (1000); `LAUNCH_BENCH_CONNECTIONS`, the HTTP/2
+//! connections the sessions share (one per 50 agents: the server allows 200
+//! concurrent streams on a connection, hyper's default, and registrations
+//! need some too); `LAUNCH_BENCH_IDLE_SECS` (0), a window after everyone
+//! connected in which the server's CPU time (utime + stime from
+//! `/proc/PID/stat`) is taken while the sessions only heartbeat;
+//! `LAUNCH_BENCH_REPLICAS=2` (PostgreSQL only), two `launch server` replicas
+//! on one database with the agents split between them and every deploy
+//! issued through the replica that does not hold its agent, so it reaches the
+//! agent by the cross-replica wake-up.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use launch_e2e::bench::{deploy_requests, percentile, rss_mb, tiny_bundle};
+use launch_e2e::bench::{
+    cpu_time, cpu_time_with_children, deploy_requests, percentile, raise_open_files_limit, rss_mb,
+    tiny_bundle,
+};
 use launch_e2e::{Server, grpc, unique};
-use launch_proto::{AgentMessage, ServiceRef, control_message};
-use tokio::sync::{mpsc, oneshot};
+use launch_proto::control_message;
+use launch_proto::{AgentMessage, ControlMessage, Heartbeat, ServiceRef, agent_message};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-const AGENTS: usize = 1000;
-const CONNECTIONS: usize = 20;
 const DEPLOYS: usize = 100;
+/// Sessions per HTTP/2 connection when `LAUNCH_BENCH_CONNECTIONS` is unset.
+const AGENTS_PER_CONNECTION: usize = 50;
+/// Registrations in flight at once at most: every agent at once up to
+/// 1,000; beyond that the store's pool (10 s acquire timeout) would time
+/// out calls queued behind thousands of others.
+const CONNECTING_AT_ONCE: usize = 1000;
+
+/// Heartbeats the simulated agents sent.
+static HEARTBEATS: AtomicU64 = AtomicU64::new(0);
+/// The interval the server's Welcome asked for, in ms.
+static HEARTBEAT_INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
+/// Sessions the server ended while the bench still held them.
+static ENDED: AtomicUsize = AtomicUsize::new(0);
+
+struct Knobs {
+    agents: usize,
+    connections: usize,
+    idle: Duration,
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value}: say a whole number")),
+        Err(_) => default,
+    }
+}
 
 fn main() {
     let postgres = match std::env::var("LAUNCH_BENCH_DATABASE").as_deref() {
@@ -26,76 +70,123 @@ fn main() {
         Ok("sqlite") | Err(_) => false,
         Ok(other) => panic!("LAUNCH_BENCH_DATABASE={other}: say sqlite or postgres"),
     };
+    let agents = env_number("LAUNCH_BENCH_AGENTS", 1000);
+    let knobs = Knobs {
+        agents,
+        connections: env_number(
+            "LAUNCH_BENCH_CONNECTIONS",
+            agents.div_ceil(AGENTS_PER_CONNECTION),
+        )
+        .max(1),
+        idle: Duration::from_secs(env_number("LAUNCH_BENCH_IDLE_SECS", 0) as u64),
+    };
+    let replicas = env_number("LAUNCH_BENCH_REPLICAS", 1);
+    assert!(
+        replicas == 1 || (replicas == 2 && postgres),
+        "LAUNCH_BENCH_REPLICAS={replicas}: say 1, or 2 with LAUNCH_BENCH_DATABASE=postgres"
+    );
+    let open_files = raise_open_files_limit();
+    assert!(
+        open_files as usize > 4 * knobs.connections + 64,
+        "the open-files limit is {open_files}: raise it (ulimit -n) above {}",
+        4 * knobs.connections + 64
+    );
     let cluster = postgres.then(launch_e2e::postgres::Cluster::start);
-    let server = match &cluster {
+    let mut servers = vec![match &cluster {
         Some(cluster) => Server::start_with(&["--database-url", &cluster.new_database()]),
         None => Server::start(),
-    };
+    }];
+    if replicas == 2 {
+        let second = Server::start_replica(&servers[0]).expect("a second replica starts");
+        servers.push(second);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let label = if postgres { "load on postgres" } else { "load" };
-    runtime.block_on(run(&server, label));
+    let label = match (postgres, replicas) {
+        (false, _) => "load".to_owned(),
+        (true, 1) => "load on postgres".to_owned(),
+        (true, n) => format!("load on postgres, {n} replicas"),
+    };
+    let postmaster = cluster.as_ref().and_then(|c| c.postmaster_pid());
+    runtime.block_on(run(&servers, postmaster, &knobs, &label));
 }
 
-/// One simulated agent: its service, and where its first mission lands.
+/// One simulated agent: its service, the replica holding its session, and
+/// where its first mission lands.
 struct Simulated {
     target: ServiceRef,
+    replica: usize,
     first_mission: oneshot::Receiver<Result<(String, Instant), String>>,
     _up: mpsc::Sender<AgentMessage>,
 }
 
-async fn run(server: &Server, label: &str) {
-    let idle_rss = rss_mb(server.process.pid());
-    let mut controls = Vec::new();
-    let mut agent_clients = Vec::new();
-    for _ in 0..CONNECTIONS {
-        controls.push(grpc::control_client(server).await);
-        agent_clients.push(grpc::agent_client(server).await);
+/// Per replica: its `ControlService` and `AgentService` clients, one
+/// HTTP/2 connection each.
+struct Clients {
+    controls:
+        Vec<launch_proto::control_service_client::ControlServiceClient<tonic::transport::Channel>>,
+    agents: Vec<launch_proto::agent_service_client::AgentServiceClient<tonic::transport::Channel>>,
+}
+
+/// "12.3 MB", or "12.3 + 11.9 MB" for two replicas.
+fn megabytes(values: &[f64]) -> String {
+    let each: Vec<String> = values.iter().map(|mb| format!("{mb:.1}")).collect();
+    format!("{} MB", each.join(" + "))
+}
+
+fn rss_all(servers: &[Server]) -> Vec<f64> {
+    servers.iter().map(|s| rss_mb(s.process.pid())).collect()
+}
+
+async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: &str) {
+    let agents = knobs.agents;
+    let idle_rss = rss_all(servers);
+    let per_replica = knobs.connections.div_ceil(servers.len());
+    let mut clients = Vec::new();
+    for server in servers {
+        let mut replica = Clients {
+            controls: Vec::new(),
+            agents: Vec::new(),
+        };
+        for _ in 0..per_replica {
+            replica.controls.push(grpc::control_client(server).await);
+            replica.agents.push(grpc::agent_client(server).await);
+        }
+        clients.push(replica);
     }
+    let token = servers[0].admin_token.clone();
     let started = Instant::now();
-    let mut simulated = Vec::with_capacity(AGENTS);
+    let mut simulated = Vec::with_capacity(agents);
     let mut connecting = tokio::task::JoinSet::new();
-    for i in 0..AGENTS {
-        let mut control = controls[i % CONNECTIONS].clone();
-        let mut agents = agent_clients[i % CONNECTIONS].clone();
-        let token = server.admin_token.clone();
+    let at_once = std::sync::Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    for i in 0..agents {
+        let replica = i % servers.len();
+        let slot = (i / servers.len()) % per_replica;
+        let mut control = clients[replica].controls[slot].clone();
+        let mut agent_client = clients[replica].agents[slot].clone();
+        let token = token.clone();
+        let at_once = at_once.clone();
         connecting.spawn(async move {
+            let _permit = at_once.acquire_owned().await.expect("semaphore open");
             let target = ServiceRef {
                 service: unique::service_name(),
                 environment: "load".to_owned(),
             };
-            let grpc::SimulatedAgent { up, mut down } = grpc::simulate_agent(
+            let grpc::SimulatedAgent { up, down } = grpc::simulate_agent(
                 &mut control,
-                &mut agents,
+                &mut agent_client,
                 &token,
                 &target,
                 &format!("load-{i}"),
             )
             .await;
             let (first_tx, first_mission) = oneshot::channel();
-            tokio::spawn(async move {
-                let mut first_tx = Some(first_tx);
-                let end = loop {
-                    match down.message().await {
-                        Ok(Some(message)) => {
-                            if let Some(control_message::Msg::Mission(mission)) = message.msg
-                                && let Some(tx) = first_tx.take()
-                            {
-                                let _ = tx.send(Ok((mission.mission_id, Instant::now())));
-                            }
-                        }
-                        Ok(None) => break "the server ended the session".to_owned(),
-                        Err(status) => break format!("session failed: {status}"),
-                    }
-                };
-                if let Some(tx) = first_tx.take() {
-                    let _ = tx.send(Err(end));
-                }
-            });
+            tokio::spawn(hold_session(down, up.downgrade(), first_tx));
             Simulated {
                 target,
+                replica,
                 first_mission,
                 _up: up,
             }
@@ -105,16 +196,22 @@ async fn run(server: &Server, label: &str) {
         simulated.push(agent.expect("an agent connected"));
     }
     let connect_time = started.elapsed();
-    let connected_rss = rss_mb(server.process.pid());
+    let connected_rss = rss_all(servers);
+
+    if !knobs.idle.is_zero() {
+        idle_window(servers, postmaster, knobs, label).await;
+    }
 
     let (bundle, sha) = tiny_bundle();
 
-    // The other 900 stay connected throughout, as idle agents would.
-    let idle = simulated.split_off(DEPLOYS);
+    // The others stay connected (and heartbeating) throughout, as idle agents would.
+    let idle = simulated.split_off(DEPLOYS.min(simulated.len()));
     let mut deploys = tokio::task::JoinSet::new();
     for (i, agent) in simulated.into_iter().enumerate() {
-        let mut control = controls[i % CONNECTIONS].clone();
-        let token = server.admin_token.clone();
+        // Through the replica that does not hold the agent, if there are two.
+        let through = (agent.replica + 1) % servers.len();
+        let mut control = clients[through].controls[i % per_replica].clone();
+        let token = token.clone();
         let (bundle, sha) = (bundle.clone(), sha.clone());
         deploys.spawn(async move {
             // Bind the whole agent: its session must stay open until the
@@ -123,6 +220,7 @@ async fn run(server: &Server, label: &str) {
                 target,
                 first_mission,
                 _up: _session,
+                ..
             } = agent;
             let requests = deploy_requests(&target, "load", &bundle, &sha);
             let start = Instant::now();
@@ -151,11 +249,15 @@ async fn run(server: &Server, label: &str) {
         }
     }
     latencies.sort();
-    let after_rss = rss_mb(server.process.pid());
+    let after_rss = rss_all(servers);
+    let ended = ENDED.load(Ordering::Relaxed);
     drop(idle);
     println!(
-        "{label}: {AGENTS} agents registered and connected in {:.1} s; server RSS idle {idle_rss:.1} MB, with {AGENTS} sessions {connected_rss:.1} MB, after {DEPLOYS} deploys {after_rss:.1} MB",
-        connect_time.as_secs_f64()
+        "{label}: {agents} agents registered and connected in {:.1} s; server RSS idle {}, with {agents} sessions {}, after {DEPLOYS} deploys {}",
+        connect_time.as_secs_f64(),
+        megabytes(&idle_rss),
+        megabytes(&connected_rss),
+        megabytes(&after_rss),
     );
     println!(
         "{label}: {DEPLOYS} concurrent deploys, {} failed; Deploy call → mission on the agent session: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -168,4 +270,115 @@ async fn run(server: &Server, label: &str) {
             .unwrap_or(0.0),
     );
     assert!(failures.is_empty(), "deploys failed: {failures:?}");
+    assert_eq!(
+        ended, 0,
+        "the server ended {ended} sessions the bench still held (see the server's log)"
+    );
+}
+
+/// Waits `knobs.idle` with every session open and heartbeating, and prints
+/// the CPU time the server (and PostgreSQL) used meanwhile.
+async fn idle_window(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: &str) {
+    let server_cpu =
+        || -> Vec<Duration> { servers.iter().map(|s| cpu_time(s.process.pid())).collect() };
+    let database_cpu = || postmaster.map(cpu_time_with_children);
+    let (cpu_before, db_before) = (server_cpu(), database_cpu());
+    let (beats_before, bench_before) = (
+        HEARTBEATS.load(Ordering::Relaxed),
+        cpu_time(std::process::id()),
+    );
+    let started = Instant::now();
+    tokio::time::sleep(knobs.idle).await;
+    let window = started.elapsed().as_secs_f64();
+    let beats = HEARTBEATS.load(Ordering::Relaxed) - beats_before;
+    let spent: Vec<f64> = server_cpu()
+        .iter()
+        .zip(&cpu_before)
+        .map(|(after, before)| after.saturating_sub(*before).as_secs_f64())
+        .collect();
+    let total: f64 = spent.iter().sum();
+    let percents: Vec<String> = spent
+        .iter()
+        .map(|s| format!("{:.1}", s / window * 100.0))
+        .collect();
+    let database = match (db_before, database_cpu()) {
+        (Some(before), Some(after)) => format!(
+            "; PostgreSQL (postmaster and backends) {:.1} % of a core",
+            after.saturating_sub(before).as_secs_f64() / window * 100.0
+        ),
+        _ => String::new(),
+    };
+    let bench = cpu_time(std::process::id()).saturating_sub(bench_before);
+    println!(
+        "{label}: idle, {} sessions over {} HTTP/2 connections heartbeating every {} ms, {window:.0} s window: {beats} heartbeats ({:.0}/s); server CPU {} % of a core ({:.1} µs a heartbeat){database}; load generator {:.1} %; {} sessions ended by the server",
+        knobs.agents,
+        knobs.connections,
+        HEARTBEAT_INTERVAL_MS.load(Ordering::Relaxed),
+        beats as f64 / window,
+        percents.join(" + "),
+        total * 1e6 / (beats.max(1) as f64),
+        bench.as_secs_f64() / window * 100.0,
+        ENDED.load(Ordering::Relaxed),
+    );
+}
+
+/// Reads the session's messages: the Welcome's heartbeat interval starts
+/// heartbeats on `up` (while the bench holds the agent), the first Mission
+/// goes to `first_tx`.
+async fn hold_session(
+    mut down: tonic::Streaming<ControlMessage>,
+    up: mpsc::WeakSender<AgentMessage>,
+    first_tx: oneshot::Sender<Result<(String, Instant), String>>,
+) {
+    let mut first_tx = Some(first_tx);
+    let mut beat: Option<tokio::time::Interval> = None;
+    let end = loop {
+        let message = tokio::select! {
+            message = down.message() => message,
+            _ = async { beat.as_mut().expect("enabled only when set").tick().await }, if beat.is_some() => {
+                let Some(up) = up.upgrade() else {
+                    beat = None;
+                    continue;
+                };
+                let heartbeat = AgentMessage {
+                    msg: Some(agent_message::Msg::Heartbeat(Heartbeat {
+                        unix_ms: 0,
+                        front_door: None,
+                    })),
+                };
+                if up.send(heartbeat).await.is_ok() {
+                    HEARTBEATS.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+        };
+        match message {
+            Ok(Some(message)) => match message.msg {
+                Some(control_message::Msg::Welcome(welcome)) => {
+                    let every_ms = welcome.heartbeat_interval_ms.max(100) as u64;
+                    HEARTBEAT_INTERVAL_MS.store(every_ms, Ordering::Relaxed);
+                    let every = Duration::from_millis(every_ms);
+                    beat = Some(tokio::time::interval_at(
+                        tokio::time::Instant::now() + every,
+                        every,
+                    ));
+                }
+                Some(control_message::Msg::Mission(mission)) => {
+                    if let Some(tx) = first_tx.take() {
+                        let _ = tx.send(Ok((mission.mission_id, Instant::now())));
+                    }
+                }
+                _ => {}
+            },
+            Ok(None) => break "the server ended the session".to_owned(),
+            Err(status) => break format!("session failed: {status}"),
+        }
+    };
+    if up.upgrade().is_some() {
+        ENDED.fetch_add(1, Ordering::Relaxed);
+        eprintln!("a session ended while the bench held it: {end}");
+    }
+    if let Some(tx) = first_tx.take() {
+        let _ = tx.send(Err(end));
+    }
 }

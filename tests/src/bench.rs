@@ -1,6 +1,7 @@
 //! What the wire benchmarks (`tests/benches/`) share: a tiny bundle and the
 //! `Deploy` requests that upload it, a fake agent's log batches, percentiles,
-//! and a process's resident memory and CPU time from `/proc`.
+//! a process's resident memory and CPU time from `/proc` (also of a process
+//! and its children, e.g. PostgreSQL's backends), and the open-files limit.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -101,4 +102,53 @@ pub fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Duration::from_secs_f64(ticks as f64 / per_second)
+}
+
+/// CPU time of process `pid` and of its live children (e.g. a postmaster and
+/// its backends; children that exited are not counted).
+pub fn cpu_time_with_children(pid: u32) -> Duration {
+    let mut total = cpu_time(pid);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return total;
+    };
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        // Field 4, the parent, is the second after the command name's `)`.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if parent == Some(pid) {
+            total += cpu_time(child);
+        }
+    }
+    total
+}
+
+/// Raises this process's soft limit of open files to its hard limit (the
+/// processes it starts inherit it) and returns the new soft limit.
+pub fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            }
+        }
+    }
+    limit.rlim_cur
 }

@@ -108,6 +108,20 @@ impl Cluster {
         self.url(&name)
     }
 
+    /// The postmaster's process id (from `postmaster.pid`), e.g. to add up
+    /// the CPU time of the server and its backends; `None` when unreadable. Only the load bench
+    /// asks (the control crate's tests include this file too).
+    #[allow(dead_code)]
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.root.join("data").join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Runs one SQL statement as the superuser on the `postgres` database.
     pub fn psql(&self, sql: &str) {
         run(

@@ -976,6 +976,17 @@ impl Store {
             .map(|rows| rows.iter().map(mission_row).collect())
     }
 
+    /// Every queued mission of every service, oldest first: what the
+    /// periodic wake-up check dispatches to the sessions a replica holds, in
+    /// one query however many it holds (`missions_queued`, a partial index,
+    /// keeps it from reading the finished ones).
+    pub async fn queued_missions(&self) -> Result<Vec<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE state = 'queued' AND retired = 0 ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(mission_row).collect())
+    }
+
     /// Missions whose log numbering an agent must continue: unfinished ones
     /// and the newest one.
     pub async fn missions_to_resume(

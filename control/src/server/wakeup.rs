@@ -12,6 +12,7 @@
 //! hands those notifications to it; when it breaks (PostgreSQL restarted) it
 //! is connected again every second until it works.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,20 +114,27 @@ async fn wake(state: &State, mission_id: &str) {
     }
 }
 
-/// Dispatches every queued mission of the services whose agents are here.
+/// Dispatches every queued mission of the services whose agents are here:
+/// one query for all of them (a replica may hold thousands of sessions, and
+/// a query per service every few seconds would be most of its work).
 async fn sweep(state: &State) {
-    for (service, environment) in state.hub.connected_services() {
-        let missions = match state.store.unacked_missions(&service, &environment).await {
-            Ok(missions) => missions,
-            Err(err) => {
-                warn!(cause = %err, service, environment, "cannot read queued missions");
-                continue;
-            }
-        };
-        for mission in missions.iter().filter(|m| m.state == MissionState::Queued) {
-            if let Err(err) = state.dispatch(mission).await {
-                warn!(cause = %err, mission_id = %mission.id, "cannot dispatch a queued mission");
-            }
+    let held: HashSet<(String, String)> = state.hub.connected_services().into_iter().collect();
+    if held.is_empty() {
+        return;
+    }
+    let queued = match state.store.queued_missions().await {
+        Ok(missions) => missions,
+        Err(err) => {
+            warn!(cause = %err, "cannot read queued missions");
+            return;
+        }
+    };
+    for mission in queued
+        .iter()
+        .filter(|m| held.contains(&(m.service.clone(), m.environment.clone())))
+    {
+        if let Err(err) = state.dispatch(mission).await {
+            warn!(cause = %err, mission_id = %mission.id, "cannot dispatch a queued mission");
         }
     }
 }
