@@ -6,9 +6,10 @@
 //! bundles. The two backends differ only behind [`BundleStore`]: its
 //! methods are the one `match` on [`Backend`].
 //!
-//! An upload is always received into a temp file in `<data-dir>/bundles`
-//! first (hashed and size-checked while it arrives, then checked as a
-//! bundle); only a bundle the control plane accepted is put. The data dir
+//! An upload is received into memory, or into a temp file in
+//! `<data-dir>/bundles` once it is large (`upload`), hashed and
+//! size-checked while it arrives, then checked as a bundle; only a bundle
+//! the control plane accepted is put. The data dir
 //! syncs the file to disk and renames it to `<sha256>.tar.gz`; S3 streams it
 //! from the file to `<prefix>/<sha256>.tar.gz`. Both skip a bundle that is
 //! stored already, and puts of one sha256 run one at a time ([`Inflight`]):
@@ -20,6 +21,7 @@
 mod s3;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 use std::collections::HashMap;
 use std::io;
@@ -30,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncRead;
 
 pub use s3::S3Location;
+pub use upload::{Spool, Upload};
 
 /// Where bundles are kept: the parsed `--bundle-store`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -135,14 +138,10 @@ impl BundleStore {
         }
     }
 
-    /// Stores the accepted upload `temp` (in [`Self::staging_dir`]) as
-    /// `sha256`, which must be its content's hash. Concurrent puts of one
-    /// sha256 wait for each other; the first stores, the rest find it there.
-    pub async fn put(
-        &self,
-        temp: tempfile::NamedTempFile,
-        sha256: &str,
-    ) -> Result<Stored, BundleStoreError> {
+    /// Stores the accepted `upload` as `sha256`, which must be its
+    /// content's hash. Concurrent puts of one sha256 wait for each other;
+    /// the first stores, the rest find it there.
+    pub async fn put(&self, upload: Upload, sha256: &str) -> Result<Stored, BundleStoreError> {
         let turn = self.inflight.turn(sha256);
         let _held = turn.lock().await;
         if self.exists(sha256).await? {
@@ -151,18 +150,21 @@ impl BundleStore {
         match &self.backend {
             Backend::DataDir => {
                 let path = self.data_dir_path(sha256);
+                let staging = self.staging_dir.clone();
                 // On disk before it has its name: a crash never leaves a
                 // named bundle with missing bytes.
-                let temp =
-                    tokio::task::spawn_blocking(move || temp.as_file().sync_all().map(|()| temp))
-                        .await
-                        .map_err(io::Error::other)
-                        .and_then(|synced| synced)
-                        .map_err(|source| BundleStoreError::Io {
-                            what: "sync the upload before storing it as",
-                            path: path.clone(),
-                            source,
-                        })?;
+                let temp = tokio::task::spawn_blocking(move || {
+                    let temp = upload.into_file(&staging)?;
+                    temp.as_file().sync_all().map(|()| temp)
+                })
+                .await
+                .map_err(io::Error::other)
+                .and_then(|synced| synced)
+                .map_err(|source| BundleStoreError::Io {
+                    what: "write and sync the upload before storing it as",
+                    path: path.clone(),
+                    source,
+                })?;
                 temp.persist(&path).map_err(|err| BundleStoreError::Io {
                     what: "store the bundle as",
                     path,
@@ -170,8 +172,8 @@ impl BundleStore {
                 })?;
                 Ok(Stored::New)
             }
-            // `temp` lives until the upload ends, then is removed.
-            Backend::S3(s3) => s3.put(temp.path(), sha256).await,
+            // A temp file lives until the upload ends, then is removed.
+            Backend::S3(s3) => s3.put(&upload, sha256).await,
         }
     }
 

@@ -8,7 +8,6 @@
 //! style. The bucket must answer HeadBucket at start.
 
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -22,7 +21,7 @@ use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
 use tracing::info;
 
-use super::{BundleReader, BundleStoreError, Stored, file_name};
+use super::{BundleReader, BundleStoreError, Stored, Upload, file_name};
 
 /// How long the start-up HeadBucket may take, retries included.
 const HEAD_BUCKET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -184,15 +183,22 @@ impl S3Bundles {
         }
     }
 
-    /// Uploads the file at `path` (streamed from disk); the caller has
+    /// Uploads `upload` (a file streamed from disk); the caller has
     /// checked that its object is not there yet. The request carries `sha256` as its
     /// `x-amz-checksum-sha256`, which AWS S3 checks the received bytes
     /// against (moto does not: no test here can show a refusal).
-    pub(super) async fn put(&self, path: &Path, sha256: &str) -> Result<Stored, BundleStoreError> {
+    pub(super) async fn put(
+        &self,
+        upload: &Upload,
+        sha256: &str,
+    ) -> Result<Stored, BundleStoreError> {
         let key = self.location.key(sha256);
-        let body = ByteStream::from_path(path)
-            .await
-            .map_err(|err| BundleStoreError::S3(format!("read {}: {err}", path.display())))?;
+        let body = match upload {
+            Upload::Memory(bytes) => ByteStream::from(bytes.clone()),
+            Upload::File(temp) => ByteStream::from_path(temp.path()).await.map_err(|err| {
+                BundleStoreError::S3(format!("read {}: {err}", temp.path().display()))
+            })?,
+        };
         let checksum = hex::decode(sha256)
             .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes))
             .map_err(|err| BundleStoreError::S3(format!("sha256 {sha256:?} is not hex: {err}")))?;

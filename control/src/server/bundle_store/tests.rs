@@ -5,6 +5,8 @@
 //! not answer.
 
 use sha2::{Digest, Sha256};
+use std::io::Read;
+
 use tokio::io::AsyncReadExt;
 
 use super::super::test_moto_s3::MotoS3;
@@ -21,14 +23,19 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// An upload as `Deploy` leaves it: a temp file in the staging dir.
-fn upload(store: &BundleStore, bytes: &[u8]) -> tempfile::NamedTempFile {
+/// A large upload as `Deploy` leaves it: a temp file in the staging dir.
+fn upload(store: &BundleStore, bytes: &[u8]) -> Upload {
     let mut temp = tempfile::Builder::new()
         .prefix(".upload-")
         .tempfile_in(store.staging_dir())
         .unwrap();
     std::io::Write::write_all(&mut temp, bytes).unwrap();
-    temp
+    Upload::File(temp)
+}
+
+/// A small upload as `Deploy` leaves it: in memory.
+fn in_memory(bytes: &[u8]) -> Upload {
+    Upload::Memory(bytes.to_vec().into())
 }
 
 async fn read_all(mut reader: BundleReader) -> Vec<u8> {
@@ -72,7 +79,14 @@ async fn holds_the_contract(store: &BundleStore) {
     // sync); of different bundles, each.
     let same = payload(3);
     let same_sha = sha256_hex(&same);
-    let puts = (0..8).map(|_| store.put(upload(store, &same), &same_sha));
+    // Half of them small enough to arrive in memory.
+    let puts = (0..8).map(|i| {
+        let arrived = match i % 2 {
+            0 => in_memory(&same),
+            _ => upload(store, &same),
+        };
+        store.put(arrived, &same_sha)
+    });
     let outcomes = futures::future::join_all(puts).await;
     let new = outcomes
         .iter()
@@ -86,7 +100,7 @@ async fn holds_the_contract(store: &BundleStore) {
         .collect();
     let puts = different
         .iter()
-        .map(|(sha256, bytes)| store.put(upload(store, bytes), sha256))
+        .map(|(sha256, bytes)| store.put(in_memory(bytes), sha256))
         .collect::<Vec<_>>();
     for outcome in futures::future::join_all(puts).await {
         assert_eq!(outcome.unwrap(), Stored::New);
@@ -117,6 +131,43 @@ async fn holds_the_contract(store: &BundleStore) {
     let message = err.to_string();
     assert!(message.contains(&absent), "{message}");
     assert!(message.contains("deploy the service again"), "{message}");
+}
+
+/// What a spool left behind: its upload's bytes, and whether it used a file.
+async fn spooled(chunks: &[&[u8]], staging: &std::path::Path) -> (Vec<u8>, bool) {
+    let mut spool = Spool::default();
+    for chunk in chunks {
+        spool.write(chunk, staging).await.unwrap();
+    }
+    let upload = spool.finish().await.unwrap();
+    let on_file = matches!(upload, Upload::File(_));
+    let mut bytes = Vec::new();
+    upload.reader().unwrap().read_to_end(&mut bytes).unwrap();
+    (bytes, on_file)
+}
+
+#[tokio::test]
+async fn a_small_upload_stays_in_memory_and_a_large_one_moves_to_a_file_whole() {
+    let staging = tempfile::tempdir().unwrap();
+    let files = || std::fs::read_dir(staging.path()).unwrap().count();
+    let (small, on_file) = spooled(&[b"abc", b"def"], staging.path()).await;
+    assert_eq!((small.as_slice(), on_file), (b"abcdef".as_slice(), false));
+    assert_eq!(files(), 0, "a small upload created a file");
+
+    let big = payload(9);
+    let (first, rest) = big.split_at(upload::IN_MEMORY_BYTES - 5);
+    let mut spool = Spool::default();
+    spool.write(first, staging.path()).await.unwrap();
+    assert_eq!(files(), 0, "still under the limit");
+    spool.write(rest, staging.path()).await.unwrap();
+    assert_eq!(files(), 1, "past the limit the upload is a file");
+    let upload = spool.finish().await.unwrap();
+    let mut bytes = Vec::new();
+    upload.reader().unwrap().read_to_end(&mut bytes).unwrap();
+    assert!(matches!(upload, Upload::File(_)));
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&big));
+    drop(upload);
+    assert_eq!(files(), 0, "the temp file outlived its upload");
 }
 
 #[tokio::test]

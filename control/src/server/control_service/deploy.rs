@@ -8,7 +8,6 @@
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, error, info};
 
@@ -16,6 +15,7 @@ use launch_core::bundle::{self, Limits};
 use launch_core::service_config::ServiceConfig;
 use launch_proto::*;
 
+use super::super::bundle_store::{Spool, Upload};
 use super::super::github::ReportEvent;
 use super::super::secrets;
 use super::super::state::internal;
@@ -77,21 +77,14 @@ impl Control {
                 )));
             }
         }
-        let (temp, sha256, size) = self.receive_bundle(&mut stream, &header).await?;
+        let (upload, sha256, size) = self.receive_bundle(&mut stream, &header).await?;
 
         let limits = Limits::for_max_bundle_bytes(self.state.max_bundle_bytes);
-        let inspect_path = temp.path().to_owned();
-        let summary = tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&inspect_path)
-                .map_err(|e| e.to_string())
-                .and_then(|file| {
-                    bundle::inspect(std::io::BufReader::new(file), &limits)
-                        .map_err(|e| e.to_string())
-                })
-        })
-        .await
-        .map_err(internal)?
-        .map_err(Status::invalid_argument)?;
+        let reader = upload.reader().map_err(internal)?;
+        let summary = tokio::task::spawn_blocking(move || bundle::inspect(reader, &limits))
+            .await
+            .map_err(internal)?
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let config = match &summary.service_config {
             Some(text) => {
                 ServiceConfig::parse(text, std::path::Path::new(bundle::SERVICE_CONFIG_FILE))
@@ -108,7 +101,7 @@ impl Control {
             header.secrets.keys(),
         )
         .await?;
-        let stored = self.state.bundles.put(temp, &sha256).await.map_err(|err| {
+        let stored = self.state.bundles.put(upload, &sha256).await.map_err(|err| {
             error!(cause = %err, bundle_sha256 = %sha256, "cannot store a bundle");
             Status::unavailable(format!(
                 "the control plane cannot store the bundle in {}: see its log, then deploy again",
@@ -161,20 +154,16 @@ impl Control {
         }))
     }
 
-    /// Receives the bundle into a temp file in the bundle store's staging dir, checking
-    /// size and hash; returns the temp file, its sha256 and size.
+    /// Receives the bundle (in memory, or in a temp file in the bundle
+    /// store's staging dir once it is large), checking size and hash;
+    /// returns it, its sha256 and size.
     async fn receive_bundle(
         &self,
         stream: &mut Streaming<DeployRequest>,
         header: &DeployHeader,
-    ) -> Result<(tempfile::NamedTempFile, String, u64), Status> {
+    ) -> Result<(Upload, String, u64), Status> {
         let limit = self.state.max_bundle_bytes;
-        let temp = tempfile::Builder::new()
-            .prefix(".upload-")
-            .suffix(".tar.gz")
-            .tempfile_in(self.state.bundles.staging_dir())
-            .map_err(internal)?;
-        let mut file = tokio::fs::File::from_std(temp.reopen().map_err(internal)?);
+        let mut spool = Spool::default();
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         while let Some(message) = stream.message().await? {
@@ -192,7 +181,10 @@ impl Control {
                 continue; // keep counting to report the real size
             }
             hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(internal)?;
+            spool
+                .write(&chunk, self.state.bundles.staging_dir())
+                .await
+                .map_err(internal)?;
         }
         if size > limit {
             return Err(Status::invalid_argument(format!(
@@ -205,7 +197,7 @@ impl Control {
             ));
         }
         // Synced to disk only if the store keeps it (`BundleStore::put`).
-        file.flush().await.map_err(internal)?;
+        let upload = spool.finish().await.map_err(internal)?;
         let sha256 = hex::encode(hasher.finalize());
         if !header.bundle_sha256.is_empty() && !header.bundle_sha256.eq_ignore_ascii_case(&sha256) {
             return Err(Status::invalid_argument(format!(
@@ -213,6 +205,6 @@ impl Control {
                 header.bundle_sha256
             )));
         }
-        Ok((temp, sha256, size))
+        Ok((upload, sha256, size))
     }
 }
