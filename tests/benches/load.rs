@@ -20,14 +20,18 @@
 //! `LAUNCH_BENCH_REPLICAS=2` (PostgreSQL only), two `launch server` replicas
 //! on one database with the agents split between them and every deploy
 //! issued through the replica that does not hold its agent, so it reaches the
-//! agent by the cross-replica wake-up.
+//! agent by the cross-replica wake-up; `LAUNCH_BENCH_BUNDLES=distinct`, a
+//! bundle of its own for each of the 100 deploys (by default they upload one
+//! bundle, which the store keeps once). With the latencies the bench prints
+//! the burst's wall time and the CPU time the server and the bench itself
+//! spent on it, which says how much of the latency is waiting for a core.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use launch_e2e::bench::{
     cpu_time, cpu_time_with_children, deploy_requests, percentile, raise_open_files_limit, rss_mb,
-    tiny_bundle,
+    tiny_bundle, tiny_bundle_of,
 };
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::control_message;
@@ -53,6 +57,8 @@ struct Knobs {
     agents: usize,
     connections: usize,
     idle: Duration,
+    /// A bundle of its own for each deploy.
+    distinct_bundles: bool,
 }
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -79,6 +85,11 @@ fn main() {
         )
         .max(1),
         idle: Duration::from_secs(env_number("LAUNCH_BENCH_IDLE_SECS", 0) as u64),
+        distinct_bundles: match std::env::var("LAUNCH_BENCH_BUNDLES").as_deref() {
+            Ok("distinct") => true,
+            Ok("same") | Err(_) => false,
+            Ok(other) => panic!("LAUNCH_BENCH_BUNDLES={other}: say same or distinct"),
+        },
     };
     let replicas = env_number("LAUNCH_BENCH_REPLICAS", 1);
     assert!(
@@ -202,17 +213,26 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         idle_window(servers, postmaster, knobs, label).await;
     }
 
-    let (bundle, sha) = tiny_bundle();
+    let shared = tiny_bundle();
 
     // The others stay connected (and heartbeating) throughout, as idle agents would.
     let idle = simulated.split_off(DEPLOYS.min(simulated.len()));
+    let bundles: Vec<(Vec<u8>, String)> = (0..simulated.len())
+        .map(|i| match knobs.distinct_bundles {
+            true => tiny_bundle_of(&format!("deploy {i}")),
+            false => shared.clone(),
+        })
+        .collect();
+    let server_cpu_before: Vec<Duration> =
+        servers.iter().map(|s| cpu_time(s.process.pid())).collect();
+    let bench_cpu_before = cpu_time(std::process::id());
+    let burst = Instant::now();
     let mut deploys = tokio::task::JoinSet::new();
-    for (i, agent) in simulated.into_iter().enumerate() {
+    for ((i, agent), (bundle, sha)) in simulated.into_iter().enumerate().zip(bundles) {
         // Through the replica that does not hold the agent, if there are two.
         let through = (agent.replica + 1) % servers.len();
         let mut control = clients[through].controls[i % per_replica].clone();
         let token = token.clone();
-        let (bundle, sha) = (bundle.clone(), sha.clone());
         deploys.spawn(async move {
             // Bind the whole agent: its session must stay open until the
             // mission arrives (a field-by-field capture would drop `up`).
@@ -249,6 +269,13 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         }
     }
     latencies.sort();
+    let burst = burst.elapsed();
+    let server_cpu: Duration = servers
+        .iter()
+        .zip(&server_cpu_before)
+        .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
+        .sum();
+    let bench_cpu = cpu_time(std::process::id()).saturating_sub(bench_cpu_before);
     let after_rss = rss_all(servers);
     let ended = ENDED.load(Ordering::Relaxed);
     drop(idle);
@@ -268,6 +295,18 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
             .last()
             .map(|d| d.as_secs_f64() * 1e3)
             .unwrap_or(0.0),
+    );
+    println!(
+        "{label}: the {DEPLOYS} deploys ({}) took {:.1} ms of wall time; CPU meanwhile: server {:.1} ms ({:.2} ms a deploy), bench {:.1} ms (the agents' heartbeats included)",
+        if knobs.distinct_bundles {
+            "distinct bundles"
+        } else {
+            "one shared bundle"
+        },
+        burst.as_secs_f64() * 1e3,
+        server_cpu.as_secs_f64() * 1e3,
+        server_cpu.as_secs_f64() * 1e3 / DEPLOYS as f64,
+        bench_cpu.as_secs_f64() * 1e3,
     );
     assert!(failures.is_empty(), "deploys failed: {failures:?}");
     assert_eq!(

@@ -13,10 +13,16 @@ use launch_proto::{
 
 /// A bundle with one `scratch` service, and its sha256.
 pub fn tiny_bundle() -> (Vec<u8>, String) {
+    tiny_bundle_of("")
+}
+
+/// [`tiny_bundle`] whose compose file carries `mark` as a comment: bundles
+/// of different marks differ in their sha256.
+pub fn tiny_bundle_of(mark: &str) -> (Vec<u8>, String) {
     let dir = tempfile::tempdir().expect("a temp dir for the bundle");
     std::fs::write(
         dir.path().join("compose.yaml"),
-        "services:\n  web:\n    image: scratch\n",
+        format!("# {mark}\nservices:\n  web:\n    image: scratch\n"),
     )
     .expect("write compose.yaml");
     let mut out = Vec::new();
