@@ -302,7 +302,7 @@ mod tests {
             if let Some(fake) = hook_fake.upgrade() {
                 fake.set_state("i-1", "terminated");
             }
-            hook_drop(cache.changing());
+            drop(hook_cache.changing());
         }));
         let first = cache.read(fake.as_ref(), "i-1").await.unwrap().unwrap();
         assert_eq!(
