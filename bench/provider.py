@@ -4,11 +4,20 @@ resources already applied against moto and a real control plane, against
 `terraform plan` of 200 `terraform_data` resources, in the same run on the same
 terraform, each with refresh and with `-refresh=false` (the four plans
 interleaved, so a busy machine weighs on each alike); the cost per resource
-above `terraform_data`; and the provider binary's size.
+above `terraform_data`; and the provider binary's size. Then, in the same run,
+N `launch_service` with `target = "docker"` on the local Docker engine (apply,
+plans, destroy: bench/provider_docker.py).
 
 Prints one `key: value` line per figure; bench/run turns them into BENCHMARKS.md.
-Usage: bench/provider.py BIN_DIR   (BIN_DIR holds launch and terraform-provider-launch)
+Usage: bench/provider.py BIN_DIR STATIC_AGENT [--docker N] [--docker-only] [--docker-before DIR]
+  BIN_DIR holds launch and terraform-provider-launch; STATIC_AGENT is the
+  +crt-static launch-agent the control plane serves to the docker hosts;
+  --docker N: how many docker-target services (default 200, 0 skips them);
+  --docker-only: only the docker phase; --docker-before DIR: time the refresh
+  plans of the same docker hosts with the provider in DIR too (before/after).
 """
+
+import argparse
 
 import os
 import resource
@@ -21,8 +30,21 @@ import tempfile
 import time
 import urllib.request
 
-BIN_DIR = os.path.abspath(sys.argv[1])
+parser = argparse.ArgumentParser(description="Provider figures for BENCHMARKS.md")
+parser.add_argument("bin_dir")
+parser.add_argument("static_agent", nargs="?")
+parser.add_argument("--docker", type=int, default=200, metavar="N",
+                    help="docker-target services to apply, plan and destroy (0 skips)")
+parser.add_argument("--docker-only", action="store_true", help="only the docker phase")
+parser.add_argument("--docker-before", metavar="DIR",
+                    help="another build's terraform-provider-launch dir: its refresh plans of the docker hosts too")
+ARGS = parser.parse_args()
+if ARGS.docker and not ARGS.static_agent:
+    parser.error("the docker phase needs STATIC_AGENT (the agent the hosts download), or --docker 0")
+BIN_DIR = os.path.abspath(ARGS.bin_dir)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import provider_docker  # noqa: E402  (beside this script)
 COUNT = 200
 RUNS = 5
 work = tempfile.mkdtemp(prefix="launch-bench-provider-")
@@ -65,8 +87,8 @@ def answers(port):
         return False
 
 
-def run(tf, workdir, env, *args):
-    out = subprocess.run([tf, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
+def run(tf, workdir, env, *args, timeout=1800):
+    out = subprocess.run([tf, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     if out.returncode not in (0, 2):
         raise SystemExit(f"bench: terraform {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
     return out
@@ -139,8 +161,10 @@ def cpu_profile(tf, services, data, floor, env):
 
 def main():
     tf = terraform()
+    served = ["--agent-binary", os.path.abspath(ARGS.static_agent)] if ARGS.static_agent else []
     server = subprocess.Popen(
-        [os.path.join(BIN_DIR, "launch"), "server", "--listen", "127.0.0.1:0", "--data-dir", f"{work}/server"],
+        [os.path.join(BIN_DIR, "launch"), "server", "--listen", "127.0.0.1:0", "--data-dir", f"{work}/server",
+         *served],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     children.append(server)
     url = server.stdout.readline().strip().removeprefix("launch server listening on ")
@@ -167,7 +191,16 @@ def main():
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_EC2": f"http://127.0.0.1:{moto_port}", "AWS_EC2_METADATA_DISABLED": "true",
     })
+    version = subprocess.run([tf, "version"], capture_output=True, text=True).stdout.splitlines()[0]
+    print(f"terraform: {version}", flush=True)
+    if not ARGS.docker_only:
+        aws_phase(tf, env)
+    if ARGS.docker:
+        provider_docker.phase(tf, run, timed_plan, env, os.path.join(BIN_DIR, "launch"), ROOT, work,
+                              ARGS.docker, RUNS, ARGS.docker_before)
 
+
+def aws_phase(tf, env):
     services = f"{work}/services"
     data = f"{work}/data"
     floor = f"{work}/floor"
@@ -201,8 +234,6 @@ def main():
         "floor": ((tf, floor, env), ()),
         "floor_no_refresh": ((tf, floor, env), no_refresh),
     })
-    version = subprocess.run([tf, "version"], capture_output=True, text=True).stdout.splitlines()[0]
-    print(f"terraform: {version}")
     print(f"plan_launch_service_s: {medians['launch']:.2f}")
     print(f"plan_launch_service_no_refresh_s: {medians['launch_no_refresh']:.2f}")
     print(f"plan_terraform_data_s: {medians['data']:.2f}")

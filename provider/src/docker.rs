@@ -5,19 +5,32 @@
 //! socket). Each call has a timeout and is killed with the provider; the
 //! first use checks the engine answers, so a missing engine is said once,
 //! with what to fix. Scripts go to containers on stdin, never in argv.
+//! Refreshes read from one listing of every managed container (one `docker
+//! ps` and one `docker inspect` of them all, see `listing`), not a CLI call
+//! per container.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::Value as Json;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::time::Instant;
 
+use crate::listing::{Listed, ListingCache, Source};
+
 /// How long one short CLI call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many lines of a failed bootstrap's output an error carries.
 const OUTPUT_TAIL: usize = 30;
+/// The label every host container carries (`key=value`): what the
+/// refresh listing filters on.
+pub const MANAGED_LABEL: (&str, &str) = ("launch.managed-by", "terraform-provider-launch");
+/// Containers a single `docker inspect` of the listing names, so argv stays
+/// far below the system's limit however many hosts there are.
+const INSPECT_CHUNK: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -62,6 +75,73 @@ pub fn valid_host(host: &str) -> bool {
 
 pub struct Docker {
     settings: Settings,
+    cache: ListingCache<Inspected>,
+    /// CLI calls made: what the listing saves is counted in tests.
+    calls: AtomicUsize,
+}
+
+/// One container as `docker inspect` shows it, known by its full ID.
+#[derive(Clone, Debug)]
+pub struct Inspected(pub Json);
+
+impl Listed for Inspected {
+    fn id(&self) -> &str {
+        self.0["Id"].as_str().unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Source<Inspected> for Docker {
+    type Error = DockerError;
+
+    /// `docker ps` of the managed label, then `docker inspect` of them all
+    /// (in chunks). A container removed between the two is left out: its
+    /// read goes the direct way.
+    async fn list_managed(&self) -> Result<Vec<Inspected>, DockerError> {
+        let ids = self
+            .containers_labeled(&format!("{}={}", MANAGED_LABEL.0, MANAGED_LABEL.1))
+            .await?;
+        let mut all = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(INSPECT_CHUNK) {
+            let mut args = vec!["container", "inspect", "--format", "{{json .}}"];
+            args.extend(chunk.iter().map(String::as_str));
+            let out = self.call(&args, None).await?;
+            let gone_only = out
+                .stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .all(|l| l.contains("No such container") || l.contains("No such object"));
+            if !out.ok && !gone_only {
+                return Err(DockerError::Command {
+                    command: "container inspect".into(),
+                    detail: last_line(&out.stderr),
+                });
+            }
+            all.extend(parse_inspect_lines(&out.stdout)?);
+        }
+        Ok(all)
+    }
+
+    async fn describe(&self, id: &str) -> Result<Option<Inspected>, DockerError> {
+        Ok(self.inspect(id).await?.map(Inspected))
+    }
+}
+
+/// `docker inspect --format '{{json .}}'` of many containers: one JSON
+/// object a line.
+fn parse_inspect_lines(stdout: &str) -> Result<Vec<Inspected>, DockerError> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line)
+                .map(Inspected)
+                .map_err(|e| DockerError::Decode {
+                    command: "container inspect".into(),
+                    detail: e.to_string(),
+                })
+        })
+        .collect()
 }
 
 /// What a finished CLI call printed.
@@ -76,6 +156,8 @@ impl Docker {
     pub async fn connect(settings: &Settings) -> Result<Docker, DockerError> {
         let docker = Docker {
             settings: settings.clone(),
+            cache: ListingCache::default(),
+            calls: AtomicUsize::new(0),
         };
         let out = docker
             .call(&["version", "--format", "{{.Server.Version}}"], None)
@@ -114,6 +196,7 @@ impl Docker {
         limit: Duration,
     ) -> Result<Output, DockerError> {
         let shown = args.first().copied().unwrap_or_default().to_owned();
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut command = self.command(args);
         command.stdin(if stdin.is_some() {
             Stdio::piped()
@@ -158,6 +241,12 @@ impl Docker {
         Ok(out.stdout)
     }
 
+    /// A container for a refresh: from this process's listing of every
+    /// managed container, else inspected directly; `None` when it is gone.
+    pub async fn read(&self, container: &str) -> Result<Option<Json>, DockerError> {
+        Ok(self.cache.read(self, container).await?.map(|i| i.0))
+    }
+
     /// `docker inspect` of a container, `None` when there is none.
     pub async fn inspect(&self, container: &str) -> Result<Option<Json>, DockerError> {
         let out = self
@@ -185,6 +274,7 @@ impl Docker {
 
     /// `docker run -d ARGS…`: the new container's ID.
     pub async fn run(&self, args: &[String]) -> Result<String, DockerError> {
+        let _changing = self.cache.changing();
         let mut all = vec!["run", "-d"];
         all.extend(args.iter().map(String::as_str));
         Ok(self.checked(&all).await?.trim().to_owned())
@@ -197,6 +287,7 @@ impl Docker {
         cpus: i64,
         memory_mib: i64,
     ) -> Result<(), DockerError> {
+        let _changing = self.cache.changing();
         let memory = format!("{memory_mib}m");
         let cpus = cpus.to_string();
         self.checked(&[
@@ -215,6 +306,7 @@ impl Docker {
 
     /// `docker rm -f`; a container already gone is fine.
     pub async fn remove(&self, container: &str) -> Result<(), DockerError> {
+        let _changing = self.cache.changing();
         let out = self.call(&["rm", "-f", "-v", container], None).await?;
         if out.ok || out.stderr.contains("No such container") {
             return Ok(());
@@ -313,6 +405,99 @@ fn last_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Containers made with `docker create` of an empty image (nothing
+    /// runs), labelled as hosts are, removed (with the image) on drop.
+    struct Made {
+        image: String,
+        names: Vec<String>,
+    }
+
+    fn sh(command: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .args(["-c", command])
+            .output()
+            .expect("run sh")
+    }
+
+    impl Made {
+        fn new(count: usize) -> Made {
+            let unique = format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            );
+            let made = Made {
+                image: format!("launch-provider-test-empty:{unique}"),
+                names: (0..count)
+                    .map(|n| format!("launch-provider-test-{unique}-{n}"))
+                    .collect(),
+            };
+            let out = sh(&format!(
+                "tar -cf - -T /dev/null | docker import - {}",
+                made.image
+            ));
+            assert!(out.status.success(), "docker import: {out:?}");
+            for name in &made.names {
+                let out = sh(&format!(
+                    "docker create --name {name} --label {}={} {} /none",
+                    MANAGED_LABEL.0, MANAGED_LABEL.1, made.image
+                ));
+                assert!(out.status.success(), "docker create: {out:?}");
+            }
+            made
+        }
+    }
+
+    impl Drop for Made {
+        fn drop(&mut self) {
+            for name in &self.names {
+                sh(&format!("docker rm -f {name}"));
+            }
+            sh(&format!("docker rmi {}", self.image));
+        }
+    }
+
+    /// Against the machine's engine (which the e2e tests need too).
+    #[tokio::test]
+    async fn a_refresh_of_many_containers_reads_them_from_one_listing() {
+        let made = Made::new(3);
+        let docker = Docker::connect(&Settings::default())
+            .await
+            .expect("the machine's Docker engine answers");
+        let mut ids = Vec::new();
+        for name in &made.names {
+            let inspect = docker.inspect(name).await.unwrap().expect("created");
+            ids.push(inspect["Id"].as_str().unwrap().to_owned());
+        }
+        let before = docker.calls.load(Ordering::Relaxed);
+        for (id, name) in ids.iter().zip(&made.names) {
+            let read = docker.read(id).await.unwrap().expect("listed");
+            assert_eq!(read["Name"], format!("/{name}"));
+        }
+        assert_eq!(
+            docker.calls.load(Ordering::Relaxed) - before,
+            2,
+            "one `docker ps` and one `docker inspect` for all the reads"
+        );
+
+        // A change made by this process: the next read lists again and
+        // sees it.
+        docker.remove(&ids[0]).await.unwrap();
+        assert!(docker.read(&ids[0]).await.unwrap().is_none());
+        assert!(docker.read(&ids[1]).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn an_inspect_of_many_containers_reads_one_json_object_a_line() {
+        let listed = parse_inspect_lines("{\"Id\":\"a\"}\n\n{\"Id\":\"b\"}\n").unwrap();
+        let ids: Vec<&str> = listed.iter().map(Listed::id).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(parse_inspect_lines("not json").is_err());
+    }
 
     #[test]
     fn engine_addresses_need_a_scheme_the_cli_knows() {

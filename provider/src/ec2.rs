@@ -5,11 +5,10 @@
 //! Throttling and 5xx answers are retried by the SDK's standard retry mode
 //! (exponential backoff with jitter, 5 attempts unless `AWS_MAX_ATTEMPTS` says
 //! otherwise); what still fails is reported with the call's name. Refreshes
-//! read from one listing of every managed instance (`cache`), and what it
-//! lacks through reads folded into one DescribeInstances (`batch`).
+//! read from one listing of every managed instance (`crate::listing`), and
+//! what it lacks through reads folded into one DescribeInstances (`batch`).
 
 mod batch;
-mod cache;
 mod images;
 
 use std::collections::BTreeMap;
@@ -35,8 +34,8 @@ use base64::Engine;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::listing::{Changing, Listed, ListingCache, Source};
 use batch::PendingRead;
-use cache::{InstanceCache, Source};
 use images::{CANONICAL_OWNER, DEBIAN_OWNER};
 
 /// The tag every instance this provider launches carries, and its value:
@@ -237,14 +236,22 @@ impl Spot<'_> {
 pub struct Ec2 {
     client: Client,
     reads: mpsc::UnboundedSender<PendingRead>,
-    cache: Arc<InstanceCache>,
+    cache: Arc<ListingCache<InstanceView>>,
 }
 
 /// DescribeInstances returns at most this many instances a page.
 const LIST_PAGE: i32 = 1000;
 
+impl Listed for InstanceView {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 #[async_trait]
-impl Source for Ec2 {
+impl Source<InstanceView> for Ec2 {
+    type Error = Ec2Error;
+
     async fn list_managed(&self) -> Result<Vec<InstanceView>, Ec2Error> {
         let managed = Filter::builder()
             .name(format!("tag:{TAG_MANAGED_BY}"))
@@ -310,8 +317,8 @@ impl Ec2 {
 
     /// Held while an instance changes: when it drops, however the change
     /// ended, the next refresh read lists the instances again.
-    fn changing(&self) -> Changing<'_> {
-        Changing(&self.cache)
+    fn changing(&self) -> Changing<'_, InstanceView> {
+        self.cache.changing()
     }
 
     /// The SDK client, for calls that belong to other modules (security groups).
@@ -390,7 +397,7 @@ impl Ec2 {
     }
 
     /// The instance for a refresh: from this process's listing of every
-    /// managed instance, else read directly (see `cache`).
+    /// managed instance, else read directly (see `crate::listing`).
     pub async fn read(&self, instance_id: &str) -> Result<Option<InstanceView>, Ec2Error> {
         self.cache.read(self, instance_id).await
     }
@@ -600,15 +607,6 @@ fn https() -> SharedHttpClient {
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https()
-}
-
-/// See [`Ec2::changing`].
-struct Changing<'a>(&'a InstanceCache);
-
-impl Drop for Changing<'_> {
-    fn drop(&mut self) {
-        self.0.invalidate();
-    }
 }
 
 fn empty_view() -> InstanceView {

@@ -14,6 +14,7 @@ mod docker;
 mod docs;
 mod ec2;
 mod http;
+mod listing;
 mod provider;
 mod proxmox;
 mod security_group;

@@ -1,5 +1,5 @@
 //! Direct reads of instances, folded: the reads a refresh cannot answer from
-//! the shared listing (`cache`) arrive ten at a time, each from its own
+//! the shared listing (`crate::listing`) arrive ten at a time, each from its own
 //! ReadResource call; the batcher turns those arriving within a few
 //! milliseconds into one DescribeInstances filtered by their IDs.
 

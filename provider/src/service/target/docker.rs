@@ -18,7 +18,7 @@ use tracing::info;
 
 use super::{Created, Failure, HostSpec, HostView, Imported, Size, Target};
 use crate::bootstrap::Bootstrap;
-use crate::docker::Docker;
+use crate::docker::{Docker, MANAGED_LABEL};
 use crate::provider::{Clients, attribute};
 use crate::service::state::{State, Text};
 
@@ -29,7 +29,6 @@ pub const DEFAULT_NETWORK: &str = "host";
 /// Labels every host container carries; import and destroy go by them.
 const LABEL_SERVICE: &str = "launch.service";
 const LABEL_ENVIRONMENT: &str = "launch.environment";
-const LABEL_MANAGED_BY: &str = "launch.managed-by";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct DockerArgs {
@@ -274,7 +273,7 @@ impl Target for DockerTarget {
         let labels = [
             (LABEL_SERVICE, service),
             (LABEL_ENVIRONMENT, environment),
-            (LABEL_MANAGED_BY, "terraform-provider-launch"),
+            MANAGED_LABEL,
         ];
         let run = docker.run(&run_args(&name, labels, &args, size)).await;
         // `docker run` may create the container and then fail to start it.
@@ -337,7 +336,7 @@ impl Target for DockerTarget {
         _prior: &State,
     ) -> Result<Option<HostView>, Failure> {
         let docker = engine(clients, "cannot read launch_service").await?;
-        let inspect = match docker.inspect(instance_id).await {
+        let inspect = match docker.read(instance_id).await {
             Ok(Some(inspect)) => inspect,
             Ok(None) => {
                 info!(%instance_id, "container is gone: removing it from state so the plan re-creates it");

@@ -1,17 +1,19 @@
-//! The instances a refresh reads. Terraform reads every `launch_service`
-//! with its own ReadResource call, ten at a time; rather than one
-//! DescribeInstances per instance, the first read in a provider process lists
-//! every instance this provider manages (those carrying its managed-by tag) in
-//! one paginated call, and the reads after it answer from that listing.
-//! Correct before fast: an instance the listing lacks (launched since, or its
-//! tag removed behind Terraform's back) is described directly before it counts
-//! as gone; every change this process makes to an instance (launch, resize,
-//! retag, terminate) starts a new generation, so the next read lists again and
-//! an apply never reads what it has just changed from before the change; a
-//! listing older than [`MAX_AGE`] is taken again; and when the listing fails,
-//! reads take the direct path, whose error names the call.
+//! What a refresh reads, for every kind of host the provider lists (EC2
+//! instances, Docker containers). Terraform reads every `launch_service`
+//! with its own ReadResource call, ten at a time; rather than one describe
+//! (or `docker inspect`) per host, the first read in a provider process lists
+//! every host this provider manages (those carrying its managed-by tag or
+//! label) in one go, and the reads after it answer from that listing.
+//! Correct before fast: a host the listing lacks (made since, or its tag
+//! removed behind Terraform's back) is described directly before it counts as
+//! gone; every change this process makes to a host (create, resize, retag,
+//! remove) starts a new generation, so the next read lists again and an apply
+//! never reads what it has just changed from before the change; a listing
+//! older than [`MAX_AGE`] is taken again; and when the listing fails, reads
+//! take the direct path, whose error names the call.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,62 +22,76 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Ec2Error, InstanceView};
-
 /// How long a listing answers reads: a plan's refresh lasts seconds, and
 /// this bounds what a long-lived process (an apply) can see that is old.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 
-/// Where instances are read from: EC2 through the SDK, or a test double.
-#[async_trait]
-pub trait Source: Send + Sync {
-    /// Every instance carrying the provider's managed-by tag, in any state.
-    async fn list_managed(&self) -> Result<Vec<InstanceView>, Ec2Error>;
+/// What a listing holds: a host, known by its ID.
+pub trait Listed: Clone + Send + Sync {
+    fn id(&self) -> &str;
+}
 
-    /// One instance, read directly; `None` when EC2 no longer knows it.
-    async fn describe(&self, instance_id: &str) -> Result<Option<InstanceView>, Ec2Error>;
+/// Where hosts are read from: the cloud or engine, or a test double.
+#[async_trait]
+pub trait Source<V: Listed>: Send + Sync {
+    type Error: Display + Send;
+
+    /// Every host carrying the provider's managed-by tag, in any state.
+    async fn list_managed(&self) -> Result<Vec<V>, Self::Error>;
+
+    /// One host, read directly; `None` when it no longer exists.
+    async fn describe(&self, id: &str) -> Result<Option<V>, Self::Error>;
 }
 
 /// The shared listing of one provider process.
-#[derive(Default)]
-pub struct InstanceCache {
-    /// Bumped by every change to an instance: a listing of an older
-    /// generation answers no read.
+pub struct ListingCache<V> {
+    /// Bumped by every change to a host: a listing of an older generation
+    /// answers no read.
     generation: AtomicU64,
-    listing: Mutex<Option<Listing>>,
+    listing: Mutex<Option<Listing<V>>>,
 }
 
-struct Listing {
+impl<V> Default for ListingCache<V> {
+    fn default() -> Self {
+        ListingCache {
+            generation: AtomicU64::new(0),
+            listing: Mutex::new(None),
+        }
+    }
+}
+
+struct Listing<V> {
     generation: u64,
     taken: Instant,
     /// `None` when the listing call failed.
-    instances: Option<HashMap<String, InstanceView>>,
+    hosts: Option<HashMap<String, V>>,
 }
 
-impl InstanceCache {
-    /// The instance as this process last listed it, else as EC2 describes it
-    /// now; `None` only when a direct read says EC2 no longer knows it.
-    pub async fn read(
+impl<V: Listed> ListingCache<V> {
+    /// The host as this process last listed it, else as the source
+    /// describes it now; `None` only when a direct read says it is gone.
+    pub async fn read<S: Source<V> + ?Sized>(
         &self,
-        source: &dyn Source,
-        instance_id: &str,
-    ) -> Result<Option<InstanceView>, Ec2Error> {
-        if let Some(view) = self.listed(source, instance_id).await {
+        source: &S,
+        id: &str,
+    ) -> Result<Option<V>, S::Error> {
+        if let Some(view) = self.listed(source, id).await {
             return Ok(Some(view));
         }
-        debug!(%instance_id, "not in the listing: describing it directly");
-        source.describe(instance_id).await
+        debug!(%id, "not in the listing: describing it directly");
+        source.describe(id).await
     }
 
-    /// Forgets the listing: called after every change to an instance,
-    /// whether or not the change succeeded.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+    /// Held while a host changes: when it drops, however the change ended
+    /// (whether or not it succeeded), the listing is forgotten and the next
+    /// read lists again.
+    pub fn changing(&self) -> Changing<'_, V> {
+        Changing(self)
     }
 
-    /// The instance from a current listing, taking one if there is none.
-    /// Reads that arrive while a listing is taken wait for it and share it.
-    async fn listed(&self, source: &dyn Source, instance_id: &str) -> Option<InstanceView> {
+    /// The host from a current listing, taking one if there is none. Reads
+    /// that arrive while a listing is taken wait for it and share it.
+    async fn listed<S: Source<V> + ?Sized>(&self, source: &S, id: &str) -> Option<V> {
         let mut listing = self.listing.lock().await;
         let generation = self.generation.load(Ordering::SeqCst);
         let current = listing
@@ -83,59 +99,71 @@ impl InstanceCache {
             .is_some_and(|l| l.generation == generation && l.taken.elapsed() < MAX_AGE);
         if !current {
             let taken = Instant::now();
-            let instances = match source.list_managed().await {
+            let hosts = match source.list_managed().await {
                 Ok(views) => {
-                    debug!(instances = views.len(), "listed the managed instances");
-                    Some(views.into_iter().map(|v| (v.id.clone(), v)).collect())
+                    debug!(hosts = views.len(), "listed the managed hosts");
+                    Some(views.into_iter().map(|v| (v.id().to_owned(), v)).collect())
                 }
                 Err(e) => {
-                    info!(cause = %e, "cannot list the managed instances: reading each directly");
+                    info!(cause = %e, "cannot list the managed hosts: reading each directly");
                     None
                 }
             };
             *listing = Some(Listing {
                 generation,
                 taken,
-                instances,
+                hosts,
             });
         }
         listing
             .as_ref()
-            .and_then(|l| l.instances.as_ref())
-            .and_then(|instances| instances.get(instance_id).cloned())
+            .and_then(|l| l.hosts.as_ref())
+            .and_then(|hosts| hosts.get(id).cloned())
+    }
+}
+
+/// See [`ListingCache::changing`].
+pub struct Changing<'a, V>(&'a ListingCache<V>);
+
+impl<V> Drop for Changing<'_, V> {
+    fn drop(&mut self) {
+        self.0.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::sync::Mutex as StdMutex;
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
 
-    fn view(id: &str, state: &str) -> InstanceView {
-        InstanceView {
-            id: id.to_owned(),
-            state: state.to_owned(),
-            instance_type: "t3.small".to_owned(),
-            image_id: "ami-1".to_owned(),
-            subnet_id: None,
-            key_name: None,
-            security_group_ids: Vec::new(),
-            private_ip: None,
-            public_ip: None,
-            tags: BTreeMap::new(),
-            lifecycle: None,
+    /// A host as a listing holds it: its ID and one attribute that changes.
+    #[derive(Clone, Debug, PartialEq)]
+    struct View {
+        id: String,
+        state: String,
+    }
+
+    impl Listed for View {
+        fn id(&self) -> &str {
+            &self.id
         }
     }
 
-    /// EC2 as a map, counting the calls made to it.
+    fn view(id: &str, state: &str) -> View {
+        View {
+            id: id.to_owned(),
+            state: state.to_owned(),
+        }
+    }
+
+    /// A cloud as a map, counting the calls made to it.
     #[derive(Default)]
     struct Fake {
         /// Every instance EC2 knows, tagged or not: `(view, managed)`.
-        instances: StdMutex<Vec<(InstanceView, bool)>>,
+        instances: StdMutex<Vec<(View, bool)>>,
         fail_listing: StdMutex<bool>,
         lists: AtomicUsize,
         describes: AtomicUsize,
@@ -170,11 +198,13 @@ mod tests {
     }
 
     #[async_trait]
-    impl Source for Fake {
-        async fn list_managed(&self) -> Result<Vec<InstanceView>, Ec2Error> {
+    impl Source<View> for Fake {
+        type Error = String;
+
+        async fn list_managed(&self) -> Result<Vec<View>, String> {
             self.lists.fetch_add(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
-            let snapshot: Vec<InstanceView> = self
+            let snapshot: Vec<View> = self
                 .instances
                 .lock()
                 .unwrap()
@@ -186,12 +216,12 @@ mod tests {
                 hook();
             }
             if *self.fail_listing.lock().unwrap() {
-                return Err(Ec2Error::Batched("EC2 DescribeInstances failed".into()));
+                return Err("DescribeInstances failed".to_owned());
             }
             Ok(snapshot)
         }
 
-        async fn describe(&self, instance_id: &str) -> Result<Option<InstanceView>, Ec2Error> {
+        async fn describe(&self, instance_id: &str) -> Result<Option<View>, String> {
             self.describes.fetch_add(1, Ordering::SeqCst);
             Ok(self
                 .instances
@@ -209,7 +239,7 @@ mod tests {
         let fake = Arc::new(Fake::default());
         *fake.instances.lock().unwrap() =
             ids.iter().map(|id| (view(id, "running"), true)).collect();
-        let cache = Arc::new(InstanceCache::default());
+        let cache = Arc::new(ListingCache::<View>::default());
         let reads: Vec<_> = ids
             .iter()
             .map(|id| {
@@ -231,7 +261,7 @@ mod tests {
             ("i-listed", "running", true),
             ("i-untagged", "running", false),
         ]);
-        let cache = InstanceCache::default();
+        let cache = ListingCache::<View>::default();
         let untagged = cache.read(&fake, "i-untagged").await.unwrap();
         assert_eq!(untagged.map(|v| v.id), Some("i-untagged".to_owned()));
         assert_eq!(cache.read(&fake, "i-vanished").await.unwrap(), None);
@@ -242,7 +272,7 @@ mod tests {
     #[tokio::test]
     async fn a_change_in_this_process_makes_the_next_read_list_again() {
         let fake = Fake::with(&[("i-1", "running", true)]);
-        let cache = InstanceCache::default();
+        let cache = ListingCache::<View>::default();
         assert_eq!(
             cache.read(&fake, "i-1").await.unwrap().unwrap().state,
             "running"
@@ -254,7 +284,7 @@ mod tests {
             "running"
         );
         assert_eq!(fake.calls(), (1, 0));
-        cache.invalidate();
+        drop(cache.changing());
         assert_eq!(
             cache.read(&fake, "i-1").await.unwrap().unwrap().state,
             "stopped"
@@ -265,14 +295,14 @@ mod tests {
     #[tokio::test]
     async fn a_listing_taken_while_an_instance_changed_answers_no_later_read() {
         let fake = Arc::new(Fake::with(&[("i-1", "running", true)]));
-        let cache = Arc::new(InstanceCache::default());
+        let cache = Arc::new(ListingCache::<View>::default());
         let (hook_fake, hook_cache) = (Arc::downgrade(&fake), cache.clone());
         *fake.during_listing.lock().unwrap() = Some(Box::new(move || {
             // A concurrent terminate lands after the listing read the state.
             if let Some(fake) = hook_fake.upgrade() {
                 fake.set_state("i-1", "terminated");
             }
-            hook_cache.invalidate();
+            drop(hook_cache.changing());
         }));
         let first = cache.read(fake.as_ref(), "i-1").await.unwrap().unwrap();
         assert_eq!(
@@ -288,7 +318,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_old_listing_is_taken_again() {
         let fake = Fake::with(&[("i-1", "running", true)]);
-        let cache = InstanceCache::default();
+        let cache = ListingCache::<View>::default();
         cache.read(&fake, "i-1").await.unwrap();
         tokio::time::advance(MAX_AGE - Duration::from_secs(1)).await;
         cache.read(&fake, "i-1").await.unwrap();
@@ -302,7 +332,7 @@ mod tests {
     async fn a_failed_listing_sends_reads_to_the_direct_path() {
         let fake = Fake::with(&[("i-1", "running", true)]);
         *fake.fail_listing.lock().unwrap() = true;
-        let cache = InstanceCache::default();
+        let cache = ListingCache::<View>::default();
         assert!(cache.read(&fake, "i-1").await.unwrap().is_some());
         assert!(cache.read(&fake, "i-1").await.unwrap().is_some());
         assert_eq!(
