@@ -20,6 +20,7 @@
 //! - [`front_door`]: the agents' front-door reports: routes and certificates
 //!   for `status`, proxy counters added up once for `/metrics`.
 //! - `http`: the plain HTTP endpoints.
+//! - `last_seen`: when a connected agent's `last_seen` is written (on open, every 30 s, on close).
 //! - `dashboard`: the web dashboard at `/` (sessions, pages, live events),
 //!   making every call through the authorized control service in-process.
 //! - `fleet`: `WhoAmI` and `WatchEvents`, the fleet-wide stream of state changes.
@@ -62,6 +63,7 @@ pub mod front_door;
 pub mod github;
 mod http;
 pub mod hub;
+mod last_seen;
 mod log_cursor;
 mod missions;
 pub mod previews;

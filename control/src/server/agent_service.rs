@@ -25,6 +25,7 @@ use launch_proto::{
 };
 
 use super::bundle_store::BundleStoreError;
+use super::last_seen::LastSeen;
 use super::state::{State, internal};
 use super::store::{AgentRow, MissionRow, now_ms};
 use super::tokens;
@@ -375,6 +376,7 @@ fn session_stream(
 
             let mut ingest = IngestCache::default();
             let mut front_door = super::front_door::Seen::default();
+            let mut last_seen = LastSeen::written_at(std::time::Instant::now());
             let mut idle_deadline = tokio::time::Instant::now() + SESSION_IDLE_TIMEOUT;
             loop {
                 let next = tokio::select! {
@@ -413,7 +415,7 @@ fn session_stream(
                         }
                     }
                     Next::Inbound(Ok(Some(message))) => {
-                        if let Some(reply) = handle_agent_message(&state, &agent, &mut ingest, &mut front_door, message).await? {
+                        if let Some(reply) = handle_agent_message(&state, &agent, &mut ingest, &mut front_door, &mut last_seen, message).await? {
                             yield reply;
                         }
                     }
@@ -455,6 +457,7 @@ async fn handle_agent_message(
     agent: &AgentRow,
     ingest: &mut IngestCache,
     front_door: &mut super::front_door::Seen,
+    last_seen: &mut LastSeen,
     message: AgentMessage,
 ) -> Result<Option<ControlMessage>, Status> {
     let Some(msg) = message.msg else {
@@ -484,11 +487,13 @@ async fn handle_agent_message(
             Ok(None)
         }
         agent_message::Msg::Heartbeat(beat) => {
-            state
-                .store
-                .touch_agent(&agent.id, None, None)
-                .await
-                .map_err(internal)?;
+            if last_seen.due(std::time::Instant::now()) {
+                state
+                    .store
+                    .touch_agent(&agent.id, None, None)
+                    .await
+                    .map_err(internal)?;
+            }
             if let Some(report) = beat.front_door {
                 super::front_door::record(state, agent, front_door, report).await?;
             }
