@@ -318,6 +318,23 @@ fn a_wrong_ca_is_refused_clearly_and_the_agent_keeps_retrying() {
     );
 }
 
+/// Sends `G` to `port`, reads the answer to its end, then sends the rest of
+/// a request head in two writes: the answer, and how the writes went.
+fn plain_request_in_pieces(port: u16) -> (String, Result<(), String>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"G").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let rest = [b"ET /healthz HTTP/1.1\r\n".as_slice(), b"Host: x\r\n\r\n"]
+        .iter()
+        .try_for_each(|piece| stream.write_all(piece).map_err(|e| e.to_string()));
+    (String::from_utf8_lossy(&answer).into_owned(), rest)
+}
+
 #[test]
 fn plain_http_to_a_tls_server_fails_clearly() {
     let certs = Certs::new();
@@ -331,6 +348,13 @@ fn plain_http_to_a_tls_server_fails_clearly() {
     let (code, body) = http::get(server.addr.port(), "/healthz").unwrap();
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("this port speaks TLS"), "{body}");
+    // A client whose request arrives in pieces after the answer (the
+    // server answers on the first byte) finishes sending it without a
+    // reset, and has read the whole answer.
+    let (answer, rest) = plain_request_in_pieces(server.addr.port());
+    assert!(answer.contains("400 Bad Request"), "{answer}");
+    assert!(answer.contains("this port speaks TLS"), "{answer}");
+    assert_eq!(rest, Ok(()), "the rest of the request met a closed socket");
     server
         .process
         .stderr

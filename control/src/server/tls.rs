@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -32,6 +32,11 @@ pub type ServerTlsConfig = rustls::ServerConfig;
 
 /// How long a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the answer to a plain-HTTP client waits for the rest of its request.
+const LINGER: Duration = Duration::from_secs(1);
+/// The most of it read and dropped.
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// The first byte of every TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -155,6 +160,7 @@ async fn handshake(
         warn!(%peer, "a client spoke plain HTTP to this TLS port: it must connect with https://");
         let _ = tcp.write_all(plain_http_answer().as_bytes()).await;
         let _ = tcp.shutdown().await;
+        linger(&mut tcp).await;
         return None;
     }
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -168,6 +174,25 @@ async fn handshake(
             None
         }
     }
+}
+
+/// Reads and drops what a plain-HTTP client still sends after our answer and
+/// FIN, until it closes, for at most [`LINGER`] and [`LINGER_BYTES`]. The
+/// answer goes out after the first byte, and a socket closed with bytes
+/// unread (or arriving) is reset by the kernel: a client writing its request
+/// in pieces then failed with `Broken pipe` instead of reading the 400.
+async fn linger(tcp: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while read < LINGER_BYTES {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
