@@ -498,6 +498,14 @@ pub async fn run(
         .hold_replica_lock()
         .await
         .context("take the replica lock on the database")?;
+    // SQLite has one control plane (the data dir lock): no session a crash
+    // left open is open now. On PostgreSQL other replicas' sessions are.
+    if store.engine() == store::Engine::Sqlite {
+        store
+            .end_all_sessions()
+            .await
+            .context("mark the agents' sessions of a previous run ended")?;
+    }
     if rotate::finish_interrupted(&store, &config.data_dir).await? {
         warn!("finished a key rotation that was interrupted before it renamed secret.key.new");
     }

@@ -147,6 +147,7 @@ impl AgentService for Agents {
             revoked: false,
             registered: now,
             last_seen: now,
+            agent_sha256: String::new(),
         };
         if !store
             .register_agent(&token.id, &agent, &tokens::hash(&agent_token))
@@ -336,13 +337,16 @@ fn session_stream(
             },
         };
         if let Some(hello) = hello {
+            // This session's name on the agent's row: its close and its
+            // lease's renewals leave a newer session (elsewhere) alone.
+            let session_id = super::tokens::new_id("s");
             state
                 .store
-                .touch_agent(&agent.id, Some(&hello.hostname), Some(&hello.version))
+                .open_session(&agent.id, &session_id, &hello)
                 .await
                 .map_err(internal)?;
+            let _lease = super::store::SessionLease::new(state.store.clone(), agent.id.clone(), session_id.clone());
             state.hub.set_host_compose(&agent.service, &agent.environment, &hello.compose);
-            state.hub.set_agent_sha256(&agent.id, &hello.agent_sha256);
             let (outbound, mut outbound_rx) = mpsc::channel(256);
             let (_guard, closed) = state.hub.connect(&agent.id, &agent.service, &agent.environment, outbound);
             info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, "agent connected");
@@ -415,7 +419,7 @@ fn session_stream(
                         }
                     }
                     Next::Inbound(Ok(Some(message))) => {
-                        if let Some(reply) = handle_agent_message(&state, &agent, &mut ingest, &mut front_door, &mut last_seen, message).await? {
+                        if let Some(reply) = handle_agent_message(&state, &agent, &session_id, &mut ingest, &mut front_door, &mut last_seen, message).await? {
                             yield reply;
                         }
                     }
@@ -427,7 +431,6 @@ fn session_stream(
                 }
             }
             info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, "agent disconnected");
-            let _ = state.store.touch_agent(&agent.id, None, None).await;
         }
     }
 }
@@ -455,6 +458,7 @@ async fn own_mission(
 async fn handle_agent_message(
     state: &State,
     agent: &AgentRow,
+    session_id: &str,
     ingest: &mut IngestCache,
     front_door: &mut super::front_door::Seen,
     last_seen: &mut LastSeen,
@@ -490,7 +494,7 @@ async fn handle_agent_message(
             if last_seen.due(std::time::Instant::now()) {
                 state
                     .store
-                    .touch_agent(&agent.id, None, None)
+                    .touch_session(&agent.id, session_id, true)
                     .await
                     .map_err(internal)?;
             }

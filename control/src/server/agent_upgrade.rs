@@ -159,6 +159,9 @@ pub async fn upgrade(
     let (services, environments) = (pattern(&request.service), pattern(&request.environment));
     let mut agents = state.store.agents().await.map_err(internal)?;
     agents.sort_by(|a, b| a.id.cmp(&b.id));
+    // Connected to any replica: the upgrade mission reaches it through
+    // its own (queued, then woken up there).
+    let connected = state.store.connected_agents().await.map_err(internal)?;
     let mut response = UpgradeAgentsResponse {
         version: served.version.clone(),
         sha256: served.sha256.clone(),
@@ -166,13 +169,13 @@ pub async fn upgrade(
     };
     for agent in agents {
         if agent.revoked
-            || !state.hub.is_connected(&agent.id)
+            || !connected.contains(&agent.id)
             || !matches(&services, &agent.service)
             || !matches(&environments, &agent.environment)
         {
             continue;
         }
-        if state.hub.agent_sha256(&agent.id).as_deref() == Some(served.sha256.as_str()) {
+        if agent.agent_sha256 == served.sha256 {
             response.current += 1;
             continue;
         }

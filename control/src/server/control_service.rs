@@ -99,9 +99,9 @@ impl Control {
         Ok(self.info_of(row, details))
     }
 
-    /// `row` with its details, and what the hub knows of its agents.
+    /// `row` with its details, and what the hub knows of its host's compose.
     fn info_of(&self, row: &ServiceRow, details: ServiceDetails) -> ServiceInfo {
-        let agents_connected = self.state.hub.connected_for(&row.service, &row.environment) as u32;
+        let agents_connected = details.agents_connected as u32;
         // A report on an older release says nothing about the current one.
         let health = details
             .health
@@ -176,11 +176,18 @@ impl Control {
             .join_token_ids_by_agent()
             .await
             .map_err(internal)?;
+        // Connected to any replica, not only this one.
+        let connected = self
+            .state
+            .store
+            .connected_agents()
+            .await
+            .map_err(internal)?;
         Ok(rows
             .into_iter()
             .map(|a| AgentInfo {
                 join_token_id: join_tokens.get(&a.id).cloned().unwrap_or_default(),
-                connected: self.state.hub.is_connected(&a.id),
+                connected: connected.contains(&a.id),
                 labels: serde_json::from_str(&a.labels).unwrap_or_default(),
                 agent_id: a.id,
                 hostname: a.hostname,

@@ -61,8 +61,6 @@ pub struct Hub {
     pub deploys_total: AtomicU64,
     /// The compose each (service, environment)'s agent last said it runs.
     host_composes: Mutex<HashMap<(String, String), String>>,
-    /// The sha256 of each agent's executable, from its last Hello.
-    agent_sha256s: Mutex<HashMap<String, String>>,
 }
 
 /// Removes its session from the hub when the session's stream is dropped.
@@ -209,23 +207,6 @@ impl Hub {
         services.sort();
         services.dedup();
         services
-    }
-
-    /// Remembers the sha256 of an agent's executable (from its Hello).
-    pub fn set_agent_sha256(&self, agent_id: &str, sha256: &str) {
-        self.agent_sha256s
-            .lock()
-            .expect("hub lock")
-            .insert(agent_id.to_owned(), sha256.to_owned());
-    }
-
-    /// The sha256 an agent last said its executable has.
-    pub fn agent_sha256(&self, agent_id: &str) -> Option<String> {
-        self.agent_sha256s
-            .lock()
-            .expect("hub lock")
-            .get(agent_id)
-            .cloned()
     }
 
     /// Remembers the compose an agent with these labels runs (from its Hello).

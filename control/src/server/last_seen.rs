@@ -3,13 +3,19 @@
 //! about a quarter of the server's idle CPU (BENCHMARKS, "10,000 agents"),
 //! for a column that only says when an agent was last heard of. A session
 //! now writes it on open (with the Hello), then at most every
-//! [`WRITE_EVERY`], and on close; "connected" comes from the sessions held,
-//! never from this column, so nothing waits on it.
+//! [`WRITE_EVERY`], and on close. Each write also renews the session's
+//! lease (`store/agent_sessions`, [`super::store::LEASE_MS`], three of these
+//! intervals), which is how a replica that does not hold the session knows
+//! the agent is connected.
 
 use std::time::{Duration, Instant};
 
-/// The longest a connected agent's stored `last_seen` lags its heartbeats.
+/// The longest a connected agent's stored `last_seen` (and its session's
+/// lease renewal) lags its heartbeats.
 pub const WRITE_EVERY: Duration = Duration::from_secs(30);
+
+// A session's lease outlasts a late renewal or two.
+const _: () = assert!(super::store::LEASE_MS >= 3 * WRITE_EVERY.as_millis() as i64);
 
 /// One session's last write of `last_seen`, by this process's monotonic clock.
 #[derive(Debug)]

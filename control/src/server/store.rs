@@ -23,6 +23,7 @@ pub type Result<T> = std::result::Result<T, sqlx::Error>;
 mod api_tokens;
 mod provisioning;
 pub use api_tokens::{ApiTokenRow, NewApiToken};
+mod agent_sessions;
 mod allowances;
 mod dashboard_sessions;
 pub use dashboard_sessions::DashboardSessionRow;
@@ -32,6 +33,7 @@ mod host_address;
 mod listing;
 mod relay;
 mod search;
+pub use agent_sessions::{LEASE_MS, SessionLease};
 pub use allowances::AllowanceRow;
 pub use health::HealthRow;
 pub use listing::ServiceDetails;
@@ -103,6 +105,8 @@ pub struct AgentRow {
     pub revoked: bool,
     pub registered: i64,
     pub last_seen: i64,
+    /// What its newest session's Hello said of its executable.
+    pub agent_sha256: String,
 }
 
 #[derive(Clone, Debug)]
@@ -207,6 +211,7 @@ fn agent_row(row: &sqlx::any::AnyRow) -> AgentRow {
         revoked: row.get::<i64, _>("revoked") != 0,
         registered: row.get("registered"),
         last_seen: row.get("last_seen"),
+        agent_sha256: row.get("agent_sha256"),
     }
 }
 
@@ -661,22 +666,6 @@ impl Store {
             .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
-    }
-
-    pub async fn touch_agent(
-        &self,
-        id: &str,
-        hostname: Option<&str>,
-        version: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query("UPDATE agents SET last_seen = $1, hostname = COALESCE($2, hostname), version = COALESCE($3, version) WHERE id = $4")
-            .bind(now_ms())
-            .bind(hostname)
-            .bind(version)
-            .bind(id)
-            .execute(&self.writer)
-            .await
-            .map(drop)
     }
 
     // ---- secrets ----

@@ -1,7 +1,8 @@
 //! What `ListServices` shows of each service beside its row, read for many
 //! services at once: each table (missions, releases, health, front-door
 //! routes, previews, tags) is read once for the whole list, so a listing
-//! costs the same handful of queries for one service or a thousand. The
+//! costs the same handful of queries for one service or a thousand
+//! (connected agents included, from their rows' session leases). The
 //! answers are the per-service queries' ([`Store::newest_mission`],
 //! [`Store::newest_url`], …) for every service; a test over the wire holds
 //! `ListServices` to `GetService`.
@@ -30,6 +31,8 @@ pub struct ServiceDetails {
     pub tags: Vec<TagRow>,
     pub host_address: String,
     pub fqdn: String,
+    /// Its agents connected to any replica (`agent_sessions`).
+    pub agents_connected: usize,
 }
 
 /// Most service names [`Store::tags_of_services`] binds in one query
@@ -66,6 +69,7 @@ impl Store {
             },
             host_address: self.host_address(service, environment).await?,
             fqdn: self.fqdn(service, environment).await?,
+            agents_connected: self.agents_connected(service, environment).await?,
         })
     }
 
@@ -156,11 +160,21 @@ impl Store {
         .iter()
         .map(|row| (key_of(row), row.get("previews")))
         .collect();
+        let connected: HashMap<Key, i64> = sqlx::query(&format!(
+            "SELECT a.service, a.environment, COUNT(*) AS agents FROM agents a WHERE {} GROUP BY a.service, a.environment",
+            self.connected_sql("a")
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| (key_of(row), row.get("agents")))
+        .collect();
         Ok(rows
             .iter()
             .map(|row| {
                 let key = (row.service.clone(), row.environment.clone());
                 ServiceDetails {
+                    agents_connected: connected.get(&key).copied().unwrap_or_default() as usize,
                     newest_mission: newest.remove(&key),
                     newest_url: urls.remove(&key),
                     health: health.remove(&key),

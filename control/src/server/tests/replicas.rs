@@ -5,7 +5,8 @@
 //! refused saying which versions and what to do. On PostgreSQL, missions,
 //! log lines and updates written through one replica reach the agents and
 //! watchers of another, by notification or, when one is lost, by the
-//! periodic check. With one S3 bundle store
+//! periodic check; an agent connected to one replica is connected in the
+//! answers of all. With one S3 bundle store
 //! they share bundles: an agent held by one replica fetches what was
 //! uploaded through another; with bundles in each data dir it is told
 //! clearly that the bundle is not there.
@@ -238,6 +239,46 @@ async fn a_mission_recorded_by_one_replica_reaches_an_agent_held_by_another() {
     assert_eq!(mission.mission_id, deployed.mission_id);
     wait_for_state(&holder, &deployed.mission_id, MissionState::Dispatched).await;
     drop(session);
+    other.stop().await;
+    holder.stop().await;
+}
+
+/// What `replica` answers of web/prod's agent: `ListAgents`' connected
+/// flag and `GetService`'s count of connected agents.
+async fn seen_connected(replica: &TestServer) -> (bool, u32) {
+    let mut control = replica.control().await;
+    let agents = control
+        .list_agents(replica.admin(ListAgentsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .agents;
+    let info = control
+        .get_service(replica.admin(GetServiceRequest {
+            target: Some(target("web", "prod")),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    (agents.iter().any(|a| a.connected), info.agents_connected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_held_by_one_replica_is_connected_in_every_replicas_answers() {
+    let (holder, other, _, session) = two_replicas(|_| {}).await;
+    for replica in [&holder, &other] {
+        assert_eq!(seen_connected(replica).await, (true, 1));
+    }
+    // Its session closes on the holder: the other replica says so too.
+    drop(session);
+    eventually("the other replica sees the agent disconnected", || async {
+        match seen_connected(&other).await {
+            (false, 0) => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    assert_eq!(seen_connected(&holder).await, (false, 0));
     other.stop().await;
     holder.stop().await;
 }

@@ -1,0 +1,285 @@
+//! Whether an agent is connected, as every replica sees it. A session's
+//! replica holds it in memory (the hub, for dispatch), but `launch agents`,
+//! `launch services` and the dashboard may ask any replica, so "connected"
+//! is read from the agent's row: the open session's id and a lease
+//! (`session_until`) that each write of `last_seen` renews. The lease is
+//! set and compared by the database's clock alone, in SQL, never by a
+//! replica's: replicas do not agree on anything by their own clocks. A
+//! replica killed without closing its sessions stops counting as holding
+//! them when their leases run out; its agents have reconnected elsewhere
+//! by then, which took their rows over.
+
+use launch_proto::Hello;
+
+use super::{Engine, Result, Store, now_ms};
+
+/// How long a session counts as open after its last renewal: three of
+/// `last_seen`'s writes (at most every 30 s while heartbeats arrive).
+pub const LEASE_MS: i64 = 90_000;
+
+impl Engine {
+    /// The database's clock in milliseconds since the epoch, as SQL.
+    pub(super) fn now_ms_sql(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Engine::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+}
+
+impl Store {
+    /// A session `session_id` of the agent opened (its Hello): `last_seen`,
+    /// hostname, version and the executable's sha256 are written, and the
+    /// agent counts as connected for [`LEASE_MS`] unless renewed.
+    pub async fn open_session(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+        hello: &Hello,
+    ) -> Result<()> {
+        let now = self.engine.now_ms_sql();
+        sqlx::query(&format!(
+            "UPDATE agents SET last_seen = $1, hostname = $2, version = $3, agent_sha256 = $4, session_id = $5, session_until = {now} + $6 WHERE id = $7"
+        ))
+        .bind(now_ms())
+        .bind(&hello.hostname)
+        .bind(&hello.version)
+        .bind(&hello.agent_sha256)
+        .bind(session_id)
+        .bind(LEASE_MS)
+        .bind(agent_id)
+        .execute(&self.writer)
+        .await
+        .map(drop)
+    }
+
+    /// `last_seen` written and, if `session_id` is still the agent's open
+    /// session, its lease renewed; with `open == false` the session ends
+    /// instead (a newer session elsewhere is left as it is).
+    pub async fn touch_session(&self, agent_id: &str, session_id: &str, open: bool) -> Result<()> {
+        let now = self.engine.now_ms_sql();
+        let until = match open {
+            true => format!("{now} + {LEASE_MS}"),
+            false => "0".to_owned(),
+        };
+        sqlx::query(&format!(
+            "UPDATE agents SET last_seen = $1, session_until = CASE WHEN session_id = $2 THEN {until} ELSE session_until END WHERE id = $3"
+        ))
+        .bind(now_ms())
+        .bind(session_id)
+        .bind(agent_id)
+        .execute(&self.writer)
+        .await
+        .map(drop)
+    }
+
+    /// Ends every session: for a SQLite control plane starting, which is
+    /// the only one on its database, so whatever a crash left open is not.
+    pub async fn end_all_sessions(&self) -> Result<()> {
+        sqlx::query("UPDATE agents SET session_until = 0 WHERE session_until != 0")
+            .execute(&self.writer)
+            .await
+            .map(drop)
+    }
+
+    /// The condition on an `agents` row (aliased `alias`) that it is connected.
+    pub(super) fn connected_sql(&self, alias: &str) -> String {
+        format!(
+            "{alias}.revoked = 0 AND {alias}.session_until > {}",
+            self.engine.now_ms_sql()
+        )
+    }
+
+    /// How many of the service's agents are connected, to any replica.
+    pub async fn agents_connected(&self, service: &str, environment: &str) -> Result<usize> {
+        let count: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM agents a WHERE a.service = $1 AND a.environment = $2 AND {}",
+            self.connected_sql("a")
+        ))
+        .bind(service)
+        .bind(environment)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count as usize)
+    }
+
+    /// The ids of the agents connected to any replica.
+    pub async fn connected_agents(&self) -> Result<std::collections::HashSet<String>> {
+        sqlx::query_scalar(&format!(
+            "SELECT a.id FROM agents a WHERE {}",
+            self.connected_sql("a")
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map(|ids: Vec<String>| ids.into_iter().collect())
+    }
+}
+
+/// Ends its session's lease when dropped: a session's stream is dropped
+/// mid-`await` when its agent goes (nothing after the session's loop runs
+/// then), so the close is written from here, by a task of its own.
+pub struct SessionLease {
+    store: Store,
+    agent_id: String,
+    session_id: String,
+}
+
+impl SessionLease {
+    /// The lease of session `session_id`, opened by [`Store::open_session`].
+    pub fn new(store: Store, agent_id: String, session_id: String) -> SessionLease {
+        SessionLease {
+            store,
+            agent_id,
+            session_id,
+        }
+    }
+}
+
+impl Drop for SessionLease {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // Shutting down: the lease runs out by itself.
+        };
+        let (store, agent_id, session_id) = (
+            self.store.clone(),
+            std::mem::take(&mut self.agent_id),
+            std::mem::take(&mut self.session_id),
+        );
+        runtime.spawn(async move {
+            if let Err(err) = store.touch_session(&agent_id, &session_id, false).await {
+                tracing::warn!(agent_id = %agent_id, cause = %err, "cannot record the end of an agent's session: it counts as connected until its lease runs out");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A store on each engine (SQLite in a temp dir, a database of this
+    /// process's throwaway PostgreSQL cluster), with an agent `a1` of
+    /// `web/prod` registered and its directory kept alive.
+    async fn engines() -> Vec<(tempfile::TempDir, Store)> {
+        static DATABASES: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Store::open(&format!("sqlite://{}/launch.db", dir.path().display()))
+            .await
+            .unwrap();
+        let cluster = super::super::super::test_postgres::Cluster::shared();
+        let name = format!(
+            "sessions_{}_{}",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::Relaxed)
+        );
+        cluster.psql(&format!("CREATE DATABASE {name}"));
+        let postgres = Store::open(&cluster.url(&name)).await.unwrap();
+        let stores = vec![(dir, sqlite), (tempfile::tempdir().unwrap(), postgres)];
+        for (_, store) in &stores {
+            sqlx::query("INSERT INTO agents (id, service, environment, labels, hostname, version, token_hash, registered, last_seen) VALUES ('a1', 'web', 'prod', '{}', 'h', 'v', 'x', 0, 0)")
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        stores
+    }
+
+    fn hello(sha256: &str) -> Hello {
+        Hello {
+            hostname: "host-1".into(),
+            version: "1.2.3".into(),
+            agent_sha256: sha256.into(),
+            ..Hello::default()
+        }
+    }
+
+    async fn connected(store: &Store) -> (bool, usize) {
+        (
+            store.connected_agents().await.unwrap().contains("a1"),
+            store.agents_connected("web", "prod").await.unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_session_counts_as_connected_until_it_closes_and_an_old_close_leaves_a_new_one() {
+        for (_dir, store) in engines().await {
+            let engine = store.engine().name();
+            assert_eq!(
+                connected(&store).await,
+                (false, 0),
+                "{engine}: registered only"
+            );
+            store.open_session("a1", "s1", &hello("aaa")).await.unwrap();
+            assert_eq!(connected(&store).await, (true, 1), "{engine}: open");
+            let row = store.agents().await.unwrap().remove(0);
+            assert_eq!(
+                (row.hostname.as_str(), row.agent_sha256.as_str()),
+                ("host-1", "aaa")
+            );
+
+            // The agent reconnected (to another replica, say) before its
+            // old session's close was written.
+            store.open_session("a1", "s2", &hello("bbb")).await.unwrap();
+            store.touch_session("a1", "s1", false).await.unwrap();
+            assert_eq!(
+                connected(&store).await,
+                (true, 1),
+                "{engine}: s1 closed, s2 open"
+            );
+            store.touch_session("a1", "s1", true).await.unwrap();
+            store.touch_session("a1", "s2", false).await.unwrap();
+            assert_eq!(connected(&store).await, (false, 0), "{engine}: s2 closed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_lease_ran_out_is_not_connected_until_renewed() {
+        for (_dir, store) in engines().await {
+            let engine = store.engine().name();
+            store.open_session("a1", "s1", &hello("aaa")).await.unwrap();
+            // The replica holding it stopped renewing: the lease is past, by
+            // the database's clock.
+            let now = store.engine.now_ms_sql();
+            sqlx::query(&format!("UPDATE agents SET session_until = {now} - 1"))
+                .execute(&store.writer)
+                .await
+                .unwrap();
+            assert_eq!(connected(&store).await, (false, 0), "{engine}: lease past");
+            store.touch_session("a1", "s1", true).await.unwrap();
+            assert_eq!(connected(&store).await, (true, 1), "{engine}: renewed");
+
+            sqlx::query("UPDATE agents SET revoked = 1")
+                .execute(&store.writer)
+                .await
+                .unwrap();
+            assert_eq!(connected(&store).await, (false, 0), "{engine}: revoked");
+            sqlx::query("UPDATE agents SET revoked = 0")
+                .execute(&store.writer)
+                .await
+                .unwrap();
+            store.end_all_sessions().await.unwrap();
+            assert_eq!(connected(&store).await, (false, 0), "{engine}: all ended");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_lease_ends_its_session() {
+        for (_dir, store) in engines().await {
+            let engine = store.engine().name();
+            store.open_session("a1", "s1", &hello("aaa")).await.unwrap();
+            let lease = SessionLease::new(store.clone(), "a1".into(), "s1".into());
+            assert_eq!(connected(&store).await, (true, 1), "{engine}: held");
+            drop(lease);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while connected(&store).await != (false, 0) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{engine}: still connected 10 s after the lease was dropped"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
