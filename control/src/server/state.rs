@@ -10,15 +10,25 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use launch_core::redact::Redactor;
-use launch_proto::{ControlMessage, Mission, control_message};
+use launch_proto::{ControlMessage, Mission, MissionState, control_message};
 
 use super::hub::Hub;
 use super::secrets::{self, SecretBox};
 use super::store::{AgentRow, MissionRow, Store};
 use super::tokens;
+
+/// What a mission's message carries of its release and host, when the
+/// caller already has it.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    pub bundle_sha256: String,
+    pub bundle_size: u64,
+    pub fqdn: String,
+    pub host_address: String,
+}
 
 pub struct State {
     pub store: Store,
@@ -159,38 +169,66 @@ impl State {
     /// The Mission message for a stored mission, with its service's secrets
     /// (and, for an upgrade, the agent binary served now).
     pub async fn mission_message(&self, mission: &MissionRow) -> Result<ControlMessage, Status> {
+        self.mission_message_with(mission, None).await
+    }
+
+    /// [`State::mission_message`], with what the caller already knows of
+    /// its release and host instead of reading them back (a deploy that
+    /// just wrote them).
+    async fn mission_message_with(
+        &self,
+        mission: &MissionRow,
+        known: Option<&Known>,
+    ) -> Result<ControlMessage, Status> {
         let (agent_sha256, agent_version) = if mission.kind == launch_proto::MissionKind::Upgrade {
             let served = super::agent_upgrade::served(self).await?;
             (served.sha256, served.version)
         } else {
             Default::default()
         };
-        // Four independent reads, made at once: on PostgreSQL one round
-        // trip's wait instead of four, on SQLite four pooled connections.
+        // Independent reads, made at once: on PostgreSQL one round trip's
+        // wait instead of four, on SQLite several pooled connections.
         let store = &self.store;
-        let (release, service, secrets, allowances) = tokio::try_join!(
-            async { store.release(&mission.release_id).await.map_err(internal) },
-            async {
-                store
-                    .service(&mission.service, &mission.environment)
-                    .await
-                    .map_err(internal)
-            },
-            self.mission_secrets(mission),
-            async {
+        let read_known = async {
+            if let Some(known) = known {
+                return Ok(known.clone());
+            }
+            let (release, service) = tokio::try_join!(
+                async { store.release(&mission.release_id).await.map_err(internal) },
+                async {
+                    store
+                        .service(&mission.service, &mission.environment)
+                        .await
+                        .map_err(internal)
+                },
+            )?;
+            let (bundle_sha256, bundle_size) = release
+                .map(|r| (r.bundle_sha256, r.bundle_size.max(0) as u64))
+                .unwrap_or_default();
+            // The host's names and address are on the service's row.
+            let (fqdn, host_address) = service
+                .map(|row| (row.fqdn, row.host_address))
+                .unwrap_or_default();
+            Ok::<_, Status>(Known {
+                bundle_sha256,
+                bundle_size,
+                fqdn,
+                host_address,
+            })
+        };
+        let (known, secrets, allowances) =
+            tokio::try_join!(read_known, self.mission_secrets(mission), async {
                 store
                     .allowances(&mission.service, &mission.environment)
                     .await
                     .map_err(internal)
-            },
-        )?;
-        let (bundle_sha256, bundle_size) = release
-            .map(|r| (r.bundle_sha256, r.bundle_size.max(0) as u64))
-            .unwrap_or_default();
-        // The host's names and address are on the service's row.
-        let (fqdn, host_address) = service
-            .map(|row| (row.fqdn, row.host_address))
-            .unwrap_or_default();
+            },)?;
+        let Known {
+            bundle_sha256,
+            bundle_size,
+            fqdn,
+            host_address,
+        } = known;
         Ok(ControlMessage {
             msg: Some(control_message::Msg::Mission(Mission {
                 mission_id: mission.id.clone(),
@@ -218,28 +256,56 @@ impl State {
     /// Pushes a stored mission to the most recently connected agent of its
     /// service, if any; otherwise it stays queued until an agent connects.
     pub async fn dispatch(&self, mission: &MissionRow) -> Result<(), Status> {
+        let session = self.hub.session_for(&mission.service, &mission.environment);
+        self.send_mission(mission, session, None).await
+    }
+
+    /// Sends `mission` down `session` (the agent's here, taken before the
+    /// mission was recorded), or announces it to the other replicas when
+    /// there is none. A mission recorded `dispatched` to that agent
+    /// ([`super::store::NewDeploy::dispatch_to`]) needs no second write,
+    /// and goes back to `queued` if the send fails; any other is marked
+    /// dispatched once sent.
+    pub async fn send_mission(
+        &self,
+        mission: &MissionRow,
+        session: Option<(String, super::hub::Outbound)>,
+        known: Option<&Known>,
+    ) -> Result<(), Status> {
         self.hub
             .announce_mission(&mission.service, &mission.environment, &mission.id);
-        let Some((agent_id, outbound)) =
-            self.hub.session_for(&mission.service, &mission.environment)
-        else {
+        let Some((agent_id, outbound)) = session else {
             info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, "no agent connected here: mission stays queued");
-            // The agent may hold a session with another replica.
-            if let Err(err) = self.store.notify_mission(&mission.id).await {
-                warn!(cause = %err, mission_id = %mission.id, "cannot notify the other replicas: their periodic check will find the mission");
-            }
+            self.notify_replicas(&mission.id).await;
             return Ok(());
         };
-        let message = self.mission_message(mission).await?;
+        let recorded = mission.state == MissionState::Dispatched && mission.agent_id == agent_id;
+        let message = self.mission_message_with(mission, known).await?;
         if outbound.send(Ok(message)).await.is_err() {
             warn!(agent_id = %agent_id, mission_id = %mission.id, "agent session closed during dispatch: mission stays queued");
+            if recorded {
+                self.store
+                    .requeue(&mission.id, &agent_id)
+                    .await
+                    .map_err(internal)?;
+                self.notify_replicas(&mission.id).await;
+            }
             return Ok(());
         }
-        self.store
-            .mark_dispatched(&mission.id, &agent_id)
-            .await
-            .map_err(internal)?;
-        info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, agent_id = %agent_id, "mission dispatched");
+        if !recorded {
+            self.store
+                .mark_dispatched(&mission.id, &agent_id)
+                .await
+                .map_err(internal)?;
+        }
+        debug!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, agent_id = %agent_id, "mission dispatched");
         Ok(())
+    }
+
+    /// The agent may hold a session with another replica.
+    async fn notify_replicas(&self, mission_id: &str) {
+        if let Err(err) = self.store.notify_mission(mission_id).await {
+            warn!(cause = %err, mission_id = %mission_id, "cannot notify the other replicas: their periodic check will find the mission");
+        }
     }
 }

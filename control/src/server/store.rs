@@ -185,6 +185,21 @@ pub struct NewDeploy {
     /// The release's launch.toml `[tags]`: the keys launch.toml owns become
     /// exactly these (not for a preview, which has no tags of its own).
     pub tags: Vec<(String, String)>,
+    /// The agent whose session here the mission goes down next, if one is
+    /// held: the mission is recorded `dispatched` to it in the same
+    /// transaction (else `queued`). If the send then fails, [`Store::requeue`]
+    /// takes that back; if this replica dies first, the agent's next
+    /// session gets it with the other unacknowledged missions.
+    pub dispatch_to: Option<String>,
+}
+
+/// What [`Store::record_deploy`] wrote, and the service's host names and
+/// address read in the same statement, which its mission message carries.
+#[derive(Clone, Debug)]
+pub struct RecordedDeploy {
+    pub mission: MissionRow,
+    pub fqdn: String,
+    pub host_address: String,
 }
 
 fn service_row(row: &sqlx::any::AnyRow) -> ServiceRow {
@@ -782,14 +797,14 @@ impl Store {
 
     /// Records a deploy: service (if missing), secrets, release (pending) and
     /// mission (queued) in one transaction; returns the mission as stored.
-    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<MissionRow> {
+    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<RecordedDeploy> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        sqlx::query("INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO UPDATE SET retired = 0")
+        let service = sqlx::query("INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO UPDATE SET retired = 0 RETURNING fqdn, host_address")
             .bind(&deploy.service)
             .bind(&deploy.environment)
             .bind(now)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
         let secrets_environment =
             previews::secrets_environment(&deploy.environment, &deploy.preview);
@@ -816,14 +831,20 @@ impl Store {
             .bind(&deploy.preview)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview) VALUES ($1, 'deploy', $2, $3, $4, 'queued', $5, $6, $7)")
+        let (state, agent_id) = match &deploy.dispatch_to {
+            Some(agent_id) => (MissionState::Dispatched, agent_id.clone()),
+            None => (MissionState::Queued, String::new()),
+        };
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview, agent_id) VALUES ($1, 'deploy', $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(&deploy.mission_id)
             .bind(&deploy.service)
             .bind(&deploy.environment)
             .bind(&deploy.release_id)
+            .bind(state.label())
             .bind(now)
             .bind(now)
             .bind(&deploy.preview)
+            .bind(&agent_id)
             .execute(&mut *tx)
             .await?;
         if let Some(source) = &deploy.source {
@@ -842,21 +863,38 @@ impl Store {
             previews::record_deploy(&mut tx, deploy, now).await?;
         }
         tx.commit().await?;
-        Ok(MissionRow {
+        let mission = MissionRow {
             id: deploy.mission_id.clone(),
             kind: MissionKind::Deploy,
             service: deploy.service.clone(),
             environment: deploy.environment.clone(),
             release_id: deploy.release_id.clone(),
-            state: MissionState::Queued,
+            state,
             message: String::new(),
             url: String::new(),
-            agent_id: String::new(),
+            agent_id,
             result_release_id: String::new(),
             created: now,
             updated: now,
             preview: deploy.preview.clone(),
+        };
+        Ok(RecordedDeploy {
+            mission,
+            fqdn: service.get("fqdn"),
+            host_address: service.get("host_address"),
         })
+    }
+
+    /// A mission recorded `dispatched` to `agent_id` whose send failed goes
+    /// back to `queued` (unless it moved on meanwhile).
+    pub async fn requeue(&self, mission_id: &str, agent_id: &str) -> Result<()> {
+        sqlx::query("UPDATE missions SET state = 'queued', agent_id = '', updated = $1 WHERE id = $2 AND state = 'dispatched' AND agent_id = $3")
+            .bind(now_ms())
+            .bind(mission_id)
+            .bind(agent_id)
+            .execute(&self.writer)
+            .await
+            .map(drop)
     }
 
     pub async fn insert_mission(

@@ -2,8 +2,10 @@
 //! size-limited, hash-checked and inspected with `launch_core::bundle` (and
 //! its compose checked against what the host runs) before anything is
 //! recorded; then it is put in the bundle store, service, secrets, release
-//! and mission are written in one transaction, and only then is the mission
-//! dispatched. A refusal at any step leaves nothing behind.
+//! and mission are written in one transaction — the mission already
+//! `dispatched` when its agent holds a session here, so the send needs no
+//! second write — and only then is the mission sent. A refusal at any step
+//! leaves nothing behind.
 
 use std::sync::atomic::Ordering;
 
@@ -18,7 +20,7 @@ use launch_proto::*;
 use super::super::bundle_store::{Spool, Upload};
 use super::super::github::ReportEvent;
 use super::super::secrets;
-use super::super::state::internal;
+use super::super::state::{Known, internal};
 use super::super::store::NewDeploy;
 use super::super::store::github::ReleaseSource;
 use super::super::tokens;
@@ -123,6 +125,9 @@ impl Control {
                 (key.clone(), nonce, ciphertext)
             })
             .collect();
+        // The agent's session here, if it has one: the mission is recorded
+        // as dispatched to it in the deploy's one transaction.
+        let session = self.state.hub.session_for(&service, &environment);
         let deploy = NewDeploy {
             service: service.clone(),
             environment: environment.clone(),
@@ -135,16 +140,25 @@ impl Control {
             source,
             preview: header.preview.clone(),
             tags: config.tags.into_iter().collect(),
+            dispatch_to: session.as_ref().map(|(agent_id, _)| agent_id.clone()),
         };
-        let mission = self
+        let recorded = self
             .state
             .store
             .record_deploy(&deploy)
             .await
             .map_err(internal)?;
         self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
-        info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, "deploy queued");
-        self.state.dispatch(&mission).await?;
+        info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, agent_id = deploy.dispatch_to.as_deref().unwrap_or(""), "deploy queued");
+        let known = Known {
+            bundle_sha256: sha256,
+            bundle_size: size,
+            fqdn: recorded.fqdn,
+            host_address: recorded.host_address,
+        };
+        self.state
+            .send_mission(&recorded.mission, session, Some(&known))
+            .await?;
         self.state
             .github
             .send(ReportEvent::Mission(deploy.mission_id.clone()));

@@ -22,6 +22,8 @@ fn new_deploy(i: usize) -> store::NewDeploy {
         source: None,
         preview: String::new(),
         tags: vec![("team".to_owned(), format!("t{i}"))],
+        // Every other deploy as when its agent holds a session here.
+        dispatch_to: (i % 2 == 1).then(|| format!("a{i}")),
     }
 }
 
@@ -38,10 +40,12 @@ async fn concurrent_deploys_are_each_stored_as_returned_then_dispatched(db) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let returned = store.record_deploy(&new_deploy(i)).await?;
-                // A read between two writes, as Deploy's dispatch does.
+                let returned = store.record_deploy(&new_deploy(i)).await?.mission;
+                // A read between two writes, as a dispatch by the wake-up does.
                 let stored = store.mission(&returned.id).await?;
-                store.mark_dispatched(&returned.id, &format!("a{i}")).await?;
+                if returned.state == MissionState::Queued {
+                    store.mark_dispatched(&returned.id, &format!("a{i}")).await?;
+                }
                 Ok::<_, sqlx::Error>((returned, stored))
             })
         })
@@ -53,7 +57,8 @@ async fn concurrent_deploys_are_each_stored_as_returned_then_dispatched(db) {
         let (returned, stored) = writer.unwrap().unwrap_or_else(|err| panic!("deploy {i}: {err}"));
         let stored = stored.unwrap_or_else(|| panic!("mission of deploy {i} not stored"));
         assert_eq!(format!("{returned:?}"), format!("{stored:?}"), "deploy {i}");
-        assert_eq!(returned.state, MissionState::Queued);
+        let recorded = if i % 2 == 1 { MissionState::Dispatched } else { MissionState::Queued };
+        assert_eq!(returned.state, recorded, "deploy {i}");
         let release = store.release(&returned.release_id).await.unwrap().unwrap();
         assert_eq!(release.mission_id, returned.id);
         assert_eq!(store.secrets(&returned.service, "prod").await.unwrap().len(), 1);
