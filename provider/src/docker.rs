@@ -360,6 +360,11 @@ impl Docker {
             if matches!(state.as_str(), "running" | "degraded") {
                 break;
             }
+            if !out.ok
+                && let Some(looping) = self.restart_loop(container).await?
+            {
+                return Err(looping);
+            }
             if Instant::now() + Duration::from_secs(1) > deadline {
                 return Err(DockerError::Command {
                     command: "exec systemctl".into(),
@@ -393,6 +398,37 @@ impl Docker {
     }
 }
 
+/// Restarts while waiting for systemd after which a host counts as
+/// restarting in a loop (a host that boots does not restart at all).
+const RESTART_LOOP: u64 = 3;
+
+impl Docker {
+    /// When the host container keeps exiting and being restarted by its
+    /// `--restart` policy before systemd boots, the error that says so —
+    /// rather than waiting out `timeouts.create`. Exit 255 at once is how
+    /// systemd fails when it cannot get an inotify instance, the limit many
+    /// hosts on one engine reach first.
+    async fn restart_loop(&self, container: &str) -> Result<Option<DockerError>, DockerError> {
+        let Some(inspected) = self.inspect(container).await? else {
+            return Ok(None);
+        };
+        let restarts = inspected["RestartCount"].as_u64().unwrap_or(0);
+        if restarts < RESTART_LOOP {
+            return Ok(None);
+        }
+        let exit = inspected["State"]["ExitCode"].as_i64().unwrap_or(0);
+        Ok(Some(DockerError::Command {
+            command: "run".into(),
+            detail: format!(
+                "the host container {container} keeps exiting before systemd boots (exit code {exit}, restarted {restarts} times); see `docker logs {container}`. \
+                 Exit code 255 at start is most often the engine machine's inotify limit: every systemd host takes about 5 of \
+                 `fs.inotify.max_user_instances` (128 by default), so past about 25 hosts new ones cannot boot. \
+                 On the Docker engine's machine run `sysctl -w fs.inotify.max_user_instances=1024` (and set it in /etc/sysctl.d/ to keep it), then apply again"
+            ),
+        }))
+    }
+}
+
 fn last_line(text: &str) -> String {
     text.lines()
         .rev()
@@ -420,16 +456,21 @@ mod tests {
             .expect("run sh")
     }
 
+    /// A name part no other test process uses.
+    fn unique() -> String {
+        format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )
+    }
+
     impl Made {
         fn new(count: usize) -> Made {
-            let unique = format!(
-                "{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            );
+            let unique = unique();
             let made = Made {
                 image: format!("launch-provider-test-empty:{unique}"),
                 names: (0..count)
@@ -489,6 +530,60 @@ mod tests {
         docker.remove(&ids[0]).await.unwrap();
         assert!(docker.read(&ids[0]).await.unwrap().is_none());
         assert!(docker.read(&ids[1]).await.unwrap().is_some());
+    }
+
+    /// Two running containers of a busybox image, as `--restart
+    /// unless-stopped` hosts are: one whose PID 1 exits 255 at once (as
+    /// systemd does without an inotify instance), one that stays up.
+    fn busybox_hosts() -> Made {
+        let unique = unique();
+        let mut made = Made {
+            image: format!("launch-provider-test-busybox:{unique}"),
+            names: Vec::new(),
+        };
+        let out = sh(&format!(
+            "tar -cf - -C / bin/busybox | docker import - {}",
+            made.image
+        ));
+        assert!(
+            out.status.success(),
+            "docker import (busybox-static is installed by scripts/setup): {out:?}"
+        );
+        for (suffix, command) in [("looping", "exit 255"), ("up", "sleep 300")] {
+            let name = format!("launch-provider-test-{unique}-{suffix}");
+            let out = sh(&format!(
+                "docker run -d --restart unless-stopped --name {name} {} /bin/busybox sh -c '{command}'",
+                made.image
+            ));
+            assert!(out.status.success(), "docker run: {out:?}");
+            made.names.push(name);
+        }
+        made
+    }
+
+    /// Against the machine's engine.
+    #[tokio::test]
+    async fn a_host_container_restarting_in_a_loop_fails_the_bootstrap_naming_the_inotify_limit() {
+        let made = busybox_hosts();
+        let (looping, up) = (&made.names[0], &made.names[1]);
+        let docker = Docker::connect(&Settings::default())
+            .await
+            .expect("the machine's Docker engine answers");
+        // Long enough that failing by the deadline would say "had not booted".
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let err = docker
+            .bootstrap(looping, "true", deadline)
+            .await
+            .expect_err("a container that never stays up cannot be bootstrapped")
+            .to_string();
+        assert!(err.contains("keeps exiting before systemd boots"), "{err}");
+        assert!(err.contains("exit code 255"), "{err}");
+        assert!(
+            err.contains("sysctl -w fs.inotify.max_user_instances="),
+            "{err}"
+        );
+        // The positive control: a container that stays up is no loop.
+        assert!(docker.restart_loop(up).await.unwrap().is_none());
     }
 
     #[test]
