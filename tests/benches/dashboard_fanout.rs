@@ -7,18 +7,20 @@
 //! acknowledged the last line. Run A has nobody watching; run B has 100
 //! dashboard sessions (each logged in through the form) following the
 //! mission's log stream from its first line, each on its own connection,
-//! and checks that every one got every line once and in order. The figures
+//! and checks that every one got every line once and in order (the
+//! `sse-follower` process, std only and optimised even in a dev build:
+//! browsers run on machines of their own, so their parsing should not be
+//! what the 2 cores spend most on; its CPU is printed apart). The figures
 //! show whether watchers slow the agent down (the control plane stores and
 //! acknowledges before it fans out, so they should not), how late the last
-//! browser is, and what the server spends. The followers run in this
-//! process, on the same cores as the server: their parsing is part of the
-//! load the machine carries. `LAUNCH_BENCH_FOLLOWERS=N` follows with N
+//! browser is, and what the server spends. The followers still run on the
+//! same cores as the server. `LAUNCH_BENCH_FOLLOWERS=N` follows with N
 //! instead of 100.
 
 use std::time::{Duration, Instant};
 
 use launch_e2e::bench::{cpu_time, deploy_requests, log_batch, rss_mb, tiny_bundle};
-use launch_e2e::dashboard::{Followed, Session};
+use launch_e2e::dashboard::Session;
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::{AgentMessage, MissionAck, ServiceRef, agent_message, control_message};
 use tokio::sync::{mpsc, watch};
@@ -97,38 +99,21 @@ async fn run(server: &Server) {
 
     // B: (by default) 100 logged-in dashboards follow the mission from its first line.
     let watched = mission(&mut agent).await;
-    let mut followers = tokio::task::JoinSet::new();
+    let mut cookies = String::new();
     for _ in 0..follower_count {
         let session = Session::login(server.addr, &server.admin_token)
             .await
             .expect("log in to the dashboard");
-        let stream = session
-            .follow_mission(&watched)
-            .await
-            .expect("open the mission's log stream");
-        followers.spawn(stream.read_through(LINES, Duration::from_secs(60)));
+        cookies.push_str(session.cookie());
+        cookies.push('\n');
     }
-    let client_cpu_before = cpu_time(std::process::id());
+    let followers = Followers::start(server, &watched, &cookies).await;
+    let client_cpu_before = cpu_time(followers.pid);
     let b = push(&mut agent, &watched, pid).await;
     let rss_b = rss_mb(pid);
-    let mut complete = 0;
-    let mut last_at = b.acked_at;
-    let mut problems = Vec::new();
-    while let Some(followed) = followers.join_next().await {
-        match followed.expect("follower task") {
-            Ok(Followed {
-                lines,
-                out_of_order: 0,
-                last_at: Some(at),
-            }) if lines == LINES => {
-                complete += 1;
-                last_at = last_at.max(at);
-            }
-            Ok(followed) => problems.push(format!("{followed:?}")),
-            Err(e) => problems.push(e),
-        }
-    }
-    let client_cpu = cpu_time(std::process::id()).saturating_sub(client_cpu_before);
+    let (complete, last_at, problems, client_cpu) = followers.finish(follower_count).await;
+    let client_cpu = client_cpu.saturating_sub(client_cpu_before);
+    let last_at = last_at.max(b.acked_at);
 
     let rate = |p: &Push| LINES as f64 / p.elapsed.as_secs_f64();
     let drop = (1.0 - rate(&b) / rate(&a)) * 100.0;
@@ -140,7 +125,7 @@ async fn run(server: &Server) {
         a.server_cpu.as_secs_f64() / a.elapsed.as_secs_f64() * 100.0,
     );
     println!(
-        "dashboard fanout B, {follower_count} SSE followers: {LINES} lines acknowledged in {:.2} s = {:.0} lines/s; server CPU {:.2} s ({:.0} %), RSS {rss_b:.1} MB; followers' CPU (this process) {:.2} s",
+        "dashboard fanout B, {follower_count} SSE followers: {LINES} lines acknowledged in {:.2} s = {:.0} lines/s; server CPU {:.2} s ({:.0} %), RSS {rss_b:.1} MB; followers' CPU (sse-follower) {:.2} s",
         b.elapsed.as_secs_f64(),
         rate(&b),
         b.server_cpu.as_secs_f64(),
@@ -218,5 +203,79 @@ async fn push(agent: &mut Agent, mission_id: &str, pid: u32) -> Push {
         elapsed: acked_at - start,
         acked_at,
         server_cpu: cpu_time(pid).saturating_sub(cpu_before),
+    }
+}
+
+/// The followers: an `sse-follower` process (std only, optimised), as the
+/// browsers would be processes of their own, elsewhere.
+struct Followers {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    pid: u32,
+}
+
+impl Followers {
+    /// Starts one follower per cookie line and waits until every stream is open.
+    async fn start(server: &Server, mission_id: &str, cookies: &str) -> Followers {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        // Built by `cargo build --bins` with the dev profile (at opt-level 3).
+        let in_bin_dir = launch_e2e::binaries::bin_dir().join("sse-follower");
+        let program = match in_bin_dir.is_file() {
+            true => in_bin_dir,
+            false => launch_e2e::binaries::workspace_root().join("target/debug/sse-follower"),
+        };
+        let mut child = tokio::process::Command::new(program)
+            .args([
+                &server.addr.to_string(),
+                mission_id,
+                &LINES.to_string(),
+                "60",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start sse-follower (cargo build --bins)");
+        let pid = child.id().expect("sse-follower is running");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(cookies.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        // Kept open: the follower exits when it ends, after its CPU is read.
+        child.stdin = Some(stdin);
+        let mut lines =
+            tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        match lines.next_line().await {
+            Ok(Some(line)) if line == "ready" => {}
+            other => panic!("sse-follower did not open its streams: {other:?}"),
+        }
+        Followers { child, lines, pid }
+    }
+
+    /// Reads each follower's outcome as it comes: how many got every line
+    /// once and in order, when the last of them did, and what went wrong.
+    async fn finish(mut self, count: usize) -> (usize, Instant, Vec<String>, Duration) {
+        let (mut complete, mut last_at, mut problems) = (0, Instant::now(), Vec::new());
+        let expected = format!("{LINES} 0");
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            match line.split_once(' ') {
+                Some(("done", rest))
+                    if rest.split_once(' ').map(|(_, r)| r) == Some(&*expected) =>
+                {
+                    complete += 1;
+                    last_at = Instant::now();
+                }
+                _ if line == "finished" => break,
+                _ => problems.push(line),
+            }
+        }
+        let cpu = cpu_time(self.pid);
+        drop(self.child.stdin.take());
+        let status = self.child.wait().await.expect("sse-follower exits");
+        if complete < count && problems.is_empty() {
+            problems.push(format!(
+                "{complete} of {count} followers finished; sse-follower {status}"
+            ));
+        }
+        (complete, last_at, problems, cpu)
     }
 }
