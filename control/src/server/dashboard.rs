@@ -42,6 +42,7 @@ pub mod ansi;
 pub mod assets;
 mod csrf;
 pub mod follow;
+mod history;
 mod pages;
 mod search;
 mod service_page;

@@ -4,10 +4,12 @@
 //! hundred times; now one source per mission subscribes to the hub, renders
 //! each event once into its server-sent-event bytes and broadcasts them, and
 //! each follower only copies those bytes to its connection, many events per
-//! write. The source broadcasts the consecutive lines waiting for it as one
-//! batch (an agent sends its lines in batches, published one after another):
-//! a follower wakes, takes and writes once per batch, not once per line,
-//! which at 100 followers of a busy log is most of the server's work.
+//! write. The source lets lines gather for [`GATHER`] and broadcasts the
+//! consecutive ones as one batch (an agent sends its lines in batches, which
+//! the hub publishes one after another): a follower wakes, takes and writes
+//! once per batch, not once per line, which at 100 followers of a busy log
+//! is most of the server's work, and the broadcast's window holds batches,
+//! so a follower may fall that many batches behind before it reads the store.
 //!
 //! A follower is authorized at subscribe by a `GetMission` control call with
 //! its session's token (`sse::mission_log`), and its stream ends with the
@@ -36,13 +38,19 @@ use super::super::authz::EndFuture;
 use super::super::log_cursor::LogCursor;
 use super::super::state::{State, internal};
 use super::ansi;
+use super::history::History;
 
 /// Rendered batches a mission's followers may fall behind by before they
 /// read the rest from the store (seconds of a busy log, whose batches are
 /// large; at most `RENDERED × BATCH_LINES` rendered lines held).
-const RENDERED: usize = 2048;
+const RENDERED: usize = 1024;
 /// Most lines the source puts in one batch.
-const BATCH_LINES: usize = 64;
+const BATCH_LINES: usize = 128;
+/// How long the source lets lines gather after the first before it
+/// broadcasts them: woken at once, it would mostly send batches of one line
+/// (the hub publishes an agent's batch line by line), and the followers
+/// would each wake and write per line again.
+const GATHER: Duration = Duration::from_millis(2);
 /// Followers reading the store at once; the others wait their turn.
 pub const CATCH_UP_READS: usize = 2;
 /// Most bytes a follower gathers into one write.
@@ -176,7 +184,7 @@ pub fn frame(id: Option<u64>, event: &str, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
-fn gap(from_seq: u64, to_seq: u64) -> Rendered {
+pub(super) fn gap(from_seq: u64, to_seq: u64) -> Rendered {
     Rendered::single(
         Kind::Gap { from_seq, to_seq },
         frame(
@@ -227,6 +235,8 @@ impl Default for Follows {
 /// last follower leaves.
 struct Source {
     rendered: broadcast::Sender<Arc<Rendered>>,
+    /// What was broadcast lately, for followers that fell behind.
+    history: Arc<Mutex<History>>,
     task: JoinHandle<()>,
 }
 
@@ -256,8 +266,19 @@ impl Follows {
         // is missed, and what came before is in the store.
         let live = state.hub.subscribe_mission(mission_id);
         let (rendered, receiver) = broadcast::channel(RENDERED);
-        let task = tokio::spawn(run_source(state.clone(), live, rendered.clone()));
-        let source = Arc::new(Source { rendered, task });
+        let history = Arc::new(Mutex::new(History::default()));
+        let task = tokio::spawn(run_source(
+            state.clone(),
+            mission_id.to_owned(),
+            live,
+            rendered.clone(),
+            history.clone(),
+        ));
+        let source = Arc::new(Source {
+            rendered,
+            history,
+            task,
+        });
         missions.insert(mission_id.to_owned(), Arc::downgrade(&source));
         (source, receiver)
     }
@@ -265,53 +286,49 @@ impl Follows {
 
 /// Renders the mission's events once for all its followers, until its
 /// final state or the server's shutdown: the consecutive lines already
-/// waiting as one batch, anything else on its own, in order. A lagged
-/// subscription skips: the followers see the seqs jump and read those
-/// lines from the store.
+/// waiting as one batch, anything else on its own, in order. When its own
+/// subscription lagged, the source reads the lines it missed from the
+/// store and broadcasts them itself, once, rather than let every follower
+/// find the hole and read the same lines (which, for a hundred followers,
+/// cost more than the live log and kept them behind).
 async fn run_source(
     state: Arc<State>,
+    mission_id: String,
     mut live: broadcast::Receiver<MissionEvent>,
     rendered: broadcast::Sender<Arc<Rendered>>,
+    history: Arc<Mutex<History>>,
 ) {
-    let mut batch = Batch::default();
-    let send = |event: Rendered| {
-        let _ = rendered.send(Arc::new(event));
-    };
-    let flush = |batch: &mut Batch| {
-        if let Some(lines) = batch.take() {
-            send(lines);
-        }
+    let mut source = Sourcing {
+        state: &state,
+        rendered: &rendered,
+        history: &history,
+        batch: Batch::default(),
+        published: LogCursor::new(mission_id, 0),
+        lagged: false,
     };
     loop {
         let mut received = tokio::select! {
             _ = state.shutdown.cancelled() => return,
             received = live.recv() => received,
         };
+        tokio::time::sleep(GATHER).await;
         // Everything already waiting, then the batch goes out.
         loop {
             match received {
                 Ok(event) => {
-                    if let Some(event) = render(&event)
-                        && let Err(event) = batch.push(event)
-                    {
-                        flush(&mut batch);
-                        let last = event.kind == Kind::State { last: true };
-                        if let Err(event) = batch.push(event) {
-                            send(event);
-                        }
-                        if last {
-                            return;
-                        }
+                    if source.take(event).await {
+                        return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
                     tracing::debug!(
                         skipped,
-                        "dashboard: a log source lagged; followers read the store"
+                        "dashboard: a log source lagged; it reads the store"
                     );
+                    source.lagged = true;
                 }
                 Err(broadcast::error::RecvError::Closed) => {
-                    flush(&mut batch);
+                    source.flush();
                     return;
                 }
             }
@@ -326,7 +343,99 @@ async fn run_source(
                 }
             };
         }
-        flush(&mut batch);
+        source.flush();
+    }
+}
+
+/// A source's state between events.
+struct Sourcing<'a> {
+    state: &'a State,
+    rendered: &'a broadcast::Sender<Arc<Rendered>>,
+    history: &'a Mutex<History>,
+    batch: Batch,
+    /// The highest line seq broadcast (0: none yet).
+    published: LogCursor,
+    /// The hub's broadcast skipped events since the last line.
+    lagged: bool,
+}
+
+impl Sourcing<'_> {
+    fn send(&self, event: Rendered) {
+        let event = Arc::new(event);
+        self.history.lock().expect("history lock").keep(&event);
+        let _ = self.rendered.send(event);
+    }
+
+    fn flush(&mut self) {
+        if let Some(lines) = self.batch.take() {
+            self.send(lines);
+        }
+    }
+
+    /// Adds one event from the hub; `true` after the final state.
+    async fn take(&mut self, event: MissionEvent) -> bool {
+        let published = self.published.sent();
+        match &event.event {
+            Some(mission_event::Event::Line(line)) if line.seq <= published => return false,
+            Some(mission_event::Event::Line(line))
+                if self.lagged && published > 0 && line.seq > published + 1 =>
+            {
+                self.lagged = false;
+                self.flush();
+                self.fill().await;
+                if line.seq <= self.published.sent() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        let Some(event) = render(&event) else {
+            return false;
+        };
+        match event.kind {
+            Kind::Lines { last, .. } | Kind::Gap { to_seq: last, .. } => {
+                self.published.delivered(last);
+            }
+            Kind::State { .. } => {}
+        }
+        if let Err(event) = self.batch.push(event) {
+            self.flush();
+            let last = event.kind == Kind::State { last: true };
+            if let Err(event) = self.batch.push(event) {
+                self.send(event);
+            }
+            return last;
+        }
+        false
+    }
+
+    /// Broadcasts what the store has after the last line published: the
+    /// lines this source missed (and any stored since). On a store error
+    /// the followers find the hole and read it themselves.
+    async fn fill(&mut self) {
+        loop {
+            let (events, last) = match self.published.replay_page(self.state).await {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(mission_id = %self.published.mission_id(), cause = %err, "dashboard: a log source could not read the lines it missed; its followers will");
+                    return;
+                }
+            };
+            for event in &events {
+                if let Some(event) = render(event)
+                    && let Err(event) = self.batch.push(event)
+                {
+                    self.flush();
+                    if let Err(event) = self.batch.push(event) {
+                        self.send(event);
+                    }
+                }
+            }
+            self.flush();
+            if last {
+                return;
+            }
+        }
     }
 }
 
@@ -346,6 +455,7 @@ pub fn follow(
         let mut follower = Follower {
             state: &state,
             follows: &follows,
+            history: &source.history,
             cursor: LogCursor::new(mission_id.clone(), since_seq),
             out: BytesMut::new(),
             behind: true,
@@ -387,6 +497,7 @@ pub fn follow(
 struct Follower<'a> {
     state: &'a State,
     follows: &'a Follows,
+    history: &'a Mutex<History>,
     /// The highest seq sent, and the store reads after it.
     cursor: LogCursor,
     /// Bytes not yet written.
@@ -462,6 +573,17 @@ impl Follower<'_> {
     /// One page of what is stored after the cursor, rendered into `out`;
     /// `true` when it was the last.
     async fn catch_up_page(&mut self) -> Result<bool, Status> {
+        // What the source broadcast lately, as it sent it; only older
+        // lines, and lines not broadcast yet, come from the store.
+        let taken = self.history.lock().expect("history lock").after(
+            self.cursor.sent(),
+            &mut self.out,
+            WRITE,
+        );
+        if let Some(sent) = taken {
+            self.cursor.delivered(sent);
+            return Ok(false);
+        }
         let (events, last) = {
             let _turn = self
                 .follows
