@@ -96,10 +96,12 @@ fn main() {
         println!("ready");
         let _ = std::io::stdout().flush();
     }
-    let all = followers
+    // Every thread joined (not `all`, which would stop at the first failure).
+    let outcomes: Vec<bool> = followers
         .into_iter()
         .map(|f| f.join().unwrap_or(false))
-        .fold(true, |all, ok| all && ok);
+        .collect();
+    let all = outcomes.iter().all(|&ok| ok);
     println!("finished");
     let _ = std::io::stdout().flush();
     let _ = std::io::copy(&mut stdin, &mut std::io::sink());
