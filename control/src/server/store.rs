@@ -42,6 +42,8 @@ pub use search::SearchTerm;
 pub mod github;
 pub mod previews;
 mod tags;
+#[cfg(test)]
+mod test_engines;
 pub use provisioning::HostRetired;
 pub use tags::{TagRow, TagSource};
 

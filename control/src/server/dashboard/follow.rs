@@ -332,18 +332,26 @@ async fn run_source(
                     return;
                 }
             }
-            received = match live.try_recv() {
-                Ok(event) => Ok(event),
-                Err(broadcast::error::TryRecvError::Empty) => break,
-                Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
-                    Err(broadcast::error::RecvError::Lagged(skipped))
-                }
-                Err(broadcast::error::TryRecvError::Closed) => {
-                    Err(broadcast::error::RecvError::Closed)
-                }
+            received = match waiting(&mut live) {
+                Some(next) => next,
+                None => break,
             };
         }
         source.flush();
+    }
+}
+
+/// What a receiver has already waiting, as `recv` would give it; `None`
+/// when nothing is.
+fn waiting<T: Clone>(
+    receiver: &mut broadcast::Receiver<T>,
+) -> Option<Result<T, broadcast::error::RecvError>> {
+    use broadcast::error::{RecvError, TryRecvError};
+    match receiver.try_recv() {
+        Ok(value) => Some(Ok(value)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(skipped)) => Some(Err(RecvError::Lagged(skipped))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
     }
 }
 
@@ -369,6 +377,17 @@ impl Sourcing<'_> {
     fn flush(&mut self) {
         if let Some(lines) = self.batch.take() {
             self.send(lines);
+        }
+    }
+
+    /// A rendered event into the batch, or, when it cannot join it, the
+    /// batch out and then the event (in a new batch, or on its own).
+    fn add(&mut self, event: Rendered) {
+        if let Err(event) = self.batch.push(event) {
+            self.flush();
+            if let Err(event) = self.batch.push(event) {
+                self.send(event);
+            }
         }
     }
 
@@ -398,15 +417,9 @@ impl Sourcing<'_> {
             }
             Kind::State { .. } => {}
         }
-        if let Err(event) = self.batch.push(event) {
-            self.flush();
-            let last = event.kind == Kind::State { last: true };
-            if let Err(event) = self.batch.push(event) {
-                self.send(event);
-            }
-            return last;
-        }
-        false
+        let last = event.kind == Kind::State { last: true };
+        self.add(event);
+        last
     }
 
     /// Broadcasts what the store has after the last line published: the
@@ -421,15 +434,8 @@ impl Sourcing<'_> {
                     return;
                 }
             };
-            for event in &events {
-                if let Some(event) = render(event)
-                    && let Err(event) = self.batch.push(event)
-                {
-                    self.flush();
-                    if let Err(event) = self.batch.push(event) {
-                        self.send(event);
-                    }
-                }
+            for event in events.iter().filter_map(render) {
+                self.add(event);
             }
             self.flush();
             if last {
@@ -557,15 +563,9 @@ impl Follower<'_> {
             if self.done || self.behind || self.out.len() >= WRITE {
                 return Ok(());
             }
-            received = match rendered.try_recv() {
-                Err(broadcast::error::TryRecvError::Empty) => return Ok(()),
-                Ok(event) => Ok(event),
-                Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
-                    Err(broadcast::error::RecvError::Lagged(skipped))
-                }
-                Err(broadcast::error::TryRecvError::Closed) => {
-                    Err(broadcast::error::RecvError::Closed)
-                }
+            received = match waiting(rendered) {
+                Some(next) => next,
+                None => return Ok(()),
             };
         }
     }

@@ -155,28 +155,13 @@ impl Drop for SessionLease {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use super::*;
 
     /// A store on each engine (SQLite in a temp dir, a database of this
     /// process's throwaway PostgreSQL cluster), with an agent `a1` of
     /// `web/prod` registered and its directory kept alive.
     async fn engines() -> Vec<(tempfile::TempDir, Store)> {
-        static DATABASES: AtomicU32 = AtomicU32::new(0);
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = Store::open(&format!("sqlite://{}/launch.db", dir.path().display()))
-            .await
-            .unwrap();
-        let cluster = super::super::super::test_postgres::Cluster::shared();
-        let name = format!(
-            "sessions_{}_{}",
-            std::process::id(),
-            DATABASES.fetch_add(1, Ordering::Relaxed)
-        );
-        cluster.psql(&format!("CREATE DATABASE {name}"));
-        let postgres = Store::open(&cluster.url(&name)).await.unwrap();
-        let stores = vec![(dir, sqlite), (tempfile::tempdir().unwrap(), postgres)];
+        let stores = super::super::test_engines::stores("sessions", "").await;
         for (_, store) in &stores {
             sqlx::query("INSERT INTO agents (id, service, environment, labels, hostname, version, token_hash, registered, last_seen) VALUES ('a1', 'web', 'prod', '{}', 'h', 'v', 'x', 0, 0)")
                 .execute(&store.writer)
@@ -250,17 +235,16 @@ mod tests {
             store.touch_session("a1", "s1", true).await.unwrap();
             assert_eq!(connected(&store).await, (true, 1), "{engine}: renewed");
 
-            sqlx::query("UPDATE agents SET revoked = 1")
-                .execute(&store.writer)
-                .await
-                .unwrap();
-            assert_eq!(connected(&store).await, (false, 0), "{engine}: revoked");
-            sqlx::query("UPDATE agents SET revoked = 0")
-                .execute(&store.writer)
-                .await
-                .unwrap();
             store.end_all_sessions().await.unwrap();
             assert_eq!(connected(&store).await, (false, 0), "{engine}: all ended");
+            store.touch_session("a1", "s1", true).await.unwrap();
+            assert_eq!(
+                connected(&store).await,
+                (true, 1),
+                "{engine}: renewed again"
+            );
+            assert!(store.revoke_agent("a1").await.unwrap());
+            assert_eq!(connected(&store).await, (false, 0), "{engine}: revoked");
         }
     }
 

@@ -2,8 +2,6 @@
 //! run on both engines: SQLite in a temp dir and a database of this test
 //! process's throwaway PostgreSQL cluster.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use launch_core::tags::TagFilter;
 
 use super::super::super::tags::Search;
@@ -13,22 +11,11 @@ use super::*;
 /// database sorts text by ICU's English collation (`a` < `A` < `a-b` < `b`),
 /// not in byte order, as a production database may.
 async fn engines() -> Vec<(tempfile::TempDir, Store)> {
-    static DATABASES: AtomicU32 = AtomicU32::new(0);
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::open(&format!("sqlite://{}/launch.db", dir.path().display()))
-        .await
-        .unwrap();
-    let cluster = super::super::super::test_postgres::Cluster::shared();
-    let name = format!(
-        "search_{}_{}",
-        std::process::id(),
-        DATABASES.fetch_add(1, Ordering::Relaxed)
-    );
-    cluster.psql(&format!(
-        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'"
-    ));
-    let postgres = Store::open(&cluster.url(&name)).await.unwrap();
-    vec![(dir, sqlite), (tempfile::tempdir().unwrap(), postgres)]
+    super::super::test_engines::stores(
+        "search",
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'",
+    )
+    .await
 }
 
 async fn tag(store: &Store, service: &str, environment: &str, tags: &[(&str, &str)]) {
