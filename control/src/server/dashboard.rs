@@ -44,6 +44,7 @@ mod csrf;
 pub mod follow;
 mod history;
 mod pages;
+mod rendered;
 mod search;
 mod service_page;
 pub mod session;

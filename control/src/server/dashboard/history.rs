@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::follow::{Kind, Rendered, Unsent, gap};
+use super::rendered::{Kind, Rendered, Unsent, gap};
 
 /// Rendered bytes kept (a few seconds of a very busy log, minutes of most).
 pub const KEEP_BYTES: usize = 8 << 20;
@@ -83,7 +83,7 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use super::super::follow::frame;
+    use super::super::rendered::frame;
     use super::*;
 
     fn lines(first: u64, last: u64) -> Arc<Rendered> {
