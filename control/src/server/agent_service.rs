@@ -19,9 +19,9 @@ use launch_core::labels::Labels;
 use launch_core::redact::Redactor;
 use launch_proto::agent_service_server::AgentService;
 use launch_proto::{
-    AgentMessage, BundleChunk, ControlMessage, FetchAgentBinaryRequest, FetchBundleRequest, LogAck,
-    LogBatch, LogGap, MissionEvent, MissionState, MissionUpdate, RegisterRequest, RegisterResponse,
-    Welcome, agent_message, control_message, mission_event,
+    AgentMessage, BundleChunk, ControlMessage, FetchAgentBinaryRequest, FetchBundleRequest,
+    FleetEventKind, LogAck, LogBatch, LogGap, MissionEvent, MissionState, MissionUpdate,
+    RegisterRequest, RegisterResponse, Welcome, agent_message, control_message, mission_event,
 };
 
 use super::bundle_store::BundleStoreError;
@@ -345,8 +345,13 @@ fn session_stream(
                 .open_session(&agent.id, &session_id, &hello)
                 .await
                 .map_err(internal)?;
-            let _lease = super::store::SessionLease::new(state.store.clone(), agent.id.clone(), session_id.clone());
-            state.hub.set_host_compose(&agent.service, &agent.environment, &hello.compose);
+            // Said once the store says so, on every replica: the agent left.
+            let _lease = {
+                let (hub, agent) = (state.hub.clone(), agent.clone());
+                super::store::SessionLease::new(state.store.clone(), agent.id.clone(), session_id.clone(), move || {
+                    hub.agent_event(FleetEventKind::AgentDisconnected, &agent.id, &agent.service, &agent.environment);
+                })
+            };
             let (outbound, mut outbound_rx) = mpsc::channel(256);
             let (_guard, closed) = state.hub.connect(&agent.id, &agent.service, &agent.environment, outbound);
             info!(service = %agent.service, environment = %agent.environment, agent_id = %agent.id, "agent connected");

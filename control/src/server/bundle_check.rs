@@ -4,8 +4,9 @@
 //! refused here, before a release or mission is recorded. The variables are
 //! those the host will have: the bundle's `.env` if it carries one,
 //! `launch.toml [env]`, and the names of the secrets in the request and in
-//! the store. When the service's agent has said which compose it runs, keys
-//! that compose lacks are refused too.
+//! the store. When the service's agent has said which compose it runs (in its
+//! Hello, to any replica: the store keeps it), keys that compose lacks are
+//! refused too.
 
 use std::collections::BTreeSet;
 
@@ -31,24 +32,20 @@ pub async fn check(
             launch_core::bundle::COMPOSE_FILES.join(", ")
         )));
     };
+    // Independent reads, made at once.
+    let (stored, host) = tokio::try_join!(
+        state.store.secrets(service, environment),
+        state.store.host_compose(service, environment),
+    )
+    .map_err(internal)?;
     let mut secret_names: BTreeSet<String> = request_secrets.cloned().collect();
-    for row in state
-        .store
-        .secrets(service, environment)
-        .await
-        .map_err(internal)?
-    {
-        secret_names.insert(row.key);
-    }
+    secret_names.extend(stored.into_iter().map(|row| row.key));
     let vars = compose::host_variables(
         summary.dotenv.as_deref(),
         &config.env,
         secret_names.iter().map(String::as_str),
     );
-    let host = state
-        .hub
-        .host_compose(service, environment)
-        .and_then(|text| HostCompose::parse(&text));
+    let host = host.and_then(|text| HostCompose::parse(&text));
     compose::check(file, text, &vars, host)
         .map(|_| ())
         .map_err(|e| Status::invalid_argument(e.to_string()))

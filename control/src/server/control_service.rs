@@ -99,7 +99,7 @@ impl Control {
         Ok(self.info_of(row, details))
     }
 
-    /// `row` with its details, and what the hub knows of its host's compose.
+    /// `row` with its details.
     fn info_of(&self, row: &ServiceRow, details: ServiceDetails) -> ServiceInfo {
         let agents_connected = details.agents_connected as u32;
         // A report on an older release says nothing about the current one.
@@ -137,11 +137,7 @@ impl Control {
             note: row.note.clone(),
             created_unix_ms: row.created,
             created: false,
-            host_compose: self
-                .state
-                .hub
-                .host_compose(&row.service, &row.environment)
-                .unwrap_or_default(),
+            host_compose: details.host_compose.unwrap_or_default(),
             host_address: details.host_address,
             fqdn: details.fqdn,
         }

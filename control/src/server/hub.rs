@@ -59,8 +59,6 @@ pub struct Hub {
     pub outbox: super::relay::Outbox,
     pub log_lines_total: AtomicU64,
     pub deploys_total: AtomicU64,
-    /// The compose each (service, environment)'s agent last said it runs.
-    host_composes: Mutex<HashMap<(String, String), String>>,
 }
 
 /// Removes its session from the hub when the session's stream is dropped.
@@ -77,15 +75,8 @@ impl Drop for SessionGuard {
         if sessions
             .get(&self.agent_id)
             .is_some_and(|s| s.connection == self.connection)
-            && let Some(session) = sessions.remove(&self.agent_id)
         {
-            drop(sessions);
-            self.hub.agent_event(
-                FleetEventKind::AgentDisconnected,
-                &self.agent_id,
-                &session.service,
-                &session.environment,
-            );
+            sessions.remove(&self.agent_id);
         }
     }
 }
@@ -134,13 +125,8 @@ impl Hub {
     pub fn close(&self, agent_id: &str) {
         let removed = self.sessions.lock().expect("hub lock").remove(agent_id);
         if let Some(session) = removed {
+            // Its session ends, and its lease says the agent left.
             session.closed.cancel();
-            self.agent_event(
-                FleetEventKind::AgentDisconnected,
-                agent_id,
-                &session.service,
-                &session.environment,
-            );
         }
     }
 
@@ -149,7 +135,28 @@ impl Hub {
         self.fleet.0.subscribe()
     }
 
-    fn agent_event(&self, kind: FleetEventKind, agent_id: &str, service: &str, environment: &str) {
+    /// Tells the fleet's watchers on every replica that the agent connected
+    /// or left: called once the store says so, so that what they read
+    /// then agrees.
+    pub fn agent_event(
+        &self,
+        kind: FleetEventKind,
+        agent_id: &str,
+        service: &str,
+        environment: &str,
+    ) {
+        self.outbox.agent(kind, agent_id, service, environment);
+        self.agent_event_local(kind, agent_id, service, environment);
+    }
+
+    /// [`Hub::agent_event`] on this replica only.
+    pub fn agent_event_local(
+        &self,
+        kind: FleetEventKind,
+        agent_id: &str,
+        service: &str,
+        environment: &str,
+    ) {
         let _ = self.fleet.0.send(FleetEvent {
             kind: kind as i32,
             target: Some(ServiceRef {
@@ -207,26 +214,6 @@ impl Hub {
         services.sort();
         services.dedup();
         services
-    }
-
-    /// Remembers the compose an agent with these labels runs (from its Hello).
-    pub fn set_host_compose(&self, service: &str, environment: &str, compose: &str) {
-        if compose.is_empty() {
-            return;
-        }
-        self.host_composes.lock().expect("hub lock").insert(
-            (service.to_owned(), environment.to_owned()),
-            compose.to_owned(),
-        );
-    }
-
-    /// The compose the service's agent last reported, e.g. `docker-compose 1.29.2`.
-    pub fn host_compose(&self, service: &str, environment: &str) -> Option<String> {
-        self.host_composes
-            .lock()
-            .expect("hub lock")
-            .get(&(service.to_owned(), environment.to_owned()))
-            .cloned()
     }
 
     /// The most recently connected session of an agent with these labels.

@@ -1,10 +1,12 @@
-//! Log lines and mission updates reach the watchers on every replica
+//! Log lines, mission updates and agents connecting or leaving reach the
+//! watchers on every replica
 //! (PostgreSQL only; SQLite has one replica and nothing here runs). The
 //! replica that stores lines or an update publishes them to its own watchers
 //! (`Hub::publish`), which also notes them in the hub's [`Outbox`]; a task
 //! here sends what gathered as one `NOTIFY launch_relay`, coalesced (per
 //! mission the first and last seq stored, the missions whose state changed,
-//! the services' newest missions), so ingest never waits for a notification.
+//! the services' newest missions, the agents that connected or left), so
+//! ingest never waits for a notification.
 //! Every replica hears it on `wakeup`'s LISTEN connection and, for the
 //! missions its watchers follow, reads the store and publishes what it finds
 //! with `Hub::publish_local`; each watcher's `log_cursor` keeps every line
@@ -14,6 +16,8 @@
 //! and the newest stored line is published as a wake-up (a cursor behind it
 //! reads the store). Updates are relayed as the mission row stands when read:
 //! two quick updates may reach another replica's watchers as the latter only.
+//! An agent's coming or going is only a prompt to re-read (the dashboard
+//! reads who is connected from the store), so a lost one is not caught up.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use launch_proto::{MissionEvent, MissionState, MissionUpdate, mission_event};
+use launch_proto::{FleetEventKind, MissionEvent, MissionState, MissionUpdate, mission_event};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -54,6 +58,9 @@ struct Pending {
     updates: BTreeSet<String>,
     /// (mission id, service, environment) of missions that became newest.
     newest: BTreeSet<(String, String, String)>,
+    /// Agents that connected (`true`) or left, in order: (agent id,
+    /// connected, service, environment).
+    agents: Vec<(String, bool, String, String)>,
 }
 
 impl Outbox {
@@ -99,6 +106,20 @@ impl Outbox {
         self.ready.notify_one();
     }
 
+    /// Notes that an agent connected or left (`Hub::agent_event`).
+    pub fn agent(&self, kind: FleetEventKind, agent_id: &str, service: &str, environment: &str) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        self.pending.lock().expect("outbox lock").agents.push((
+            agent_id.to_owned(),
+            kind == FleetEventKind::AgentConnected,
+            service.to_owned(),
+            environment.to_owned(),
+        ));
+        self.ready.notify_one();
+    }
+
     fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock().expect("outbox lock"))
     }
@@ -107,7 +128,8 @@ impl Outbox {
 impl Pending {
     /// The notifications saying all of this: a first line naming the sending
     /// replica, then one item a line (`L <mission> <first> <last>`,
-    /// `U <mission>`, `N <mission> <service> <environment>`), split to fit.
+    /// `U <mission>`, `N <mission> <service> <environment>`, `A <agent>
+    /// <1 connected|0 left> <service> <environment>`), split to fit.
     fn payloads(&self, replica: &str) -> Vec<String> {
         let items = self
             .lines
@@ -123,6 +145,16 @@ impl Pending {
                     .iter()
                     .map(|(mission_id, service, environment)| {
                         format!("N {mission_id} {service} {environment}")
+                    }),
+            )
+            .chain(
+                self.agents
+                    .iter()
+                    .map(|(agent_id, connected, service, environment)| {
+                        format!(
+                            "A {agent_id} {} {service} {environment}",
+                            u8::from(*connected)
+                        )
                     }),
             );
         let mut payloads = Vec::new();
@@ -260,6 +292,16 @@ impl Relay {
                     self.state
                         .hub
                         .announce_local(service, environment, mission_id);
+                    Ok(())
+                }
+                ["A", agent_id, connected, service, environment] => {
+                    let kind = match connected {
+                        "1" => FleetEventKind::AgentConnected,
+                        _ => FleetEventKind::AgentDisconnected,
+                    };
+                    self.state
+                        .hub
+                        .agent_event_local(kind, agent_id, service, environment);
                     Ok(())
                 }
                 _ => {
@@ -441,6 +483,9 @@ mod tests {
         pending
             .newest
             .insert(("m-2".into(), "web".into(), "prod".into()));
+        pending
+            .agents
+            .push(("a-1".into(), true, "web".into(), "prod".into()));
         let payloads = pending.payloads("r1");
         assert!(payloads.len() > 1, "500 items fit in one payload?");
         let mut items = Vec::new();
@@ -450,10 +495,11 @@ mod tests {
             assert_eq!(lines.next(), Some("r1"));
             items.extend(lines.map(str::to_owned));
         }
-        assert_eq!(items.len(), 502);
+        assert_eq!(items.len(), 503);
         assert!(items.contains(&"L mission-0007-with-a-long-id 7 17".to_owned()));
         assert!(items.contains(&"U m-1".to_owned()));
         assert!(items.contains(&"N m-2 web prod".to_owned()));
+        assert!(items.contains(&"A a-1 1 web prod".to_owned()));
         assert!(Pending::default().payloads("r1").is_empty());
     }
 }

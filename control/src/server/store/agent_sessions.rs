@@ -9,7 +9,10 @@
 //! them when their leases run out; its agents have reconnected elsewhere
 //! by then, which took their rows over.
 
+use std::collections::HashMap;
+
 use launch_proto::Hello;
+use sqlx::Row;
 
 use super::{Engine, Result, Store, now_ms};
 
@@ -29,8 +32,10 @@ impl Engine {
 
 impl Store {
     /// A session `session_id` of the agent opened (its Hello): `last_seen`,
-    /// hostname, version and the executable's sha256 are written, and the
-    /// agent counts as connected for [`LEASE_MS`] unless renewed.
+    /// hostname, version, the executable's sha256 and the host's compose
+    /// (kept when the Hello names none) are written with the database's
+    /// time of the Hello, and the agent counts as connected for
+    /// [`LEASE_MS`] unless renewed.
     pub async fn open_session(
         &self,
         agent_id: &str,
@@ -39,7 +44,7 @@ impl Store {
     ) -> Result<()> {
         let now = self.engine.now_ms_sql();
         sqlx::query(&format!(
-            "UPDATE agents SET last_seen = $1, hostname = $2, version = $3, agent_sha256 = $4, session_id = $5, session_until = {now} + $6 WHERE id = $7"
+            "UPDATE agents SET last_seen = $1, hostname = $2, version = $3, agent_sha256 = $4, session_id = $5, session_until = {now} + $6, hello_at = {now}, compose = CASE WHEN $7 = '' THEN compose ELSE $7 END WHERE id = $8"
         ))
         .bind(now_ms())
         .bind(&hello.hostname)
@@ -47,6 +52,7 @@ impl Store {
         .bind(&hello.agent_sha256)
         .bind(session_id)
         .bind(LEASE_MS)
+        .bind(&hello.compose)
         .bind(agent_id)
         .execute(&self.writer)
         .await
@@ -55,22 +61,28 @@ impl Store {
 
     /// `last_seen` written and, if `session_id` is still the agent's open
     /// session, its lease renewed; with `open == false` the session ends
-    /// instead (a newer session elsewhere is left as it is).
-    pub async fn touch_session(&self, agent_id: &str, session_id: &str, open: bool) -> Result<()> {
+    /// instead (a newer session elsewhere is left as it is). Whether
+    /// `session_id` was the agent's open session.
+    pub async fn touch_session(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+        open: bool,
+    ) -> Result<bool> {
         let now = self.engine.now_ms_sql();
         let until = match open {
             true => format!("{now} + {LEASE_MS}"),
             false => "0".to_owned(),
         };
-        sqlx::query(&format!(
-            "UPDATE agents SET last_seen = $1, session_until = CASE WHEN session_id = $2 THEN {until} ELSE session_until END WHERE id = $3"
+        let current: Option<String> = sqlx::query_scalar(&format!(
+            "UPDATE agents SET last_seen = $1, session_until = CASE WHEN session_id = $2 THEN {until} ELSE session_until END WHERE id = $3 RETURNING session_id"
         ))
         .bind(now_ms())
         .bind(session_id)
         .bind(agent_id)
-        .execute(&self.writer)
-        .await
-        .map(drop)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(current.as_deref() == Some(session_id))
     }
 
     /// Ends every session: for a SQLite control plane starting, which is
@@ -103,6 +115,35 @@ impl Store {
         Ok(count as usize)
     }
 
+    /// The compose the service's host runs, e.g. `docker-compose 1.29.2`:
+    /// what the Hello of its agent (not revoked) that said one last named.
+    pub async fn host_compose(&self, service: &str, environment: &str) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT compose FROM agents WHERE service = $1 AND environment = $2 AND revoked = 0 AND compose != '' ORDER BY hello_at DESC, id DESC LIMIT 1",
+        )
+        .bind(service)
+        .bind(environment)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// [`Store::host_compose`] of every service that has one.
+    pub async fn host_composes(&self) -> Result<HashMap<(String, String), String>> {
+        // Oldest Hello first, so each service keeps its newest.
+        let rows = sqlx::query(
+            "SELECT service, environment, compose FROM agents WHERE revoked = 0 AND compose != '' ORDER BY hello_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let key = (row.get("service"), row.get("environment"));
+                (key, row.get("compose"))
+            })
+            .collect())
+    }
+
     /// The ids of the agents connected to any replica.
     pub async fn connected_agents(&self) -> Result<std::collections::HashSet<String>> {
         sqlx::query_scalar(&format!(
@@ -117,20 +158,30 @@ impl Store {
 
 /// Ends its session's lease when dropped: a session's stream is dropped
 /// mid-`await` when its agent goes (nothing after the session's loop runs
-/// then), so the close is written from here, by a task of its own.
+/// then), so the close is written from here, by a task of its own, which
+/// then calls `ended` if the session was still the agent's open one (not
+/// replaced by a newer session): the agent has left, as every replica's
+/// store now says.
 pub struct SessionLease {
     store: Store,
     agent_id: String,
     session_id: String,
+    ended: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl SessionLease {
     /// The lease of session `session_id`, opened by [`Store::open_session`].
-    pub fn new(store: Store, agent_id: String, session_id: String) -> SessionLease {
+    pub fn new(
+        store: Store,
+        agent_id: String,
+        session_id: String,
+        ended: impl FnOnce() + Send + 'static,
+    ) -> SessionLease {
         SessionLease {
             store,
             agent_id,
             session_id,
+            ended: Some(Box::new(ended)),
         }
     }
 }
@@ -140,14 +191,23 @@ impl Drop for SessionLease {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // Shutting down: the lease runs out by itself.
         };
-        let (store, agent_id, session_id) = (
+        let (store, agent_id, session_id, ended) = (
             self.store.clone(),
             std::mem::take(&mut self.agent_id),
             std::mem::take(&mut self.session_id),
+            self.ended.take(),
         );
         runtime.spawn(async move {
-            if let Err(err) = store.touch_session(&agent_id, &session_id, false).await {
-                tracing::warn!(agent_id = %agent_id, cause = %err, "cannot record the end of an agent's session: it counts as connected until its lease runs out");
+            match store.touch_session(&agent_id, &session_id, false).await {
+                Ok(true) => {
+                    if let Some(ended) = ended {
+                        ended();
+                    }
+                }
+                Ok(false) => {} // A newer session holds the agent.
+                Err(err) => {
+                    tracing::warn!(agent_id = %agent_id, cause = %err, "cannot record the end of an agent's session: it counts as connected until its lease runs out");
+                }
             }
         });
     }
@@ -249,21 +309,111 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dropped_lease_ends_its_session() {
+    async fn the_hosts_compose_is_the_one_the_newest_hello_named() {
+        for (_dir, store) in engines().await {
+            let engine = store.engine().name();
+            sqlx::query("INSERT INTO agents (id, service, environment, labels, hostname, version, token_hash, registered, last_seen) VALUES ('a2', 'web', 'prod', '{}', 'h', 'v', 'y', 0, 0)")
+                .execute(&store.writer)
+                .await
+                .unwrap();
+            let said = |compose: &str| Hello {
+                compose: compose.into(),
+                ..hello("aaa")
+            };
+            let both = |store: Store| async move {
+                let one = store.host_compose("web", "prod").await.unwrap();
+                let all = store.host_composes().await.unwrap();
+                assert_eq!(
+                    all.get(&("web".to_owned(), "prod".to_owned())),
+                    one.as_ref(),
+                    "the listing's answer is the per-service one"
+                );
+                one
+            };
+            assert_eq!(both(store.clone()).await, None, "{engine}: no Hello yet");
+            store
+                .open_session("a1", "s1", &said("docker-compose 1.29.2"))
+                .await
+                .unwrap();
+            assert_eq!(
+                both(store.clone()).await.as_deref(),
+                Some("docker-compose 1.29.2"),
+                "{engine}: a1 said"
+            );
+            // A Hello that names no compose leaves what the agent said before.
+            store.open_session("a1", "s2", &said("")).await.unwrap();
+            assert_eq!(
+                both(store.clone()).await.as_deref(),
+                Some("docker-compose 1.29.2"),
+                "{engine}: a1 said nothing new"
+            );
+            // A newer host of the service said hello after it (by the
+            // database's clock, which moves on between the two).
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            store
+                .open_session("a2", "s3", &said("docker compose 2.29.1"))
+                .await
+                .unwrap();
+            assert_eq!(
+                both(store.clone()).await.as_deref(),
+                Some("docker compose 2.29.1"),
+                "{engine}: a2 said last"
+            );
+            assert!(store.revoke_agent("a2").await.unwrap());
+            assert_eq!(
+                both(store.clone()).await.as_deref(),
+                Some("docker-compose 1.29.2"),
+                "{engine}: a2 revoked"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_lease_ends_its_session_then_says_so_unless_a_newer_one_holds_the_agent() {
+        /// A lease of `session_id` and what its `ended` says.
+        fn lease(
+            store: &Store,
+            session_id: &str,
+        ) -> (SessionLease, tokio::sync::oneshot::Receiver<()>) {
+            let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+            let lease =
+                SessionLease::new(store.clone(), "a1".into(), session_id.into(), move || {
+                    let _ = ended_tx.send(());
+                });
+            (lease, ended_rx)
+        }
+        let deadline = std::time::Duration::from_secs(10);
         for (_dir, store) in engines().await {
             let engine = store.engine().name();
             store.open_session("a1", "s1", &hello("aaa")).await.unwrap();
-            let lease = SessionLease::new(store.clone(), "a1".into(), "s1".into());
+            let (held, ended) = lease(&store, "s1");
             assert_eq!(connected(&store).await, (true, 1), "{engine}: held");
-            drop(lease);
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-            while connected(&store).await != (false, 0) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{engine}: still connected 10 s after the lease was dropped"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            drop(held);
+            tokio::time::timeout(deadline, ended)
+                .await
+                .unwrap_or_else(|_| panic!("{engine}: the dropped lease never said it ended"))
+                .expect("ended is called, not dropped");
+            // Said once written: every replica's answer agrees at once.
+            assert_eq!(connected(&store).await, (false, 0), "{engine}: ended");
+
+            // A lease whose agent reconnected (s3) ends nothing and says nothing.
+            store.open_session("a1", "s2", &hello("aaa")).await.unwrap();
+            let (replaced, ended) = lease(&store, "s2");
+            store.open_session("a1", "s3", &hello("aaa")).await.unwrap();
+            drop(replaced);
+            let said = tokio::time::timeout(deadline, ended)
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{engine}: the replaced lease's task neither ended nor dropped its callback"
+                    )
+                });
+            assert!(said.is_err(), "{engine}: a replaced session said it ended");
+            assert_eq!(
+                connected(&store).await,
+                (true, 1),
+                "{engine}: s3 still open"
+            );
         }
     }
 }

@@ -2,7 +2,7 @@
 //! services at once: each table (missions, releases, health, front-door
 //! routes, previews, tags) is read once for the whole list, so a listing
 //! costs the same handful of queries for one service or a thousand
-//! (connected agents included, from their rows' session leases). The
+//! (connected agents and their hosts' compose included, from their rows). The
 //! answers are the per-service queries' ([`Store::newest_mission`],
 //! [`Store::newest_url`], …) for every service; a test over the wire holds
 //! `ListServices` to `GetService`.
@@ -33,6 +33,8 @@ pub struct ServiceDetails {
     pub fqdn: String,
     /// Its agents connected to any replica (`agent_sessions`).
     pub agents_connected: usize,
+    /// The compose its host runs, as its agent last said (`agent_sessions`).
+    pub host_compose: Option<String>,
 }
 
 /// Most service names [`Store::tags_of_services`] binds in one query
@@ -70,6 +72,7 @@ impl Store {
             host_address: self.host_address(service, environment).await?,
             fqdn: self.fqdn(service, environment).await?,
             agents_connected: self.agents_connected(service, environment).await?,
+            host_compose: self.host_compose(service, environment).await?,
         })
     }
 
@@ -169,12 +172,14 @@ impl Store {
         .iter()
         .map(|row| (key_of(row), row.get("agents")))
         .collect();
+        let mut composes = self.host_composes().await?;
         Ok(rows
             .iter()
             .map(|row| {
                 let key = (row.service.clone(), row.environment.clone());
                 ServiceDetails {
                     agents_connected: connected.get(&key).copied().unwrap_or_default() as usize,
+                    host_compose: composes.remove(&key),
                     newest_mission: newest.remove(&key),
                     newest_url: urls.remove(&key),
                     health: health.remove(&key),

@@ -293,6 +293,136 @@ async fn an_agent_held_by_one_replica_is_connected_in_every_replicas_answers() {
     holder.stop().await;
 }
 
+/// The next agent event of `events` (a `WatchEvents` stream), skipping
+/// missions'.
+async fn next_agent_event(events: &mut Streaming<FleetEvent>) -> (FleetEventKind, String) {
+    loop {
+        let event = tokio::time::timeout(DEADLINE, events.message())
+            .await
+            .expect("a fleet event within the deadline")
+            .unwrap()
+            .expect("the fleet's stream goes on");
+        let kind = event.kind();
+        if matches!(
+            kind,
+            FleetEventKind::AgentConnected | FleetEventKind::AgentDisconnected
+        ) {
+            let target = event.target.unwrap_or_default();
+            return (kind, format!("{}/{}", target.service, target.environment));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_of_every_replica_hear_an_agent_connect_and_leave_once_the_store_says_so() {
+    let db = TestDb::postgres();
+    let key: [u8; 32] = rand::random();
+    let holder = replica(&db, key, NEVER, None).await;
+    let other = replica(&db, key, NEVER, Some(&holder)).await;
+    let (_, agent_token) = holder.register("web", "prod").await;
+    let mut watchers = Vec::new();
+    for replica in [&holder, &other] {
+        let events = replica
+            .control()
+            .await
+            .watch_events(replica.admin(WatchEventsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        watchers.push((replica, events));
+    }
+    let session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    for (replica, events) in &mut watchers {
+        assert_eq!(
+            next_agent_event(events).await,
+            (FleetEventKind::AgentConnected, "web/prod".to_owned())
+        );
+        // What a watcher reads when told agrees with what it was told.
+        assert_eq!(seen_connected(replica).await, (true, 1));
+    }
+    drop(session);
+    for (replica, events) in &mut watchers {
+        assert_eq!(
+            next_agent_event(events).await,
+            (FleetEventKind::AgentDisconnected, "web/prod".to_owned())
+        );
+        assert_eq!(seen_connected(replica).await, (false, 0));
+    }
+    drop(watchers);
+    other.stop().await;
+    holder.stop().await;
+}
+
+/// A bundle whose compose names its project (`name:`), a key
+/// docker-compose v1 lacks.
+fn named_project_bundle() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "name: shop\nservices:\n  web:\n    image: busybox\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("launch.toml"), "port = 8080\n").unwrap();
+    let mut out = Vec::new();
+    launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_through_another_replica_is_checked_against_the_compose_the_agent_told_the_holder()
+{
+    let db = TestDb::postgres();
+    let key: [u8; 32] = rand::random();
+    let holder = replica(&db, key, NEVER, None).await;
+    let other = replica(&db, key, NEVER, Some(&holder)).await;
+    let (_, agent_token) = holder.register("web", "prod").await;
+    // Positive control: with no compose known, the key passes.
+    other
+        .deploy_with("web", "prod", named_project_bundle(), Default::default())
+        .await
+        .expect("no host compose known yet: the bundle is accepted");
+    let hello = Hello {
+        version: "test".into(),
+        hostname: "host-1".into(),
+        advertise_host: "127.0.0.1".into(),
+        compose: "docker-compose 1.29.2".into(),
+        ..Default::default()
+    };
+    let session = AgentSession::open_with(&holder, &agent_token, hello, None)
+        .await
+        .unwrap();
+    // The Welcome comes before the Hello is recorded: poll.
+    eventually("the other replica shows the host's compose", || async {
+        let info = other
+            .control()
+            .await
+            .get_service(other.admin(GetServiceRequest {
+                target: Some(target("web", "prod")),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        match info.host_compose.as_str() {
+            "docker-compose 1.29.2" => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    let err = other
+        .deploy_with("web", "prod", named_project_bundle(), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("docker-compose 1.29.2"),
+        "{}",
+        err.message()
+    );
+    drop(session);
+    other.stop().await;
+    holder.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mission_whose_notification_is_lost_is_found_by_the_periodic_check() {
     let db = TestDb::postgres();
