@@ -393,16 +393,7 @@ async fn a_deploy_through_another_replica_is_checked_against_the_compose_the_age
         .unwrap();
     // The Welcome comes before the Hello is recorded: poll.
     eventually("the other replica shows the host's compose", || async {
-        let info = other
-            .control()
-            .await
-            .get_service(other.admin(GetServiceRequest {
-                target: Some(target("web", "prod")),
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        match info.host_compose.as_str() {
+        match host_compose_of(&other).await.as_str() {
             "docker-compose 1.29.2" => Ok(()),
             seen => Err(format!("{seen:?}")),
         }
@@ -421,6 +412,58 @@ async fn a_deploy_through_another_replica_is_checked_against_the_compose_the_age
     drop(session);
     other.stop().await;
     holder.stop().await;
+}
+
+/// What `server`'s `GetService` says web/prod's host runs.
+async fn host_compose_of(server: &TestServer) -> String {
+    server
+        .control()
+        .await
+        .get_service(server.admin(GetServiceRequest {
+            target: Some(target("web", "prod")),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .host_compose
+}
+
+on_both_engines! {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_compose_outlives_a_restart_of_the_control_plane(db) {
+    let server = TestServer::start(&db).await;
+    let (_, agent_token) = server.register("web", "prod").await;
+    let hello = Hello {
+        version: "test".into(),
+        hostname: "host-1".into(),
+        compose: "docker-compose 1.29.2".into(),
+        ..Default::default()
+    };
+    let session = AgentSession::open_with(&server, &agent_token, hello, None)
+        .await
+        .unwrap();
+    eventually("the Hello's compose is recorded", || async {
+        match host_compose_of(&server).await.as_str() {
+            "docker-compose 1.29.2" => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    drop(session);
+    // No agent has said hello to the new process.
+    let server = server.restart().await;
+    assert_eq!(host_compose_of(&server).await, "docker-compose 1.29.2");
+    let err = server
+        .deploy_with("web", "prod", named_project_bundle(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("docker-compose 1.29.2"),
+        "{}",
+        err.message()
+    );
+    server.stop().await;
+}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
