@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
+use super::missions::{mission_row, release_row};
 use super::{HealthRow, MissionRow, ReleaseRow, Result, ServiceRow, Store, TagRow, TagSource};
-use super::{mission_row, release_row};
 
 /// One service's details as the per-service queries answer them.
 #[derive(Clone, Debug, Default)]

@@ -1,0 +1,449 @@
+//! The queries of releases and missions: a deploy recorded in one
+//! transaction (service, secrets, release and mission, the mission already
+//! `dispatched` when its agent's session is on this replica), the missions an
+//! agent has yet to acknowledge or must resume, and the moves of a mission's
+//! state, which carry its release's state and the service's current release
+//! with them.
+
+use sqlx::Row;
+
+use launch_proto::{MissionKind, MissionState, ReleaseState};
+
+use super::{Result, Store, TagSource, github, now_ms, previews, tags};
+
+/// What a deploy records, in one transaction.
+#[derive(Clone, Debug)]
+pub struct NewDeploy {
+    pub service: String,
+    pub environment: String,
+    pub git_ref: String,
+    pub bundle_sha256: String,
+    pub bundle_size: i64,
+    /// `(key, nonce, ciphertext)` of the header's secrets, already sealed.
+    pub secrets: Vec<(String, Vec<u8>, Vec<u8>)>,
+    pub release_id: String,
+    pub mission_id: String,
+    /// Where the release came from on GitHub (`--repo`/`--pr`), if said.
+    pub source: Option<github::ReleaseSource>,
+    /// The preview deployed (empty: the environment itself).
+    pub preview: String,
+    /// The release's launch.toml `[tags]`: the keys launch.toml owns become
+    /// exactly these (not for a preview, which has no tags of its own).
+    pub tags: Vec<(String, String)>,
+    /// The agent whose session here the mission goes down next, if one is
+    /// held: the mission is recorded `dispatched` to it in the same
+    /// transaction (else `queued`). If the send then fails, [`Store::requeue`]
+    /// takes that back; if this replica dies first, the agent's next
+    /// session gets it with the other unacknowledged missions.
+    pub dispatch_to: Option<String>,
+}
+
+/// What [`Store::record_deploy`] wrote, and the service's host names and
+/// address read in the same statement, which its mission message carries.
+#[derive(Clone, Debug)]
+pub struct RecordedDeploy {
+    pub mission: MissionRow,
+    pub fqdn: String,
+    pub host_address: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReleaseRow {
+    pub id: String,
+    pub service: String,
+    pub environment: String,
+    pub git_ref: String,
+    pub bundle_sha256: String,
+    pub bundle_size: i64,
+    pub state: ReleaseState,
+    pub created: i64,
+    pub mission_id: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct MissionRow {
+    pub id: String,
+    pub kind: MissionKind,
+    pub service: String,
+    pub environment: String,
+    pub release_id: String,
+    pub state: MissionState,
+    pub message: String,
+    pub url: String,
+    pub agent_id: String,
+    pub result_release_id: String,
+    pub created: i64,
+    pub updated: i64,
+    /// The preview the mission is about (empty: the environment itself).
+    pub preview: String,
+}
+
+pub(super) fn release_row(row: &sqlx::any::AnyRow) -> ReleaseRow {
+    ReleaseRow {
+        id: row.get("id"),
+        service: row.get("service"),
+        environment: row.get("environment"),
+        git_ref: row.get("git_ref"),
+        bundle_sha256: row.get("bundle_sha256"),
+        bundle_size: row.get("bundle_size"),
+        state: ReleaseState::from_label(row.get("state")).unwrap_or(ReleaseState::Unspecified),
+        created: row.get("created"),
+        mission_id: row.get("mission_id"),
+    }
+}
+
+pub(super) fn mission_row(row: &sqlx::any::AnyRow) -> MissionRow {
+    MissionRow {
+        id: row.get("id"),
+        kind: MissionKind::from_label(row.get("kind")).unwrap_or(MissionKind::Unspecified),
+        service: row.get("service"),
+        environment: row.get("environment"),
+        release_id: row.get("release_id"),
+        state: MissionState::from_label(row.get("state")).unwrap_or(MissionState::Unspecified),
+        message: row.get("message"),
+        url: row.get("url"),
+        agent_id: row.get("agent_id"),
+        result_release_id: row.get("result_release_id"),
+        created: row.get("created"),
+        updated: row.get("updated"),
+        preview: row.get("preview"),
+    }
+}
+
+impl Store {
+    /// Records a deploy: service (if missing), secrets, release (pending) and
+    /// mission (queued) in one transaction; returns the mission as stored.
+    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<RecordedDeploy> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let service = sqlx::query("INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO UPDATE SET retired = 0 RETURNING fqdn, host_address")
+            .bind(&deploy.service)
+            .bind(&deploy.environment)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let secrets_environment =
+            previews::secrets_environment(&deploy.environment, &deploy.preview);
+        for (key, nonce, ciphertext) in &deploy.secrets {
+            sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
+                .bind(&deploy.service)
+                .bind(&secrets_environment)
+                .bind(key)
+                .bind(nonce)
+                .bind(ciphertext)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id, preview) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)")
+            .bind(&deploy.release_id)
+            .bind(&deploy.service)
+            .bind(&deploy.environment)
+            .bind(&deploy.git_ref)
+            .bind(&deploy.bundle_sha256)
+            .bind(deploy.bundle_size)
+            .bind(now)
+            .bind(&deploy.mission_id)
+            .bind(&deploy.preview)
+            .execute(&mut *tx)
+            .await?;
+        let (state, agent_id) = match &deploy.dispatch_to {
+            Some(agent_id) => (MissionState::Dispatched, agent_id.clone()),
+            None => (MissionState::Queued, String::new()),
+        };
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview, agent_id) VALUES ($1, 'deploy', $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&deploy.mission_id)
+            .bind(&deploy.service)
+            .bind(&deploy.environment)
+            .bind(&deploy.release_id)
+            .bind(state.label())
+            .bind(now)
+            .bind(now)
+            .bind(&deploy.preview)
+            .bind(&agent_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(source) = &deploy.source {
+            github::insert_release_source(&mut tx, &deploy.release_id, source).await?;
+        }
+        if deploy.preview.is_empty() {
+            tags::replace_in(
+                &mut tx,
+                &deploy.service,
+                &deploy.environment,
+                TagSource::LaunchToml,
+                &deploy.tags,
+            )
+            .await?;
+        } else {
+            previews::record_deploy(&mut tx, deploy, now).await?;
+        }
+        tx.commit().await?;
+        let mission = MissionRow {
+            id: deploy.mission_id.clone(),
+            kind: MissionKind::Deploy,
+            service: deploy.service.clone(),
+            environment: deploy.environment.clone(),
+            release_id: deploy.release_id.clone(),
+            state,
+            message: String::new(),
+            url: String::new(),
+            agent_id,
+            result_release_id: String::new(),
+            created: now,
+            updated: now,
+            preview: deploy.preview.clone(),
+        };
+        Ok(RecordedDeploy {
+            mission,
+            fqdn: service.get("fqdn"),
+            host_address: service.get("host_address"),
+        })
+    }
+
+    /// A mission recorded `dispatched` to `agent_id` whose send failed goes
+    /// back to `queued` (unless it moved on meanwhile).
+    pub async fn requeue(&self, mission_id: &str, agent_id: &str) -> Result<()> {
+        sqlx::query("UPDATE missions SET state = 'queued', agent_id = '', updated = $1 WHERE id = $2 AND state = 'dispatched' AND agent_id = $3")
+            .bind(now_ms())
+            .bind(mission_id)
+            .bind(agent_id)
+            .execute(&self.writer)
+            .await
+            .map(drop)
+    }
+
+    pub async fn insert_mission(
+        &self,
+        id: &str,
+        kind: MissionKind,
+        service: &str,
+        environment: &str,
+        release_id: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)")
+            .bind(id)
+            .bind(kind.label())
+            .bind(service)
+            .bind(environment)
+            .bind(release_id)
+            .bind(now)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map(drop)
+    }
+
+    pub async fn release(&self, id: &str) -> Result<Option<ReleaseRow>> {
+        sqlx::query("SELECT * FROM releases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.as_ref().map(release_row))
+    }
+
+    /// Newest first.
+    pub async fn releases(&self, service: &str, environment: &str) -> Result<Vec<ReleaseRow>> {
+        sqlx::query("SELECT * FROM releases WHERE service = $1 AND environment = $2 AND retired = 0 AND preview = '' ORDER BY id DESC")
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(release_row).collect())
+    }
+
+    /// Newest first, with the releases of retired incarnations of the
+    /// service (for audit); the flag says which.
+    pub async fn releases_with_retired(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Vec<(ReleaseRow, bool)>> {
+        sqlx::query("SELECT * FROM releases WHERE service = $1 AND environment = $2 AND preview = '' ORDER BY id DESC")
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (release_row(r), r.get::<i64, _>("retired") != 0))
+                    .collect()
+            })
+    }
+
+    pub async fn mission(&self, id: &str) -> Result<Option<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.as_ref().map(mission_row))
+    }
+
+    pub async fn newest_mission(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Option<MissionRow>> {
+        sqlx::query(
+            "SELECT * FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND preview = '' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(service)
+        .bind(environment)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|row| row.as_ref().map(mission_row))
+    }
+
+    /// The newest mission that left a URL (the service's address).
+    pub async fn newest_url(&self, service: &str, environment: &str) -> Result<Option<String>> {
+        sqlx::query("SELECT url FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND preview = '' AND url != '' ORDER BY id DESC LIMIT 1")
+            .bind(service)
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(|r| r.get("url")))
+    }
+
+    /// Missions an agent of this service has not acknowledged yet, oldest first.
+    pub async fn unacked_missions(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Vec<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND state IN ('queued', 'dispatched') ORDER BY id")
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(mission_row).collect())
+    }
+
+    /// Every queued mission of every service, oldest first: what the
+    /// periodic wake-up check dispatches to the sessions a replica holds, in
+    /// one query however many it holds (`missions_queued`, a partial index,
+    /// keeps it from reading the finished ones).
+    pub async fn queued_missions(&self) -> Result<Vec<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE state = 'queued' AND retired = 0 ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(mission_row).collect())
+    }
+
+    /// Missions whose log numbering an agent must continue: unfinished ones
+    /// and the newest one.
+    pub async fn missions_to_resume(
+        &self,
+        service: &str,
+        environment: &str,
+    ) -> Result<Vec<MissionRow>> {
+        sqlx::query("SELECT * FROM missions WHERE service = $1 AND environment = $2 AND retired = 0 AND (state IN ('queued', 'dispatched', 'running') OR id = (SELECT MAX(id) FROM missions WHERE service = $3 AND environment = $4 AND retired = 0 AND preview = '')) ORDER BY id")
+            .bind(service)
+            .bind(environment)
+            .bind(service)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(mission_row).collect())
+    }
+
+    /// queued → dispatched (never moves a mission backwards).
+    pub async fn mark_dispatched(&self, mission_id: &str, agent_id: &str) -> Result<()> {
+        sqlx::query("UPDATE missions SET state = 'dispatched', agent_id = $1, updated = $2 WHERE id = $3 AND state = 'queued'")
+            .bind(agent_id)
+            .bind(now_ms())
+            .bind(mission_id)
+            .execute(&self.writer)
+            .await
+            .map(drop)
+    }
+
+    /// queued/dispatched → running, release → deploying; true if it moved.
+    pub async fn mark_running(&self, mission: &MissionRow, agent_id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let moved = sqlx::query("UPDATE missions SET state = 'running', agent_id = $1, updated = $2 WHERE id = $3 AND state IN ('queued', 'dispatched')")
+            .bind(agent_id)
+            .bind(now_ms())
+            .bind(&mission.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if moved && matches!(mission.kind, MissionKind::Deploy | MissionKind::Rollback) {
+            sqlx::query(
+                "UPDATE releases SET state = 'deploying' WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(&mission.release_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Applies an agent's MissionUpdate to the mission, its release and the
+    /// service's current release.
+    pub async fn apply_update(
+        &self,
+        mission: &MissionRow,
+        update: &launch_proto::MissionUpdate,
+        state: MissionState,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE missions SET state = $1, message = $2, url = $3, result_release_id = $4, updated = $5 WHERE id = $6")
+            .bind(state.label())
+            .bind(&update.message)
+            .bind(&update.url)
+            .bind(&update.release_id)
+            .bind(now_ms())
+            .bind(&mission.id)
+            .execute(&mut *tx)
+            .await?;
+        let release_state = match state {
+            MissionState::Running => Some("deploying"),
+            MissionState::Healthy => Some("healthy"),
+            MissionState::Failed => Some("failed"),
+            MissionState::RolledBack => Some("rolled_back"),
+            // A cancelled deploy never went live.
+            MissionState::Cancelled => Some("failed"),
+            _ => None,
+        };
+        let moves_release = matches!(mission.kind, MissionKind::Deploy | MissionKind::Rollback);
+        if let (Some(release_state), true) = (release_state, moves_release) {
+            sqlx::query("UPDATE releases SET state = $1 WHERE id = $2")
+                .bind(release_state)
+                .bind(&mission.release_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let current = match state {
+            // A preview's release is never the environment's.
+            _ if !mission.preview.is_empty() => None,
+            MissionState::Healthy if moves_release => Some(mission.release_id.clone()),
+            MissionState::RolledBack if !update.release_id.is_empty() => {
+                Some(update.release_id.clone())
+            }
+            _ => None,
+        };
+        // A retired host runs nothing.
+        let retired_host = state == MissionState::Healthy && mission.kind == MissionKind::Retire;
+        if current.is_some() || retired_host {
+            sqlx::query(
+                "UPDATE services SET current_release_id = $1 WHERE service = $2 AND environment = $3",
+            )
+            .bind(current)
+            .bind(&mission.service)
+            .bind(&mission.environment)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn mission_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query("SELECT kind, state, COUNT(*) AS n FROM missions GROUP BY kind, state ORDER BY kind, state")
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.iter().map(|r| (r.get("kind"), r.get("state"), r.get("n"))).collect())
+    }
+}
