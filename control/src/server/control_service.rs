@@ -1,9 +1,9 @@
 //! The gRPC service the CLI and the Terraform provider talk to. Who may call
 //! which RPC is decided before any handler runs, by `authz::Authorize`. The
 //! handlers are here, except the two long ones, `deploy` (the upload and its
-//! checks) and `follow` (`WatchMission` and `StreamLogs`), and `services` (a
-//! service as the CLI and the provider see it, `ListServices`,
-//! `EnsureService`, `RetireService`).
+//! checks) and `follow` (`WatchMission` and `StreamLogs`), and two groups:
+//! `services` (a service as the CLI and the provider see it, `ListServices`,
+//! `EnsureService`, `RetireService`) and `agents` (agents and join tokens).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,9 +21,6 @@ use super::state::{State, internal};
 use super::store::{MissionRow, ReleaseRow};
 use super::tokens;
 
-/// Default join token lifetime.
-const DEFAULT_JOIN_TTL_SECS: u64 = 3600;
-
 pub struct Control {
     state: Arc<State>,
 }
@@ -34,6 +31,7 @@ impl Control {
     }
 }
 
+mod agents;
 mod deploy;
 mod follow;
 mod services;
@@ -71,39 +69,6 @@ pub(super) fn mission_info(m: &MissionRow) -> MissionInfo {
         agent_id: m.agent_id.clone(),
         created_unix_ms: m.created,
         updated_unix_ms: m.updated,
-    }
-}
-
-impl Control {
-    async fn all_agents(&self) -> Result<Vec<AgentInfo>, Status> {
-        let rows = self.state.store.agents().await.map_err(internal)?;
-        let join_tokens = self
-            .state
-            .store
-            .join_token_ids_by_agent()
-            .await
-            .map_err(internal)?;
-        // Connected to any replica, not only this one.
-        let connected = self
-            .state
-            .store
-            .connected_agents()
-            .await
-            .map_err(internal)?;
-        Ok(rows
-            .into_iter()
-            .map(|a| AgentInfo {
-                join_token_id: join_tokens.get(&a.id).cloned().unwrap_or_default(),
-                connected: connected.contains(&a.id),
-                labels: serde_json::from_str(&a.labels).unwrap_or_default(),
-                agent_id: a.id,
-                hostname: a.hostname,
-                version: a.version,
-                revoked: a.revoked,
-                last_seen_unix_ms: a.last_seen,
-                registered_unix_ms: a.registered,
-            })
-            .collect())
     }
 }
 
@@ -320,69 +285,21 @@ impl ControlService for Control {
         &self,
         request: Request<RevokeAgentRequest>,
     ) -> Result<Response<RevokeAgentResponse>, Status> {
-        let agent_id = request.into_inner().agent_id;
-        if !self
-            .state
-            .store
-            .revoke_agent(&agent_id)
-            .await
-            .map_err(internal)?
-        {
-            return Err(Status::not_found(format!(
-                "no agent {agent_id}: see `launch agents`"
-            )));
-        }
-        self.state.hub.close(&agent_id);
-        info!(agent_id = %agent_id, "agent revoked");
-        Ok(Response::new(RevokeAgentResponse {}))
+        self.revoke_one_agent(request).await
     }
 
     async fn create_join_token(
         &self,
         request: Request<CreateJoinTokenRequest>,
     ) -> Result<Response<CreateJoinTokenResponse>, Status> {
-        let request = request.into_inner();
-        let (service, environment) = target(request.target.as_ref())?;
-        let ttl_secs = if request.ttl_secs == 0 {
-            DEFAULT_JOIN_TTL_SECS
-        } else {
-            request.ttl_secs.min(10 * 365 * 24 * 3600)
-        };
-        let store = &self.state.store;
-        store
-            .ensure_service(&service, &environment)
-            .await
-            .map_err(internal)?;
-        let token = tokens::mint(tokens::JOIN_PREFIX);
-        let id = tokens::new_id("j");
-        let expires = super::store::now_ms() + (ttl_secs as i64) * 1000;
-        store
-            .insert_join_token(&id, &tokens::hash(&token), &service, &environment, expires)
-            .await
-            .map_err(internal)?;
-        info!(service = %service, environment = %environment, join_token_id = %id, ttl_secs, "join token created");
-        Ok(Response::new(CreateJoinTokenResponse {
-            join_token_id: id,
-            join_token: token,
-            expires_unix_ms: expires,
-        }))
+        self.mint_join_token(request).await
     }
 
     async fn revoke_join_token(
         &self,
         request: Request<RevokeJoinTokenRequest>,
     ) -> Result<Response<RevokeJoinTokenResponse>, Status> {
-        let id = request.into_inner().join_token_id;
-        if !self
-            .state
-            .store
-            .revoke_join_token(&id)
-            .await
-            .map_err(internal)?
-        {
-            return Err(Status::not_found(format!("no join token {id}")));
-        }
-        Ok(Response::new(RevokeJoinTokenResponse {}))
+        self.revoke_one_join_token(request).await
     }
 
     async fn set_secret(
