@@ -85,14 +85,17 @@ def memory(names):
     """Median memory use per host container (docker stats), and the median
     VmRSS of the agent in a sample of them."""
     stats = docker("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *names)
-    used = [mib(line.split()[1]) for line in stats.splitlines() if line.strip()]
+    # A busy engine answers 0B for containers whose cgroup it did not read
+    # in time: those are no figure, not an empty host.
+    used = [m for m in (mib(line.split()[1]) for line in stats.splitlines() if line.strip()) if m > 0]
     agent = []
     for name in names[:10]:
         out = docker("exec", name, "sh", "-c",
                      "grep VmRSS /proc/$(pidof launch-agent | cut -d' ' -f1)/status", check=False)
         if out.split()[1:2]:
             agent.append(int(out.split()[1]) / 1024)
-    return statistics.median(used), (statistics.median(agent) if agent else float("nan"))
+    return (statistics.median(used) if used else float("nan"),
+            statistics.median(agent) if agent else float("nan"))
 
 
 def phase(tf, run, timed_plan, env, launch, root, work, count, runs, before=None):

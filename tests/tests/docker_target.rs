@@ -121,6 +121,18 @@ fn a_docker_host_registers_takes_a_deploy_resizes_comes_back_imports_and_destroy
     assert_eq!(host["State"]["Running"], true, "{host}");
     assert_eq!(host["HostConfig"]["NanoCpus"], 1_000_000_000i64);
     assert_eq!(host["HostConfig"]["Memory"], 1024i64 * 1024 * 1024);
+    // Bootstrapped through docker exec: the image's cloud-init never ran
+    // (the image has it: the EC2 and Proxmox boot tests run it).
+    let (_, unit) = docker(&[
+        "exec",
+        &container,
+        "systemctl",
+        "is-active",
+        "cloud-init.service",
+    ]);
+    assert_eq!(unit.trim(), "inactive", "cloud-init ran in the docker host");
+    let (has, _) = docker(&["exec", &container, "test", "-x", "/usr/bin/cloud-init"]);
+    assert!(has, "positive control: the host image has cloud-init");
     let values = tf.resource_values("launch_service.svc").expect("in state");
     assert_eq!(values["instance_id"], host["Id"]);
     assert_eq!(values["instance_type"], "1 cpus, 1024 MiB");

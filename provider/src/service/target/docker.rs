@@ -105,7 +105,11 @@ async fn engine<'a>(clients: &'a Clients, summary: &str) -> Result<&'a Docker, F
 
 /// The `docker run` arguments of a host: systemd as PID 1 with the cgroup
 /// tree and the mounts it needs (not `--privileged`), the engine's socket,
-/// the limits and the labels.
+/// the limits and the labels. cloud-init, if the image has it, stays off: a
+/// docker host is bootstrapped through `docker exec`, not user-data, and
+/// cloud-init's four units would otherwise hold `systemctl
+/// is-system-running` back for seconds of CPU per host (its generator reads
+/// `KERNEL_CMDLINE` in place of PID 1's command line).
 fn run_args(name: &str, labels: [(&str, &str); 3], args: &DockerArgs, size: Size) -> Vec<String> {
     let (cpus, memory_mib) = limits(size);
     let mut run: Vec<String> = [
@@ -121,6 +125,8 @@ fn run_args(name: &str, labels: [(&str, &str); 3], args: &DockerArgs, size: Size
         &format!("{memory_mib}m"),
         "--restart",
         "unless-stopped",
+        "--env",
+        "KERNEL_CMDLINE=cloud-init=disabled",
         "--cap-add",
         "SYS_ADMIN",
         "--security-opt",
