@@ -266,13 +266,17 @@ fn register_request(join_token: &str, service: &str, environment: &str) -> Regis
 
 /// A valid bundle: a compose file and a launch.toml.
 fn good_bundle(marker: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        format!("services:\n  web:\n    image: busybox # {marker}\n"),
+    bundle_of(
+        &format!("services:\n  web:\n    image: busybox # {marker}\n"),
+        "port = 8080\n",
     )
-    .unwrap();
-    std::fs::write(dir.path().join("launch.toml"), "port = 8080\n").unwrap();
+}
+
+/// A bundle of `compose.yaml` and `launch.toml` with these texts.
+fn bundle_of(compose: &str, launch_toml: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
+    std::fs::write(dir.path().join("launch.toml"), launch_toml).unwrap();
     let mut out = Vec::new();
     launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
     out

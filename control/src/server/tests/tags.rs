@@ -88,16 +88,7 @@ async fn listed(server: &TestServer, filters: &[&str]) -> Result<Vec<String>, St
 
 /// A bundle whose launch.toml is `launch_toml`.
 fn bundle_with_config(launch_toml: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        "services:\n  web:\n    image: busybox\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("launch.toml"), launch_toml).unwrap();
-    let mut out = Vec::new();
-    launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
-    out
+    bundle_of("services:\n  web:\n    image: busybox\n", launch_toml)
 }
 
 on_both_engines! {
