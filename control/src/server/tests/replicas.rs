@@ -6,14 +6,14 @@
 //! log lines and updates written through one replica reach the agents and
 //! watchers of another, by notification or, when one is lost, by the
 //! periodic check; an agent connected to one replica is connected in the
-//! answers of all. With one S3 bundle store
-//! they share bundles: an agent held by one replica fetches what was
-//! uploaded through another; with bundles in each data dir it is told
-//! clearly that the bundle is not there.
+//! answers of all (`replicas/relay`: log lines and updates). With one S3
+//! bundle store they share bundles (`replicas/bundles`).
 
-use super::super::bundle_store::{self, Location};
-use super::super::test_moto_s3::MotoS3;
 use super::*;
+
+mod bundles;
+mod relay;
+use relay::{line_labels, watch, watch_labels};
 
 /// `db`'s URL; for SQLite a file both replicas' configs point at.
 fn shared_url(db: &TestDb, dir: &Path) -> String {
@@ -220,13 +220,22 @@ const NEVER: Duration = Duration::from_secs(3600);
 async fn two_replicas(
     adjust: impl Fn(&mut ServerConfig) + Clone,
 ) -> (TestServer, TestServer, String, AgentSession) {
+    let (holder, other, agent_token) = two_replicas_and_an_agent(adjust).await;
+    let session = AgentSession::open(&holder, &agent_token).await.unwrap();
+    (holder, other, agent_token, session)
+}
+
+/// [`two_replicas`] before the session: web/prod's agent is registered
+/// (through the first) and its token returned, but not connected.
+async fn two_replicas_and_an_agent(
+    adjust: impl Fn(&mut ServerConfig) + Clone,
+) -> (TestServer, TestServer, String) {
     let db = TestDb::postgres();
     let key: [u8; 32] = rand::random();
     let holder = replica_with(&db, key, NEVER, None, adjust.clone()).await;
     let other = replica_with(&db, key, NEVER, Some(&holder), adjust).await;
     let (_, agent_token) = holder.register("web", "prod").await;
-    let session = AgentSession::open(&holder, &agent_token).await.unwrap();
-    (holder, other, agent_token, session)
+    (holder, other, agent_token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,11 +324,7 @@ async fn next_agent_event(events: &mut Streaming<FleetEvent>) -> (FleetEventKind
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_of_every_replica_hear_an_agent_connect_and_leave_once_the_store_says_so() {
-    let db = TestDb::postgres();
-    let key: [u8; 32] = rand::random();
-    let holder = replica(&db, key, NEVER, None).await;
-    let other = replica(&db, key, NEVER, Some(&holder)).await;
-    let (_, agent_token) = holder.register("web", "prod").await;
+    let (holder, other, agent_token) = two_replicas_and_an_agent(|_| {}).await;
     let mut watchers = Vec::new();
     for replica in [&holder, &other] {
         let events = replica
@@ -356,26 +361,16 @@ async fn the_dashboards_of_every_replica_hear_an_agent_connect_and_leave_once_th
 /// A bundle whose compose names its project (`name:`), a key
 /// docker-compose v1 lacks.
 fn named_project_bundle() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("compose.yaml"),
+    bundle_of(
         "name: shop\nservices:\n  web:\n    image: busybox\n",
+        "port = 8080\n",
     )
-    .unwrap();
-    std::fs::write(dir.path().join("launch.toml"), "port = 8080\n").unwrap();
-    let mut out = Vec::new();
-    launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_through_another_replica_is_checked_against_the_compose_the_agent_told_the_holder()
 {
-    let db = TestDb::postgres();
-    let key: [u8; 32] = rand::random();
-    let holder = replica(&db, key, NEVER, None).await;
-    let other = replica(&db, key, NEVER, Some(&holder)).await;
-    let (_, agent_token) = holder.register("web", "prod").await;
+    let (holder, other, agent_token) = two_replicas_and_an_agent(|_| {}).await;
     // Positive control: with no compose known, the key passes.
     other
         .deploy_with("web", "prod", named_project_bundle(), Default::default())
@@ -491,312 +486,6 @@ async fn a_mission_whose_notification_is_lost_is_found_by_the_periodic_check() {
     assert_eq!(mission.mission_id, "m-lost-notification");
     drop(session);
     holder.stop().await;
-}
-
-/// Keeps bundles in `bucket` (under `bundles/`) on `moto`.
-fn on_s3(moto: &MotoS3, bucket: &str) -> impl Fn(&mut ServerConfig) + Clone {
-    let location = Location::parse(&format!("s3://{bucket}/bundles")).unwrap();
-    let aws = bundle_store::moto_aws(&moto.url());
-    move |config: &mut ServerConfig| {
-        config.bundle_store = location.clone();
-        config.aws = Some(aws.clone());
-    }
-}
-
-/// FetchBundle as the agent holding `agent_token` calls it, on `server`.
-async fn fetch_bundle(
-    server: &TestServer,
-    agent_token: &str,
-    release_id: &str,
-) -> Result<Vec<u8>, Status> {
-    let mut chunks = server
-        .agents()
-        .await
-        .fetch_bundle(with_token(
-            FetchBundleRequest {
-                release_id: release_id.into(),
-            },
-            agent_token,
-        ))
-        .await?
-        .into_inner();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = chunks.next().await {
-        bytes.extend(chunk?.data);
-    }
-    Ok(bytes)
-}
-
-/// Every file a replica keeps in its data dir's `bundles/`.
-fn bundle_files(server: &TestServer) -> Vec<String> {
-    std::fs::read_dir(server.server_dir().join("bundles"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_held_by_one_replica_fetches_a_bundle_uploaded_through_another_from_s3() {
-    let moto = MotoS3::shared();
-    let bucket = moto.new_bucket();
-    let (holder, other, agent_token, mut session) = two_replicas(on_s3(moto, &bucket)).await;
-
-    let bundle = good_bundle("through the other replica");
-    let deployed = other.deploy("web", "prod", bundle.clone()).await;
-    let mission = session.next_mission().await;
-    assert_eq!(mission.mission_id, deployed.mission_id);
-    let fetched = fetch_bundle(&holder, &agent_token, &mission.release_id)
-        .await
-        .expect("the holder serves the bundle the other replica stored");
-    assert_eq!(
-        launch_core::bundle::sha256_hex(&fetched),
-        mission.bundle_sha256
-    );
-    assert_eq!(fetched, bundle);
-    assert_eq!(
-        moto.request(
-            "HEAD",
-            &format!("/{bucket}/bundles/{}.tar.gz", mission.bundle_sha256)
-        ),
-        Ok(200)
-    );
-    // Neither replica kept it (or a half upload) on its own disk.
-    assert!(
-        bundle_files(&holder).is_empty(),
-        "{:?}",
-        bundle_files(&holder)
-    );
-    assert!(
-        bundle_files(&other).is_empty(),
-        "{:?}",
-        bundle_files(&other)
-    );
-    drop(session);
-    other.stop().await;
-    holder.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_bundles_in_each_data_dir_another_replicas_agent_is_told_the_bundle_is_missing() {
-    let (holder, other, agent_token, mut session) = two_replicas(|_| {}).await;
-
-    let deployed = other.deploy("web", "prod", good_bundle("1")).await;
-    let mission = session.next_mission().await;
-    assert_eq!(mission.mission_id, deployed.mission_id);
-    let refused = fetch_bundle(&holder, &agent_token, &mission.release_id)
-        .await
-        .expect_err("the holder has no copy of the other replica's bundle");
-    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
-    for needle in [
-        mission.release_id.as_str(),
-        mission.bundle_sha256.as_str(),
-        "deploy the service again",
-        "--bundle-store",
-    ] {
-        assert!(refused.message().contains(needle), "{needle}: {refused:?}");
-    }
-    // Positive control: the replica it was uploaded through serves it.
-    let fetched = fetch_bundle(&other, &agent_token, &mission.release_id)
-        .await
-        .expect("the other replica has it in its data dir");
-    assert_eq!(
-        launch_core::bundle::sha256_hex(&fetched),
-        mission.bundle_sha256
-    );
-    drop(session);
-    other.stop().await;
-    holder.stop().await;
-}
-
-#[tokio::test]
-async fn a_server_whose_bucket_does_not_answer_refuses_to_start_naming_it() {
-    let moto = MotoS3::shared();
-    let bucket = moto.new_bucket();
-    let dirs = tempfile::tempdir().unwrap();
-    let config = |name: &str, bucket: &str| {
-        let mut config = TestDb::Sqlite.config(dirs.path().join(name));
-        on_s3(moto, bucket)(&mut config);
-        config
-    };
-    let refused = start_replica(config("a", "launch-no-such-bucket"))
-        .await
-        .map(|_| ())
-        .expect_err("a server with a missing bucket must not start");
-    assert!(refused.contains("\"launch-no-such-bucket\""), "{refused}");
-    assert!(refused.contains(&moto.url()), "{refused}");
-    assert!(refused.contains("create the bucket"), "{refused}");
-
-    // Positive control: the same config with a bucket that exists starts.
-    let (_, stop, handle) = start_replica(config("b", &bucket))
-        .await
-        .expect("a server with an existing bucket starts");
-    stop.cancel();
-    handle.await.unwrap().unwrap();
-}
-
-/// Everything a WatchMission stream carries until it ends, as `line N`,
-/// `gap A-B` and `update STATE` labels.
-async fn watch_labels(stream: &mut Streaming<MissionEvent>) -> Vec<String> {
-    let mut labels = Vec::new();
-    loop {
-        let event = tokio::time::timeout(DEADLINE, stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("no mission event within {DEADLINE:?}; so far {labels:?}"))
-            .unwrap();
-        let Some(event) = event else { return labels };
-        labels.push(match event.event.unwrap() {
-            mission_event::Event::Line(line) => format!("line {}", line.seq),
-            mission_event::Event::Gap(gap) => format!("gap {}-{}", gap.from_seq, gap.to_seq),
-            mission_event::Event::Update(update) => format!("update {}", update.state().label()),
-        });
-    }
-}
-
-fn line_labels(seqs: impl IntoIterator<Item = u64>) -> Vec<String> {
-    seqs.into_iter().map(|seq| format!("line {seq}")).collect()
-}
-
-async fn watch(server: &TestServer, mission_id: &str, since_seq: u64) -> Streaming<MissionEvent> {
-    server
-        .control()
-        .await
-        .watch_mission(server.admin(WatchMissionRequest {
-            mission_id: mission_id.into(),
-            since_seq,
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn follow(server: &TestServer, since_seq: u64) -> Streaming<LogEvent> {
-    server
-        .control()
-        .await
-        .stream_logs(server.admin(StreamLogsRequest {
-            target: Some(target("web", "prod")),
-            mission_id: String::new(),
-            since_seq,
-            follow: true,
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lines_and_updates_stored_by_one_replica_reach_watchers_on_another() {
-    let (holder, other, _, mut session) = two_replicas(|_| {}).await;
-    let deployed = other.deploy("web", "prod", good_bundle("1")).await;
-    let mission_id = session.next_mission().await.mission_id;
-    assert_eq!(mission_id, deployed.mission_id);
-
-    // Watchers on the replica that does not hold the agent, before any line.
-    let mut watcher = watch(&other, &mission_id, 0).await;
-    let mut follower = follow(&other, 0).await;
-    session.ack(&mission_id).await;
-    session.logs(&mission_id, 1..=3).await;
-    assert_eq!(session.next_log_ack(&mission_id).await, 3);
-    assert_eq!(log_labels(&mut follower, 3).await, line_labels(1..=3));
-    // One that resumes after seq 2, while the mission runs.
-    let mut resumed = follow(&other, 2).await;
-    assert_eq!(log_labels(&mut resumed, 3).await, line_labels([3]));
-
-    // Many batches, then lines 301 and 302 lost by the agent.
-    for batch in 0..30u64 {
-        session
-            .logs(&mission_id, 4 + batch * 10..=(13 + batch * 10).min(300))
-            .await;
-    }
-    session.logs(&mission_id, 303..=310).await;
-    while session.next_log_ack(&mission_id).await < 310 {}
-    let mut expected = line_labels(4..=300);
-    expected.push("gap 301-302".into());
-    expected.extend(line_labels(303..=310));
-    assert_eq!(log_labels(&mut follower, 310).await, expected);
-    assert_eq!(log_labels(&mut resumed, 310).await, expected);
-    session
-        .update(&mission_id, MissionState::Healthy, &deployed.release_id)
-        .await;
-
-    let shown = watch_labels(&mut watcher).await;
-    let (updates, lines): (Vec<String>, Vec<String>) = shown
-        .iter()
-        .cloned()
-        .partition(|label| label.starts_with("update"));
-    let mut all = line_labels(1..=300);
-    all.push("gap 301-302".into());
-    all.extend(line_labels(303..=310));
-    assert_eq!(lines, all, "every line once, in order");
-    assert_eq!(
-        shown.last().map(String::as_str),
-        Some("update healthy"),
-        "{shown:?}"
-    );
-    assert!(
-        updates == ["update healthy"] || updates == ["update running", "update healthy"],
-        "{updates:?}"
-    );
-
-    // Resuming after the end, from a seq, on the other replica.
-    let replayed = watch_labels(&mut watch(&other, &mission_id, 305).await).await;
-    let mut tail = line_labels(306..=310);
-    tail.push("update healthy".into());
-    assert_eq!(replayed, tail);
-
-    // `logs -f` there moves to the newer mission the holder records.
-    let newer = holder.deploy("web", "prod", good_bundle("2")).await;
-    assert_eq!(session.next_mission().await.mission_id, newer.mission_id);
-    session.ack(&newer.mission_id).await;
-    session.logs(&newer.mission_id, 1..=2).await;
-    let event = tokio::time::timeout(DEADLINE, follower.message())
-        .await
-        .expect("the follower moves to the newer mission within the deadline")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (event.mission_id, event.line.map(|line| line.seq)),
-        (newer.mission_id.clone(), Some(1))
-    );
-    drop(session);
-    other.stop().await;
-    holder.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lines_and_a_final_state_never_notified_reach_watchers_through_the_periodic_check() {
-    let db = TestDb::postgres();
-    let key: [u8; 32] = rand::random();
-    let watched = replica(&db, key, Duration::from_millis(200), None).await;
-    let deployed = watched.deploy("web", "prod", good_bundle("1")).await;
-    let mut watcher = watch(&watched, &deployed.mission_id, 0).await;
-    let mut follower = follow(&watched, 0).await;
-    // Written straight to the store, as by a replica that died before its
-    // NOTIFY.
-    let store = watched.store().await;
-    let lines = numbered_lines(1..=5);
-    store
-        .insert_lines(&deployed.mission_id, &lines)
-        .await
-        .unwrap();
-    assert_eq!(log_labels(&mut follower, 5).await, line_labels(1..=5));
-    let mission = store.mission(&deployed.mission_id).await.unwrap().unwrap();
-    let update = MissionUpdate {
-        mission_id: deployed.mission_id.clone(),
-        state: MissionState::Failed as i32,
-        message: "the replica died".into(),
-        release_id: deployed.release_id.clone(),
-        url: String::new(),
-    };
-    store
-        .apply_update(&mission, &update, MissionState::Failed)
-        .await
-        .unwrap();
-    store.close().await;
-    let mut expected = line_labels(1..=5);
-    expected.push("update failed".into());
-    assert_eq!(watch_labels(&mut watcher).await, expected);
-    watched.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
