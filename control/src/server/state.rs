@@ -266,6 +266,16 @@ impl State {
     /// ([`super::store::NewDeploy::dispatch_to`]) needs no second write,
     /// and goes back to `queued` if the send fails; any other is marked
     /// dispatched once sent.
+    ///
+    /// `session` was looked up before the mission was written, so it can
+    /// be stale: an agent that connected since may have looked for its
+    /// queued missions before this one was committed, and a session that
+    /// closed since cannot take it. Hence, with no session or a failed
+    /// send, the hub is asked once more, now that the mission is stored:
+    /// a session registered by then is found here, one registered later
+    /// finds the mission in its own connect-time query (the session
+    /// registers itself in the hub before that query). Either way it is
+    /// sent; a session gets it at most once (it drops repeats by id).
     pub async fn send_mission(
         &self,
         mission: &MissionRow,
@@ -274,31 +284,45 @@ impl State {
     ) -> Result<(), Status> {
         self.hub
             .announce_mission(&mission.service, &mission.environment, &mission.id);
-        let Some((agent_id, outbound)) = session else {
-            info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, "no agent connected here: mission stays queued");
-            self.notify_replicas(&mission.id).await;
-            return Ok(());
-        };
-        let recorded = mission.state == MissionState::Dispatched && mission.agent_id == agent_id;
-        let message = self.mission_message_with(mission, known).await?;
-        if outbound.send(Ok(message)).await.is_err() {
-            warn!(agent_id = %agent_id, mission_id = %mission.id, "agent session closed during dispatch: mission stays queued");
-            if recorded {
+        let mut recorded = mission.state == MissionState::Dispatched;
+        let mut message = None;
+        let mut session = session;
+        for look_again in [false, true] {
+            if look_again {
+                session = self.hub.session_for(&mission.service, &mission.environment);
+            }
+            let Some((agent_id, outbound)) = session.take() else {
+                continue;
+            };
+            let recorded_here = recorded && mission.agent_id == agent_id;
+            let message = match &message {
+                Some(message) => ControlMessage::clone(message),
+                None => message
+                    .insert(self.mission_message_with(mission, known).await?)
+                    .clone(),
+            };
+            if outbound.send(Ok(message)).await.is_err() {
+                warn!(agent_id = %agent_id, mission_id = %mission.id, "agent session closed during dispatch");
+                if recorded_here {
+                    self.store
+                        .requeue(&mission.id, &agent_id)
+                        .await
+                        .map_err(internal)?;
+                    recorded = false;
+                }
+                continue;
+            }
+            if !recorded_here {
                 self.store
-                    .requeue(&mission.id, &agent_id)
+                    .mark_dispatched(&mission.id, &agent_id)
                     .await
                     .map_err(internal)?;
-                self.notify_replicas(&mission.id).await;
             }
+            debug!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, agent_id = %agent_id, "mission dispatched");
             return Ok(());
         }
-        if !recorded {
-            self.store
-                .mark_dispatched(&mission.id, &agent_id)
-                .await
-                .map_err(internal)?;
-        }
-        debug!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, agent_id = %agent_id, "mission dispatched");
+        info!(service = %mission.service, environment = %mission.environment, mission_id = %mission.id, "no agent connected here: mission stays queued");
+        self.notify_replicas(&mission.id).await;
         Ok(())
     }
 
@@ -307,5 +331,140 @@ impl State {
         if let Err(err) = self.store.notify_mission(mission_id).await {
             warn!(cause = %err, mission_id = %mission_id, "cannot notify the other replicas: their periodic check will find the mission");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `send_mission` against a real store and hub, with the interleavings
+    //! of a deploy and an agent's connect that the wire cannot pin down.
+
+    use launch_proto::MissionState;
+    use tokio::sync::mpsc;
+
+    use super::super::store::{MissionRow, NewDeploy};
+    use super::*;
+
+    async fn state_in(dir: &std::path::Path) -> Arc<State> {
+        let url = format!("sqlite://{}", dir.join("launch.db").display());
+        let store = Store::open(&url).await.expect("open the store");
+        let bundles = super::super::bundle_store::BundleStore::open(
+            &Default::default(),
+            dir.join("bundles"),
+            None,
+        )
+        .await
+        .expect("open the bundle store");
+        Arc::new(State {
+            store,
+            hub: Arc::new(Hub::default()),
+            secrets: SecretBox::new([7; 32]),
+            data_dir: dir.to_owned(),
+            bundles,
+            admin_hash: String::new(),
+            max_bundle_bytes: 1 << 20,
+            agent_binary: None,
+            cli_binary: None,
+            shutdown: CancellationToken::new(),
+            revocations: Default::default(),
+            github: Default::default(),
+            previews: Default::default(),
+            fleet: Default::default(),
+        })
+    }
+
+    /// A deploy's write of its mission, queued (no session was found).
+    async fn queued_deploy(state: &State, service: &str) -> MissionRow {
+        let deploy = NewDeploy {
+            service: service.to_owned(),
+            environment: "production".to_owned(),
+            git_ref: "main".to_owned(),
+            bundle_sha256: "ab".repeat(32),
+            bundle_size: 100,
+            secrets: Vec::new(),
+            release_id: tokens::new_id("r"),
+            mission_id: tokens::new_id("m"),
+            source: None,
+            preview: String::new(),
+            tags: Vec::new(),
+            dispatch_to: None,
+        };
+        state.store.record_deploy(&deploy).await.unwrap().mission
+    }
+
+    fn mission_id_of(message: Option<Result<ControlMessage, Status>>) -> String {
+        match message {
+            Some(Ok(ControlMessage {
+                msg: Some(control_message::Msg::Mission(mission)),
+            })) => mission.mission_id,
+            other => panic!("expected a mission, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mission_stored_after_its_agent_connected_unseen_still_reaches_that_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path()).await;
+        // The deploy looks for a session: none yet.
+        let looked = state.hub.session_for("web", "production");
+        assert!(looked.is_none());
+        // The agent connects, and its connect-time look for queued
+        // missions finds none: the deploy has not written its mission.
+        let (outbound, mut session) = mpsc::channel(4);
+        let (_guard, _closed) = state.hub.connect("a-1", "web", "production", outbound);
+        assert!(
+            state
+                .store
+                .unacked_missions("web", "production")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Then the deploy writes it and sends with what it looked up.
+        let mission = queued_deploy(&state, "web").await;
+        state.send_mission(&mission, looked, None).await.unwrap();
+
+        assert_eq!(mission_id_of(session.try_recv().ok()), mission.id);
+        let stored = state.store.mission(&mission.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.state, stored.agent_id.as_str()),
+            (MissionState::Dispatched, "a-1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mission_whose_session_closed_before_the_send_goes_to_the_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path()).await;
+        let (old, old_end) = mpsc::channel(4);
+        let (_old_guard, _) = state.hub.connect("a-1", "web", "production", old);
+        let looked = state.hub.session_for("web", "production");
+        assert!(looked.is_some(), "the old session is found first");
+        // It closes, and the agent's next session opens, before the send.
+        drop(old_end);
+        let (newer, mut newer_end) = mpsc::channel(4);
+        let (_newer_guard, _) = state.hub.connect("a-1", "web", "production", newer);
+
+        let mission = queued_deploy(&state, "web").await;
+        state.send_mission(&mission, looked, None).await.unwrap();
+
+        assert_eq!(mission_id_of(newer_end.try_recv().ok()), mission.id);
+        let stored = state.store.mission(&mission.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, MissionState::Dispatched);
+    }
+
+    #[tokio::test]
+    async fn a_mission_with_no_session_anywhere_stays_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path()).await;
+        let mission = queued_deploy(&state, "web").await;
+        state.send_mission(&mission, None, None).await.unwrap();
+        let stored = state.store.mission(&mission.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, MissionState::Queued);
+        // The positive control: the same call with a session sends.
+        let (outbound, mut session) = mpsc::channel(4);
+        let (_guard, _) = state.hub.connect("a-1", "web", "production", outbound);
+        state.send_mission(&mission, None, None).await.unwrap();
+        assert_eq!(mission_id_of(session.try_recv().ok()), mission.id);
     }
 }
