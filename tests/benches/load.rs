@@ -25,6 +25,8 @@
 //! bundle, which the store keeps once). With the latencies the bench prints
 //! the burst's wall time and the CPU time the server and the bench itself
 //! spent on it, which says how much of the latency is waiting for a core.
+//! The burst starts once the server has finished setting up the sessions
+//! (its CPU back to heartbeats alone), not while it still is.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -207,6 +209,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         simulated.push(agent.expect("an agent connected"));
     }
     let connect_time = started.elapsed();
+    let settled_after = settle(servers).await;
     let connected_rss = rss_all(servers);
 
     if !knobs.idle.is_zero() {
@@ -287,6 +290,11 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         megabytes(&after_rss),
     );
     println!(
+        "{label}: the servers finished setting up the sessions {:.1} s after the last one opened (CPU under {SETTLED_SHARE} of a core for {} ms)",
+        settled_after.as_secs_f64(),
+        SETTLE_WINDOW.as_millis(),
+    );
+    println!(
         "{label}: {DEPLOYS} concurrent deploys, {} failed; Deploy call → mission on the agent session: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         failures.len(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
@@ -313,6 +321,40 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         ended, 0,
         "the server ended {ended} sessions the bench still held (see the server's log)"
     );
+}
+
+/// A server is settled when it spends under this share of a core…
+const SETTLED_SHARE: f64 = 0.2;
+/// …over this window: 10,000 agents' heartbeats alone take about 9 % of
+/// a core, the sessions' setup a whole one.
+const SETTLE_WINDOW: Duration = Duration::from_millis(250);
+
+/// Waits until every server has finished setting up its sessions. The
+/// bench's agent counts as connected once its Session call answers (the
+/// Welcome), but the server goes on with each Hello after that (the
+/// session's row, its queued missions): deploys started meanwhile would
+/// share the cores with up to thousands of those, and measure them. Returns
+/// how long that took.
+async fn settle(servers: &[Server]) -> Duration {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        let before: Vec<Duration> = servers.iter().map(|s| cpu_time(s.process.pid())).collect();
+        tokio::time::sleep(SETTLE_WINDOW).await;
+        let busiest = servers
+            .iter()
+            .zip(&before)
+            .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
+            .max()
+            .unwrap_or_default();
+        if busiest.as_secs_f64() < SETTLED_SHARE * SETTLE_WINDOW.as_secs_f64() {
+            return started.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a server still used {busiest:?} of CPU every {SETTLE_WINDOW:?} two minutes after the agents connected"
+        );
+    }
 }
 
 /// Waits `knobs.idle` with every session open and heartbeating, and prints
