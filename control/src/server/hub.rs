@@ -9,7 +9,7 @@
 //! only); what they relay back comes in through `publish_local` and
 //! `announce_local`, which do not send it out again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -48,10 +48,51 @@ struct Session {
     closed: CancellationToken,
 }
 
+/// The open sessions by agent, and by service for the deploys' lookups:
+/// one map scan per deploy would be 10,000 string compares with 10,000
+/// agents connected.
+#[derive(Debug, Default)]
+struct Sessions {
+    by_agent: HashMap<String, Session>,
+    /// Per service and environment: its sessions' agents by connection
+    /// number (the last is the most recent).
+    by_service: HashMap<(String, String), BTreeMap<u64, String>>,
+}
+
+impl Sessions {
+    /// Adds a session; returns the agent's previous one, now removed.
+    fn insert(&mut self, agent_id: &str, session: Session) -> Option<Session> {
+        let previous = self.remove(agent_id);
+        self.by_service
+            .entry((session.service.clone(), session.environment.clone()))
+            .or_default()
+            .insert(session.connection, agent_id.to_owned());
+        self.by_agent.insert(agent_id.to_owned(), session);
+        previous
+    }
+
+    fn remove(&mut self, agent_id: &str) -> Option<Session> {
+        let session = self.by_agent.remove(agent_id)?;
+        let key = (session.service.clone(), session.environment.clone());
+        if let Some(agents) = self.by_service.get_mut(&key) {
+            agents.remove(&session.connection);
+            if agents.is_empty() {
+                self.by_service.remove(&key);
+            }
+        }
+        Some(session)
+    }
+
+    fn of_service(&self, service: &str, environment: &str) -> Option<&BTreeMap<u64, String>> {
+        self.by_service
+            .get(&(service.to_owned(), environment.to_owned()))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Hub {
     next_connection: AtomicU64,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<Sessions>,
     missions: Mutex<HashMap<String, broadcast::Sender<MissionEvent>>>,
     services: Mutex<HashMap<(String, String), broadcast::Sender<String>>>,
     fleet: Fleet,
@@ -73,6 +114,7 @@ impl Drop for SessionGuard {
     fn drop(&mut self) {
         let mut sessions = self.hub.sessions.lock().expect("hub lock");
         if sessions
+            .by_agent
             .get(&self.agent_id)
             .is_some_and(|s| s.connection == self.connection)
         {
@@ -95,7 +137,7 @@ impl Hub {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
         let closed = CancellationToken::new();
         let previous = self.sessions.lock().expect("hub lock").insert(
-            agent_id.to_owned(),
+            agent_id,
             Session {
                 connection,
                 service: service.to_owned(),
@@ -186,20 +228,20 @@ impl Hub {
         self.sessions
             .lock()
             .expect("hub lock")
+            .by_agent
             .contains_key(agent_id)
     }
 
     pub fn connected_count(&self) -> usize {
-        self.sessions.lock().expect("hub lock").len()
+        self.sessions.lock().expect("hub lock").by_agent.len()
     }
 
     pub fn connected_for(&self, service: &str, environment: &str) -> usize {
         self.sessions
             .lock()
             .expect("hub lock")
-            .values()
-            .filter(|s| s.service == service && s.environment == environment)
-            .count()
+            .of_service(service, environment)
+            .map_or(0, BTreeMap::len)
     }
 
     /// The (service, environment) of every open session, each once.
@@ -208,23 +250,22 @@ impl Hub {
             .sessions
             .lock()
             .expect("hub lock")
-            .values()
-            .map(|s| (s.service.clone(), s.environment.clone()))
+            .by_service
+            .keys()
+            .cloned()
             .collect();
         services.sort();
-        services.dedup();
         services
     }
 
     /// The most recently connected session of an agent with these labels.
     pub fn session_for(&self, service: &str, environment: &str) -> Option<(String, Outbound)> {
-        self.sessions
-            .lock()
-            .expect("hub lock")
-            .iter()
-            .filter(|(_, s)| s.service == service && s.environment == environment)
-            .max_by_key(|(_, s)| s.connection)
-            .map(|(agent_id, s)| (agent_id.clone(), s.outbound.clone()))
+        let sessions = self.sessions.lock().expect("hub lock");
+        let (_, agent_id) = sessions
+            .of_service(service, environment)?
+            .last_key_value()?;
+        let session = sessions.by_agent.get(agent_id)?;
+        Some((agent_id.clone(), session.outbound.clone()))
     }
 
     /// Subscribes to a mission's events; channels nobody listens to any more
@@ -333,5 +374,51 @@ impl Hub {
         if let Some(sender) = sender {
             let _ = sender.send(mission_id.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbound() -> Outbound {
+        mpsc::channel(1).0
+    }
+
+    #[test]
+    fn a_service_is_served_by_its_newest_session_until_that_one_goes() {
+        let hub = Arc::new(Hub::default());
+        let (first, _) = hub.connect("a-1", "web", "production", outbound());
+        let (second, _) = hub.connect("a-2", "web", "production", outbound());
+        let (_other, _) = hub.connect("a-3", "api", "production", outbound());
+        assert_eq!(hub.connected_for("web", "production"), 2);
+        assert_eq!(hub.session_for("web", "production").unwrap().0, "a-2");
+        assert_eq!(
+            hub.connected_services(),
+            [("api", "production"), ("web", "production")]
+                .map(|(s, e)| (s.to_owned(), e.to_owned()))
+        );
+        drop(second);
+        assert_eq!(hub.session_for("web", "production").unwrap().0, "a-1");
+        drop(first);
+        assert!(hub.session_for("web", "production").is_none());
+        assert_eq!(hub.connected_for("web", "production"), 0);
+        assert_eq!(hub.connected_services().len(), 1, "only api is left");
+    }
+
+    #[test]
+    fn an_agents_new_session_replaces_its_old_one_whose_guard_then_leaves_it_alone() {
+        let hub = Arc::new(Hub::default());
+        let (old, old_closed) = hub.connect("a-1", "web", "production", outbound());
+        let (_new, new_closed) = hub.connect("a-1", "web", "production", outbound());
+        assert!(old_closed.is_cancelled(), "the old session is told to end");
+        assert_eq!(hub.connected_for("web", "production"), 1);
+        drop(old);
+        assert!(hub.is_connected("a-1"));
+        assert_eq!(hub.session_for("web", "production").unwrap().0, "a-1");
+        hub.close("a-1");
+        assert!(new_closed.is_cancelled());
+        assert!(hub.session_for("web", "production").is_none());
+        assert_eq!(hub.connected_count(), 0);
     }
 }
