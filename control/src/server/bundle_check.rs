@@ -6,25 +6,22 @@
 //! `launch.toml [env]`, and the names of the secrets in the request and in
 //! the store. When the service's agent has said which compose it runs (in its
 //! Hello, to any replica: the store keeps it), keys that compose lacks are
-//! refused too.
-
-use std::collections::BTreeSet;
+//! refused too. The caller reads the store (`Deploy` reads it once for the
+//! check and the mission's message both).
 
 use launch_core::bundle::Summary;
 use launch_core::compose::{self, features::HostCompose};
 use launch_core::service_config::ServiceConfig;
 use tonic::Status;
 
-use super::state::{State, internal};
-
-/// Checks the compose file of a bundle for `service`/`environment`.
-pub async fn check(
-    state: &State,
-    service: &str,
-    environment: &str,
+/// Checks the compose file of a bundle, with `secret_names` every secret
+/// the host will have (the request's and the stored ones) and
+/// `host_compose` what the service's agent last said it runs, if it did.
+pub fn check<'a>(
     summary: &Summary,
     config: &ServiceConfig,
-    request_secrets: impl Iterator<Item = &String>,
+    secret_names: impl Iterator<Item = &'a str>,
+    host_compose: Option<&str>,
 ) -> Result<(), Status> {
     let Some((file, text)) = summary.compose() else {
         return Err(Status::invalid_argument(format!(
@@ -32,20 +29,8 @@ pub async fn check(
             launch_core::bundle::COMPOSE_FILES.join(", ")
         )));
     };
-    // Independent reads, made at once.
-    let (stored, host) = tokio::try_join!(
-        state.store.secrets(service, environment),
-        state.store.host_compose(service, environment),
-    )
-    .map_err(internal)?;
-    let mut secret_names: BTreeSet<String> = request_secrets.cloned().collect();
-    secret_names.extend(stored.into_iter().map(|row| row.key));
-    let vars = compose::host_variables(
-        summary.dotenv.as_deref(),
-        &config.env,
-        secret_names.iter().map(String::as_str),
-    );
-    let host = host.and_then(|text| HostCompose::parse(&text));
+    let vars = compose::host_variables(summary.dotenv.as_deref(), &config.env, secret_names);
+    let host = host_compose.and_then(HostCompose::parse);
     compose::check(file, text, &vars, host)
         .map(|_| ())
         .map_err(|e| Status::invalid_argument(e.to_string()))

@@ -20,14 +20,17 @@ use super::secrets::{self, SecretBox};
 use super::store::{AgentRow, MissionRow, Store};
 use super::tokens;
 
-/// What a mission's message carries of its release and host, when the
-/// caller already has it.
+/// What a mission's message carries from the store, when the caller
+/// already has it all (a deploy, which read or wrote every part of it).
 #[derive(Clone, Debug, Default)]
 pub struct Known {
     pub bundle_sha256: String,
     pub bundle_size: u64,
     pub fqdn: String,
     pub host_address: String,
+    /// The secrets the agent gets, opened (see [`State::mission_secrets`]).
+    pub secrets: HashMap<String, String>,
+    pub allowances: Vec<String>,
 }
 
 pub struct State {
@@ -172,9 +175,8 @@ impl State {
         self.mission_message_with(mission, None).await
     }
 
-    /// [`State::mission_message`], with what the caller already knows of
-    /// its release and host instead of reading them back (a deploy that
-    /// just wrote them).
+    /// [`State::mission_message`], with what the caller already knows
+    /// instead of reading it (a deploy, which just read or wrote it all).
     async fn mission_message_with(
         &self,
         mission: &MissionRow,
@@ -186,48 +188,17 @@ impl State {
         } else {
             Default::default()
         };
-        // Independent reads, made at once: on PostgreSQL one round trip's
-        // wait instead of four, on SQLite several pooled connections.
-        let store = &self.store;
-        let read_known = async {
-            if let Some(known) = known {
-                return Ok(known.clone());
-            }
-            let (release, service) = tokio::try_join!(
-                async { store.release(&mission.release_id).await.map_err(internal) },
-                async {
-                    store
-                        .service(&mission.service, &mission.environment)
-                        .await
-                        .map_err(internal)
-                },
-            )?;
-            let (bundle_sha256, bundle_size) = release
-                .map(|r| (r.bundle_sha256, r.bundle_size.max(0) as u64))
-                .unwrap_or_default();
-            // The host's names and address are on the service's row.
-            let (fqdn, host_address) = service
-                .map(|row| (row.fqdn, row.host_address))
-                .unwrap_or_default();
-            Ok::<_, Status>(Known {
-                bundle_sha256,
-                bundle_size,
-                fqdn,
-                host_address,
-            })
+        let known = match known {
+            Some(known) => known.clone(),
+            None => self.read_known(mission).await?,
         };
-        let (known, secrets, allowances) =
-            tokio::try_join!(read_known, self.mission_secrets(mission), async {
-                store
-                    .allowances(&mission.service, &mission.environment)
-                    .await
-                    .map_err(internal)
-            },)?;
         let Known {
             bundle_sha256,
             bundle_size,
             fqdn,
             host_address,
+            secrets,
+            allowances,
         } = known;
         Ok(ControlMessage {
             msg: Some(control_message::Msg::Mission(Mission {
@@ -241,7 +212,7 @@ impl State {
                 secrets,
                 created_unix_ms: mission.created,
                 max_bundle_bytes: self.max_bundle_bytes,
-                allowances: allowances.into_iter().map(|row| row.allowance).collect(),
+                allowances,
                 host_names: fqdn.split_whitespace().map(str::to_owned).collect(),
                 agent_sha256,
                 agent_version,
@@ -250,6 +221,44 @@ impl State {
                 preview_memory_bytes: self.previews.memory_bytes,
                 preview_millicpus: self.previews.millicpus,
             })),
+        })
+    }
+
+    /// What a stored mission's message needs from the store. Independent
+    /// reads, made at once: on PostgreSQL one round trip's wait instead of
+    /// several, on SQLite several pooled connections.
+    async fn read_known(&self, mission: &MissionRow) -> Result<Known, Status> {
+        let store = &self.store;
+        let (release, service, secrets, allowances) = tokio::try_join!(
+            async { store.release(&mission.release_id).await.map_err(internal) },
+            async {
+                store
+                    .service(&mission.service, &mission.environment)
+                    .await
+                    .map_err(internal)
+            },
+            self.mission_secrets(mission),
+            async {
+                store
+                    .allowances(&mission.service, &mission.environment)
+                    .await
+                    .map_err(internal)
+            },
+        )?;
+        let (bundle_sha256, bundle_size) = release
+            .map(|r| (r.bundle_sha256, r.bundle_size.max(0) as u64))
+            .unwrap_or_default();
+        // The host's names and address are on the service's row.
+        let (fqdn, host_address) = service
+            .map(|row| (row.fqdn, row.host_address))
+            .unwrap_or_default();
+        Ok(Known {
+            bundle_sha256,
+            bundle_size,
+            fqdn,
+            host_address,
+            secrets,
+            allowances: allowances.into_iter().map(|row| row.allowance).collect(),
         })
     }
 

@@ -4,9 +4,11 @@
 //! recorded; then it is put in the bundle store, service, secrets, release
 //! and mission are written in one transaction — the mission already
 //! `dispatched` when its agent holds a session here, so the send needs no
-//! second write — and only then is the mission sent. A refusal at any step
-//! leaves nothing behind.
+//! second write — and only then is the mission sent, built from what the
+//! deploy read (once, for the check and the message both) and wrote,
+//! nothing read back. A refusal at any step leaves nothing behind.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
@@ -21,10 +23,19 @@ use super::super::bundle_store::{Spool, Upload};
 use super::super::github::ReportEvent;
 use super::super::secrets;
 use super::super::state::{Known, internal};
-use super::super::store::NewDeploy;
 use super::super::store::github::ReleaseSource;
+use super::super::store::{NewDeploy, SecretRow};
 use super::super::tokens;
 use super::{Control, target};
+
+/// What [`Control::read_for_deploy`] found.
+struct StoredForDeploy {
+    /// `(environment, row)`: the environment's secrets, then a preview's
+    /// overrides (stored under `environment@preview`).
+    secrets: Vec<(String, SecretRow)>,
+    host_compose: Option<String>,
+    allowances: Vec<String>,
+}
 
 /// Where the deploy says its release came from: `repo` checked, `pr` only with a repo.
 fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status> {
@@ -94,23 +105,25 @@ impl Control {
             }
             None => ServiceConfig::default(),
         };
+        let stored = self
+            .read_for_deploy(&service, &environment, &header.preview)
+            .await?;
+        let mut secret_names: BTreeSet<&str> = header.secrets.keys().map(String::as_str).collect();
+        secret_names.extend(stored.secrets.iter().map(|(_, row)| row.key.as_str()));
         super::super::bundle_check::check(
-            &self.state,
-            &service,
-            &environment,
             &summary,
             &config,
-            header.secrets.keys(),
-        )
-        .await?;
-        let stored = self.state.bundles.put(upload, &sha256).await.map_err(|err| {
+            secret_names.into_iter(),
+            stored.host_compose.as_deref(),
+        )?;
+        let put = self.state.bundles.put(upload, &sha256).await.map_err(|err| {
             error!(cause = %err, bundle_sha256 = %sha256, "cannot store a bundle");
             Status::unavailable(format!(
                 "the control plane cannot store the bundle in {}: see its log, then deploy again",
                 self.state.bundles.describe()
             ))
         })?;
-        debug!(bundle_sha256 = %sha256, ?stored, "bundle stored");
+        debug!(bundle_sha256 = %sha256, ?put, "bundle stored");
 
         let secrets_environment =
             super::super::store::previews::secrets_environment(&environment, &header.preview);
@@ -150,11 +163,29 @@ impl Control {
             .map_err(internal)?;
         self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
         info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, agent_id = deploy.dispatch_to.as_deref().unwrap_or(""), "deploy queued");
+        // The agent's secrets: those read above, the preview's overrides
+        // on the environment's, and this deploy's own (just written) on top.
+        let mut secrets = HashMap::new();
+        for (environment, row) in stored.secrets {
+            let value = self
+                .state
+                .secrets
+                .open(
+                    &secrets::address(&service, &environment, &row.key),
+                    &row.nonce,
+                    &row.ciphertext,
+                )
+                .map_err(internal)?;
+            secrets.insert(row.key, value);
+        }
+        secrets.extend(header.secrets);
         let known = Known {
             bundle_sha256: sha256,
             bundle_size: size,
             fqdn: recorded.fqdn,
             host_address: recorded.host_address,
+            secrets,
+            allowances: stored.allowances,
         };
         self.state
             .send_mission(&recorded.mission, session, Some(&known))
@@ -166,6 +197,47 @@ impl Control {
             mission_id: deploy.mission_id,
             release_id: deploy.release_id,
         }))
+    }
+
+    /// What the deploy needs from the store besides what it writes, read
+    /// once and at once (a round trip's wait on PostgreSQL, pooled
+    /// connections on SQLite): for the compose check, the stored secrets'
+    /// names and the host's compose; for the mission's message, the secrets
+    /// and allowances. Read before the deploy's transaction, so a secret
+    /// set by another call while this deploy is being recorded reaches the
+    /// agent with the next mission, as any secret set after a deploy.
+    async fn read_for_deploy(
+        &self,
+        service: &str,
+        environment: &str,
+        preview: &str,
+    ) -> Result<StoredForDeploy, Status> {
+        let store = &self.state.store;
+        let overrides = super::super::store::previews::secrets_environment(environment, preview);
+        let (own, preview_own, host_compose, allowances) = tokio::try_join!(
+            store.secrets(service, environment),
+            async {
+                match preview.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => store.secrets(service, &overrides).await,
+                }
+            },
+            store.host_compose(service, environment),
+            store.allowances(service, environment),
+        )
+        .map_err(internal)?;
+        // In the order they apply: a preview's override after the
+        // environment's value of the key.
+        let secrets = own
+            .into_iter()
+            .map(|row| (environment.to_owned(), row))
+            .chain(preview_own.into_iter().map(|row| (overrides.clone(), row)))
+            .collect();
+        Ok(StoredForDeploy {
+            secrets,
+            host_compose,
+            allowances: allowances.into_iter().map(|row| row.allowance).collect(),
+        })
     }
 
     /// Receives the bundle (in memory, or in a temp file in the bundle
