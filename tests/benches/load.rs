@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use launch_e2e::bench::{
-    cpu_time, cpu_time_with_children, deploy_requests, percentile, raise_open_files_limit, rss_mb,
-    tiny_bundle, tiny_bundle_of,
+    context_switches, cpu_time, cpu_time_with_children, deploy_requests, percentile,
+    raise_open_files_limit, rss_mb, tiny_bundle, tiny_bundle_of,
 };
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::control_message;
@@ -229,6 +229,10 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
     let server_cpu_before: Vec<Duration> =
         servers.iter().map(|s| cpu_time(s.process.pid())).collect();
     let bench_cpu_before = cpu_time(std::process::id());
+    let switches_before: Vec<u64> = servers
+        .iter()
+        .map(|s| context_switches(s.process.pid()))
+        .collect();
     let burst = Instant::now();
     let mut deploys = tokio::task::JoinSet::new();
     for ((i, agent), (bundle, sha)) in simulated.into_iter().enumerate().zip(bundles) {
@@ -279,6 +283,11 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
         .sum();
     let bench_cpu = cpu_time(std::process::id()).saturating_sub(bench_cpu_before);
+    let switches: u64 = servers
+        .iter()
+        .zip(&switches_before)
+        .map(|(s, before)| context_switches(s.process.pid()).saturating_sub(*before))
+        .sum();
     let after_rss = rss_all(servers);
     let ended = ENDED.load(Ordering::Relaxed);
     drop(idle);
@@ -305,7 +314,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
             .unwrap_or(0.0),
     );
     println!(
-        "{label}: the {DEPLOYS} deploys ({}) took {:.1} ms of wall time; CPU meanwhile: server {:.1} ms ({:.2} ms a deploy), bench {:.1} ms (the agents' heartbeats included)",
+        "{label}: the {DEPLOYS} deploys ({}) took {:.1} ms of wall time; CPU meanwhile: server {:.1} ms ({:.2} ms a deploy, {} context switches a deploy), bench {:.1} ms (the agents' heartbeats included)",
         if knobs.distinct_bundles {
             "distinct bundles"
         } else {
@@ -314,6 +323,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         burst.as_secs_f64() * 1e3,
         server_cpu.as_secs_f64() * 1e3,
         server_cpu.as_secs_f64() * 1e3 / DEPLOYS as f64,
+        switches / DEPLOYS as u64,
         bench_cpu.as_secs_f64() * 1e3,
     );
     assert!(failures.is_empty(), "deploys failed: {failures:?}");

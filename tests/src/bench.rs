@@ -92,6 +92,29 @@ pub fn rss_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Context switches (voluntary and not) of every live thread of process
+/// `pid` so far: each hand-off between threads (a tokio worker and a SQLite
+/// connection's thread, say) costs two. Threads that ended are not counted.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// CPU time (user + system) process `pid` has used so far (0 when unreadable).
 pub fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
