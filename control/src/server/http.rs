@@ -112,6 +112,14 @@ async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         "launch_deploys_total {}",
         state.hub.deploys_total.load(Ordering::Relaxed)
     );
+    if let Some(groups) = state.store.deploy_groups() {
+        let _ = writeln!(
+            out,
+            "# HELP launch_deploy_groups_total Transactions that recorded several concurrent deploys at once (SQLite) since start."
+        );
+        let _ = writeln!(out, "# TYPE launch_deploy_groups_total counter");
+        let _ = writeln!(out, "launch_deploy_groups_total {groups}");
+    }
     match state.store.proxy_counters().await {
         Ok(totals) => super::front_door::render(&totals, &mut out),
         Err(err) => {

@@ -20,6 +20,8 @@ pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
 mod agents;
 mod api_tokens;
+mod batch;
+mod deploy_writer;
 mod log_lines;
 mod missions;
 mod provisioning;
@@ -80,6 +82,8 @@ pub struct Store {
     engine: Engine,
     /// The URL, kept on PostgreSQL for the LISTEN connection.
     listen_url: Option<String>,
+    /// SQLite's group commit of concurrent deploys (`None` on PostgreSQL).
+    deploy_writer: Option<deploy_writer::DeployWriter>,
 }
 
 /// See [`Store::hold_replica_lock`]; released when dropped.
@@ -185,16 +189,25 @@ impl Store {
             Engine::Postgres => pool.clone(),
         };
         let listen_url = (engine == Engine::Postgres).then(|| url.to_owned());
+        let deploy_writer =
+            (engine == Engine::Sqlite).then(|| deploy_writer::DeployWriter::start(writer.clone()));
         Ok(Store {
             pool,
             writer,
             engine,
             listen_url,
+            deploy_writer,
         })
     }
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Transactions that recorded several concurrent deploys at once so
+    /// far (SQLite's group commit); `None` on PostgreSQL.
+    pub fn deploy_groups(&self) -> Option<u64> {
+        self.deploy_writer.as_ref().map(|writer| writer.groups())
     }
 
     /// Tells every replica listening ([`Store::listener`]) that

@@ -155,48 +155,48 @@ impl Control {
             tags: config.tags.into_iter().collect(),
             dispatch_to: session.as_ref().map(|(agent_id, _)| agent_id.clone()),
         };
-        let recorded = self
-            .state
-            .store
-            .record_deploy(&deploy)
-            .await
-            .map_err(internal)?;
-        self.state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
-        info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, agent_id = deploy.dispatch_to.as_deref().unwrap_or(""), "deploy queued");
-        // The agent's secrets: those read above, the preview's overrides
-        // on the environment's, and this deploy's own (just written) on top.
+        // The agent's secrets, opened before anything is written: those
+        // read above, the preview's overrides on the environment's, and
+        // this deploy's own on top.
         let mut secrets = HashMap::new();
         for (environment, row) in stored.secrets {
+            let address = secrets::address(&service, &environment, &row.key);
             let value = self
                 .state
                 .secrets
-                .open(
-                    &secrets::address(&service, &environment, &row.key),
-                    &row.nonce,
-                    &row.ciphertext,
-                )
+                .open(&address, &row.nonce, &row.ciphertext)
                 .map_err(internal)?;
             secrets.insert(row.key, value);
         }
         secrets.extend(header.secrets);
-        let known = Known {
-            bundle_sha256: sha256,
-            bundle_size: size,
-            fqdn: recorded.fqdn,
-            host_address: recorded.host_address,
-            secrets,
-            allowances: stored.allowances,
+        let response = DeployResponse {
+            mission_id: deploy.mission_id.clone(),
+            release_id: deploy.release_id.clone(),
         };
-        self.state
-            .send_mission(&recorded.mission, session, Some(&known))
-            .await?;
-        self.state
-            .github
-            .send(ReportEvent::Mission(deploy.mission_id.clone()));
-        Ok(Response::new(DeployResponse {
-            mission_id: deploy.mission_id,
-            release_id: deploy.release_id,
-        }))
+        // Recorded and sent by a task of its own, which a client hanging up
+        // does not cancel: a mission recorded `dispatched` is always sent.
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let recorded = state.store.record_deploy(&deploy).await.map_err(internal)?;
+            state.hub.deploys_total.fetch_add(1, Ordering::Relaxed);
+            info!(service = %service, environment = %environment, mission_id = %deploy.mission_id, release_id = %deploy.release_id, bundle_sha256 = %sha256, bundle_size = size, agent_id = deploy.dispatch_to.as_deref().unwrap_or(""), "deploy queued");
+            let known = Known {
+                bundle_sha256: sha256,
+                bundle_size: size,
+                fqdn: recorded.fqdn,
+                host_address: recorded.host_address,
+                secrets,
+                allowances: stored.allowances,
+            };
+            state
+                .send_mission(&recorded.mission, session, Some(&known))
+                .await?;
+            state.github.send(ReportEvent::Mission(deploy.mission_id));
+            Ok::<_, Status>(())
+        })
+        .await
+        .map_err(internal)??;
+        Ok(Response::new(response))
     }
 
     /// What the deploy needs from the store besides what it writes, read

@@ -4,8 +4,9 @@
 //! each pull request — its one comment's id and a line per service — so a
 //! restarted control plane edits the same comment instead of adding one.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
+use super::batch::Statement;
 use super::{Result, Store, now_ms};
 
 /// Where a release came from on GitHub.
@@ -40,18 +41,16 @@ pub struct PullRequest {
     pub closed: bool,
 }
 
-pub(super) async fn insert_release_source(
-    tx: &mut Transaction<'_, Any>,
-    release_id: &str,
-    source: &ReleaseSource,
-) -> Result<()> {
-    sqlx::query("INSERT INTO release_sources (release_id, repo, pr) VALUES ($1, $2, $3)")
-        .bind(release_id)
-        .bind(&source.repo)
-        .bind(source.pr as i64)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
+/// The statement that records where a release came from.
+pub(super) fn release_source_statement(release_id: &str, source: &ReleaseSource) -> Statement {
+    Statement::new(
+        "INSERT INTO release_sources (release_id, repo, pr) VALUES ($1, $2, $3)",
+        vec![
+            release_id.into(),
+            (&source.repo).into(),
+            (source.pr as i64).into(),
+        ],
+    )
 }
 
 impl Store {

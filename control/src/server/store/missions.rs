@@ -5,11 +5,12 @@
 //! state, which carry its release's state and the service's current release
 //! with them.
 
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
 use launch_proto::{MissionKind, MissionState, ReleaseState};
 
-use super::{Result, Store, TagSource, github, now_ms, previews, tags};
+use super::batch::{Batch, Statement};
+use super::{Engine, Result, Store, TagSource, github, now_ms, previews, tags};
 
 /// What a deploy records, in one transaction.
 #[derive(Clone, Debug)]
@@ -110,95 +111,148 @@ pub(super) fn mission_row(row: &sqlx::any::AnyRow) -> MissionRow {
     }
 }
 
-impl Store {
-    /// Records a deploy: service (if missing), secrets, release (pending) and
-    /// mission (queued) in one transaction; returns the mission as stored.
-    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<RecordedDeploy> {
-        let now = now_ms();
-        let mut tx = self.writer.begin().await?;
-        let service = sqlx::query("INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO UPDATE SET retired = 0 RETURNING fqdn, host_address")
-            .bind(&deploy.service)
-            .bind(&deploy.environment)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        let secrets_environment =
-            previews::secrets_environment(&deploy.environment, &deploy.preview);
-        for (key, nonce, ciphertext) in &deploy.secrets {
-            sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
-                .bind(&deploy.service)
-                .bind(&secrets_environment)
-                .bind(key)
-                .bind(nonce)
-                .bind(ciphertext)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id, preview) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)")
-            .bind(&deploy.release_id)
-            .bind(&deploy.service)
-            .bind(&deploy.environment)
-            .bind(&deploy.git_ref)
-            .bind(&deploy.bundle_sha256)
-            .bind(deploy.bundle_size)
-            .bind(now)
-            .bind(&deploy.mission_id)
-            .bind(&deploy.preview)
-            .execute(&mut *tx)
-            .await?;
-        let (state, agent_id) = match &deploy.dispatch_to {
-            Some(agent_id) => (MissionState::Dispatched, agent_id.clone()),
-            None => (MissionState::Queued, String::new()),
-        };
-        sqlx::query("INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview, agent_id) VALUES ($1, 'deploy', $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(&deploy.mission_id)
-            .bind(&deploy.service)
-            .bind(&deploy.environment)
-            .bind(&deploy.release_id)
-            .bind(state.label())
-            .bind(now)
-            .bind(now)
-            .bind(&deploy.preview)
-            .bind(&agent_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(source) = &deploy.source {
-            github::insert_release_source(&mut tx, &deploy.release_id, source).await?;
-        }
-        if deploy.preview.is_empty() {
-            tags::replace_in(
-                &mut tx,
-                &deploy.service,
-                &deploy.environment,
-                TagSource::LaunchToml,
-                &deploy.tags,
-            )
-            .await?;
-        } else {
-            previews::record_deploy(&mut tx, deploy, now).await?;
-        }
-        tx.commit().await?;
-        let mission = MissionRow {
-            id: deploy.mission_id.clone(),
-            kind: MissionKind::Deploy,
-            service: deploy.service.clone(),
-            environment: deploy.environment.clone(),
-            release_id: deploy.release_id.clone(),
-            state,
-            message: String::new(),
-            url: String::new(),
-            agent_id,
-            result_release_id: String::new(),
-            created: now,
-            updated: now,
-            preview: deploy.preview.clone(),
-        };
-        Ok(RecordedDeploy {
-            mission,
-            fqdn: service.get("fqdn"),
-            host_address: service.get("host_address"),
+/// The statements that record `deploy` at `now`, in order. Only the first,
+/// the service's upsert, returns a row: the service's host names and
+/// address.
+fn deploy_statements(deploy: &NewDeploy, now: i64) -> Vec<Statement> {
+    let mut statements = vec![Statement::new(
+        "INSERT INTO services (service, environment, created) VALUES ($1, $2, $3) ON CONFLICT (service, environment) DO UPDATE SET retired = 0 RETURNING fqdn, host_address",
+        vec![
+            (&deploy.service).into(),
+            (&deploy.environment).into(),
+            now.into(),
+        ],
+    )];
+    let secrets_environment = previews::secrets_environment(&deploy.environment, &deploy.preview);
+    for (key, nonce, ciphertext) in &deploy.secrets {
+        statements.push(Statement::new(
+            "INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated",
+            vec![
+                (&deploy.service).into(),
+                (&secrets_environment).into(),
+                key.into(),
+                nonce.into(),
+                ciphertext.into(),
+                now.into(),
+            ],
+        ));
+    }
+    statements.push(Statement::new(
+        "INSERT INTO releases (id, service, environment, git_ref, bundle_sha256, bundle_size, state, created, mission_id, preview) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
+        vec![
+            (&deploy.release_id).into(),
+            (&deploy.service).into(),
+            (&deploy.environment).into(),
+            (&deploy.git_ref).into(),
+            (&deploy.bundle_sha256).into(),
+            deploy.bundle_size.into(),
+            now.into(),
+            (&deploy.mission_id).into(),
+            (&deploy.preview).into(),
+        ],
+    ));
+    let (state, agent_id) = mission_state(deploy);
+    statements.push(Statement::new(
+        "INSERT INTO missions (id, kind, service, environment, release_id, state, created, updated, preview, agent_id) VALUES ($1, 'deploy', $2, $3, $4, $5, $6, $7, $8, $9)",
+        vec![
+            (&deploy.mission_id).into(),
+            (&deploy.service).into(),
+            (&deploy.environment).into(),
+            (&deploy.release_id).into(),
+            state.label().into(),
+            now.into(),
+            now.into(),
+            (&deploy.preview).into(),
+            agent_id.into(),
+        ],
+    ));
+    if let Some(source) = &deploy.source {
+        statements.push(github::release_source_statement(&deploy.release_id, source));
+    }
+    if deploy.preview.is_empty() {
+        statements.extend(tags::replace_statements(
+            &deploy.service,
+            &deploy.environment,
+            TagSource::LaunchToml,
+            &deploy.tags,
+            now,
+        ));
+    } else {
+        statements.push(previews::deploy_statement(deploy, now));
+    }
+    statements
+}
+
+/// The state a deploy's mission is recorded in, and its agent.
+fn mission_state(deploy: &NewDeploy) -> (MissionState, &str) {
+    match &deploy.dispatch_to {
+        Some(agent_id) => (MissionState::Dispatched, agent_id),
+        None => (MissionState::Queued, ""),
+    }
+}
+
+/// Records `deploys` in one transaction, their statements as one batch
+/// (one hand-off on SQLite); returns what each recorded, in order.
+pub(super) async fn record_deploys(
+    engine: Engine,
+    writer: &AnyPool,
+    deploys: &[NewDeploy],
+) -> Result<Vec<RecordedDeploy>> {
+    let now = now_ms();
+    let mut batch = Batch::default();
+    for deploy in deploys {
+        batch.extend(deploy_statements(deploy, now));
+    }
+    let mut tx = writer.begin().await?;
+    let services = batch.fetch_all(engine, &mut tx).await?;
+    if services.len() != deploys.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "{} deploys returned {} service rows",
+            deploys.len(),
+            services.len()
+        )));
+    }
+    tx.commit().await?;
+    Ok(deploys
+        .iter()
+        .zip(services)
+        .map(|(deploy, service)| {
+            let (state, agent_id) = mission_state(deploy);
+            RecordedDeploy {
+                mission: MissionRow {
+                    id: deploy.mission_id.clone(),
+                    kind: MissionKind::Deploy,
+                    service: deploy.service.clone(),
+                    environment: deploy.environment.clone(),
+                    release_id: deploy.release_id.clone(),
+                    state,
+                    message: String::new(),
+                    url: String::new(),
+                    agent_id: agent_id.to_owned(),
+                    result_release_id: String::new(),
+                    created: now,
+                    updated: now,
+                    preview: deploy.preview.clone(),
+                },
+                fqdn: service.get("fqdn"),
+                host_address: service.get("host_address"),
+            }
         })
+        .collect())
+}
+
+impl Store {
+    /// Records a deploy: service (if missing), secrets, release (pending)
+    /// and mission (queued, or dispatched to `dispatch_to`) in one
+    /// transaction — on SQLite shared with the deploys recorded at the same
+    /// time ([`super::deploy_writer`]); returns the mission as stored.
+    pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<RecordedDeploy> {
+        match &self.deploy_writer {
+            Some(group) => group.record(deploy.clone()).await,
+            None => record_deploys(self.engine, &self.writer, std::slice::from_ref(deploy))
+                .await
+                .map(|mut recorded| recorded.remove(0)),
+        }
     }
 
     /// A mission recorded `dispatched` to `agent_id` whose send failed goes

@@ -9,6 +9,7 @@ use sqlx::{Any, Row, Transaction};
 
 use launch_proto::{MissionKind, MissionState};
 
+use super::batch::Statement;
 use super::{NewDeploy, Result, Store, now_ms};
 
 /// A live preview with its newest release.
@@ -37,21 +38,18 @@ pub fn secrets_environment(environment: &str, preview: &str) -> String {
     }
 }
 
-pub(super) async fn record_deploy(
-    tx: &mut Transaction<'_, Any>,
-    deploy: &NewDeploy,
-    now: i64,
-) -> Result<()> {
-    sqlx::query("INSERT INTO previews (service, environment, preview, created, last_deploy, release_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, preview) DO UPDATE SET last_deploy = excluded.last_deploy, release_id = excluded.release_id")
-        .bind(&deploy.service)
-        .bind(&deploy.environment)
-        .bind(&deploy.preview)
-        .bind(now)
-        .bind(now)
-        .bind(&deploy.release_id)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
+pub(super) fn deploy_statement(deploy: &NewDeploy, now: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO previews (service, environment, preview, created, last_deploy, release_id) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, preview) DO UPDATE SET last_deploy = excluded.last_deploy, release_id = excluded.release_id",
+        vec![
+            (&deploy.service).into(),
+            (&deploy.environment).into(),
+            (&deploy.preview).into(),
+            now.into(),
+            now.into(),
+            (&deploy.release_id).into(),
+        ],
+    )
 }
 
 /// A retired service's previews go with its host: their rows and secret

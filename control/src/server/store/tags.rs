@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{Any, Row, Transaction};
 
+use super::batch::Statement;
 use super::search::after_prefix;
 use super::{Result, Store, now_ms};
 
@@ -257,16 +258,29 @@ pub(super) async fn replace_in(
     source: TagSource,
     tags: &[(String, String)],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND source = $3")
-        .bind(service)
-        .bind(environment)
-        .bind(source.label())
-        .execute(&mut **tx)
-        .await?;
-    for (key, value) in tags {
-        upsert(tx, service, environment, key, value, source).await?;
+    for statement in replace_statements(service, environment, source, tags, now_ms()) {
+        statement.query().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// The statements of [`replace_in`], at `now`.
+pub(super) fn replace_statements(
+    service: &str,
+    environment: &str,
+    source: TagSource,
+    tags: &[(String, String)],
+    now: i64,
+) -> Vec<Statement> {
+    let mut statements = vec![Statement::new(
+        "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND source = $3",
+        vec![service.into(), environment.into(), source.label().into()],
+    )];
+    statements.extend(
+        tags.iter()
+            .map(|(key, value)| upsert_statement(service, environment, key, value, source, now)),
+    );
+    statements
 }
 
 async fn tags_in(
@@ -292,24 +306,40 @@ async fn upsert(
     value: &str,
     source: TagSource,
 ) -> Result<()> {
+    upsert_statement(service, environment, key, value, source, now_ms())
+        .query()
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+fn upsert_statement(
+    service: &str,
+    environment: &str,
+    key: &str,
+    value: &str,
+    source: TagSource,
+    now: i64,
+) -> Statement {
     let only_own = if source == TagSource::Cli {
         " WHERE service_tags.source = excluded.source"
     } else {
         ""
     };
-    sqlx::query(&format!(
-        "INSERT INTO service_tags (service, environment, key, value, source, updated) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (service, environment, key) DO UPDATE SET value = excluded.value, source = excluded.source, updated = excluded.updated{only_own}",
-    ))
-    .bind(service)
-    .bind(environment)
-    .bind(key)
-    .bind(value)
-    .bind(source.label())
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await
-    .map(drop)
+    Statement::new(
+        format!(
+            "INSERT INTO service_tags (service, environment, key, value, source, updated) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (service, environment, key) DO UPDATE SET value = excluded.value, source = excluded.source, updated = excluded.updated{only_own}",
+        ),
+        vec![
+            service.into(),
+            environment.into(),
+            key.into(),
+            value.into(),
+            source.label().into(),
+            now.into(),
+        ],
+    )
 }
 
 #[cfg(test)]

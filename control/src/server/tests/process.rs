@@ -78,6 +78,12 @@ async fn http_endpoints_share_the_grpc_port(db) {
     let metrics = http_get(server.addr, "/metrics").await;
     assert!(metrics.contains("launch_agents_connected 0"), "{metrics}");
     assert!(metrics.contains("launch_deploys_total 0"), "{metrics}");
+    // SQLite's group commit of concurrent deploys; PostgreSQL has none.
+    assert_eq!(
+        metrics.contains("launch_deploy_groups_total 0"),
+        matches!(db, TestDb::Sqlite),
+        "{metrics}"
+    );
     let download = http_get(server.addr, "/v1/agent/download/linux-amd64").await;
     if download.starts_with("HTTP/1.1 404") {
         assert!(download.contains("--agent-binary"), "{download}");
