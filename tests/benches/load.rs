@@ -241,36 +241,27 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         let mut control = clients[through].controls[i % per_replica].clone();
         let token = token.clone();
         deploys.spawn(async move {
-            // Bind the whole agent: its session must stay open until the
-            // mission arrives (a field-by-field capture would drop `up`).
+            // Bind the whole agent: its session stays open until the burst
+            // is over (handed back below), as a real agent's would; closing
+            // it at once would add its close to the server's work measured.
             let Simulated {
                 target,
                 first_mission,
-                _up: _session,
+                _up: session,
                 ..
             } = agent;
-            let requests = deploy_requests(&target, "load", &bundle, &sha);
-            let start = Instant::now();
-            let response = control
-                .deploy(grpc::request(tokio_stream::iter(requests), &token))
-                .await;
-            let Ok(response) = response else {
-                return Err(format!("{response:?}"));
-            };
-            let (mission_id, at) = tokio::time::timeout(Duration::from_secs(60), first_mission)
-                .await
-                .map_err(|_| "no mission within 60 s".to_owned())?
-                .map_err(|_| "session task ended".to_owned())??;
-            if mission_id != response.into_inner().mission_id {
-                return Err("another mission arrived".into());
-            }
-            Ok(at.saturating_duration_since(start))
+            let latency =
+                deploy_one(&mut control, &token, &target, first_mission, &bundle, &sha).await;
+            (latency, session)
         });
     }
     let mut latencies = Vec::new();
     let mut failures = Vec::new();
+    let mut sessions = Vec::new();
     while let Some(result) = deploys.join_next().await {
-        match result.expect("deploy task") {
+        let (latency, session) = result.expect("deploy task");
+        sessions.push(session);
+        match latency {
             Ok(latency) => latencies.push(latency),
             Err(e) => failures.push(e),
         }
@@ -290,7 +281,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         .sum();
     let after_rss = rss_all(servers);
     let ended = ENDED.load(Ordering::Relaxed);
-    drop(idle);
+    drop((idle, sessions));
     println!(
         "{label}: {agents} agents registered and connected in {:.1} s; server RSS idle {}, with {agents} sessions {}, after {DEPLOYS} deploys {}",
         connect_time.as_secs_f64(),
@@ -331,6 +322,36 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         ended, 0,
         "the server ended {ended} sessions the bench still held (see the server's log)"
     );
+}
+
+/// One deploy of the burst: the time from the Deploy call to its mission
+/// on the agent's session.
+async fn deploy_one(
+    control: &mut launch_proto::control_service_client::ControlServiceClient<
+        tonic::transport::Channel,
+    >,
+    token: &str,
+    target: &ServiceRef,
+    first_mission: oneshot::Receiver<Result<(String, Instant), String>>,
+    bundle: &[u8],
+    sha: &str,
+) -> Result<Duration, String> {
+    let requests = deploy_requests(target, "load", bundle, sha);
+    let start = Instant::now();
+    let response = control
+        .deploy(grpc::request(tokio_stream::iter(requests), token))
+        .await;
+    let Ok(response) = response else {
+        return Err(format!("{response:?}"));
+    };
+    let (mission_id, at) = tokio::time::timeout(Duration::from_secs(60), first_mission)
+        .await
+        .map_err(|_| "no mission within 60 s".to_owned())?
+        .map_err(|_| "session task ended".to_owned())??;
+    if mission_id != response.into_inner().mission_id {
+        return Err("another mission arrived".into());
+    }
+    Ok(at.saturating_duration_since(start))
 }
 
 /// A server is settled when it spends under this share of a core…
