@@ -317,10 +317,51 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         switches / DEPLOYS as u64,
         bench_cpu.as_secs_f64() * 1e3,
     );
+    floor(servers, &clients, &token, label).await;
     assert!(failures.is_empty(), "deploys failed: {failures:?}");
     assert_eq!(
         ended, 0,
         "the server ended {ended} sessions the bench still held (see the server's log)"
+    );
+}
+
+/// For scale: as many `WhoAmI` calls at once, over the same connections, as
+/// the burst had deploys. `WhoAmI` is the cheapest call the server has — the
+/// authorization layer, no store, no upload — so what it costs is the floor
+/// under any deploy's: the HTTP/2 streams, the gRPC framing, the token
+/// check and the tasks' wake-ups on these cores.
+async fn floor(servers: &[Server], clients: &[Clients], token: &str, label: &str) {
+    let cpu_before: Vec<Duration> = servers.iter().map(|s| cpu_time(s.process.pid())).collect();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..DEPLOYS {
+        let replica = &clients[i % clients.len()];
+        let mut control = replica.controls[i % replica.controls.len()].clone();
+        let token = token.to_owned();
+        calls.spawn(async move {
+            let start = Instant::now();
+            control
+                .who_am_i(grpc::request(
+                    launch_proto::WhoAmIRequest::default(),
+                    &token,
+                ))
+                .await
+                .expect("WhoAmI");
+            start.elapsed()
+        });
+    }
+    let mut latencies = calls.join_all().await;
+    latencies.sort();
+    let server_cpu: Duration = servers
+        .iter()
+        .zip(&cpu_before)
+        .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
+        .sum();
+    println!(
+        "{label}: for scale, {DEPLOYS} WhoAmI calls at once (authorized, no store, no upload): p50 {:.1} ms, p99 {:.1} ms; server CPU {:.1} ms ({:.2} ms a call)",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        server_cpu.as_secs_f64() * 1e3,
+        server_cpu.as_secs_f64() * 1e3 / DEPLOYS as f64,
     );
 }
 
