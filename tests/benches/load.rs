@@ -281,7 +281,6 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         .sum();
     let after_rss = rss_all(servers);
     let ended = ENDED.load(Ordering::Relaxed);
-    drop((idle, sessions));
     println!(
         "{label}: {agents} agents registered and connected in {:.1} s; server RSS idle {}, with {agents} sessions {}, after {DEPLOYS} deploys {}",
         connect_time.as_secs_f64(),
@@ -317,7 +316,9 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
         switches / DEPLOYS as u64,
         bench_cpu.as_secs_f64() * 1e3,
     );
+    // With every session still open, as during the burst.
     floor(servers, &clients, &token, label).await;
+    drop((idle, sessions));
     assert!(failures.is_empty(), "deploys failed: {failures:?}");
     assert_eq!(
         ended, 0,
