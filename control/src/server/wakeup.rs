@@ -2,7 +2,8 @@
 //! replica holds (PostgreSQL only). The replica that records a mission and
 //! finds no session for it sends `NOTIFY launch_missions, '<mission id>'`;
 //! every replica listens and dispatches the mission when it holds a session
-//! of the mission's service. The missions table stays the truth: a
+//! of the mission's service, up to [`WAKES_AT_ONCE`] notified missions at
+//! a time. The missions table stays the truth: a
 //! notification can be lost (a dropped LISTEN connection, a replica
 //! restarting), so every `check_every` ([`CHECK_EVERY`] by default) each
 //! replica also dispatches the
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use launch_proto::MissionState;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -28,6 +29,10 @@ use super::store::RELAY_CHANNEL;
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How long to wait before connecting the LISTEN connection again.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
+/// Notified missions dispatched at once at most: each makes a few reads,
+/// and a burst of deploys through other replicas would otherwise be
+/// dispatched one after another (or exhaust the pool all at once).
+const WAKES_AT_ONCE: usize = 16;
 
 /// Runs until `shutdown`; returns at once on SQLite (one replica). The
 /// relay's notifications go to `relay` (dropped when it is full: the relay's
@@ -46,6 +51,7 @@ pub async fn run(
             None
         }
     };
+    let wakes = Arc::new(Semaphore::new(WAKES_AT_ONCE));
     let mut check = tokio::time::interval(check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -67,7 +73,14 @@ pub async fn run(
         tokio::select! {
             () = shutdown.cancelled() => return,
             notified = notified => match notified {
-                Some(Ok((false, mission_id))) => wake(&state, &mission_id).await,
+                Some(Ok((false, mission_id))) => {
+                    let permit = wakes.clone().acquire_owned().await.expect("never closed");
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        wake(&state, &mission_id).await;
+                        drop(permit);
+                    });
+                }
                 Some(Ok((true, payload))) => {
                     if relay.try_send(payload).is_err() {
                         debug!("the relay is behind: a notification dropped, its periodic check catches up");
