@@ -82,7 +82,9 @@ async fn run(writer: AnyPool, mut waiting: mpsc::Receiver<Job>, groups: Arc<Atom
                 }
             }
             Err(err) if deploys.len() == 1 => {
-                let _ = dones.into_iter().next().map(|done| done.send(Err(err)));
+                if let Some(done) = dones.into_iter().next() {
+                    let _ = done.send(Err(err));
+                }
             }
             Err(err) => {
                 debug!(cause = %err, deploys = deploys.len(), "a group of deploys failed together: recording each alone");
