@@ -118,6 +118,16 @@ impl State {
             .secrets(service, environment)
             .await
             .map_err(internal)?;
+        self.open_rows(service, environment, rows)
+    }
+
+    /// The stored secret rows of `service` in `environment`, in clear.
+    pub fn open_rows(
+        &self,
+        service: &str,
+        environment: &str,
+        rows: Vec<super::store::SecretRow>,
+    ) -> Result<HashMap<String, String>, Status> {
         let mut values = HashMap::new();
         for row in rows {
             let address = secrets::address(service, environment, &row.key);
@@ -304,13 +314,13 @@ impl State {
                 continue;
             };
             let recorded_here = recorded && mission.agent_id == agent_id;
-            let message = match &message {
-                Some(message) => ControlMessage::clone(message),
-                None => message
-                    .insert(self.mission_message_with(mission, known).await?)
-                    .clone(),
+            let built = match message.take() {
+                Some(built) => built,
+                None => self.mission_message_with(mission, known).await?,
             };
-            if outbound.send(Ok(message)).await.is_err() {
+            // A failed send hands the message back, for the second look.
+            if let Err(returned) = outbound.send(Ok(built)).await {
+                message = returned.0.ok();
                 warn!(agent_id = %agent_id, mission_id = %mission.id, "agent session closed during dispatch");
                 if recorded_here {
                     self.store

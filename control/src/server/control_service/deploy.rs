@@ -8,7 +8,7 @@
 //! deploy read (once, for the check and the message both) and wrote,
 //! nothing read back. A refusal at any step leaves nothing behind.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
@@ -30,9 +30,11 @@ use super::{Control, target};
 
 /// What [`Control::read_for_deploy`] found.
 struct StoredForDeploy {
-    /// `(environment, row)`: the environment's secrets, then a preview's
-    /// overrides (stored under `environment@preview`).
-    secrets: Vec<(String, SecretRow)>,
+    /// The environment's secrets.
+    secrets: Vec<SecretRow>,
+    /// A preview's overrides, stored under `environment@preview` (none
+    /// for the environment itself).
+    overrides: Vec<SecretRow>,
     host_compose: Option<String>,
     allowances: Vec<String>,
 }
@@ -105,11 +107,19 @@ impl Control {
             }
             None => ServiceConfig::default(),
         };
+        let secrets_environment =
+            super::super::store::previews::secrets_environment(&environment, &header.preview);
         let stored = self
-            .read_for_deploy(&service, &environment, &header.preview)
+            .read_for_deploy(&service, &environment, &secrets_environment)
             .await?;
         let mut secret_names: BTreeSet<&str> = header.secrets.keys().map(String::as_str).collect();
-        secret_names.extend(stored.secrets.iter().map(|(_, row)| row.key.as_str()));
+        secret_names.extend(
+            stored
+                .secrets
+                .iter()
+                .chain(&stored.overrides)
+                .map(|row| row.key.as_str()),
+        );
         super::super::bundle_check::check(
             &summary,
             &config,
@@ -125,8 +135,6 @@ impl Control {
         })?;
         debug!(bundle_sha256 = %sha256, ?put, "bundle stored");
 
-        let secrets_environment =
-            super::super::store::previews::secrets_environment(&environment, &header.preview);
         let sealed = header
             .secrets
             .iter()
@@ -158,16 +166,13 @@ impl Control {
         // The agent's secrets, opened before anything is written: those
         // read above, the preview's overrides on the environment's, and
         // this deploy's own on top.
-        let mut secrets = HashMap::new();
-        for (environment, row) in stored.secrets {
-            let address = secrets::address(&service, &environment, &row.key);
-            let value = self
-                .state
-                .secrets
-                .open(&address, &row.nonce, &row.ciphertext)
-                .map_err(internal)?;
-            secrets.insert(row.key, value);
-        }
+        let mut secrets = self
+            .state
+            .open_rows(&service, &environment, stored.secrets)?;
+        secrets.extend(
+            self.state
+                .open_rows(&service, &secrets_environment, stored.overrides)?,
+        );
         secrets.extend(header.secrets);
         let response = DeployResponse {
             mission_id: deploy.mission_id.clone(),
@@ -206,35 +211,30 @@ impl Control {
     /// and allowances. Read before the deploy's transaction, so a secret
     /// set by another call while this deploy is being recorded reaches the
     /// agent with the next mission, as any secret set after a deploy.
+    /// `secrets_environment` is where the deploy's own secrets go: the
+    /// environment, or a preview's `environment@preview`.
     async fn read_for_deploy(
         &self,
         service: &str,
         environment: &str,
-        preview: &str,
+        secrets_environment: &str,
     ) -> Result<StoredForDeploy, Status> {
         let store = &self.state.store;
-        let overrides = super::super::store::previews::secrets_environment(environment, preview);
-        let (own, preview_own, host_compose, allowances) = tokio::try_join!(
+        let (secrets, overrides, host_compose, allowances) = tokio::try_join!(
             store.secrets(service, environment),
             async {
-                match preview.is_empty() {
+                match secrets_environment == environment {
                     true => Ok(Vec::new()),
-                    false => store.secrets(service, &overrides).await,
+                    false => store.secrets(service, secrets_environment).await,
                 }
             },
             store.host_compose(service, environment),
             store.allowances(service, environment),
         )
         .map_err(internal)?;
-        // In the order they apply: a preview's override after the
-        // environment's value of the key.
-        let secrets = own
-            .into_iter()
-            .map(|row| (environment.to_owned(), row))
-            .chain(preview_own.into_iter().map(|row| (overrides.clone(), row)))
-            .collect();
         Ok(StoredForDeploy {
             secrets,
+            overrides,
             host_compose,
             allowances: allowances.into_iter().map(|row| row.allowance).collect(),
         })
