@@ -43,9 +43,9 @@ impl From<i64> for Value {
     }
 }
 
-impl From<&Vec<u8>> for Value {
-    fn from(bytes: &Vec<u8>) -> Self {
-        Value::Blob(bytes.clone())
+impl From<&[u8]> for Value {
+    fn from(bytes: &[u8]) -> Self {
+        Value::Blob(bytes.to_vec())
     }
 }
 
@@ -214,7 +214,7 @@ mod tests {
             batch.extend([("one", 1), ("two", 2)].map(|(a, n): (&str, i64)| {
                 Statement::new(
                     "INSERT INTO batch_t (a, n, b) VALUES ($1, $2, $3) RETURNING n",
-                    vec![a.into(), n.into(), (&vec![n as u8]).into()],
+                    vec![a.into(), n.into(), [n as u8].as_slice().into()],
                 )
             }));
             batch.extend([Statement::new(

@@ -16,7 +16,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::missions::record_deploys;
+use super::missions::{record_deploys, record_one};
 use super::{Engine, NewDeploy, RecordedDeploy, Result};
 
 /// Deploys recorded in one transaction at most.
@@ -62,19 +62,14 @@ impl DeployWriter {
 }
 
 async fn run(writer: AnyPool, mut waiting: mpsc::Receiver<Job>, groups: Arc<AtomicU64>) {
-    while let Some(first) = waiting.recv().await {
-        let mut group = vec![first];
-        while group.len() < MOST_AT_ONCE {
-            match waiting.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
+    let mut group = Vec::with_capacity(MOST_AT_ONCE);
+    // Waits for one, then takes every other one waiting, up to the most.
+    while waiting.recv_many(&mut group, MOST_AT_ONCE).await > 0 {
         if group.len() > 1 {
             groups.fetch_add(1, Ordering::Relaxed);
         }
         let (deploys, dones): (Vec<NewDeploy>, Vec<_>) =
-            group.into_iter().map(|job| (job.deploy, job.done)).unzip();
+            group.drain(..).map(|job| (job.deploy, job.done)).unzip();
         match record_deploys(Engine::Sqlite, &writer, &deploys).await {
             Ok(recorded) => {
                 for (done, recorded) in dones.into_iter().zip(recorded) {
@@ -89,11 +84,7 @@ async fn run(writer: AnyPool, mut waiting: mpsc::Receiver<Job>, groups: Arc<Atom
             Err(err) => {
                 debug!(cause = %err, deploys = deploys.len(), "a group of deploys failed together: recording each alone");
                 for (deploy, done) in deploys.iter().zip(dones) {
-                    let alone =
-                        record_deploys(Engine::Sqlite, &writer, std::slice::from_ref(deploy))
-                            .await
-                            .map(|mut recorded| recorded.remove(0));
-                    let _ = done.send(alone);
+                    let _ = done.send(record_one(Engine::Sqlite, &writer, deploy).await);
                 }
             }
         }

@@ -10,7 +10,7 @@ use sqlx::{AnyPool, Row};
 use launch_proto::{MissionKind, MissionState, ReleaseState};
 
 use super::batch::{Batch, Statement};
-use super::{Engine, Result, Store, TagSource, github, now_ms, previews, tags};
+use super::{Engine, Result, Store, TagSource, github, now_ms, previews, secrets, tags};
 
 /// What a deploy records, in one transaction.
 #[derive(Clone, Debug)]
@@ -125,16 +125,13 @@ fn deploy_statements(deploy: &NewDeploy, now: i64) -> Vec<Statement> {
     )];
     let secrets_environment = previews::secrets_environment(&deploy.environment, &deploy.preview);
     for (key, nonce, ciphertext) in &deploy.secrets {
-        statements.push(Statement::new(
-            "INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated",
-            vec![
-                (&deploy.service).into(),
-                (&secrets_environment).into(),
-                key.into(),
-                nonce.into(),
-                ciphertext.into(),
-                now.into(),
-            ],
+        statements.push(secrets::put_statement(
+            &deploy.service,
+            &secrets_environment,
+            key,
+            nonce,
+            ciphertext,
+            now,
         ));
     }
     statements.push(Statement::new(
@@ -241,6 +238,16 @@ pub(super) async fn record_deploys(
         .collect())
 }
 
+/// [`record_deploys`] of one deploy.
+pub(super) async fn record_one(
+    engine: Engine,
+    writer: &AnyPool,
+    deploy: &NewDeploy,
+) -> Result<RecordedDeploy> {
+    let mut recorded = record_deploys(engine, writer, std::slice::from_ref(deploy)).await?;
+    Ok(recorded.remove(0))
+}
+
 impl Store {
     /// Records a deploy: service (if missing), secrets, release (pending)
     /// and mission (queued, or dispatched to `dispatch_to`) in one
@@ -249,9 +256,7 @@ impl Store {
     pub async fn record_deploy(&self, deploy: &NewDeploy) -> Result<RecordedDeploy> {
         match &self.deploy_writer {
             Some(group) => group.record(deploy.clone()).await,
-            None => record_deploys(self.engine, &self.writer, std::slice::from_ref(deploy))
-                .await
-                .map(|mut recorded| recorded.remove(0)),
+            None => record_one(self.engine, &self.writer, deploy).await,
         }
     }
 

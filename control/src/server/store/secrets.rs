@@ -5,6 +5,7 @@
 
 use sqlx::Row;
 
+use super::batch::Statement;
 use super::{Result, Store, now_ms};
 
 #[derive(Clone, Debug)]
@@ -13,6 +14,28 @@ pub struct SecretRow {
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
     pub updated: i64,
+}
+
+/// The upsert of one sealed secret (`put_secret`, and a deploy's own).
+pub(super) fn put_statement(
+    service: &str,
+    environment: &str,
+    key: &str,
+    nonce: &[u8],
+    ciphertext: &[u8],
+    now: i64,
+) -> Statement {
+    Statement::new(
+        "INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated",
+        vec![
+            service.into(),
+            environment.into(),
+            key.into(),
+            nonce.into(),
+            ciphertext.into(),
+            now.into(),
+        ],
+    )
 }
 
 impl Store {
@@ -24,13 +47,8 @@ impl Store {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Result<()> {
-        sqlx::query("INSERT INTO secrets (service, environment, key, nonce, ciphertext, updated) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (service, environment, key) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated = excluded.updated")
-            .bind(service)
-            .bind(environment)
-            .bind(key)
-            .bind(nonce)
-            .bind(ciphertext)
-            .bind(now_ms())
+        put_statement(service, environment, key, nonce, ciphertext, now_ms())
+            .query()
             .execute(&self.writer)
             .await
             .map(drop)
