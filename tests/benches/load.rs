@@ -226,8 +226,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
             false => shared.clone(),
         })
         .collect();
-    let server_cpu_before: Vec<Duration> =
-        servers.iter().map(|s| cpu_time(s.process.pid())).collect();
+    let server_cpu_before = servers_cpu(servers);
     let bench_cpu_before = cpu_time(std::process::id());
     let switches_before: Vec<u64> = servers
         .iter()
@@ -268,11 +267,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
     }
     latencies.sort();
     let burst = burst.elapsed();
-    let server_cpu: Duration = servers
-        .iter()
-        .zip(&server_cpu_before)
-        .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
-        .sum();
+    let server_cpu: Duration = servers_cpu_since(servers, &server_cpu_before).sum();
     let bench_cpu = cpu_time(std::process::id()).saturating_sub(bench_cpu_before);
     let switches: u64 = servers
         .iter()
@@ -332,7 +327,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
 /// under any deploy's: the HTTP/2 streams, the gRPC framing, the token
 /// check and the tasks' wake-ups on these cores.
 async fn floor(servers: &[Server], clients: &[Clients], token: &str, label: &str) {
-    let cpu_before: Vec<Duration> = servers.iter().map(|s| cpu_time(s.process.pid())).collect();
+    let cpu_before = servers_cpu(servers);
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..DEPLOYS {
         let replica = &clients[i % clients.len()];
@@ -352,11 +347,7 @@ async fn floor(servers: &[Server], clients: &[Clients], token: &str, label: &str
     }
     let mut latencies = calls.join_all().await;
     latencies.sort();
-    let server_cpu: Duration = servers
-        .iter()
-        .zip(&cpu_before)
-        .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
-        .sum();
+    let server_cpu: Duration = servers_cpu_since(servers, &cpu_before).sum();
     println!(
         "{label}: for scale, {DEPLOYS} WhoAmI calls at once (authorized, no store, no upload): p50 {:.1} ms, p99 {:.1} ms; server CPU {:.1} ms ({:.2} ms a call)",
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
@@ -412,12 +403,9 @@ async fn settle(servers: &[Server]) -> Duration {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(120);
     loop {
-        let before: Vec<Duration> = servers.iter().map(|s| cpu_time(s.process.pid())).collect();
+        let before = servers_cpu(servers);
         tokio::time::sleep(SETTLE_WINDOW).await;
-        let busiest = servers
-            .iter()
-            .zip(&before)
-            .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
+        let busiest = servers_cpu_since(servers, &before)
             .max()
             .unwrap_or_default();
         if busiest.as_secs_f64() < SETTLED_SHARE * SETTLE_WINDOW.as_secs_f64() {
@@ -430,13 +418,27 @@ async fn settle(servers: &[Server]) -> Duration {
     }
 }
 
+/// Each server's CPU time so far (utime + stime).
+fn servers_cpu(servers: &[Server]) -> Vec<Duration> {
+    servers.iter().map(|s| cpu_time(s.process.pid())).collect()
+}
+
+/// Each server's CPU time since `before` ([`servers_cpu`]).
+fn servers_cpu_since<'a>(
+    servers: &'a [Server],
+    before: &'a [Duration],
+) -> impl Iterator<Item = Duration> + 'a {
+    servers
+        .iter()
+        .zip(before)
+        .map(|(s, before)| cpu_time(s.process.pid()).saturating_sub(*before))
+}
+
 /// Waits `knobs.idle` with every session open and heartbeating, and prints
 /// the CPU time the server (and PostgreSQL) used meanwhile.
 async fn idle_window(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: &str) {
-    let server_cpu =
-        || -> Vec<Duration> { servers.iter().map(|s| cpu_time(s.process.pid())).collect() };
     let database_cpu = || postmaster.map(cpu_time_with_children);
-    let (cpu_before, db_before) = (server_cpu(), database_cpu());
+    let (cpu_before, db_before) = (servers_cpu(servers), database_cpu());
     let (beats_before, bench_before) = (
         HEARTBEATS.load(Ordering::Relaxed),
         cpu_time(std::process::id()),
@@ -445,10 +447,8 @@ async fn idle_window(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs,
     tokio::time::sleep(knobs.idle).await;
     let window = started.elapsed().as_secs_f64();
     let beats = HEARTBEATS.load(Ordering::Relaxed) - beats_before;
-    let spent: Vec<f64> = server_cpu()
-        .iter()
-        .zip(&cpu_before)
-        .map(|(after, before)| after.saturating_sub(*before).as_secs_f64())
+    let spent: Vec<f64> = servers_cpu_since(servers, &cpu_before)
+        .map(|spent| spent.as_secs_f64())
         .collect();
     let total: f64 = spent.iter().sum();
     let percents: Vec<String> = spent
