@@ -144,6 +144,23 @@ impl TestServer {
         AgentServiceClient::new(self.channel().await)
     }
 
+    /// The stored log of `mission_id` of hello in prod (the newest
+    /// mission's when empty), read to the end without following.
+    async fn stored_logs(&self, mission_id: &str) -> Result<Vec<LogEvent>, Status> {
+        let stream = self
+            .control()
+            .await
+            .stream_logs(self.admin(StreamLogsRequest {
+                target: Some(target("hello", "prod")),
+                mission_id: mission_id.into(),
+                since_seq: 0,
+                follow: false,
+            }))
+            .await?
+            .into_inner();
+        stream.collect::<Result<Vec<_>, _>>().await
+    }
+
     fn admin<T>(&self, message: T) -> Request<T> {
         with_token(message, &self.admin_token)
     }

@@ -54,20 +54,12 @@ async fn log_lines_are_deduplicated_and_resumable_by_seq(db) {
 
     // Stored exactly once each.
     let logs: Vec<u64> = server
-        .control()
-        .await
-        .stream_logs(server.admin(StreamLogsRequest {
-            target: Some(target("hello", "prod")),
-            mission_id: String::new(),
-            since_seq: 0,
-            follow: false,
-        }))
+        .stored_logs("")
         .await
         .unwrap()
-        .into_inner()
-        .map(|event| event.unwrap().line.unwrap().seq)
-        .collect()
-        .await;
+        .into_iter()
+        .map(|event| event.line.unwrap().seq)
+        .collect();
     assert_eq!(logs, vec![1, 2, 3, 4, 5, 6]);
 
     // A reconnecting agent learns where numbering continues.

@@ -277,24 +277,7 @@ async fn a_previews_log_lines_are_redacted_of_its_overrides_and_of_the_environme
         }))
         .await;
     assert_eq!(session.next_log_ack(&preview.mission_id).await, 1);
-    let line = server
-        .control()
-        .await
-        .stream_logs(server.admin(StreamLogsRequest {
-            target: Some(target("hello", "prod")),
-            mission_id: preview.mission_id.clone(),
-            since_seq: 0,
-            follow: false,
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .line
-        .unwrap();
+    let line = server.stored_logs(&preview.mission_id).await.unwrap().remove(0).line.unwrap();
     assert_eq!(
         line.text, "override [REDACTED], environment [REDACTED]",
         "both the preview's override and the value it overrides are secrets"

@@ -40,23 +40,6 @@ async fn only_service(
     services.remove(0)
 }
 
-async fn stored_logs(
-    control: &mut ControlServiceClient<Channel>,
-    server: &TestServer,
-    mission_id: &str,
-) -> Result<Vec<LogEvent>, Status> {
-    let stream = control
-        .stream_logs(server.admin(StreamLogsRequest {
-            target: Some(target("hello", "prod")),
-            mission_id: mission_id.into(),
-            since_seq: 0,
-            follow: false,
-        }))
-        .await?
-        .into_inner();
-    stream.collect::<Result<Vec<_>, _>>().await
-}
-
 on_both_engines! {
 #[tokio::test]
 async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one(db) {
@@ -72,7 +55,7 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one(db) {
     );
     assert_eq!(before.url, "http://127.0.0.1:8080/");
     assert_eq!(
-        stored_logs(&mut control, &server, "").await.unwrap().len(),
+        server.stored_logs("").await.unwrap().len(),
         3
     );
 
@@ -114,14 +97,14 @@ async fn recreated_service_shows_no_mission_url_or_log_of_the_retired_one(db) {
         .map(|s| (s.last_mission_id.as_str(), s.url.as_str()))
         .collect();
     assert_eq!(listed, vec![("", "")], "{status:?}");
-    let logs = stored_logs(&mut control, &server, "").await.unwrap_err();
+    let logs = server.stored_logs("").await.unwrap_err();
     assert_eq!(logs.code(), Code::NotFound, "{logs:?}");
     assert!(logs.message().contains("no missions"), "{logs:?}");
 
     // The retired mission and its lines are still there when asked by id.
     assert_eq!(server.mission(&old_mission).await.mission_id, old_mission);
     assert_eq!(
-        stored_logs(&mut control, &server, &old_mission)
+        server.stored_logs(&old_mission)
             .await
             .unwrap()
             .len(),
