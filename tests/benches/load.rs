@@ -27,13 +27,17 @@
 //! spent on it, which says how much of the latency is waiting for a core.
 //! The burst starts once the server has finished setting up the sessions
 //! (its CPU back to heartbeats alone), not while it still is.
+//! `LAUNCH_BENCH_BURSTS=N` runs N bursts, each to 100 agents of its own,
+//! one after another (settled between), and prints the median p99;
+//! `LAUNCH_BENCH_PERF_FIFO=PATH` tells `perf record --control fifo:PATH -D
+//! -1` to sample during the bursts only.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use launch_e2e::bench::{
     context_switches, cpu_time, cpu_time_with_children, deploy_requests, percentile,
-    raise_open_files_limit, rss_mb, tiny_bundle, tiny_bundle_of,
+    raise_open_files_limit, rss_mb, thread_cpu_ns, tiny_bundle, tiny_bundle_of,
 };
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::control_message;
@@ -61,6 +65,10 @@ struct Knobs {
     idle: Duration,
     /// A bundle of its own for each deploy.
     distinct_bundles: bool,
+    /// Bursts of [`DEPLOYS`], each to agents of its own.
+    bursts: usize,
+    /// `perf record`'s control fifo, when profiling the bursts.
+    perf_fifo: Option<String>,
 }
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -92,7 +100,15 @@ fn main() {
             Ok("same") | Err(_) => false,
             Ok(other) => panic!("LAUNCH_BENCH_BUNDLES={other}: say same or distinct"),
         },
+        bursts: env_number("LAUNCH_BENCH_BURSTS", 1).max(1),
+        perf_fifo: std::env::var("LAUNCH_BENCH_PERF_FIFO").ok(),
     };
+    assert!(
+        knobs.agents >= DEPLOYS * knobs.bursts,
+        "LAUNCH_BENCH_BURSTS={} needs {} agents, one per deploy: raise LAUNCH_BENCH_AGENTS",
+        knobs.bursts,
+        DEPLOYS * knobs.bursts
+    );
     let replicas = env_number("LAUNCH_BENCH_REPLICAS", 1);
     assert!(
         replicas == 1 || (replicas == 2 && postgres),
@@ -217,32 +233,103 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
     }
 
     let shared = tiny_bundle();
+    let mut p99s = Vec::new();
+    let mut held = Vec::new();
+    for round in 1..=knobs.bursts {
+        if round > 1 {
+            settle(servers).await;
+        }
+        // The others stay connected (and heartbeating) throughout, as idle agents would.
+        let rest = simulated.split_off(DEPLOYS.min(simulated.len()));
+        let deployed = std::mem::replace(&mut simulated, rest);
+        let bundles = (0..deployed.len())
+            .map(|i| match knobs.distinct_bundles {
+                true => tiny_bundle_of(&format!("burst {round} deploy {i}")),
+                false => shared.clone(),
+            })
+            .collect();
+        let (p99, sessions) = burst(
+            servers,
+            &clients,
+            per_replica,
+            &token,
+            deployed,
+            bundles,
+            knobs,
+            label,
+        )
+        .await;
+        p99s.push(p99);
+        held.extend(sessions);
+    }
+    if knobs.bursts > 1 {
+        let each: Vec<String> = p99s
+            .iter()
+            .map(|p99| format!("{:.1}", p99.as_secs_f64() * 1e3))
+            .collect();
+        p99s.sort();
+        println!(
+            "{label}: {} bursts of {DEPLOYS} concurrent deploys, p99 per burst {} ms; median {:.1} ms",
+            knobs.bursts,
+            each.join(", "),
+            p99s[p99s.len() / 2].as_secs_f64() * 1e3,
+        );
+    }
+    let after_rss = rss_all(servers);
+    println!(
+        "{label}: {agents} agents registered and connected in {:.1} s; server RSS idle {}, with {agents} sessions {}, after {} deploys {}",
+        connect_time.as_secs_f64(),
+        megabytes(&idle_rss),
+        megabytes(&connected_rss),
+        DEPLOYS * knobs.bursts,
+        megabytes(&after_rss),
+    );
+    println!(
+        "{label}: the servers finished setting up the sessions {:.1} s after the last one opened (CPU under {SETTLED_SHARE} of a core for {} ms)",
+        settled_after.as_secs_f64(),
+        SETTLE_WINDOW.as_millis(),
+    );
+    // With every session still open, as during the burst.
+    floor(servers, &clients, &token, label).await;
+    let ended = ENDED.load(Ordering::Relaxed);
+    drop((simulated, held));
+    assert_eq!(
+        ended, 0,
+        "the server ended {ended} sessions the bench still held (see the server's log)"
+    );
+}
 
-    // The others stay connected (and heartbeating) throughout, as idle agents would.
-    let idle = simulated.split_off(DEPLOYS.min(simulated.len()));
-    let bundles: Vec<(Vec<u8>, String)> = (0..simulated.len())
-        .map(|i| match knobs.distinct_bundles {
-            true => tiny_bundle_of(&format!("deploy {i}")),
-            false => shared.clone(),
-        })
-        .collect();
-    let server_cpu_before = servers_cpu(servers);
+/// One burst: a deploy to each of `agents` at once, each through the
+/// replica that does not hold its agent when there are two. Prints the
+/// latencies, the wall time and the CPU the server and the bench spent;
+/// returns the p99 and the sessions, which stay open until the bench ends
+/// (closing them would add their close to the next burst's work). Panics
+/// if a deploy failed.
+#[allow(clippy::too_many_arguments)]
+async fn burst(
+    servers: &[Server],
+    clients: &[Clients],
+    per_replica: usize,
+    token: &str,
+    agents: Vec<Simulated>,
+    bundles: Vec<(Vec<u8>, String)>,
+    knobs: &Knobs,
+    label: &str,
+) -> (Duration, Vec<mpsc::Sender<AgentMessage>>) {
+    let threads_before = servers_threads_cpu(servers);
     let bench_cpu_before = cpu_time(std::process::id());
     let switches_before: Vec<u64> = servers
         .iter()
         .map(|s| context_switches(s.process.pid()))
         .collect();
+    profiler(knobs, "enable");
     let burst = Instant::now();
     let mut deploys = tokio::task::JoinSet::new();
-    for ((i, agent), (bundle, sha)) in simulated.into_iter().enumerate().zip(bundles) {
-        // Through the replica that does not hold the agent, if there are two.
+    for ((i, agent), (bundle, sha)) in agents.into_iter().enumerate().zip(bundles) {
         let through = (agent.replica + 1) % servers.len();
         let mut control = clients[through].controls[i % per_replica].clone();
-        let token = token.clone();
+        let token = token.to_owned();
         deploys.spawn(async move {
-            // Bind the whole agent: its session stays open until the burst
-            // is over (handed back below), as a real agent's would; closing
-            // it at once would add its close to the server's work measured.
             let Simulated {
                 target,
                 first_mission,
@@ -265,60 +352,61 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
             Err(e) => failures.push(e),
         }
     }
+    let wall = burst.elapsed();
+    profiler(knobs, "disable");
     latencies.sort();
-    let burst = burst.elapsed();
-    let server_cpu: Duration = servers_cpu_since(servers, &server_cpu_before).sum();
+    let mut threads = servers_threads_cpu(servers);
+    for (name, ns) in &mut threads {
+        *ns = ns.saturating_sub(threads_before.get(name).copied().unwrap_or(0));
+    }
+    let server_cpu = Duration::from_nanos(threads.values().sum());
+    let by_thread: Vec<String> = threads
+        .iter()
+        .map(|(name, ns)| format!("{name} {:.1}", *ns as f64 / 1e6))
+        .collect();
     let bench_cpu = cpu_time(std::process::id()).saturating_sub(bench_cpu_before);
     let switches: u64 = servers
         .iter()
         .zip(&switches_before)
         .map(|(s, before)| context_switches(s.process.pid()).saturating_sub(*before))
         .sum();
-    let after_rss = rss_all(servers);
-    let ended = ENDED.load(Ordering::Relaxed);
+    let count = sessions.len();
+    let p99 = percentile(&latencies, 0.99);
     println!(
-        "{label}: {agents} agents registered and connected in {:.1} s; server RSS idle {}, with {agents} sessions {}, after {DEPLOYS} deploys {}",
-        connect_time.as_secs_f64(),
-        megabytes(&idle_rss),
-        megabytes(&connected_rss),
-        megabytes(&after_rss),
-    );
-    println!(
-        "{label}: the servers finished setting up the sessions {:.1} s after the last one opened (CPU under {SETTLED_SHARE} of a core for {} ms)",
-        settled_after.as_secs_f64(),
-        SETTLE_WINDOW.as_millis(),
-    );
-    println!(
-        "{label}: {DEPLOYS} concurrent deploys, {} failed; Deploy call → mission on the agent session: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "{label}: {count} concurrent deploys, {} failed; Deploy call → mission on the agent session: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         failures.len(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
         latencies
             .last()
             .map(|d| d.as_secs_f64() * 1e3)
             .unwrap_or(0.0),
     );
     println!(
-        "{label}: the {DEPLOYS} deploys ({}) took {:.1} ms of wall time; CPU meanwhile: server {:.1} ms ({:.2} ms a deploy, {} context switches a deploy), bench {:.1} ms (the agents' heartbeats included)",
+        "{label}: the {count} deploys ({}) took {:.1} ms of wall time; CPU meanwhile: server {:.1} ms ({:.2} ms a deploy, {} context switches a deploy; by thread, ms: {}), bench {:.1} ms (the agents' heartbeats included)",
         if knobs.distinct_bundles {
             "distinct bundles"
         } else {
             "one shared bundle"
         },
-        burst.as_secs_f64() * 1e3,
+        wall.as_secs_f64() * 1e3,
         server_cpu.as_secs_f64() * 1e3,
-        server_cpu.as_secs_f64() * 1e3 / DEPLOYS as f64,
-        switches / DEPLOYS as u64,
+        server_cpu.as_secs_f64() * 1e3 / count as f64,
+        switches / count as u64,
+        by_thread.join(", "),
         bench_cpu.as_secs_f64() * 1e3,
     );
-    // With every session still open, as during the burst.
-    floor(servers, &clients, &token, label).await;
-    drop((idle, sessions));
     assert!(failures.is_empty(), "deploys failed: {failures:?}");
-    assert_eq!(
-        ended, 0,
-        "the server ended {ended} sessions the bench still held (see the server's log)"
-    );
+    (p99, sessions)
+}
+
+/// Tells `perf record --control fifo:PATH` (`LAUNCH_BENCH_PERF_FIFO`) to
+/// `enable` or `disable` sampling, so a profile holds the bursts alone.
+fn profiler(knobs: &Knobs, command: &str) {
+    if let Some(fifo) = &knobs.perf_fifo {
+        std::fs::write(fifo, format!("{command}\n"))
+            .unwrap_or_else(|e| panic!("cannot write to the perf control fifo {fifo}: {e}"));
+    }
 }
 
 /// For scale: as many `WhoAmI` calls at once, over the same connections, as
@@ -327,7 +415,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
 /// under any deploy's: the HTTP/2 streams, the gRPC framing, the token
 /// check and the tasks' wake-ups on these cores.
 async fn floor(servers: &[Server], clients: &[Clients], token: &str, label: &str) {
-    let cpu_before = servers_cpu(servers);
+    let cpu_before = servers_on_cpu(servers);
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..DEPLOYS {
         let replica = &clients[i % clients.len()];
@@ -347,7 +435,7 @@ async fn floor(servers: &[Server], clients: &[Clients], token: &str, label: &str
     }
     let mut latencies = calls.join_all().await;
     latencies.sort();
-    let server_cpu: Duration = servers_cpu_since(servers, &cpu_before).sum();
+    let server_cpu = servers_on_cpu(servers).saturating_sub(cpu_before);
     println!(
         "{label}: for scale, {DEPLOYS} WhoAmI calls at once (authorized, no store, no upload): p50 {:.1} ms, p99 {:.1} ms; server CPU {:.1} ms ({:.2} ms a call)",
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
@@ -416,6 +504,23 @@ async fn settle(servers: &[Server]) -> Duration {
             "a server still used {busiest:?} of CPU every {SETTLE_WINDOW:?} two minutes after the agents connected"
         );
     }
+}
+
+/// The servers' threads' time on a CPU so far, in ns, summed by thread
+/// name across the servers.
+fn servers_threads_cpu(servers: &[Server]) -> std::collections::BTreeMap<String, u64> {
+    let mut sum = std::collections::BTreeMap::new();
+    for server in servers {
+        for (name, ns) in thread_cpu_ns(server.process.pid()) {
+            *sum.entry(name).or_insert(0) += ns;
+        }
+    }
+    sum
+}
+
+/// The servers' threads' time on a CPU so far, all together.
+fn servers_on_cpu(servers: &[Server]) -> Duration {
+    Duration::from_nanos(servers_threads_cpu(servers).values().sum())
 }
 
 /// Each server's CPU time so far (utime + stime).
