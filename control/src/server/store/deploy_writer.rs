@@ -3,9 +3,9 @@
 //! one writer connection and paid its own BEGIN, statements and COMMIT, each
 //! a hand-off to that connection's thread and back. Instead every deploy
 //! hands its write to this task, which takes all that are waiting (up to
-//! [`MOST_AT_ONCE`]) and records them in one transaction whose statements go
-//! as one [`super::batch::Batch`]: three hand-offs and one commit for the
-//! group. If the group fails, each deploy is recorded alone, so a deploy
+//! [`MOST_AT_ONCE`]) and records them in one transaction, each deploy's
+//! statements one [`super::batch::Batch`]: a hand-off a deploy and one
+//! commit for the group. If the group fails, each deploy is recorded alone, so a deploy
 //! fails only for its own fault. On PostgreSQL, where writers do not
 //! exclude each other, each deploy keeps its own transaction.
 

@@ -188,20 +188,25 @@ fn mission_state(deploy: &NewDeploy) -> (MissionState, &str) {
     }
 }
 
-/// Records `deploys` in one transaction, their statements as one batch
-/// (one hand-off on SQLite); returns what each recorded, in order.
+/// Records `deploys` in one transaction, each deploy's statements as one
+/// batch (one hand-off on SQLite, compiled once for every deploy of the
+/// same shape); returns what each recorded, in order.
 pub(super) async fn record_deploys(
     engine: Engine,
     writer: &AnyPool,
     deploys: &[NewDeploy],
 ) -> Result<Vec<RecordedDeploy>> {
     let now = now_ms();
-    let mut batch = Batch::default();
-    for deploy in deploys {
-        batch.extend(deploy_statements(deploy, now));
-    }
     let mut tx = writer.begin().await?;
-    let services = batch.fetch_all(engine, &mut tx).await?;
+    let mut services = Vec::with_capacity(deploys.len());
+    for deploy in deploys {
+        // A batch a deploy, not one for the group: the group's text would
+        // never repeat, and compiling it cost SQLite more than the
+        // hand-off a deploy this saves.
+        let mut batch = Batch::default();
+        batch.extend(deploy_statements(deploy, now));
+        services.extend(batch.fetch_all(engine, &mut tx).await?);
+    }
     if services.len() != deploys.len() {
         return Err(sqlx::Error::Protocol(format!(
             "{} deploys returned {} service rows",
