@@ -23,21 +23,10 @@ use super::super::bundle_store::{Spool, Upload};
 use super::super::github::ReportEvent;
 use super::super::secrets;
 use super::super::state::{Known, internal};
+use super::super::store::NewDeploy;
 use super::super::store::github::ReleaseSource;
-use super::super::store::{NewDeploy, SecretRow};
 use super::super::tokens;
 use super::{Control, target};
-
-/// What [`Control::read_for_deploy`] found.
-struct StoredForDeploy {
-    /// The environment's secrets.
-    secrets: Vec<SecretRow>,
-    /// A preview's overrides, stored under `environment@preview` (none
-    /// for the environment itself).
-    overrides: Vec<SecretRow>,
-    host_compose: Option<String>,
-    allowances: Vec<String>,
-}
 
 /// Where the deploy says its release came from: `repo` checked, `pr` only with a repo.
 fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status> {
@@ -109,9 +98,16 @@ impl Control {
         };
         let secrets_environment =
             super::super::store::previews::secrets_environment(&environment, &header.preview);
+        // Read once, before the transaction, for the check and the
+        // mission's message both: a secret set by another call while this
+        // deploy is recorded reaches the agent with the next mission, as
+        // any secret set after a deploy.
         let stored = self
+            .state
+            .store
             .read_for_deploy(&service, &environment, &secrets_environment)
-            .await?;
+            .await
+            .map_err(internal)?;
         let mut secret_names: BTreeSet<&str> = header.secrets.keys().map(String::as_str).collect();
         secret_names.extend(
             stored
@@ -202,42 +198,6 @@ impl Control {
         .await
         .map_err(internal)??;
         Ok(Response::new(response))
-    }
-
-    /// What the deploy needs from the store besides what it writes, read
-    /// once and at once (a round trip's wait on PostgreSQL, pooled
-    /// connections on SQLite): for the compose check, the stored secrets'
-    /// names and the host's compose; for the mission's message, the secrets
-    /// and allowances. Read before the deploy's transaction, so a secret
-    /// set by another call while this deploy is being recorded reaches the
-    /// agent with the next mission, as any secret set after a deploy.
-    /// `secrets_environment` is where the deploy's own secrets go: the
-    /// environment, or a preview's `environment@preview`.
-    async fn read_for_deploy(
-        &self,
-        service: &str,
-        environment: &str,
-        secrets_environment: &str,
-    ) -> Result<StoredForDeploy, Status> {
-        let store = &self.state.store;
-        let (secrets, overrides, host_compose, allowances) = tokio::try_join!(
-            store.secrets(service, environment),
-            async {
-                match secrets_environment == environment {
-                    true => Ok(Vec::new()),
-                    false => store.secrets(service, secrets_environment).await,
-                }
-            },
-            store.host_compose(service, environment),
-            store.allowances(service, environment),
-        )
-        .map_err(internal)?;
-        Ok(StoredForDeploy {
-            secrets,
-            overrides,
-            host_compose,
-            allowances: allowances.into_iter().map(|row| row.allowance).collect(),
-        })
     }
 
     /// Receives the bundle (in memory, or in a temp file in the bundle
