@@ -46,6 +46,41 @@ fn release_source(header: &DeployHeader) -> Result<Option<ReleaseSource>, Status
     }))
 }
 
+/// An upload this small (compressed) is inspected on the deploy's own task
+/// first, within tighter limits: most bundles are a few KB, and handing
+/// one to a blocking thread and back cost more than inspecting it.
+const INLINE_BYTES: usize = 64 * 1024;
+
+/// What an inspection on the deploy's task may unpack, at most: a few
+/// milliseconds' work however the bundle was made.
+const INLINE_UNPACKED_BYTES: u64 = 512 * 1024;
+const INLINE_ENTRIES: u64 = 1000;
+
+/// Inspects the upload with `limits`. A small one is tried on this task
+/// first within `limits` made tighter, so a bundle accepted there is
+/// accepted by `limits` the same; anything else —
+/// a larger upload, or one the tight limits or any other check refused —
+/// is inspected on a blocking thread with `limits`, whose answer (and
+/// refusal message) is the one returned.
+async fn inspect(upload: &Upload, limits: Limits) -> Result<bundle::Summary, Status> {
+    let tight = Limits {
+        max_compressed_bytes: limits.max_compressed_bytes.min(INLINE_BYTES as u64),
+        max_unpacked_bytes: limits.max_unpacked_bytes.min(INLINE_UNPACKED_BYTES),
+        max_entries: limits.max_entries.min(INLINE_ENTRIES),
+    };
+    if let Upload::Memory(bytes) = upload
+        && bytes.len() <= INLINE_BYTES
+        && let Ok(summary) = bundle::inspect(&bytes[..], &tight)
+    {
+        return Ok(summary);
+    }
+    let reader = upload.reader().map_err(internal)?;
+    tokio::task::spawn_blocking(move || bundle::inspect(reader, &limits))
+        .await
+        .map_err(internal)?
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
 impl Control {
     /// `Deploy`: see the module's comment.
     pub(super) async fn accept_deploy(
@@ -84,11 +119,7 @@ impl Control {
         let (upload, sha256, size) = self.receive_bundle(&mut stream, &header).await?;
 
         let limits = Limits::for_max_bundle_bytes(self.state.max_bundle_bytes);
-        let reader = upload.reader().map_err(internal)?;
-        let summary = tokio::task::spawn_blocking(move || bundle::inspect(reader, &limits))
-            .await
-            .map_err(internal)?
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let summary = inspect(&upload, limits).await?;
         let config = match &summary.service_config {
             Some(text) => {
                 ServiceConfig::parse(text, std::path::Path::new(bundle::SERVICE_CONFIG_FILE))

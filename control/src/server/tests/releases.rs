@@ -85,6 +85,39 @@ async fn unsafe_bundle_is_refused_and_nothing_is_recorded(db) {
 
 on_both_engines! {
 #[tokio::test]
+async fn a_small_upload_that_unpacks_large_or_into_many_files_is_still_accepted(db) {
+    // Deploy inspects a small upload on its own task within tight limits
+    // first; bundles past them must fall back to the full limits, not fail.
+    let server = TestServer::start(&db).await;
+    let large = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), "services:\n  web:\n    image: busybox\n").unwrap();
+        std::fs::write(dir.path().join("zeros.bin"), vec![0u8; 2 << 20]).unwrap();
+        let mut out = Vec::new();
+        launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
+        out
+    };
+    let many = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), "services:\n  web:\n    image: busybox\n").unwrap();
+        for i in 0..1100 {
+            std::fs::write(dir.path().join(format!("f{i}")), "x").unwrap();
+        }
+        let mut out = Vec::new();
+        launch_core::bundle::pack_dir(dir.path(), &mut out).unwrap();
+        out
+    };
+    for (name, bundle) in [("large", large), ("many", many)] {
+        assert!(bundle.len() < 64 * 1024, "{name}: a small upload ({} bytes)", bundle.len());
+        let deployed = server.deploy(&format!("{name}-files"), "prod", bundle).await;
+        assert!(!deployed.release_id.is_empty(), "{name}: {deployed:?}");
+    }
+    server.stop().await;
+}
+}
+
+on_both_engines! {
+#[tokio::test]
 async fn oversized_bundle_is_refused_with_its_size_and_the_limit(db) {
     let server = TestServer::start_with(&db, |config| config.max_bundle_bytes = 1000).await;
     let bundle: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
