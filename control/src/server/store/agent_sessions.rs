@@ -30,6 +30,10 @@ impl Engine {
     }
 }
 
+/// [`Store::host_compose`]'s query, `$1` the service and `$2` the
+/// environment; the deploy's one read (`deploy_read`) uses it as is.
+pub(super) const HOST_COMPOSE_SQL: &str = "SELECT compose FROM agents WHERE service = $1 AND environment = $2 AND revoked = 0 AND compose != '' ORDER BY hello_at DESC, id DESC LIMIT 1";
+
 impl Store {
     /// A session `session_id` of the agent opened (its Hello): `last_seen`,
     /// hostname, version, the executable's sha256 and the host's compose
@@ -118,13 +122,11 @@ impl Store {
     /// The compose the service's host runs, e.g. `docker-compose 1.29.2`:
     /// what the Hello of its agent (not revoked) that said one last named.
     pub async fn host_compose(&self, service: &str, environment: &str) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT compose FROM agents WHERE service = $1 AND environment = $2 AND revoked = 0 AND compose != '' ORDER BY hello_at DESC, id DESC LIMIT 1",
-        )
-        .bind(service)
-        .bind(environment)
-        .fetch_optional(&self.pool)
-        .await
+        sqlx::query_scalar(HOST_COMPOSE_SQL)
+            .bind(service)
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// [`Store::host_compose`] of every service that has one.

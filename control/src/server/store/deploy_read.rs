@@ -7,8 +7,11 @@
 //! those of `Store::secrets`, `Store::host_compose` and `Store::allowances`,
 //! which a test holds them to.
 
+use std::sync::LazyLock;
+
 use sqlx::Row;
 
+use super::agent_sessions::HOST_COMPOSE_SQL;
 use super::{Result, SecretRow, Store};
 
 /// What [`Store::read_for_deploy`] found.
@@ -31,12 +34,17 @@ const OVERRIDE: i64 = 1;
 const HOST_COMPOSE: i64 = 2;
 const ALLOWANCE: i64 = 3;
 
-const QUERY: &str = "\
-SELECT CAST(0 AS BIGINT) AS part, key AS text, nonce, ciphertext, updated FROM secrets WHERE service = $1 AND environment = $2 \
-UNION ALL SELECT CAST(1 AS BIGINT), key, nonce, ciphertext, updated FROM secrets WHERE service = $3 AND environment = $4 AND environment <> $5 \
-UNION ALL SELECT CAST(2 AS BIGINT), compose, NULL, NULL, CAST(0 AS BIGINT) FROM (SELECT compose FROM agents WHERE service = $6 AND environment = $7 AND revoked = 0 AND compose != '' ORDER BY hello_at DESC, id DESC LIMIT 1) AS newest \
-UNION ALL SELECT CAST(3 AS BIGINT), allowance, NULL, NULL, granted FROM service_allowances WHERE service = $8 AND environment = $9 \
-ORDER BY part, text";
+/// `$1` the service, `$2` the environment, `$3` where the deploy's own
+/// secrets go; the host's compose is [`HOST_COMPOSE_SQL`] itself.
+static QUERY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT CAST(0 AS BIGINT) AS part, key AS text, nonce, ciphertext, updated FROM secrets WHERE service = $1 AND environment = $2 \
+UNION ALL SELECT CAST(1 AS BIGINT), key, nonce, ciphertext, updated FROM secrets WHERE service = $1 AND environment = $3 AND environment <> $2 \
+UNION ALL SELECT CAST(2 AS BIGINT), compose, NULL, NULL, CAST(0 AS BIGINT) FROM ({HOST_COMPOSE_SQL}) AS newest \
+UNION ALL SELECT CAST(3 AS BIGINT), allowance, NULL, NULL, granted FROM service_allowances WHERE service = $1 AND environment = $2 \
+ORDER BY part, text"
+    )
+});
 
 impl Store {
     /// What the deploy of `service` to `environment` needs to read, with
@@ -48,16 +56,10 @@ impl Store {
         environment: &str,
         secrets_environment: &str,
     ) -> Result<DeployRead> {
-        let rows = sqlx::query(QUERY)
+        let rows = sqlx::query(&QUERY)
             .bind(service)
             .bind(environment)
-            .bind(service)
             .bind(secrets_environment)
-            .bind(environment)
-            .bind(service)
-            .bind(environment)
-            .bind(service)
-            .bind(environment)
             .fetch_all(&self.pool)
             .await?;
         let mut read = DeployRead::default();

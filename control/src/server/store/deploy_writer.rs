@@ -5,8 +5,8 @@
 //! hands its write to this task, which takes all that are waiting (up to
 //! [`MOST_AT_ONCE`]) and records them in one transaction, each deploy's
 //! statements one [`super::batch::Batch`]: a hand-off a deploy and one
-//! commit for the group. If the group fails, each deploy is recorded alone, so a deploy
-//! fails only for its own fault. On PostgreSQL, where writers do not
+//! commit for the group. If the group fails, each deploy is recorded
+//! alone, so a deploy fails only for its own fault. On PostgreSQL, where writers do not
 //! exclude each other, each deploy keeps its own transaction.
 
 use std::sync::Arc;
