@@ -92,16 +92,22 @@ pub fn rss_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The `/proc` directory of each live thread of process `pid` (none when
+/// unreadable).
+fn threads(pid: u32) -> impl Iterator<Item = std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|task| task.path())
+}
+
 /// Context switches (voluntary and not) of every live thread of process
 /// `pid` so far: each hand-off between threads (a tokio worker and a SQLite
 /// connection's thread, say) costs two. Threads that ended are not counted.
 pub fn context_switches(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+    threads(pid)
+        .filter_map(|task| std::fs::read_to_string(task.join("status")).ok())
         .flat_map(|status| {
             status
                 .lines()
@@ -121,11 +127,8 @@ pub fn context_switches(pid: u32) -> u64 {
 /// [`cpu_time`] counts 10 ms ticks. Threads that ended are not counted.
 pub fn thread_cpu_ns(pid: u32) -> std::collections::BTreeMap<String, u64> {
     let mut by_name = std::collections::BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return by_name;
-    };
-    for task in tasks.flatten() {
-        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).ok();
+    for task in threads(pid) {
+        let read = |file: &str| std::fs::read_to_string(task.join(file)).ok();
         let (Some(name), Some(schedstat)) = (read("comm"), read("schedstat")) else {
             continue;
         };
