@@ -139,9 +139,14 @@ impl BundleStore {
     }
 
     /// Stores the accepted `upload` as `sha256`, which must be its
-    /// content's hash. Concurrent puts of one sha256 wait for each other;
+    /// content's hash. A bundle already stored is found without waiting:
+    /// it only ever appears whole (renamed into place, or an object S3 has
+    /// finished). Concurrent puts of one new sha256 wait for each other;
     /// the first stores, the rest find it there.
     pub async fn put(&self, upload: Upload, sha256: &str) -> Result<Stored, BundleStoreError> {
+        if self.exists(sha256).await? {
+            return Ok(Stored::AlreadyThere);
+        }
         let turn = self.inflight.turn(sha256);
         let _held = turn.lock().await;
         if self.exists(sha256).await? {
@@ -180,15 +185,16 @@ impl BundleStore {
     /// Whether a bundle with this sha256 is stored.
     pub async fn exists(&self, sha256: &str) -> Result<bool, BundleStoreError> {
         match &self.backend {
+            // One `stat` of a path in the local data dir, on the caller's
+            // task: microseconds, where the hand-off to the blocking pool
+            // and back (`tokio::fs`) cost more than the call itself.
             Backend::DataDir => {
                 let path = self.data_dir_path(sha256);
-                tokio::fs::try_exists(&path)
-                    .await
-                    .map_err(|source| BundleStoreError::Io {
-                        what: "look for",
-                        path,
-                        source,
-                    })
+                std::fs::exists(&path).map_err(|source| BundleStoreError::Io {
+                    what: "look for",
+                    path,
+                    source,
+                })
             }
             Backend::S3(s3) => s3.exists(sha256).await,
         }
