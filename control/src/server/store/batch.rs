@@ -9,14 +9,17 @@
 //! deploy's, for every deploy of the same shape) is compiled once, not at
 //! each run — compiling was most of SQLite's time when a group's batch was
 //! one string that never repeated. On PostgreSQL, whose extended protocol
-//! takes one statement a message, the statements run one after another.
+//! takes one statement a message, the statements run one after another in
+//! the caller's transaction, or — when they touch distinct rows, as a
+//! deploy's do — as one statement of data-modifying `WITH` queries
+//! ([`Batch::fetch_all_as_one`]): one round trip and its own transaction.
 //!
 //! Statements are written once, with `$1`, `$2`, … numbered in the order of
 //! their arguments, each used once; SQLite's form replaces them with `?`.
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection};
+use sqlx::{Any, AnyConnection, AnyPool};
 
 use super::{Engine, Result};
 
@@ -111,24 +114,69 @@ impl Batch {
         }
     }
 
+    /// Runs the statements on PostgreSQL as one statement, in a
+    /// transaction of its own, and returns the first one's `RETURNING`
+    /// rows. Where a transaction of the statements one by one cost a round
+    /// trip each plus BEGIN and COMMIT, this is one; PostgreSQL's CPU for a
+    /// deploy's statements fell from 0.47 to 0.29 ms (`bench/pg-floor`).
+    /// Its parts run on one snapshot and do not see each other's writes,
+    /// so a batch run this way must touch each row at most once and read
+    /// nothing another of its statements writes.
+    pub async fn fetch_all_as_one(&self, pool: &AnyPool) -> Result<Vec<AnyRow>> {
+        let sql = self.postgres_sql();
+        let args = self.statements.iter().flat_map(|s| &s.args);
+        bind_all(sqlx::query(&sql), args).fetch_all(pool).await
+    }
+
     /// The statements joined, their placeholders plain `?`.
     fn sqlite_sql(&self) -> String {
         let mut sql = String::new();
         for statement in &self.statements {
-            let mut rest = statement.sql.as_str();
-            while let Some(at) = rest.find('$') {
-                sql.push_str(&rest[..at]);
-                sql.push('?');
-                let digits = rest[at + 1..]
-                    .find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(rest.len() - at - 1);
-                rest = &rest[at + 1 + digits..];
-            }
-            sql.push_str(rest);
+            push_renumbered(&mut sql, &statement.sql, |_| "?".to_owned());
             sql.push_str(";\n");
         }
         sql
     }
+
+    /// The statements as parts of one `WITH`, their placeholders numbered
+    /// on across them, selecting the first one's `RETURNING` rows.
+    fn postgres_sql(&self) -> String {
+        debug_assert!(
+            self.statements
+                .first()
+                .is_some_and(|first| first.sql.contains(" RETURNING ")),
+            "the first statement of a batch run as one returns its rows"
+        );
+        let mut sql = String::from("WITH ");
+        let mut before = 0;
+        for (i, statement) in self.statements.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("part{i} AS ("));
+            push_renumbered(&mut sql, &statement.sql, |n| format!("${}", before + n));
+            sql.push(')');
+            before += statement.args.len();
+        }
+        sql.push_str(" SELECT * FROM part0");
+        sql
+    }
+}
+
+/// Appends `statement` to `sql` with each placeholder `$N` replaced by
+/// `placeholder(N)`.
+fn push_renumbered(sql: &mut String, statement: &str, placeholder: impl Fn(usize) -> String) {
+    let mut rest = statement;
+    while let Some(at) = rest.find('$') {
+        sql.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - at - 1);
+        let number = rest[at + 1..at + 1 + digits].parse().unwrap_or(0);
+        sql.push_str(&placeholder(number));
+        rest = &rest[at + 1 + digits..];
+    }
+    sql.push_str(rest);
 }
 
 fn bind_all<'q>(
@@ -188,6 +236,23 @@ mod tests {
     }
 
     #[test]
+    fn postgresqls_form_is_one_with_numbering_the_placeholders_on() {
+        let mut batch = Batch::default();
+        batch.extend([
+            Statement::new(
+                "INSERT INTO t (a, b) VALUES ($1, $2) RETURNING b",
+                vec!["x".into(), 1.into()],
+            ),
+            Statement::new("DELETE FROM u WHERE a = $1", vec!["y".into()]),
+        ]);
+        assert_eq!(
+            batch.postgres_sql(),
+            "WITH part0 AS (INSERT INTO t (a, b) VALUES ($1, $2) RETURNING b), \
+             part1 AS (DELETE FROM u WHERE a = $3) SELECT * FROM part0"
+        );
+    }
+
+    #[test]
     fn placeholders_must_be_numbered_in_order_once_each() {
         assert_eq!(placeholders_in_order("SELECT 1"), Some(0));
         assert_eq!(placeholders_in_order("VALUES ($1, $2, $3)"), Some(3));
@@ -242,5 +307,61 @@ mod tests {
                 "{engine:?}: the later statement saw the earlier ones"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_run_as_one_on_postgresql_writes_every_part_or_none() {
+        let (_dir, store) = stores("batch_one", "").await.pop().unwrap();
+        assert_eq!(store.engine(), Engine::Postgres);
+        sqlx::query("CREATE TABLE one_t (a TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO one_t (a, n) VALUES ('old', 0), ('kept', 0)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let batch = |second: &str| {
+            let mut batch = Batch::default();
+            batch.extend([
+                Statement::new(
+                    "INSERT INTO one_t (a, n) VALUES ($1, $2) RETURNING n",
+                    vec!["new".into(), 7.into()],
+                ),
+                Statement::new(
+                    "INSERT INTO one_t (a, n) VALUES ($1, $2)",
+                    vec![second.into(), 8.into()],
+                ),
+                Statement::new("DELETE FROM one_t WHERE a = $1", vec!["old".into()]),
+            ]);
+            batch
+        };
+        let all = || async {
+            sqlx::query("SELECT a, n FROM one_t ORDER BY a")
+                .fetch_all(&store.writer)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+                .collect::<Vec<_>>()
+        };
+        // A part that fails (the key exists) leaves the others unwritten.
+        let refused = batch("kept").fetch_all_as_one(&store.writer).await;
+        assert!(refused.is_err(), "a duplicate key fails the statement");
+        assert_eq!(all().await, [("kept".to_owned(), 0), ("old".to_owned(), 0)]);
+        let rows = batch("second")
+            .fetch_all_as_one(&store.writer)
+            .await
+            .unwrap();
+        let returned: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(returned, [7], "the first part's RETURNING rows");
+        assert_eq!(
+            all().await,
+            [
+                ("kept".to_owned(), 0),
+                ("new".to_owned(), 7),
+                ("second".to_owned(), 8)
+            ]
+        );
     }
 }

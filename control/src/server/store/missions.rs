@@ -218,39 +218,65 @@ pub(super) async fn record_deploys(
     Ok(deploys
         .iter()
         .zip(services)
-        .map(|(deploy, service)| {
-            let (state, agent_id) = mission_state(deploy);
-            RecordedDeploy {
-                mission: MissionRow {
-                    id: deploy.mission_id.clone(),
-                    kind: MissionKind::Deploy,
-                    service: deploy.service.clone(),
-                    environment: deploy.environment.clone(),
-                    release_id: deploy.release_id.clone(),
-                    state,
-                    message: String::new(),
-                    url: String::new(),
-                    agent_id: agent_id.to_owned(),
-                    result_release_id: String::new(),
-                    created: now,
-                    updated: now,
-                    preview: deploy.preview.clone(),
-                },
-                fqdn: service.get("fqdn"),
-                host_address: service.get("host_address"),
-            }
-        })
+        .map(|(deploy, service)| recorded(deploy, &service, now))
         .collect())
 }
 
-/// [`record_deploys`] of one deploy.
+/// What `deploy` recorded at `now`, with `service` its services row's
+/// `RETURNING fqdn, host_address`.
+fn recorded(deploy: &NewDeploy, service: &sqlx::any::AnyRow, now: i64) -> RecordedDeploy {
+    let (state, agent_id) = mission_state(deploy);
+    RecordedDeploy {
+        mission: MissionRow {
+            id: deploy.mission_id.clone(),
+            kind: MissionKind::Deploy,
+            service: deploy.service.clone(),
+            environment: deploy.environment.clone(),
+            release_id: deploy.release_id.clone(),
+            state,
+            message: String::new(),
+            url: String::new(),
+            agent_id: agent_id.to_owned(),
+            result_release_id: String::new(),
+            created: now,
+            updated: now,
+            preview: deploy.preview.clone(),
+        },
+        fqdn: service.get("fqdn"),
+        host_address: service.get("host_address"),
+    }
+}
+
+/// One deploy recorded alone: on SQLite by [`record_deploys`]; on
+/// PostgreSQL as one statement, its own transaction in one round trip
+/// ([`Batch::fetch_all_as_one`]) — a deploy's statements touch distinct
+/// rows (its service's, its secrets', new release and mission rows, and
+/// launch.toml's tags, the undeclared ones deleted and the declared ones
+/// upserted) and read none another writes.
 pub(super) async fn record_one(
     engine: Engine,
     writer: &AnyPool,
     deploy: &NewDeploy,
 ) -> Result<RecordedDeploy> {
-    let mut recorded = record_deploys(engine, writer, std::slice::from_ref(deploy)).await?;
-    Ok(recorded.remove(0))
+    match engine {
+        Engine::Sqlite => {
+            let mut recorded = record_deploys(engine, writer, std::slice::from_ref(deploy)).await?;
+            Ok(recorded.remove(0))
+        }
+        Engine::Postgres => {
+            let now = now_ms();
+            let mut batch = Batch::default();
+            batch.extend(deploy_statements(deploy, now));
+            let rows = batch.fetch_all_as_one(writer).await?;
+            let [service] = rows.as_slice() else {
+                return Err(sqlx::Error::Protocol(format!(
+                    "a deploy returned {} service rows",
+                    rows.len()
+                )));
+            };
+            Ok(recorded(deploy, service, now))
+        }
+    }
 }
 
 impl Store {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{Any, Row, Transaction};
 
-use super::batch::Statement;
+use super::batch::{Statement, Value};
 use super::search::after_prefix;
 use super::{Result, Store, now_ms};
 
@@ -272,10 +272,19 @@ pub(super) fn replace_statements(
     tags: &[(String, String)],
     now: i64,
 ) -> Vec<Statement> {
-    let mut statements = vec![Statement::new(
+    // The keys no longer declared are deleted and the declared ones
+    // upserted, so no row is written twice: a deploy runs these as parts of
+    // one statement on PostgreSQL (`missions::record_one`).
+    let mut delete = String::from(
         "DELETE FROM service_tags WHERE service = $1 AND environment = $2 AND source = $3",
-        vec![service.into(), environment.into(), source.label().into()],
-    )];
+    );
+    let mut args: Vec<Value> = vec![service.into(), environment.into(), source.label().into()];
+    if !tags.is_empty() {
+        let kept: Vec<String> = (0..tags.len()).map(|i| format!("${}", i + 4)).collect();
+        delete.push_str(&format!(" AND key NOT IN ({})", kept.join(", ")));
+        args.extend(tags.iter().map(|(key, _)| key.into()));
+    }
+    let mut statements = vec![Statement::new(delete, args)];
     statements.extend(
         tags.iter()
             .map(|(key, value)| upsert_statement(service, environment, key, value, source, now)),
