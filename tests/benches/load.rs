@@ -8,7 +8,9 @@
 //! any failed, and the server's resident memory before and after. With
 //! `LAUNCH_BENCH_DATABASE=postgres` the server's store is a database in a
 //! throwaway PostgreSQL cluster (`launch_e2e::postgres`) instead of SQLite,
-//! and the lines start `load on postgres:`.
+//! and the lines start `load on postgres:`; each burst's line then says what
+//! PostgreSQL spent too, and a floor comes first: the database alone running
+//! a deploy's statements from pgbench (`database_floor`).
 //!
 //! Knobs for the 10,000-agent runs (the defaults are the figures above):
 //! `LAUNCH_BENCH_AGENTS` (1000); `LAUNCH_BENCH_CONNECTIONS`, the HTTP/2
@@ -36,8 +38,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use launch_e2e::bench::{
-    context_switches, cpu_time, cpu_time_with_children, deploy_requests, percentile,
-    raise_open_files_limit, rss_mb, thread_cpu_ns, tiny_bundle, tiny_bundle_of,
+    context_switches, cpu_time, deploy_requests, machine_busy, percentile, raise_open_files_limit,
+    rss_mb, thread_cpu_ns, tiny_bundle, tiny_bundle_of, tree_cpu_ns,
 };
 use launch_e2e::{Server, grpc, unique};
 use launch_proto::control_message;
@@ -121,8 +123,9 @@ fn main() {
         4 * knobs.connections + 64
     );
     let cluster = postgres.then(launch_e2e::postgres::Cluster::start);
-    let mut servers = vec![match &cluster {
-        Some(cluster) => Server::start_with(&["--database-url", &cluster.new_database()]),
+    let database = cluster.as_ref().map(|cluster| cluster.new_database());
+    let mut servers = vec![match &database {
+        Some(url) => Server::start_with(&["--database-url", url]),
         None => Server::start(),
     }];
     if replicas == 2 {
@@ -139,6 +142,9 @@ fn main() {
         (true, n) => format!("load on postgres, {n} replicas"),
     };
     let postmaster = cluster.as_ref().and_then(|c| c.postmaster_pid());
+    if let (Some(cluster), Some(url)) = (&cluster, &database) {
+        database_floor(cluster, url, &label);
+    }
     runtime.block_on(run(&servers, postmaster, &knobs, &label));
 }
 
@@ -250,6 +256,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
             .collect();
         let (p99, sessions) = burst(
             servers,
+            postmaster,
             &clients,
             per_replica,
             &token,
@@ -308,6 +315,7 @@ async fn run(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: 
 #[allow(clippy::too_many_arguments)]
 async fn burst(
     servers: &[Server],
+    postmaster: Option<u32>,
     clients: &[Clients],
     per_replica: usize,
     token: &str,
@@ -317,7 +325,8 @@ async fn burst(
     label: &str,
 ) -> (Duration, Vec<mpsc::Sender<AgentMessage>>) {
     let threads_before = servers_threads_cpu(servers);
-    let bench_cpu_before = cpu_time(std::process::id());
+    let database_before = postmaster.map(tree_cpu_ns);
+    let bench_cpu_before = own_cpu_ns();
     let switches_before: Vec<u64> = servers
         .iter()
         .map(|s| context_switches(s.process.pid()))
@@ -364,13 +373,16 @@ async fn burst(
         .iter()
         .map(|(name, ns)| format!("{name} {:.1}", *ns as f64 / 1e6))
         .collect();
-    let bench_cpu = cpu_time(std::process::id()).saturating_sub(bench_cpu_before);
+    let bench_cpu = Duration::from_nanos(own_cpu_ns().saturating_sub(bench_cpu_before));
+    let count = sessions.len();
+    let database = postmaster
+        .zip(database_before)
+        .map(|(pid, before)| Duration::from_nanos(tree_cpu_ns(pid).saturating_sub(before)));
     let switches: u64 = servers
         .iter()
         .zip(&switches_before)
         .map(|(s, before)| context_switches(s.process.pid()).saturating_sub(*before))
         .sum();
-    let count = sessions.len();
     let p99 = percentile(&latencies, 0.99);
     println!(
         "{label}: {count} concurrent deploys, {} failed; Deploy call → mission on the agent session: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -382,19 +394,28 @@ async fn burst(
             .map(|d| d.as_secs_f64() * 1e3)
             .unwrap_or(0.0),
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let all = server_cpu + bench_cpu + database.unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "{label}: the {count} deploys ({}) took {:.1} ms of wall time; CPU meanwhile: server {:.1} ms ({:.2} ms a deploy, {} context switches a deploy; by thread, ms: {}), bench {:.1} ms (the agents' heartbeats included)",
+        "{label}: the {count} deploys ({}) took {:.1} ms of wall time; CPU meanwhile: server {:.1} ms ({:.2} ms a deploy, {} context switches a deploy; by thread, ms: {}){}, bench {:.1} ms (the agents' heartbeats included); together {:.0} % of the {cores} cores' wall time",
         if knobs.distinct_bundles {
             "distinct bundles"
         } else {
             "one shared bundle"
         },
-        wall.as_secs_f64() * 1e3,
-        server_cpu.as_secs_f64() * 1e3,
-        server_cpu.as_secs_f64() * 1e3 / count as f64,
+        ms(wall),
+        ms(server_cpu),
+        ms(server_cpu) / count as f64,
         switches / count as u64,
         by_thread.join(", "),
-        bench_cpu.as_secs_f64() * 1e3,
+        database.map_or(String::new(), |spent| format!(
+            ", PostgreSQL {:.1} ms ({:.2} ms a deploy)",
+            ms(spent),
+            ms(spent) / count as f64
+        )),
+        ms(bench_cpu),
+        all.as_secs_f64() / (wall.as_secs_f64() * cores as f64) * 100.0,
     );
     assert!(failures.is_empty(), "deploys failed: {failures:?}");
     (p99, sessions)
@@ -442,6 +463,48 @@ async fn floor(servers: &[Server], clients: &[Clients], token: &str, label: &str
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         server_cpu.as_secs_f64() * 1e3,
         server_cpu.as_secs_f64() * 1e3 / DEPLOYS as f64,
+    );
+}
+
+/// Deploys a [`database_floor`] run's pgbench clients make, each.
+const FLOOR_DEPLOYS_EACH: u32 = 200;
+/// Its pgbench clients.
+const FLOOR_CLIENTS: u32 = 10;
+
+/// For scale on PostgreSQL, before any agent connects: what the database
+/// alone spends on a deploy's read and writes, sent by `pgbench` (prepared,
+/// no Launch in between) from `tests/benches/load/*.sql`, hand-written
+/// copies of the store's statements — as a transaction of one statement
+/// each (the store's way before stop 28), and as one statement (since). The
+/// CPU is the machine's busy time, PostgreSQL's and pgbench's together:
+/// pgbench's backends exit before they can be counted one by one.
+fn database_floor(cluster: &launch_e2e::postgres::Cluster, url: &str, label: &str) {
+    let database = url
+        .rsplit('/')
+        .next()
+        .expect("a database URL ends with its name");
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load");
+    let deploys = FLOOR_CLIENTS * FLOOR_DEPLOYS_EACH;
+    let each: Vec<String> = ["deploy_transaction.sql", "deploy_one_statement.sql"]
+        .iter()
+        .map(|script| {
+            let before = machine_busy();
+            let tps = cluster.pgbench(
+                database,
+                &scripts.join(script),
+                FLOOR_CLIENTS,
+                FLOOR_DEPLOYS_EACH,
+            );
+            let busy = machine_busy().saturating_sub(before);
+            format!(
+                "{script}: {tps:.0} deploys/s, {:.2} ms of CPU a deploy",
+                busy.as_secs_f64() * 1e3 / deploys as f64
+            )
+        })
+        .collect();
+    println!(
+        "{label}: for scale, PostgreSQL alone (pgbench, {deploys} deploys' read and writes over {FLOOR_CLIENTS} connections, its CPU and pgbench's): {}",
+        each.join("; ")
     );
 }
 
@@ -518,6 +581,11 @@ fn servers_threads_cpu(servers: &[Server]) -> std::collections::BTreeMap<String,
     sum
 }
 
+/// This process's (the load generator's) threads' time on a CPU so far, in ns.
+fn own_cpu_ns() -> u64 {
+    thread_cpu_ns(std::process::id()).values().sum()
+}
+
 /// The servers' threads' time on a CPU so far, all together.
 fn servers_on_cpu(servers: &[Server]) -> Duration {
     Duration::from_nanos(servers_threads_cpu(servers).values().sum())
@@ -542,7 +610,7 @@ fn servers_cpu_since<'a>(
 /// Waits `knobs.idle` with every session open and heartbeating, and prints
 /// the CPU time the server (and PostgreSQL) used meanwhile.
 async fn idle_window(servers: &[Server], postmaster: Option<u32>, knobs: &Knobs, label: &str) {
-    let database_cpu = || postmaster.map(cpu_time_with_children);
+    let database_cpu = || postmaster.map(|pid| Duration::from_nanos(tree_cpu_ns(pid)));
     let (cpu_before, db_before) = (servers_cpu(servers), database_cpu());
     let (beats_before, bench_before) = (
         HEARTBEATS.load(Ordering::Relaxed),

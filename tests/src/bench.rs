@@ -162,31 +162,52 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_secs_f64(ticks as f64 / per_second)
 }
 
-/// CPU time of process `pid` and of its live children (e.g. a postmaster and
-/// its backends; children that exited are not counted).
-pub fn cpu_time_with_children(pid: u32) -> Duration {
-    let mut total = cpu_time(pid);
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return total;
-    };
-    for entry in entries.flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        // Field 4, the parent, is the second after the command name's `)`.
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if parent == Some(pid) {
-            total += cpu_time(child);
-        }
+/// Time on a CPU, in nanoseconds, of process `pid` and its live children
+/// (a postmaster and its backends), every thread counted as in
+/// [`thread_cpu_ns`]. Children that exited are not counted.
+pub fn tree_cpu_ns(pid: u32) -> u64 {
+    let mut total: u64 = thread_cpu_ns(pid).values().sum();
+    for child in children(pid) {
+        total += thread_cpu_ns(child).values().sum::<u64>();
     }
     total
+}
+
+/// The live children of process `pid`.
+fn children(pid: u32) -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(move |child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // Field 4, the parent, is the second after the command name's `)`.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(pid)
+        })
+}
+
+/// Time every core of the machine has spent busy so far (`/proc/stat`:
+/// user, nice, system, irq and softirq; not idle, I/O wait or steal), in
+/// ticks of 10 ms: what a run of processes that exit before they can be
+/// counted one by one (pgbench's backends) cost, when nothing else runs.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("cpu "))
+        .map(|fields| {
+            let fields: Vec<u64> = fields
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum()
+        })
+        .unwrap_or(0);
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64(ticks as f64 / per_second)
 }
 
 /// Raises this process's soft limit of open files to its hard limit (the

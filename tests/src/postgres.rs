@@ -122,6 +122,44 @@ impl Cluster {
             .ok()
     }
 
+    /// Runs `pgbench` on `database` (a name [`Cluster::new_database`]'s URL
+    /// ends with): `script` by `clients` connections, `transactions` each,
+    /// as prepared statements; returns its transactions per second. Only
+    /// the load bench asks.
+    #[allow(dead_code)]
+    pub fn pgbench(&self, database: &str, script: &Path, clients: u32, transactions: u32) -> f64 {
+        let output = Command::new(self.bin.join("pgbench"))
+            .arg("-h")
+            .arg(&self.root)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-n", "-M", "prepared", "-j", "1"])
+            .arg(format!("--client={clients}"))
+            .arg(format!("--transactions={transactions}"))
+            .arg("-f")
+            .arg(script)
+            .arg(database)
+            .output()
+            .unwrap_or_else(|err| panic!("run pgbench: {err}"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "pgbench -f {} failed: {}{stdout}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("tps = ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no `tps = ` line in pgbench's output: {stdout}"))
+    }
+
     /// Runs one SQL statement as the superuser on the `postgres` database.
     pub fn psql(&self, sql: &str) {
         run(
