@@ -117,8 +117,9 @@ impl Batch {
     /// Runs the statements on PostgreSQL as one statement, in a
     /// transaction of its own, and returns the first one's `RETURNING`
     /// rows. Where a transaction of the statements one by one cost a round
-    /// trip each plus BEGIN and COMMIT, this is one; PostgreSQL's CPU for a
-    /// deploy's statements fell from 0.47 to 0.29 ms (`bench/pg-floor`).
+    /// trip each plus BEGIN and COMMIT, this is one; the CPU a deploy's
+    /// statements cost the database (and pgbench) falls from about 0.4 to
+    /// 0.2 ms (the load bench's floor on PostgreSQL, BENCHMARKS.md).
     /// Its parts run on one snapshot and do not see each other's writes,
     /// so a batch run this way must touch each row at most once and read
     /// nothing another of its statements writes.
