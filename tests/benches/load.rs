@@ -29,6 +29,8 @@
 //! spent on it, which says how much of the latency is waiting for a core.
 //! The burst starts once the server has finished setting up the sessions
 //! (its CPU back to heartbeats alone), not while it still is.
+//! `LAUNCH_BENCH_PG_SOCKET=1` has the server reach PostgreSQL over its
+//! unix socket instead of TCP on 127.0.0.1.
 //! `LAUNCH_BENCH_BURSTS=N` runs N bursts, each to 100 agents of its own,
 //! one after another (settled between), and prints the median p99;
 //! `LAUNCH_BENCH_PERF_FIFO=PATH` tells `perf record --control fifo:PATH -D
@@ -78,6 +80,8 @@ struct Knobs {
     bursts: usize,
     /// `perf record`'s control fifo, when profiling the bursts.
     perf_fifo: Option<String>,
+    /// The server reaches PostgreSQL over its unix socket, not TCP.
+    pg_socket: bool,
 }
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -111,6 +115,7 @@ fn main() {
         },
         bursts: env_number("LAUNCH_BENCH_BURSTS", 1).max(1),
         perf_fifo: std::env::var("LAUNCH_BENCH_PERF_FIFO").ok(),
+        pg_socket: std::env::var_os("LAUNCH_BENCH_PG_SOCKET").is_some(),
     };
     assert!(
         knobs.agents >= DEPLOYS * knobs.bursts,
@@ -130,7 +135,13 @@ fn main() {
         4 * knobs.connections + 64
     );
     let cluster = postgres.then(launch_e2e::postgres::Cluster::start);
-    let database = cluster.as_ref().map(|cluster| cluster.new_database());
+    let database = cluster.as_ref().map(|cluster| {
+        let url = cluster.new_database();
+        match url.rsplit_once('/') {
+            Some((_, name)) if knobs.pg_socket => cluster.socket_url(name),
+            _ => url,
+        }
+    });
     let mut servers = vec![match &database {
         Some(url) => Server::start_with(&["--database-url", url]),
         None => Server::start(),

@@ -92,6 +92,17 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The URL of `database` over the cluster's unix socket, as a
+    /// PostgreSQL on the same machine is reached (no TCP stack between).
+    #[allow(dead_code)]
+    pub fn socket_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/{database}?host={}",
+            self.port,
+            self.root.display()
+        )
+    }
+
     /// Creates an empty database with a name no other test uses and
     /// returns its URL.
     pub fn new_database(&self) -> String {
