@@ -48,8 +48,11 @@ use launch_proto::control_message;
 use launch_proto::{AgentMessage, ControlMessage, Heartbeat, ServiceRef, agent_message};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+#[path = "load/knobs.rs"]
+mod knobs;
 #[path = "load/measure.rs"]
 mod measure;
+use knobs::Knobs;
 use measure::{
     SETTLE_WINDOW, SETTLED_SHARE, database_floor, own_cpu_ns, servers_cpu, servers_cpu_since,
     servers_on_cpu, servers_threads_cpu, settle,
@@ -70,64 +73,9 @@ static HEARTBEAT_INTERVAL_MS: AtomicU64 = AtomicU64::new(0);
 /// Sessions the server ended while the bench still held them.
 static ENDED: AtomicUsize = AtomicUsize::new(0);
 
-struct Knobs {
-    agents: usize,
-    connections: usize,
-    idle: Duration,
-    /// A bundle of its own for each deploy.
-    distinct_bundles: bool,
-    /// Bursts of [`DEPLOYS`], each to agents of its own.
-    bursts: usize,
-    /// `perf record`'s control fifo, when profiling the bursts.
-    perf_fifo: Option<String>,
-    /// The server reaches PostgreSQL over its unix socket, not TCP.
-    pg_socket: bool,
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value}: say a whole number")),
-        Err(_) => default,
-    }
-}
-
 fn main() {
-    let postgres = match std::env::var("LAUNCH_BENCH_DATABASE").as_deref() {
-        Ok("postgres") => true,
-        Ok("sqlite") | Err(_) => false,
-        Ok(other) => panic!("LAUNCH_BENCH_DATABASE={other}: say sqlite or postgres"),
-    };
-    let agents = env_number("LAUNCH_BENCH_AGENTS", 1000);
-    let knobs = Knobs {
-        agents,
-        connections: env_number(
-            "LAUNCH_BENCH_CONNECTIONS",
-            agents.div_ceil(AGENTS_PER_CONNECTION),
-        )
-        .max(1),
-        idle: Duration::from_secs(env_number("LAUNCH_BENCH_IDLE_SECS", 0) as u64),
-        distinct_bundles: match std::env::var("LAUNCH_BENCH_BUNDLES").as_deref() {
-            Ok("distinct") => true,
-            Ok("same") | Err(_) => false,
-            Ok(other) => panic!("LAUNCH_BENCH_BUNDLES={other}: say same or distinct"),
-        },
-        bursts: env_number("LAUNCH_BENCH_BURSTS", 1).max(1),
-        perf_fifo: std::env::var("LAUNCH_BENCH_PERF_FIFO").ok(),
-        pg_socket: std::env::var_os("LAUNCH_BENCH_PG_SOCKET").is_some(),
-    };
-    assert!(
-        knobs.agents >= DEPLOYS * knobs.bursts,
-        "LAUNCH_BENCH_BURSTS={} needs {} agents, one per deploy: raise LAUNCH_BENCH_AGENTS",
-        knobs.bursts,
-        DEPLOYS * knobs.bursts
-    );
-    let replicas = env_number("LAUNCH_BENCH_REPLICAS", 1);
-    assert!(
-        replicas == 1 || (replicas == 2 && postgres),
-        "LAUNCH_BENCH_REPLICAS={replicas}: say 1, or 2 with LAUNCH_BENCH_DATABASE=postgres"
-    );
+    let knobs = Knobs::from_env();
+    let (postgres, replicas) = (knobs.postgres, knobs.replicas);
     let open_files = raise_open_files_limit();
     assert!(
         open_files as usize > 4 * knobs.connections + 64,
