@@ -83,15 +83,23 @@ fn main() {
         4 * knobs.connections + 64
     );
     let cluster = postgres.then(launch_e2e::postgres::Cluster::start);
+    // The database's name, and the URL the servers reach it by.
     let database = cluster.as_ref().map(|cluster| {
         let url = cluster.new_database();
-        match url.rsplit_once('/') {
-            Some((_, name)) if knobs.pg_socket => cluster.socket_url(name),
-            _ => url,
-        }
+        let name = url
+            .rsplit_once('/')
+            .expect("a database URL ends with its name")
+            .1
+            .to_owned();
+        let url = if knobs.pg_socket {
+            cluster.socket_url(&name)
+        } else {
+            url
+        };
+        (name, url)
     });
     let mut servers = vec![match &database {
-        Some(url) => Server::start_with(&["--database-url", url]),
+        Some((_, url)) => Server::start_with(&["--database-url", url]),
         None => Server::start(),
     }];
     if replicas == 2 {
@@ -108,8 +116,8 @@ fn main() {
         (true, n) => format!("load on postgres, {n} replicas"),
     };
     let postmaster = cluster.as_ref().and_then(|c| c.postmaster_pid());
-    if let (Some(cluster), Some(url)) = (&cluster, &database) {
-        database_floor(cluster, url, &label);
+    if let (Some(cluster), Some((name, _))) = (&cluster, &database) {
+        database_floor(cluster, name, &label);
     }
     runtime.block_on(run(&servers, postmaster, &knobs, &label));
 }

@@ -180,12 +180,7 @@ impl FloorShape {
 /// (would gathering concurrent deploys lower it?). The CPU is the
 /// machine's busy time, PostgreSQL's and pgbench's together: pgbench's
 /// backends exit before they can be counted one by one.
-pub fn database_floor(cluster: &launch_e2e::postgres::Cluster, url: &str, label: &str) {
-    let database = url
-        .split('?')
-        .next()
-        .and_then(|url| url.rsplit('/').next())
-        .expect("a database URL ends with its name, before any parameters");
+pub fn database_floor(cluster: &launch_e2e::postgres::Cluster, database: &str, label: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load");
     let scratch = tempfile::tempdir().expect("a temp dir for the grouped floor scripts");
     let deploys = FLOOR_CLIENTS * FLOOR_DEPLOYS_EACH;
